@@ -1,0 +1,32 @@
+"""A small JSON file per rank saying what it is doing; `tooling status` reads them over SSH."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ddp.atomic import atomic_write_json
+from ddp.dist import DistEnv
+
+
+class RankStatus:
+    def __init__(self, status_dir: Path, env: DistEnv, run_name: str) -> None:
+        self.path = status_dir / f"rank{env.rank}.json"
+        self.base = {
+            "run": run_name,
+            "rank": env.rank,
+            "local_rank": env.local_rank,
+            "node": env.node,
+            "pid": os.getpid(),
+            "world_size": env.world_size,
+            "restart_count": env.restart_count,
+            "started_at": time.time(),
+        }
+
+    def write(self, state: str, **fields: Any) -> None:
+        # Rewritten every few steps: atomic (never half a file) but not fsynced.
+        atomic_write_json(
+            self.path, {**self.base, "state": state, "updated_at": time.time(), **fields}, durable=False
+        )

@@ -1,0 +1,56 @@
+"""Sliding-window step statistics: throughput and its stability (sigma) over the last N steps."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+
+
+class StepWindow:
+    def __init__(self, size: int) -> None:
+        self._durations: deque[float] = deque(maxlen=size)
+        self._samples: deque[int] = deque(maxlen=size)
+
+    def add(self, duration_s: float, samples: int) -> None:
+        self._durations.append(duration_s)
+        self._samples.append(samples)
+
+    def __len__(self) -> int:
+        return len(self._durations)
+
+    def samples_per_second(self) -> float:
+        total = sum(self._durations)
+        return sum(self._samples) / total if total > 0 else 0.0
+
+    def rate_stddev(self, scale: float = 1.0) -> float:
+        """Sigma of the per-step rate (samples/step_time) times `scale` (world size -> job-wide rate)."""
+        rates = [scale * n / d for n, d in zip(self._samples, self._durations, strict=True) if d > 0]
+        return statistics.pstdev(rates) if len(rates) >= 2 else 0.0
+
+    def mean_duration(self) -> float:
+        return statistics.fmean(self._durations) if self._durations else 0.0
+
+
+class Decimated:
+    """A bounded series for long runs: when full, keep every other point and sample half as often."""
+
+    def __init__(self, capacity: int = 2000) -> None:
+        self.capacity = capacity
+        self.points: list[list[float]] = []
+        self._stride = 1
+        self._seen = 0
+
+    def add(self, *values: float) -> None:
+        self._seen += 1
+        if (self._seen - 1) % self._stride:
+            return
+        self.points.append([float(v) for v in values])
+        if len(self.points) >= self.capacity:
+            self.points = self.points[::2]
+            self._stride *= 2
+
+    def extend_from(self, points: list[list[float | None]]) -> None:
+        """Re-load a series written to JSON, where NaN was stored as null."""
+        for point in points:
+            self.add(*(math.nan if v is None else v for v in point))

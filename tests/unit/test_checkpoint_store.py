@@ -1,0 +1,97 @@
+"""Checkpoint files: atomic, verified by sha256, last K kept, corrupt ones skipped for older ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddp import atomic
+from ddp.checkpoint import CheckpointStore
+
+
+def state(value: float) -> dict:
+    return {"step": int(value), "model": {"w": torch.full((4,), value)}}
+
+
+def test_save_load_and_keep_last(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, keep_last=2)
+    for step in (10, 20, 30):
+        store.save(state(step), step)
+    assert [e.step for e in store.entries()] == [20, 30]
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["step-000000020.pt", "step-000000030.pt"]
+    found = store.load_newest()
+    assert found is not None
+    entry, loaded = found
+    assert entry.step == 30
+    assert torch.equal(loaded["model"]["w"], torch.full((4,), 30.0))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "garbage_same_size"])
+def test_damaged_newest_is_skipped_for_previous(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CheckpointStore(tmp_path, keep_last=3)
+    store.save(state(1), 1)
+    newest = store.save(state(2), 2)
+    path = tmp_path / newest.file
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        path.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    elif damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(b"\0" * len(data))
+    with caplog.at_level(logging.WARNING, logger="ddp.checkpoint"):
+        found = store.load_newest()
+    assert found is not None and found[0].step == 1
+    assert any(newest.file in r.getMessage() and "skipping" in r.getMessage() for r in caplog.records)
+
+
+def test_all_damaged_means_fresh_start(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, keep_last=3)
+    entry = store.save(state(1), 1)
+    (tmp_path / entry.file).write_bytes(b"x")
+    assert store.load_newest() is None
+
+
+def test_unreadable_manifest_is_reported_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = CheckpointStore(tmp_path, keep_last=3)
+    store.save(state(1), 1)
+    store.manifest_path.write_text("{not json")
+    with caplog.at_level(logging.ERROR, logger="ddp.checkpoint"):
+        assert store.load_newest() is None
+    assert "unreadable" in caplog.text
+
+
+def test_file_not_in_manifest_does_not_count(tmp_path: Path) -> None:
+    """A crash between writing the file and the manifest leaves a file that must not be trusted."""
+    store = CheckpointStore(tmp_path, keep_last=3)
+    store.save(state(1), 1)
+    torch.save({"format": 1, **state(9)}, tmp_path / "step-000000009.pt")
+    found = store.load_newest()
+    assert found is not None and found[0].step == 1
+
+
+def test_failed_write_leaves_previous_intact_and_no_temp_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CheckpointStore(tmp_path, keep_last=3)
+    store.save(state(1), 1)
+    before = json.loads(store.manifest_path.read_text())
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.save(state(2), 2)
+    monkeypatch.undo()
+    assert json.loads(store.manifest_path.read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "step-000000001.pt"]
+    assert store.load_newest() is not None

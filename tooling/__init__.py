@@ -1,0 +1,1 @@
+"""The operator CLI that runs on the control machine."""

@@ -1,0 +1,98 @@
+"""`tooling`: the operator's command line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tooling.console import cli_edge, console
+from tooling.local_run import run_local
+from tooling.phases import load_phases
+from tooling.sandbox.cli import sandbox_app
+
+app = typer.Typer(
+    name="tooling",
+    help="Provision, verify, deploy and judge a DDP training job, phase by phase.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+PhaseOption = Annotated[str, typer.Option("--phase", "-p", help="Phase: 1, 2a, 2b or 2c.")]
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title=f"run {summary['run']}: {summary['status']}", show_header=True)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    throughput = summary["throughput"]
+    grad = summary["grad_sync"]
+    rows = [
+        ("world size", f"{summary['world_size']} ({summary['nodes']} node(s) x {summary['nproc_per_node']})"),
+        ("steps", str(summary["steps"])),
+        (
+            "throughput, samples/s (mean over heartbeats)",
+            _fmt(throughput["global_samples_per_second_mean"], ".1f"),
+        ),
+        ("throughput sigma, samples/s", _fmt(throughput["global_samples_per_second_stddev"], ".1f")),
+        ("communication overhead", _fmt(summary["comm_overhead_ratio"], ".1%")),
+        ("CPU utilisation (per rank)", _fmt(summary["cpu_utilisation_ratio"], ".1%")),
+        ("memory pressure (max)", _fmt(summary["memory_pressure_ratio_max"], ".1%")),
+        (
+            "loss first -> last",
+            f"{_fmt(summary['loss']['first'], '.4f')} -> {_fmt(summary['loss']['last'], '.4f')}",
+        ),
+        ("non-finite losses", str(summary["nonfinite_loss_count"])),
+        ("gradient-sync accuracy", f"{_fmt(grad['accuracy_ratio'], '.2%')} of {grad['checks']} checks"),
+        (
+            "checkpoints saved / failed",
+            f"{summary['checkpoints']['saved']} / {summary['checkpoints']['failures']}",
+        ),
+        ("restarts", str(summary["restarts"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+@app.command()
+@cli_edge
+def rehearse(
+    phase: PhaseOption = "1",
+    steps: Annotated[int, typer.Option(help="Training steps of the rehearsal run.")] = 300,
+    output_dir: Annotated[Path, typer.Option(help="Where runs are written.")] = Path("runs"),
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Trainer setting KEY.PATH=VALUE.")
+    ] = None,
+) -> None:
+    """Rehearse a phase end to end on this machine and print the run's measurements."""
+    plan = load_phases()
+    plan.get(phase)
+    run_name = f"rehearsal-phase{phase}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # A short rehearsal must still exercise checkpoints and the probes.
+    sets = [
+        f"training.max_steps={steps}",
+        f"checkpoint.every_steps={max(1, steps // 3)}",
+        "metrics.bind_address=127.0.0.1",
+        *(overrides or []),
+    ]
+    summary = run_local(plan, phase, output_dir.resolve(), run_name, sets)
+    print_summary(summary)
+    console.print(f"summary: {output_dir / run_name / 'summary.json'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Run a phase's trainer on this machine: every process of the phase as local torchrun workers.
+
+Used for development and as the rehearsal where no sandbox cluster can run (no podman). The phase's
+real multi-node launch goes through Ansible (playbooks/launch.yml).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ddp.config import load_config
+from tooling.console import CheckFailed, console
+from tooling.phases import PhasePlan
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def local_command(
+    plan: PhasePlan, phase_name: str, output_dir: Path, run_name: str, overrides: list[str]
+) -> list[str]:
+    phase = plan.get(phase_name)
+    config = REPO_ROOT / phase.config
+    sets = [f"run.output_dir={output_dir}", f"run.name={run_name}", *overrides]
+    load_config(config, sets)  # refuse to launch anything from an invalid config
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={phase.world_size}",
+        f"--max-restarts={plan.rendezvous.max_restarts}",
+        "-m",
+        "ddp.real_ddp_trainer",
+        "--config",
+        str(config),
+        *(arg for item in sets for arg in ("--set", item)),
+    ]
+
+
+def run_local(
+    plan: PhasePlan, phase_name: str, output_dir: Path, run_name: str, overrides: list[str]
+) -> dict[str, Any]:
+    command = local_command(plan, phase_name, output_dir, run_name, overrides)
+    env = dict(os.environ)
+    if plan.rendezvous.disable_shared_tcp_store:
+        env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
+    console.print(f"[bold]phase {phase_name}[/bold]: {plan.get(phase_name).world_size} local processes")
+    proc = subprocess.run(command, env=env, check=False)
+    summary_path = output_dir / run_name / "summary.json"
+    if proc.returncode != 0:
+        raise CheckFailed(
+            f"the phase {phase_name} run failed (torchrun exit {proc.returncode})",
+            hint=f"see the per-rank logs in {output_dir / run_name / 'logs'}",
+        )
+    summary: dict[str, Any] = json.loads(summary_path.read_text())
+    return summary
