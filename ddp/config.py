@@ -184,9 +184,18 @@ def validate_config(data: dict[str, Any], source: str | Path = "<config>") -> Tr
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Overlay `top` on `base`. A section that changes `kind` (e.g. workload synthetic -> digits) replaces the
+    base section whole: the other kind's keys would be unknown to it."""
     merged = copy.deepcopy(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        below = merged.get(key)
+        if (
+            isinstance(value, dict)
+            and isinstance(below, dict)
+            and value.get("kind", below.get("kind")) != below.get("kind")
+        ):
+            merged[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(below, dict):
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
@@ -207,8 +216,15 @@ def read_with_base(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
     return _deep_merge(read_with_base(Path(path).parent / base, (*_seen, file)), data)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainerConfig:
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, overlay: str | Path | None = None
+) -> TrainerConfig:
+    """Read `path` (with its bases), lay the `overlay` file over it, apply `overrides`, validate."""
     data = read_with_base(path)
+    source = path
+    if overlay is not None:
+        data = _deep_merge(data, read_with_base(overlay))
+        source = overlay
     if overrides:
-        data = apply_overrides(data, overrides, f"{path} (overrides)")
-    return validate_config(data, path)
+        data = apply_overrides(data, overrides, f"{source} (overrides)")
+    return validate_config(data, source)

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(podman debootstrap runc uidmap iproute2 openssh-client prometheus prometheus-alertmanager)
+APT_PACKAGES=(podman debootstrap runc uidmap iproute2 openssh-client prometheus prometheus-alertmanager
+              numactl openmpi-bin iperf3)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

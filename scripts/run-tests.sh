@@ -8,11 +8,24 @@ export PATH="$PWD/$VENV/bin:$PATH"
 
 status=0
 "$VENV/bin/ruff" check ddp tooling tests bench || status=1
-"$VENV/bin/pytest" "$@"
-rc=$?
-if [ "$rc" -eq 5 ]; then
-  echo "run-tests: pytest collected no tests" >&2
-  rc=1
+
+run_pytest() {
+  "$VENV/bin/pytest" "$@"
+  local rc=$?
+  if [ "$rc" -eq 5 ]; then
+    echo "run-tests: pytest collected no tests for: $*" >&2
+    rc=1
+  fi
+  [ "$rc" -eq 0 ] || status=$rc
+}
+
+if [ "$#" -gt 0 ]; then
+  run_pytest "$@"
+  exit "$status"
 fi
-[ "$rc" -eq 0 ] || status=$rc
+# Unit and multi-process trainer tests, then the sandbox tests two at a time: molecule scenarios and the
+# provisioned cluster wait on apt and SSH more than on the CPU. Tests sharing the provisioned cluster
+# carry xdist_group("cluster") so one worker runs them all.
+run_pytest -m "not sandbox"
+run_pytest -m sandbox -n "${SANDBOX_WORKERS:-2}" --dist loadgroup
 exit "$status"

@@ -10,9 +10,14 @@ import typer
 from rich.table import Table
 
 from tooling.console import cli_edge, console
+from tooling.gates.cli import gate, phases
+from tooling.job_cli import deploy_command, status_command, stop_command
 from tooling.local_run import run_local
 from tooling.phases import load_phases
+from tooling.rehearse import rehearse_on_sandbox
+from tooling.report.cli import report
 from tooling.sandbox.cli import sandbox_app
+from tooling.verify.cli import verify_node
 
 app = typer.Typer(
     name="tooling",
@@ -22,6 +27,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.command("verify-node")(cli_edge(verify_node))
+app.command("deploy")(cli_edge(deploy_command))
+app.command("status")(cli_edge(status_command))
+app.command("stop")(cli_edge(stop_command))
+app.command("gate")(gate)
+app.command("phases")(phases)
+app.command("report")(report)
 
 PhaseOption = Annotated[str, typer.Option("--phase", "-p", help="Phase: 1, 2a, 2b or 2c.")]
 
@@ -69,25 +81,35 @@ def print_summary(summary: dict[str, Any]) -> None:
 def rehearse(
     phase: PhaseOption = "1",
     steps: Annotated[int, typer.Option(help="Training steps of the rehearsal run.")] = 300,
-    output_dir: Annotated[Path, typer.Option(help="Where runs are written.")] = Path("runs"),
+    local: Annotated[
+        bool, typer.Option(help="Run the phase's processes on this machine, no sandbox.")
+    ] = False,
+    output_dir: Annotated[Path, typer.Option(help="Where run summaries are written.")] = Path("runs"),
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Trainer setting KEY.PATH=VALUE.")
     ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run to finish.")] = 1800,
 ) -> None:
-    """Rehearse a phase end to end on this machine and print the run's measurements."""
+    """Rehearse a phase end to end on the local sandbox cluster (or --local) and print its measurements."""
     plan = load_phases()
     plan.get(phase)
-    run_name = f"rehearsal-phase{phase}-{time.strftime('%Y%m%d-%H%M%S')}"
-    # A short rehearsal must still exercise checkpoints and the probes.
-    sets = [
-        f"training.max_steps={steps}",
-        f"checkpoint.every_steps={max(1, steps // 3)}",
-        "metrics.bind_address=127.0.0.1",
-        *(overrides or []),
-    ]
-    summary = run_local(plan, phase, output_dir.resolve(), run_name, sets)
+    if local:
+        run_name = f"rehearsal-phase{phase}-{time.strftime('%Y%m%d-%H%M%S')}"
+        # A short rehearsal must still exercise checkpoints and the probes.
+        sets = [
+            f"training.max_steps={steps}",
+            f"checkpoint.every_steps={max(1, steps // 3)}",
+            "metrics.bind_address=127.0.0.1",
+            *(overrides or []),
+        ]
+        summary = run_local(plan, phase, output_dir.resolve(), run_name, sets)
+        path = output_dir / run_name / "summary.json"
+    else:
+        summary, path = rehearse_on_sandbox(
+            plan, phase, steps, list(overrides or []), output_dir.resolve(), timeout
+        )
     print_summary(summary)
-    console.print(f"summary: {output_dir / run_name / 'summary.json'}")
+    console.print(f"summary: {path}")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ddp.config_errors import ConfigError, format_validation_error, load_yaml_mapping
+from tooling.gates.criteria import GateSection
 
 DEFAULT_PHASES_FILE = Path(__file__).with_name("phases.yml")
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -28,6 +29,9 @@ class Phase(_Strict):
     config: str
     previous: str | None = None
     fallback: str | None = None
+    # The go/no-go criteria (tooling/gates/criteria.py has the catalogue; sites override them with
+    # `tooling gate --criteria FILE`, see tooling/gates/site.py).
+    gate: GateSection = Field(default_factory=GateSection)
 
     @property
     def world_size(self) -> int:

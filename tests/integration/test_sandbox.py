@@ -5,7 +5,6 @@ Runs under its own prefix, subnet, state dir and inventory so a developer's runn
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -14,69 +13,34 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.sandbox_harness import ROOT, Sandbox, explain
+
 pytestmark = [
     pytest.mark.sandbox,
     pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "ddp-sbxtest"
 SUBNET = "10.213.32.0/24"
 
 
-class Sandbox:
-    def __init__(self, tmp: Path) -> None:
-        self.state_dir = tmp / "state"
-        self.inventory = tmp / "inventory"
-        self.env = {
-            **os.environ,
-            "DDP_SANDBOX_PREFIX": PREFIX,
-            "DDP_SANDBOX_SUBNET": SUBNET,
-            "DDP_SANDBOX_STATE_DIR": str(self.state_dir),
-            "DDP_SANDBOX_INVENTORY": str(self.inventory),
-            "COLUMNS": "200",  # keep rich tables on one line per host
-        }
-
-    def cli(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tooling.sandbox", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def podman(self, *args: str) -> subprocess.CompletedProcess[str]:
-        from tooling.sandbox.podman import podman_env
-
-        return subprocess.run(
-            ["podman", *args], env=podman_env(self.state_dir), capture_output=True, text=True, check=False
-        )
-
-
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path_factory.mktemp("sandbox"))
+    box = Sandbox(tmp_path_factory.mktemp("sandbox"), PREFIX, SUBNET)
     try:
         yield box
     finally:
         box.cli("down")
 
 
-def _explain(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
 def test_sandbox_lifecycle(sandbox: Sandbox) -> None:
     started = sandbox.cli("up", "--nodes", "2")
-    assert started.returncode == 0, _explain(started)
+    assert started.returncode == 0, explain(started)
     hosts_file = sandbox.inventory / "hosts.yml"
     assert hosts_file.is_file()
 
     status = sandbox.cli("status")
-    assert status.returncode == 0, _explain(status)
+    assert status.returncode == 0, explain(status)
     for host in ("node1", "node2", "monitor"):
         line = next(ln for ln in status.stdout.splitlines() if f" {host} " in ln)
         assert "running" in line and "answers" in line, status.stdout
@@ -91,18 +55,18 @@ def test_sandbox_lifecycle(sandbox: Sandbox) -> None:
         timeout=300,
         check=False,
     )
-    assert ping.returncode == 0, _explain(ping)
+    assert ping.returncode == 0, explain(ping)
     for host in ("node1", "node2", "monitor"):
         assert f"{host} | SUCCESS" in ping.stdout, ping.stdout
 
     again = sandbox.cli("up", "--nodes", "2")
-    assert again.returncode == 0, _explain(again)
+    assert again.returncode == 0, explain(again)
     assert "already up" in again.stdout
 
     stopped = sandbox.podman("stop", "--time", "2", f"{PREFIX}-node2")
     assert stopped.returncode == 0, stopped.stderr
     degraded = sandbox.cli("status")
-    assert degraded.returncode == 1, _explain(degraded)
+    assert degraded.returncode == 1, explain(degraded)
     assert "node2" in degraded.stdout and "does not answer" in degraded.stdout
     assert "node1 (" not in degraded.stdout  # only the stopped node is named
 
@@ -112,7 +76,7 @@ def test_sandbox_lifecycle(sandbox: Sandbox) -> None:
 
     # `up` brings the stopped node back at the same address with the same host keys.
     repaired = sandbox.cli("up", "--nodes", "2")
-    assert repaired.returncode == 0, _explain(repaired)
+    assert repaired.returncode == 0, explain(repaired)
     assert sandbox.cli("status").returncode == 0
     assert (sandbox.state_dir / "known_hosts").read_text() == known_hosts
     address = sandbox.podman(
@@ -121,7 +85,7 @@ def test_sandbox_lifecycle(sandbox: Sandbox) -> None:
     assert address.stdout.strip() == "10.213.32.12"
 
     removed = sandbox.cli("down")
-    assert removed.returncode == 0, _explain(removed)
+    assert removed.returncode == 0, explain(removed)
     left = sandbox.podman(
         "ps", "-a", "--filter", f"label=ddp.sandbox.prefix={PREFIX}", "--format", "{{.Names}}"
     )

@@ -83,8 +83,17 @@ def test_group_vars_carry_accelerator_and_the_hosts_extra_cas(tmp_path: Path) ->
     (tmp_path / "ignored.pem").write_text("x")
     cas = inventory.extra_ca_certificates(str(tmp_path / "*.crt"))
     assert cas == [str(tmp_path / "a.crt"), str(tmp_path / "b.crt")]
-    assert inventory.render_group_vars(cas) == {"accelerator": "cpu", "common_extra_ca_certificates": cas}
-    assert inventory.render_group_vars([]) == {"accelerator": "cpu"}
+    state = Path("/srv/sandbox-state")
+    offline = {
+        "pytorch_wheelhouse": "/srv/sandbox-state/wheelhouse-torch",
+        "pytorch_wheelhouse_prepare": True,
+    }
+    assert inventory.render_group_vars(cas, state) == {
+        "accelerator": "cpu",
+        **offline,
+        "common_extra_ca_certificates": cas,
+    }
+    assert inventory.render_group_vars([], state) == {"accelerator": "cpu", **offline}
 
 
 def test_written_files_are_valid_yaml_and_down_removes_only_them(tmp_path: Path) -> None:
@@ -110,7 +119,7 @@ def test_written_files_are_valid_yaml_and_down_removes_only_them(tmp_path: Path)
 def test_a_failed_write_leaves_no_hosts_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _settings(tmp_path, 4)
 
-    def boom(_: object) -> dict[str, Any]:
+    def boom(*_: object) -> dict[str, Any]:
         raise RuntimeError("render failed")
 
     monkeypatch.setattr(inventory, "render_group_vars", boom)

@@ -99,8 +99,14 @@ def extra_ca_certificates(pattern: str = EXTRA_CA_GLOB) -> list[str]:
     return sorted(glob.glob(pattern))
 
 
-def render_group_vars(ca_files: list[str]) -> dict[str, Any]:
-    data: dict[str, Any] = {"accelerator": "cpu"}
+def render_group_vars(ca_files: list[str], state_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "accelerator": "cpu",
+        # Nodes cannot reach an index over TLS without the site's CA, and the torch wheel is large:
+        # the control machine fills a wheelhouse once (pip's own configuration) and nodes install from it.
+        "pytorch_wheelhouse": str(state_dir / "wheelhouse-torch"),
+        "pytorch_wheelhouse_prepare": True,
+    }
     if ca_files:
         data["common_extra_ca_certificates"] = ca_files
     return data
@@ -114,7 +120,9 @@ def _dump(data: dict[str, Any]) -> str:
 def write_inventory(settings: SandboxSettings, endpoints: dict[str, Endpoint]) -> Path:
     """group_vars first, hosts.yml last: a hosts.yml on disk means the inventory is complete."""
     directory = settings.inventory_dir
-    atomic_write_text(directory / GROUP_VARS_FILE, _dump(render_group_vars(extra_ca_certificates())))
+    atomic_write_text(
+        directory / GROUP_VARS_FILE, _dump(render_group_vars(extra_ca_certificates(), settings.state_dir))
+    )
     hosts = directory / HOSTS_FILE
     atomic_write_text(hosts, _dump(render_hosts(settings, endpoints)))
     return hosts

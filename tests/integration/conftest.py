@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.sandbox_harness import Sandbox, explain
+
+CLUSTER_PREFIX = "ddp-itest"
+CLUSTER_SUBNET = "10.213.34.0/24"
+
+
+@pytest.fixture(scope="session")
+def phase2a_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """Two nodes and a monitoring host provisioned by `site.yml -l phase2a`, shared by the sandbox tests
+    (provisioning is the slow part). Tests that break a node put it back."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed")
+    box = Sandbox(tmp_path_factory.mktemp("cluster"), CLUSTER_PREFIX, CLUSTER_SUBNET)
+    try:
+        started = box.cli("up", "--nodes", "2")
+        assert started.returncode == 0, explain(started)
+        from tooling.runner import run_playbook
+
+        first = run_playbook(
+            "site.yml",
+            inventory=box.inventory,
+            runs_dir=box.runs,
+            limit="phase2a",
+            label="site-phase2a",
+            progress=False,
+            timeout=2400,
+        )
+        assert first.ok, f"{first.explanation}: {first.hard_failures()[:5]} (see {first.artifact_dir})"
+        box.first_provisioning = first  # type: ignore[attr-defined]
+        yield box
+    finally:
+        box.cli("down")

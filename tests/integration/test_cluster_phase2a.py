@@ -1,0 +1,155 @@
+"""Phase 2a on the sandbox cluster, the way an operator runs it: site.yml converges and re-runs with
+changed=0, MPI and torchrun span both nodes, `tooling deploy` runs phase 1 then 2a, `tooling status`
+shows every rank, and bad input fails clearly."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.integration.sandbox_harness import Sandbox, explain
+from tooling.inventory import load_inventory, ssh_targets
+from tooling.remote import RemoteResult, run_command, run_everywhere
+from tooling.runner import run_playbook
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
+
+SMALL_RUN = [
+    "workload.input_dim=64",
+    "workload.hidden_dim=128",
+    "workload.num_samples=8192",
+    "training.batch_size=16",
+    "checkpoint.every_steps=20",
+]
+
+
+def on_node(box: Sandbox, host: str, command: str, timeout: float = 300) -> RemoteResult:
+    target = {t.name: t for t in ssh_targets(load_inventory(box.inventory), [host])}[host]
+    return run_command(target, command, timeout_s=timeout)
+
+
+def wait_for_summary(box: Sandbox, run_dir: str, status: str = "completed", timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = on_node(box, "node1", f"cat {run_dir}/summary.json")
+        if last.rc == 0:
+            summary = json.loads(last.stdout)
+            if summary["status"] in (status, "failed"):
+                return summary
+        time.sleep(3)
+    raise AssertionError(f"no {status} summary in {run_dir} on node1: {last}")
+
+
+def test_site_rerun_changes_nothing(phase2a_cluster: Sandbox) -> None:
+    first = phase2a_cluster.first_provisioning  # type: ignore[attr-defined]
+    assert sum(s.changed for s in first.stats.values()) > 0, "the first run must really have provisioned"
+    again = run_playbook(
+        "site.yml",
+        inventory=phase2a_cluster.inventory,
+        runs_dir=phase2a_cluster.runs,
+        limit="phase2a",
+        label="site-phase2a-again",
+        progress=False,
+        timeout=1200,
+    )
+    assert again.ok, again.explanation
+    assert {"node1", "node2"} <= set(again.stats)
+    changed = {host: s.changed for host, s in again.stats.items() if s.changed}
+    assert changed == {}, f"second run changed something: {changed} (see {again.artifact_dir})"
+
+
+def test_mpirun_spans_both_nodes(phase2a_cluster: Sandbox) -> None:
+    # As the training account: the common role gives it the cluster SSH key and known_hosts.
+    result = on_node(phase2a_cluster, "node1", "su - ddp -c 'mpirun -np 2 --host node1,node2 hostname'")
+    assert result.rc == 0, result
+    assert sorted(result.stdout.split()) == [
+        phase2a_cluster.container("node1"),
+        phase2a_cluster.container("node2"),
+    ]
+
+
+def test_torchrun_two_nodes_by_two_processes(phase2a_cluster: Sandbox) -> None:
+    run_id = "torchrun-2x2"
+    sets = " ".join(f"--set {s}" for s in [*SMALL_RUN, "training.max_steps=40"])
+    targets = ssh_targets(load_inventory(phase2a_cluster.inventory), ["node1", "node2"])
+    results = run_everywhere(
+        targets, f"DDP_RUN_ID={run_id} ddp-launch --nproc-per-node 2 {sets}", timeout_s=600
+    )
+    for host, result in results.items():
+        assert result.rc == 0, f"{host}: {result.stderr[-3000:]}"
+    summary = wait_for_summary(phase2a_cluster, f"/var/lib/ddp/runs/{run_id}", timeout=30)
+    assert summary["status"] == "completed"
+    assert (summary["world_size"], summary["nodes"], summary["steps"]) == (4, 2, 40)
+    assert {r["node"] for r in summary["ranks"]} == {"node1", "node2"}
+    assert summary["grad_sync"]["mismatches"] == 0 and summary["grad_sync"]["checks"] >= 1
+
+
+def deploy(box: Sandbox, phase: str, *extra: str) -> None:
+    sets = [arg for s in SMALL_RUN for arg in ("--set", s)]
+    result = box.tooling("deploy", "--phase", phase, "--inventory", str(box.inventory), *sets, *extra)
+    assert result.returncode == 0, explain(result)
+    assert "is up" in result.stdout
+
+
+def status(box: Sandbox) -> str:
+    result = box.tooling("status", "--inventory", str(box.inventory))
+    assert result.returncode == 0, explain(result)
+    return result.stdout
+
+
+def test_deploy_phase1_then_phase2a(phase2a_cluster: Sandbox) -> None:
+    deploy(phase2a_cluster, "1", "--run-id", "deploy-phase1", "--set", "training.max_steps=3000")
+    shown = status(phase2a_cluster)
+    assert "4/4 ranks reported" in shown
+    stopped = phase2a_cluster.tooling("stop", "--inventory", str(phase2a_cluster.inventory))
+    assert stopped.returncode == 0, explain(stopped)
+    summary = wait_for_summary(
+        phase2a_cluster, "/var/lib/ddp/runs/deploy-phase1", status="stopped", timeout=60
+    )
+    assert summary["status"] == "stopped" and summary["world_size"] == 4
+    assert summary["checkpoints"]["last_step"] == summary["steps"], "a clean stop writes a final checkpoint"
+
+    deploy(
+        phase2a_cluster,
+        "2a",
+        "--skip-provision",
+        "--run-id",
+        "deploy-phase2a",
+        "--set",
+        "training.max_steps=60",
+    )
+    summary = wait_for_summary(phase2a_cluster, "/var/lib/ddp/runs/deploy-phase2a")
+    assert summary["status"] == "completed"
+    assert (summary["world_size"], summary["nodes"]) == (8, 2)
+    shown = status(phase2a_cluster)
+    assert "8/8 ranks reported" in shown and "job completed" in shown
+    for host in ("node1", "node2"):
+        assert shown.count(f" {host} ") >= 4 or shown.count(host) >= 4, shown
+
+
+def test_deploy_bad_input_fails_clearly(phase2a_cluster: Sandbox) -> None:
+    box = phase2a_cluster
+    unknown = box.tooling("deploy", "--phase", "3", "--inventory", str(box.inventory))
+    assert unknown.returncode == 2 and "unknown phase '3'" in unknown.stderr, explain(unknown)
+
+    too_big = box.tooling("deploy", "--phase", "2b", "--inventory", str(box.inventory))
+    assert too_big.returncode == 2 and "no group 'phase2b'" in too_big.stderr, explain(too_big)
+
+    missing = box.tooling("deploy", "--phase", "1", "--inventory", str(box.tmp / "nowhere"))
+    assert missing.returncode == 2 and "inventory not found" in missing.stderr, explain(missing)
+
+    stopped = box.podman("stop", "--time", "2", box.container("node2"))
+    assert stopped.returncode == 0, stopped.stderr
+    try:
+        unreachable = box.tooling(
+            "deploy", "--phase", "2a", "--inventory", str(box.inventory), "--skip-provision"
+        )
+    finally:
+        restarted = box.cli("up", "--nodes", "2")
+    assert restarted.returncode == 0, explain(restarted)
+    assert unreachable.returncode == 1, explain(unreachable)
+    output = unreachable.stdout + unreachable.stderr
+    assert "node2" in output and "nothing was launched" in output, output[-4000:]

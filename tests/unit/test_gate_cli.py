@@ -1,0 +1,142 @@
+"""`tooling gate` and `tooling phases` end to end on recorded runs: exit codes, records, the critical path."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.unit.fixtures.gates.recorded import FIXTURES
+from tooling.cli import app
+
+runner = CliRunner()
+WAIVE_HOST_LIMITS = {
+    "gate_criteria": {
+        "all": {
+            name: {"waive": "sandbox rehearsal: no node_exporter, no soak"}
+            for name in ("packet_loss", "thermal_throttling", "uptime")
+        },
+        "1": {
+            "throughput_sigma": {"target": "< 2000", "minimum": "< 3000"},
+            "comm_overhead": {"target": "<= 80%", "minimum": "<= 90%"},
+        },
+    }
+}
+
+
+def _flat(text: str) -> str:
+    """Error panels wrap and frame their text; compare words, not layout."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def _run_dir(tmp_path: Path, fixture: str) -> Path:
+    run = tmp_path / "runs" / fixture
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text((FIXTURES / f"{fixture}.json").read_text())
+    return run
+
+
+def _gate(tmp_path: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["gate", "--decisions", str(tmp_path / "decisions"), *args])
+    return result.exit_code, result.output
+
+
+def test_no_go_exits_1_and_keeps_the_decision(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path, "phase1_4rank_cpu")
+    code, out = _gate(tmp_path, "--phase", "1", "--run", str(run))
+    assert code == 1, out
+    assert "NO-GO" in out and "NO DATA" in out and "SKIP" in out
+    records = list((tmp_path / "decisions").glob("phase1-*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["decision"] == "NO-GO"
+    assert record["run"]["run_id"] == "phase1" and record["run"]["world_size"] == 4
+    assert record["window"]["start"] < record["window"]["end"]
+    assert record["sources"]["summary"] == str(run / "summary.json")
+    rows = {r["criterion"]: r for r in record["criteria"]}
+    assert rows["throughput"]["target"] == {"op": ">=", "value": 270.0}
+    assert rows["throughput"]["source"] == "summary"
+    markdown = records[0].with_suffix(".md").read_text()
+    assert "# Phase 1 gate: NO-GO" in markdown and "| throughput |" in markdown
+
+
+def test_go_with_site_criteria_then_phases_moves_on(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path, "phase1_4rank_cpu")
+    site = tmp_path / "gate_criteria.yml"
+    site.write_text(yaml.safe_dump(WAIVE_HOST_LIMITS))
+    code, out = _gate(tmp_path, "--phase", "1", "--run", str(run), "--criteria", str(site), "--json")
+    assert code == 0, out
+    record = json.loads(out)
+    assert record["decision"] == "GO"
+    assert set(record["waivers"]) == {"packet_loss", "thermal_throttling", "uptime"}
+    assert record["sources"]["criteria_file"] == str(site)
+
+    result = runner.invoke(app, ["phases", "--decisions", str(tmp_path / "decisions"), "--json"])
+    assert result.exit_code == 0, result.output
+    path = {row["phase"]: row for row in json.loads(result.output)}
+    assert path["1"]["decision"] == "GO" and not path["1"]["next"]
+    assert path["2a"]["decision"] is None and path["2a"]["next"]
+    table = runner.invoke(app, ["phases", "--decisions", str(tmp_path / "decisions")])
+    assert "next: phase 2a" in table.output and "not run" in table.output
+
+    # Phase 2a's efficiency is measured against phase 1's decision of record.
+    run2 = _run_dir(tmp_path, "phase2a_8rank_cpu")
+    code, out = _gate(tmp_path, "--phase", "2a", "--run", str(run2), "--json")
+    assert code == 1
+    record2 = json.loads(out)
+    assert record2["scaling"]["baseline"]["throughput"] == record["measurements"]["throughput"]["value"]
+    assert record2["scaling"]["baseline"]["source"].startswith("decision record ")
+    assert 0 < record2["scaling"]["efficiency"] < 1
+
+
+def test_bad_criteria_file_is_a_usage_error(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path, "phase1_4rank_cpu")
+    site = tmp_path / "site.yml"
+    site.write_text("gate_criteria:\n  '1':\n    throughput: {target: fast, minimum: 250}\n")
+    code, out = _gate(tmp_path, "--phase", "1", "--run", str(run), "--criteria", str(site))
+    assert code == 2
+    flat = _flat(out)
+    assert "site.yml" in flat and "gate_criteria.1.throughput.target" in flat
+    assert "expected a comparison like '>= 250'" in flat
+    assert not (tmp_path / "decisions").exists()
+
+
+def test_unknown_phase_and_missing_run_are_usage_errors(tmp_path: Path) -> None:
+    code, out = _gate(tmp_path, "--phase", "3")
+    assert code == 2 and "unknown phase '3'" in out
+    code, out = _gate(tmp_path, "--phase", "1", "--run", str(tmp_path / "nowhere"))
+    assert code == 2 and "no run summary here" in _flat(out)
+
+
+def test_default_run_is_the_newest_of_the_phase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run_dir(tmp_path, "phase1_4rank_cpu").rename(tmp_path / "runs" / "rehearsal-phase1-20260101-000000")
+    code, out = _gate(tmp_path, "--phase", "1", "--runs-dir", str(tmp_path / "runs"), "--json")
+    assert code == 1
+    assert "rehearsal-phase1-20260101-000000" in json.loads(out)["sources"]["summary"]
+
+
+def test_unreachable_prometheus_falls_back_to_the_summary(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    run = _run_dir(tmp_path, "phase1_4rank_cpu")
+    code, out = _gate(tmp_path, "--phase", "1", "--run", str(run), "--prometheus", url, "--json")
+    assert code == 1
+    record = json.loads(out[out.index("{") :])
+    assert url in record["sources"]["prometheus_error"]
+    assert "cannot be reached" in record["sources"]["prometheus_error"]
+    assert {r["source"] for r in record["criteria"]} <= {"summary", "previous phase"}
+
+
+def test_measured_elsewhere(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path, "phase1_4rank_cpu")
+    code, out = _gate(tmp_path, "--phase", "1", "--run", str(run), "--measured", "uptime=99.95%", "--json")
+    rows = {r["criterion"]: r for r in json.loads(out)["criteria"]}
+    assert rows["uptime"]["measured"] == pytest.approx(0.9995) and rows["uptime"]["source"] == "given"
+    code, out = _gate(tmp_path, "--phase", "1", "--run", str(run), "--measured", "uptim=1")
+    assert code == 2 and "expected NAME=VALUE" in out

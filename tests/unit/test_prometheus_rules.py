@@ -1,0 +1,432 @@
+"""Prometheus rules and monitoring configuration, checked with the real tools (promtool, amtool).
+
+- the alert and recording rules pass `promtool check rules` and their `promtool test rules` unit tests;
+- every alert has a test where it fires and one where it stays quiet, every recording rule an expression test;
+- the prometheus/alertmanager templates, rendered by Ansible from the roles' defaults, pass
+  `promtool check config`, `promtool check web-config` and `amtool check-config`;
+- the file_sd target lists written by the prometheus role's `targets` entry point name exactly a phase's
+  nodes and ranks (tooling/phases.yml), also when the limit leaves the monitoring host out.
+
+promtool and amtool come from the Debian packages `prometheus` and `prometheus-alertmanager`
+(scripts/bootstrap.sh installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PROM_ROLE = ROOT / "roles" / "prometheus"
+AM_ROLE = ROOT / "roles" / "alertmanager"
+RULES_DIR = PROM_ROLE / "files" / "rules"
+RULE_TESTS_DIR = PROM_ROLE / "files" / "rules-tests"
+RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
+RULE_TEST_FILES = sorted(RULE_TESTS_DIR.glob("*.test.yml"))
+PHASES = yaml.safe_load((ROOT / "tooling" / "phases.yml").read_text())
+RECORD_NAME = re.compile(r"^(job|instance):[a-z][a-z0-9_]*:[a-z0-9_]+$")
+TEST_PASSWORD_HASH = "$2b$10$O.26R7CApDyeVTmvOk2x/uyqeRBBujEyxWzqc8zHuyDrQiN7N7Aim"
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} not found on PATH: install the Debian packages prometheus and prometheus-alertmanager "
+            "(scripts/bootstrap.sh does)"
+        )
+    return path
+
+
+def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, **kwargs)
+    assert result.returncode == 0, (
+        f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    )
+    return result
+
+
+def _rules() -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            rules.extend(group["rules"])
+    return rules
+
+
+def _rule_tests() -> list[dict[str, Any]]:
+    return [test for path in RULE_TEST_FILES for test in yaml.safe_load(path.read_text())["tests"]]
+
+
+# --- rules ---------------------------------------------------------------------------------------------
+
+
+def test_rule_files_exist() -> None:
+    assert RULE_FILES, f"no rule files in {RULES_DIR}"
+    assert RULE_TEST_FILES, f"no promtool test files in {RULE_TESTS_DIR}"
+
+
+def test_rules_pass_promtool_check() -> None:
+    _run([_tool("promtool"), "check", "rules", *map(str, RULE_FILES)])
+
+
+@pytest.mark.parametrize("test_file", RULE_TEST_FILES, ids=lambda p: p.name)
+def test_rule_unit_tests_pass(test_file: Path) -> None:
+    # Rule paths in the test files are relative to the test file.
+    _run([_tool("promtool"), "test", "rules", test_file.name], cwd=test_file.parent)
+
+
+def test_every_alert_is_tested_firing_and_quiet() -> None:
+    alerts = {rule["alert"] for rule in _rules() if "alert" in rule}
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for test in _rule_tests():
+        for case in test.get("alert_rule_test", []):
+            (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    assert not alerts - firing, f"alerts never tested firing: {sorted(alerts - firing)}"
+    assert not alerts - quiet, f"alerts never tested quiet: {sorted(alerts - quiet)}"
+    assert not (firing | quiet) - alerts, f"tests name unknown alerts: {sorted((firing | quiet) - alerts)}"
+
+
+def test_every_recording_rule_is_tested() -> None:
+    records = {rule["record"] for rule in _rules() if "record" in rule}
+    exprs = " ".join(case["expr"] for test in _rule_tests() for case in test.get("promql_expr_test", []))
+    untested = {name for name in records if name not in exprs}
+    assert not untested, f"recording rules without a promql_expr_test: {sorted(untested)}"
+
+
+def test_required_alerts_exist() -> None:
+    alerts = {rule["alert"] for rule in _rules() if "alert" in rule}
+    required = {
+        "TrainerRankDown",
+        "NodeDown",
+        "TrainerThroughputDrop",
+        "TrainerNonFiniteLoss",
+        "TrainerGradSyncMismatch",
+        "TrainerCheckpointStale",
+        "CheckpointDiskFillingUp",
+        "TrainerMemoryPressure",
+        "NodeCPUThrottling",
+        "NodeHighTemperature",
+        "TrainerCheckpointWriteFailures",
+    }
+    assert not required - alerts, f"missing alerts: {sorted(required - alerts)}"
+
+
+def test_rule_style() -> None:
+    for rule in _rules():
+        if "record" in rule:
+            assert RECORD_NAME.match(rule["record"]), (
+                f"recording rule {rule['record']!r}: expected level:metric:ops"
+            )
+        else:
+            name = rule["alert"]
+            assert rule.get("labels", {}).get("severity") in {"critical", "warning"}, (
+                f"{name}: severity label"
+            )
+            assert {"summary", "description"} <= set(rule.get("annotations", {})), (
+                f"{name}: summary and description"
+            )
+
+
+def test_memory_pressure_thresholds_follow_the_plan() -> None:
+    exprs = {
+        rule["labels"]["severity"]: rule["expr"]
+        for rule in _rules()
+        if rule.get("alert") == "TrainerMemoryPressure"
+    }
+    assert exprs["critical"].rstrip().endswith("> 0.90")
+    assert exprs["warning"].rstrip().endswith("> 0.85")
+
+
+# --- configuration rendered from the roles' templates -------------------------------------------------
+
+
+def _ansible_playbook(tmp_path: Path, playbook: list[dict[str, Any]], *args: str) -> None:
+    binary = Path(sys.executable).with_name("ansible-playbook")
+    if not binary.exists():
+        found = shutil.which("ansible-playbook")
+        if found is None:
+            pytest.fail("ansible-playbook not found: run scripts/bootstrap.sh")
+        binary = Path(found)
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(playbook, sort_keys=False))
+    env = {
+        **os.environ,
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible-tmp"),
+        "ANSIBLE_REMOTE_TEMP": str(tmp_path / ".ansible-remote-tmp"),
+        "ANSIBLE_HOST_KEY_CHECKING": "0",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+    }
+    env.pop("ANSIBLE_CONFIG", None)
+    _run([str(binary), *args, "play.yml"], cwd=tmp_path, env=env)
+
+
+TEMPLATES = {
+    "prometheus.yml": PROM_ROLE / "templates" / "prometheus.yml.j2",
+    "web.yml": PROM_ROLE / "templates" / "web.yml.j2",
+    "flags": PROM_ROLE / "templates" / "prometheus.default.j2",
+    "alertmanager.yml": AM_ROLE / "templates" / "alertmanager.yml.j2",
+}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "auth_tls": {
+        "prometheus_basic_auth_users": {"admin": TEST_PASSWORD_HASH},
+        "prometheus_self_scrape_user": "admin",
+        "prometheus_self_scrape_password": "test-only",
+        "prometheus_tls_cert_file": "/control/cert.pem",
+        "prometheus_tls_key_file": "/control/key.pem",
+    },
+    "auth_only": {"prometheus_basic_auth_users": {"admin": TEST_PASSWORD_HASH}},
+    "receivers": {
+        "alertmanager_webhook_urls": ["https://chat.example.org/hooks/T0KEN"],
+        "alertmanager_email_to": ["ml-oncall@example.org"],
+        "alertmanager_smtp_smarthost": "smtp.example.org:587",
+        "alertmanager_smtp_from": "alertmanager@example.org",
+        "alertmanager_smtp_auth_username": "alertmanager",
+        "alertmanager_smtp_auth_password": "test-only",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every variant of the templates, rendered by Ansible from the roles' defaults and vars in one run.
+
+    Each variant's config dir holds the role's rules (so `promtool check config` checks them through
+    rule_files), a self-signed TLS pair and a self-scrape password file, as the role would install them.
+    """
+    tmp_path = tmp_path_factory.mktemp("render")
+    outputs: dict[str, Path] = {}
+    tasks = []
+    for name, overrides in VARIANTS.items():
+        out = tmp_path / name
+        config_dir = out / "etc"
+        shutil.copytree(RULES_DIR, config_dir / "rules")
+        (config_dir / "file_sd").mkdir()
+        (config_dir / "tls").mkdir()
+        (config_dir / "self-scrape.password").write_text("test-only")
+        outputs[name] = out
+        task_vars = {
+            "ansible_host": "192.0.2.20",
+            "prometheus_config_dir": str(config_dir),
+            "prometheus_file_sd_dir": str(config_dir / "file_sd"),
+            **overrides,
+        }
+        tasks.append(
+            {
+                "name": f"Render the {name} variant",
+                "ansible.builtin.template": {
+                    "src": "{{ item.value }}",
+                    "dest": f"{out}/{{{{ item.key }}}}",
+                    "mode": "0644",
+                },
+                "loop": "{{ templates | dict2items }}",
+                "vars": task_vars,
+            }
+        )
+    play = {
+        "name": "Render the monitoring templates",
+        "hosts": "localhost",
+        "connection": "local",
+        "gather_facts": False,
+        "vars_files": [
+            str(PROM_ROLE / "defaults" / "main.yml"),
+            str(PROM_ROLE / "vars" / "main.yml"),
+            str(AM_ROLE / "defaults" / "main.yml"),
+            str(AM_ROLE / "vars" / "main.yml"),
+        ],
+        "vars": {"templates": {k: str(v) for k, v in TEMPLATES.items()}},
+        "tasks": tasks,
+    }
+    _ansible_playbook(tmp_path, [play], "-i", "localhost,")
+    tls = outputs["auth_tls"] / "etc" / "tls"
+    _run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=monitor",
+            "-keyout",
+            str(tls / "server.key"),
+            "-out",
+            str(tls / "server.crt"),
+        ]
+    )
+    return outputs
+
+
+def test_default_prometheus_config_passes_promtool(rendered: dict[str, Path]) -> None:
+    out = rendered["default"]
+    result = _run([_tool("promtool"), "check", "config", str(out / "prometheus.yml")])
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout + result.stderr
+    config = yaml.safe_load((out / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"prometheus", "node", "trainer"}
+    assert jobs["trainer"]["honor_labels"] is True
+    assert jobs["trainer"]["file_sd_configs"][0]["files"] == [f"{out}/etc/file_sd/trainer.yml"]
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["192.0.2.20:9090"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["192.0.2.20:9093"]
+    _run([_tool("promtool"), "check", "web-config", str(out / "web.yml")])
+
+
+def test_prometheus_flags_bind_the_host_address(rendered: dict[str, Path]) -> None:
+    flags = (rendered["default"] / "flags").read_text()
+    assert "--web.listen-address=192.0.2.20:9090" in flags
+    assert "--storage.tsdb.retention.time=30d" in flags
+    assert "--web.external-url=http://192.0.2.20:9090/" in flags
+    assert "0.0.0.0" not in flags
+
+
+def test_prometheus_config_with_auth_and_tls_passes_promtool(rendered: dict[str, Path]) -> None:
+    out = rendered["auth_tls"]
+    web = yaml.safe_load((out / "web.yml").read_text())
+    assert web["basic_auth_users"] == {"admin": TEST_PASSWORD_HASH}
+    assert web["tls_server_config"]["cert_file"] == f"{out}/etc/tls/server.crt"
+    _run([_tool("promtool"), "check", "web-config", str(out / "web.yml")])
+    _run([_tool("promtool"), "check", "config", str(out / "prometheus.yml")])
+    config = yaml.safe_load((out / "prometheus.yml").read_text())
+    self_job = next(job for job in config["scrape_configs"] if job["job_name"] == "prometheus")
+    assert self_job["scheme"] == "https"
+    assert self_job["basic_auth"] == {"username": "admin", "password_file": f"{out}/etc/self-scrape.password"}
+    assert "--web.external-url=https://192.0.2.20:9090/" in (out / "flags").read_text()
+
+
+def test_basic_auth_without_self_password_drops_the_self_job(rendered: dict[str, Path]) -> None:
+    out = rendered["auth_only"]
+    config = yaml.safe_load((out / "prometheus.yml").read_text())
+    assert {job["job_name"] for job in config["scrape_configs"]} == {"node", "trainer"}
+    _run([_tool("promtool"), "check", "config", str(out / "prometheus.yml")])
+    _run([_tool("promtool"), "check", "web-config", str(out / "web.yml")])
+
+
+def test_default_alertmanager_config_passes_amtool(rendered: dict[str, Path]) -> None:
+    config_file = rendered["default"] / "alertmanager.yml"
+    _run([_tool("amtool"), "check-config", str(config_file)])
+    config = yaml.safe_load(config_file.read_text())
+    assert config["route"]["group_by"] == ["alertname", "node"]
+    assert [r["matchers"] for r in config["route"]["routes"]] == [
+        ['severity="critical"'],
+        ['severity="warning"'],
+    ]
+    assert config["receivers"] == [{"name": "ui-only"}]
+    assert config["inhibit_rules"][0]["equal"] == ["alertname", "node"]
+
+
+def test_alertmanager_routes_with_webhook_and_email(rendered: dict[str, Path]) -> None:
+    config_file = str(rendered["receivers"] / "alertmanager.yml")
+    amtool = _tool("amtool")
+    _run([amtool, "check-config", config_file])
+    for severity in ("critical", "warning", "info"):
+        routed = _run(
+            [
+                amtool,
+                "config",
+                "routes",
+                "test",
+                f"--config.file={config_file}",
+                f"severity={severity}",
+                "alertname=TrainerRankDown",
+                "node=node1",
+            ]
+        )
+        assert routed.stdout.strip() == "team", f"severity={severity} went to {routed.stdout.strip()!r}"
+    config = yaml.safe_load(Path(config_file).read_text())
+    team = config["receivers"][0]
+    assert team["webhook_configs"][0]["url"] == "https://chat.example.org/hooks/T0KEN"
+    assert team["email_configs"][0]["to"] == "ml-oncall@example.org"
+    assert config["global"]["smtp_auth_password"] == "test-only"
+
+
+# --- file_sd targets: exactly the phase's nodes and ranks --------------------------------------------
+
+
+def _inventory(tmp_path: Path) -> Path:
+    """node1..node4 (nested phase groups as in tooling/phases.yml) and a monitoring host, all local."""
+    nodes = [f"node{i}" for i in range(1, 5)]
+    groups: dict[str, Any] = {
+        "nodes": {"hosts": {n: {"ansible_host": f"10.0.0.{i + 1}"} for i, n in enumerate(nodes)}},
+        "monitoring": {"hosts": {"monitor1": {"ansible_host": "10.0.0.100"}}},
+    }
+    for phase in PHASES["phases"].values():
+        groups[phase["group"]] = {"hosts": {n: None for n in nodes[: phase["nodes"]]}}
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump({"all": {"vars": {"ansible_connection": "local"}, "children": groups}}))
+    return path
+
+
+def _write_targets(
+    tmp_path: Path, limit: str, extra: dict[str, Any] | None = None
+) -> tuple[list[Any], list[Any]]:
+    file_sd = tmp_path / "file_sd"
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "overrides.json").write_text(
+        json.dumps(
+            {
+                "prometheus_file_sd_dir": str(file_sd),
+                "_prometheus_file_sd_owner": user,
+                **(extra or {}),
+            }
+        )
+    )
+    play = {
+        "name": "Targets of the phase",
+        "hosts": "nodes",
+        "gather_facts": False,
+        "tasks": [
+            {
+                "name": "Write the targets",
+                "ansible.builtin.include_role": {"name": "prometheus", "tasks_from": "targets"},
+            }
+        ],
+    }
+    _ansible_playbook(tmp_path, [play], "-i", str(_inventory(tmp_path)), "-l", limit, "-e", "@overrides.json")
+    node = yaml.safe_load((file_sd / "node.yml").read_text())
+    trainer = yaml.safe_load((file_sd / "trainer.yml").read_text())
+    return node, trainer
+
+
+def test_targets_name_exactly_the_phase(tmp_path: Path) -> None:
+    # -l phase2b leaves monitor1 out of the limit: the lists are still written there (delegate_to).
+    phase_key = "2b"
+    phase = PHASES["phases"][phase_key]
+    base_port = PHASES["metrics"]["base_port"]
+    node, trainer = _write_targets(tmp_path, phase["group"])
+    hosts = [f"node{i}" for i in range(1, phase["nodes"] + 1)]
+    assert [(t["targets"], t["labels"]["node"], t["labels"]["phase"]) for t in node] == [
+        ([f"10.0.0.{i + 1}:9100"], h, phase_key) for i, h in enumerate(hosts)
+    ]
+    expected = [
+        ([f"10.0.0.{i + 1}:{base_port + r}"], {"node": h, "phase": phase_key, "local_rank": str(r)})
+        for i, h in enumerate(hosts)
+        for r in range(phase["nproc_per_node"])
+    ]
+    assert [(t["targets"], t["labels"]) for t in trainer] == expected
+
+
+def test_targets_refuse_a_limit_that_is_no_phase(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="no phase matches the hosts of this play"):
+        _write_targets(tmp_path, "node1,node3")
+
+
+def test_trainer_targets_can_be_switched_off(tmp_path: Path) -> None:
+    node, trainer = _write_targets(tmp_path, "phase2a", {"prometheus_targets_trainer_enabled": False})
+    assert len(node) == 2
+    assert trainer == []

@@ -1,0 +1,161 @@
+"""`tooling report`: the PNGs exist and plot the run's real series; Markdown/HTML carry the gate table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from matplotlib import pyplot as plt
+from typer.testing import CliRunner
+
+from tests.unit.fixtures.gates.recorded import FIXTURES, recorded, run_gate
+from tooling.cli import app
+from tooling.phases import load_phases
+from tooling.report import plots
+from tooling.report.build import phase_figures
+
+runner = CliRunner()
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _xs(line: Any) -> list[float]:
+    return [float(v) for v in line.get_xdata()]
+
+
+def _ys(line: Any) -> list[float]:
+    return [float(v) for v in line.get_ydata()]
+
+
+def _heights(ax: Any) -> list[float]:
+    return [float(bar.get_height()) for bar in ax.patches]
+
+
+def test_figures_plot_the_recorded_series() -> None:
+    summary = recorded("phase1_4rank_cpu")
+    record = run_gate("1", summary).record(load_phases())
+    figures = {name: fig for _, name, fig in phase_figures(summary, record)}
+    timeline = summary["timeline"]
+
+    line = figures["throughput.png"].axes[0].lines[0]
+    assert _ys(line) == [p[2] for p in timeline]
+    limits = [_ys(ln)[0] for ln in figures["throughput.png"].axes[0].lines[1:]]
+    assert limits == [270.0, 250.0]  # target and minimum from tooling/phases.yml
+
+    loss = figures["loss.png"].axes[0].lines[0]
+    assert _xs(loss) == [p[1] for p in timeline]
+    assert _ys(loss) == [p[3] for p in timeline]
+
+    assert _heights(figures["step_balance.png"].axes[0]) == [
+        m * 1000 for m in summary["step_time"]["per_rank_mean_seconds"]
+    ]
+    overhead = _heights(figures["comm_overhead.png"].axes[0])
+    assert [round(h, 9) for h in overhead] == [
+        round(r["comm_overhead_ratio"] * 100, 9) for r in summary["ranks"]
+    ]
+    steps = figures["checkpoints.png"].axes[0].lines[0]
+    assert _ys(steps) == [p[1] for p in timeline]
+    plt.close("all")
+
+
+def test_phase_comparison_uses_the_decision_records() -> None:
+    rows: list[dict[str, Any]] = [
+        {"phase": "1", "throughput": 300.0, "target": 270.0, "decision": "GO"},
+        {"phase": "2a", "throughput": None, "target": 500.0, "decision": None},
+    ]
+    fig = plots.phase_comparison(rows)
+    assert _heights(fig.axes[0]) == [300.0, 0.0]
+    plt.close(fig)
+
+
+def test_report_command_writes_markdown_html_and_pngs(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "phase1"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text((FIXTURES / "phase1_4rank_cpu.json").read_text())
+    decisions = tmp_path / "decisions"
+    gate = runner.invoke(app, ["gate", "-p", "1", "--run", str(run), "--decisions", str(decisions), "--json"])
+    assert gate.exit_code == 1
+
+    out = tmp_path / "report"
+    result = runner.invoke(
+        app, ["report", "--phase", "1", "--run", str(run), "--decisions", str(decisions), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == [
+        "checkpoints.png",
+        "comm_overhead.png",
+        "loss.png",
+        "memory_pressure.png",
+        "phase_comparison.png",
+        "step_balance.png",
+        "throughput.png",
+    ]
+    for png in out.glob("*.png"):
+        data = png.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000
+    markdown = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for name in pngs:
+        assert f"]({name})" in markdown and f'src="{name}"' in html
+    assert "## Gate: NO-GO" in markdown and "| throughput |" in markdown
+    assert "| 1 | 1 x 4 | NO-GO |" in markdown  # the comparison row from the decision record
+    assert "<td>communication overhead</td>" in html
+    assert "the decision of record" in markdown  # the run was gated: its record is the table shown
+
+
+def test_weekly_briefing(tmp_path: Path) -> None:
+    decisions = tmp_path / "decisions"
+    decisions.mkdir()
+    record = {
+        "phase": "1",
+        "decision": "GO",
+        "decided_at": 1_700_000_000.0,
+        "criteria": [
+            {
+                "criterion": "throughput",
+                "label": "throughput",
+                "measured": 300.0,
+                "verdict": "PASS",
+                "note": "",
+            },
+            {
+                "criterion": "uptime",
+                "label": "uptime",
+                "measured": None,
+                "verdict": "NO DATA",
+                "note": "waived",
+            },
+        ],
+    }
+    (decisions / "phase1-20231114T221320Z.json").write_text(json.dumps(record))
+    out = tmp_path / "weekly"
+    result = runner.invoke(app, ["report", "--weekly", "--decisions", str(decisions), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = (out / "weekly.md").read_text()
+    assert "phase 1 passed its gate; phase 2a (2 x 4) is next and not yet gated" in text
+    assert "| 1 | 1 x 4 | GO |" in text and "300.0 samples/s" in text
+    assert "uptime: NO DATA" in text
+    assert "1. Deploy and gate phase 2a" in text
+    assert (out / "weekly.html").read_text().startswith("<!DOCTYPE html>")
+    assert (out / "phase_comparison.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_report_needs_a_phase_or_weekly(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", "--decisions", str(tmp_path)])
+    assert result.exit_code == 2 and "--phase" in result.output
+
+
+def test_report_on_an_ungated_run_evaluates_the_gate_itself(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "phase2a"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text((FIXTURES / "phase2a_8rank_cpu.json").read_text())
+    out = tmp_path / "report"
+    result = runner.invoke(
+        app, ["report", "-p", "2a", "--run", str(run), "--decisions", str(tmp_path / "d"), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    markdown = (out / "report.md").read_text()
+    assert "evaluated for this report only" in markdown
+    assert "| scaling efficiency |" in markdown and "gate the previous phase first" in markdown
+    assert not (tmp_path / "d").exists()  # a report never writes decisions

@@ -1,0 +1,273 @@
+"""tooling.runner: event accounting (pure) and one real ansible-runner run against localhost."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from tooling.runner import (
+    EventCollector,
+    HostStats,
+    _host_key_checking,
+    explain,
+    failure_message,
+    get_inventory,
+    run_playbook,
+)
+
+SECRET = "s3cr3t-token-value-do-not-print"
+
+PLAYBOOK = """\
+- name: Runner smoke test
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Say hello
+      ansible.builtin.command: echo hello
+      changed_when: false
+    - name: Fail but carry on
+      ansible.builtin.command: sh -c 'echo disk on fire >&2; exit 3'
+      ignore_errors: true
+      changed_when: false
+    - name: Publish data
+      ansible.builtin.set_stats:
+        data:
+          seen: "{{ {inventory_hostname: 'yes'} }}"
+        per_host: false
+    - name: Break for real
+      ansible.builtin.fail:
+        msg: the widget is broken
+"""
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _event(kind: str, host: str | None = None, task: str = "t", **data: Any) -> dict[str, Any]:
+    event_data: dict[str, Any] = {"task": task, **data}
+    if host is not None:
+        event_data["host"] = host
+    return {"event": kind, "event_data": event_data}
+
+
+# --- pure accounting -------------------------------------------------------------------------------
+
+
+def test_collector_counts_outcomes_per_host() -> None:
+    c = EventCollector()
+    c.feed(_event("runner_on_start", "n1", task="install"))
+    c.feed(_event("runner_on_ok", "n1", task="install", res={"changed": True}))
+    c.feed(_event("runner_on_ok", "n1", res={"changed": False}))
+    c.feed(_event("runner_on_skipped", "n1"))
+    c.feed(_event("runner_on_failed", "n2", task="probe", res={"msg": "boom"}))
+    c.feed(_event("runner_on_failed", "n2", task="soft", res={"msg": "meh"}, ignore_errors=True))
+    assert c.stats["n1"] == HostStats(ok=2, changed=1, skipped=1)
+    assert c.stats["n2"] == HostStats(failed=1, ignored=1)
+    assert c.current_task["n1"] == "install"
+    assert [(f.host, f.task, f.message, f.ignored) for f in c.failures] == [
+        ("n2", "probe", "boom", False),
+        ("n2", "soft", "meh", True),
+    ]
+
+
+def test_collector_prefers_ansible_recap_when_present() -> None:
+    c = EventCollector()
+    c.feed(_event("runner_on_ok", "n1", res={}))
+    c.feed(
+        _event(
+            "playbook_on_stats",
+            ok={"n1": 5},
+            changed={"n1": 2},
+            dark={"n2": 1},
+            failures={},
+            artifact_data={"raw": {"n1": 1}},
+        )
+    )
+    stats = c.host_stats()
+    assert stats["n1"].ok == 5 and stats["n1"].changed == 2
+    assert stats["n2"].unreachable == 1
+    assert c.custom_stats() == {"raw": {"n1": 1}}
+
+
+def test_failure_message_combines_msg_and_stderr_tail() -> None:
+    assert failure_message({"msg": "non-zero return code", "stderr": "a\nb: not found"}) == (
+        "non-zero return code: b: not found"
+    )
+    assert failure_message({"rc": 3}) == "exit status 3"
+    assert failure_message({}) == "failed without a message"
+    assert failure_message({"msg": "Task failed: Failed to connect"}) == "Failed to connect"
+    looped = {"results": [{"failed": False}, {"failed": True, "msg": "item 2 broke"}]}
+    assert failure_message(looped) == "item 2 broke"
+
+
+@pytest.mark.parametrize(
+    ("status", "rc", "expected"),
+    [
+        ("successful", 0, "without failures"),
+        ("timeout", 254, "30 s time limit"),
+        ("canceled", 254, "canceled"),
+        ("failed", 2, "one or more hosts failed"),
+    ],
+)
+def test_explain_maps_runner_status(status: str, rc: int, expected: str) -> None:
+    c = EventCollector()
+    c.feed(_event("runner_on_ok", "n1", res={}))
+    assert expected in explain(status, rc, c, "", 30)
+
+
+def test_explain_names_unreachable_hosts_and_early_stops() -> None:
+    c = EventCollector()
+    c.feed(_event("runner_on_unreachable", "n3", res={"msg": "No route to host"}))
+    assert explain("failed", 4, c, "", None) == "one or more hosts were unreachable; unreachable: n3"
+    empty = EventCollector()
+    text = explain("failed", 4, empty, "ERROR! the playbook could not be found", None)
+    assert "stopped before running any task: ERROR! the playbook could not be found" in text
+
+
+def test_host_key_checking_follows_ansible_cfg(tmp_path: Path) -> None:
+    cfg = tmp_path / "ansible.cfg"
+    cfg.write_text("[defaults]\nhost_key_checking = false\n")
+    assert _host_key_checking(cfg) == "False"
+    cfg.write_text("[defaults]\nforks = 5\n")
+    assert _host_key_checking(cfg) == "True"
+    assert _host_key_checking(tmp_path / "missing.cfg") == "True"
+
+
+def test_missing_inventory_is_refused_before_running(tmp_path: Path) -> None:
+    book = tmp_path / "pb.yml"
+    book.write_text(PLAYBOOK)
+    # ansible-runner would take an unknown path for inventory *text*; we refuse it up front.
+    with pytest.raises(FileNotFoundError, match="inventory not found"):
+        run_playbook(book, inventory=tmp_path / "nope", runs_dir=tmp_path / "runs", progress=False)
+    with pytest.raises(FileNotFoundError, match="playbook not found"):
+        run_playbook(tmp_path / "nope.yml", inventory=book, runs_dir=tmp_path / "runs", progress=False)
+
+
+def test_runner_start_failure_is_an_error_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ansible_runner
+    from ansible_runner.exceptions import ConfigurationError
+
+    def broken(**kwargs: Any) -> None:
+        raise ConfigurationError("ansible-playbook command not found")
+
+    monkeypatch.setattr(ansible_runner, "run", broken)
+    book = tmp_path / "pb.yml"
+    book.write_text(PLAYBOOK)
+    result = run_playbook(book, inventory=book, runs_dir=tmp_path / "runs", progress=False)
+    assert (result.status, result.rc) == ("error", 254)
+    assert "ansible-playbook command not found" in result.explanation
+    assert not result.events
+
+
+# --- one real run ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str, str]:
+    root = tmp_path_factory.mktemp("runner")
+    book = root / "pb.yml"
+    book.write_text(PLAYBOOK)
+    inventory = root / "hosts.ini"
+    inventory.write_text(
+        "[local]\n"
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        "[dead]\n"
+        f"deadhost ansible_host=127.0.0.1 ansible_port={_closed_port()} ansible_user=nobody\n"
+    )
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, force_terminal=False)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DDP_TEST_SECRET", SECRET)
+    handler_records: list[str] = []
+
+    class _Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            handler_records.append(record.getMessage())
+
+    capture = _Capture(level=logging.DEBUG)
+    logger = logging.getLogger("tooling.runner")
+    logger.addHandler(capture)
+    logger.setLevel(logging.DEBUG)
+    try:
+        result = run_playbook(
+            book, inventory=inventory, runs_dir=root / "runs", label="smoke", console=console
+        )
+    finally:
+        logger.removeHandler(capture)
+        mp.undo()
+    return result, buffer.getvalue(), "\n".join(handler_records)
+
+
+def test_real_run_counts_events_and_reports_failure(real_run: tuple[Any, str, str]) -> None:
+    result, _, _ = real_run
+    assert result.status == "failed"
+    assert result.rc != 0
+    assert result.stats["localhost"].ok >= 2
+    assert result.stats["localhost"].failed == 1
+    assert result.stats["localhost"].ignored == 1
+    hard = result.hard_failures()
+    assert [(f.host, f.task, f.message) for f in hard] == [
+        ("localhost", "Break for real", "the widget is broken")
+    ]
+    soft = [f for f in result.failures if f.ignored]
+    assert soft and "disk on fire" in soft[0].message
+    kinds = {e["event"] for e in result.events}
+    assert {"playbook_on_start", "runner_on_ok", "runner_on_failed", "playbook_on_stats"} <= kinds
+
+
+def test_real_run_reports_unreachable_host_with_reason(real_run: tuple[Any, str, str]) -> None:
+    result, _, _ = real_run
+    assert set(result.unreachable) == {"deadhost"}
+    reason = result.unreachable["deadhost"]
+    assert "Connection refused" in reason and "127.0.0.1" in reason
+    assert result.stats["deadhost"].unreachable == 1
+    assert "unreachable: deadhost" in result.explanation
+
+
+def test_real_run_exposes_task_results_and_set_stats(real_run: tuple[Any, str, str]) -> None:
+    result, _, _ = real_run
+    assert result.task_results("Say hello")["localhost"]["stdout"] == "hello"
+    assert result.task_results("Fail but carry on")["localhost"]["rc"] == 3
+    assert result.custom_stats == {"seen": {"localhost": "yes"}}
+
+
+def test_real_run_keeps_artifacts(real_run: tuple[Any, str, str]) -> None:
+    result, _, _ = real_run
+    assert result.artifact_dir.is_dir()
+    assert result.artifact_dir.is_relative_to(result.private_data_dir)
+    events = list((result.artifact_dir / "job_events").glob("*.json"))
+    assert len(events) == len(result.events)
+    assert (result.artifact_dir / "status").read_text() == "failed"
+    # Extra vars go on the command line: no env/ files with possible secrets in the data dir.
+    assert not (result.private_data_dir / "env").exists()
+
+
+def test_real_run_shows_progress_but_never_the_environment(real_run: tuple[Any, str, str]) -> None:
+    result, shown, logged = real_run
+    assert "localhost" in shown and "deadhost" in shown
+    assert SECRET not in shown
+    assert SECRET not in logged
+    assert "failed" in logged  # the status itself is logged
+    command = json.loads((result.artifact_dir / "command").read_text())
+    # The env does reach ansible-runner's own 0600 artifact (its design); it must not reach our output.
+    assert command["env"]["ANSIBLE_CONFIG"].endswith("ansible.cfg")
+
+
+def test_get_inventory_lists_groups(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[phase1]\nn1 ansible_host=127.0.0.1\n[phase2a:children]\nphase1\n[phase2a]\nn2\n")
+    data = get_inventory(inventory)
+    assert data["phase1"]["hosts"] == ["n1"]
+    assert set(data["phase2a"]["children"]) == {"phase1"}
+    assert data["_meta"]["hostvars"]["n1"]["ansible_host"] == "127.0.0.1"

@@ -1,0 +1,197 @@
+"""`tooling verify-node`: target resolution, usage errors (exit 2), report output, and one local run."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from tooling.console import ToolingError
+from tooling.verify.cli import default_inventory, group_hosts, resolve_target, run_verify, verify_node
+from tooling.verify.judge import CheckResult
+from tooling.verify.report import print_report, summary_line, to_json
+
+INVENTORY = {
+    "_meta": {"hostvars": {"node1": {}, "node2": {}, "node3": {}, "node10": {}, "monitor1": {}}},
+    "all": {"children": ["ungrouped", "nodes", "monitoring", "phase2b"]},
+    "nodes": {"hosts": ["node1", "node10", "node2", "node3"]},
+    "monitoring": {"hosts": ["monitor1"]},
+    "phase2b": {"hosts": ["node3"], "children": ["phase2a"]},
+    "phase2a": {"hosts": ["node2"], "children": ["phase1"]},
+    "phase1": {"hosts": ["node1"]},
+}
+
+
+def test_group_hosts_expands_nested_phase_groups_in_node_order() -> None:
+    assert group_hosts(INVENTORY, "phase2b") == ["node1", "node2", "node3"]
+    assert group_hosts(INVENTORY, "nodes") == ["node1", "node2", "node3", "node10"]
+    with pytest.raises(KeyError):
+        group_hosts(INVENTORY, "phase2c")
+
+
+def test_resolve_target_by_phase_hosts_or_default_group(tmp_path: Path) -> None:
+    target = resolve_target(INVENTORY, [], "2a", tmp_path)
+    assert (target.hosts, target.scope, target.nproc_per_node) == (["node1", "node2"], "phase 2a", 4)
+    assert resolve_target(INVENTORY, ["node2"], "2a", tmp_path).hosts == ["node2"]
+    assert resolve_target(INVENTORY, [], None, tmp_path).scope == "group nodes"
+
+
+@pytest.mark.parametrize(
+    ("hosts", "phase", "message"),
+    [
+        ([], "3", "unknown phase '3'; expected one of: 1, 2a, 2b, 2c"),
+        ([], "2c", "has no group 'phase2c' for phase 2c"),
+        (["node9"], None, "not in inventory"),
+        (["node3"], "2a", "not part of phase 2a (node1, node2): node3"),
+    ],
+)
+def test_usage_errors(tmp_path: Path, hosts: list[str], phase: str | None, message: str) -> None:
+    with pytest.raises(ToolingError) as info:
+        resolve_target(INVENTORY, hosts, phase, tmp_path)
+    assert message in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_missing_inventory_and_bad_profile_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(ToolingError, match="inventory not found") as info:
+        run_verify([], None, tmp_path / "nope", "sandbox", as_json=True)
+    assert info.value.exit_code == 2
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[nodes]\nnode1\n")
+    bad = tmp_path / "profile.yml"
+    bad.write_text("cpu_cores: {min: many}\n")
+    with pytest.raises(ToolingError, match=r"profile.yml: cpu_cores.min: expected a valid number") as info:
+        run_verify([], None, inventory, str(bad), as_json=True)
+    assert info.value.exit_code == 2
+
+
+def test_typer_signature_mounts_and_reports_usage_errors(tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command("verify-node")(verify_node)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    runner = CliRunner()
+    help_text = runner.invoke(app, ["verify-node", "--help"]).output
+    for option in ("--phase", "--inventory", "--profile", "--json"):
+        assert option in help_text
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[nodes]\nnode1\n")
+    result = runner.invoke(app, ["verify-node", "--phase", "7", "--inventory", str(inventory)])
+    assert isinstance(result.exception, ToolingError)
+    assert result.exception.exit_code == 2
+
+
+@pytest.mark.parametrize(("code", "expected"), [(0, 0), (1, 1)])
+def test_module_entry_point_exits_with_the_verdict(
+    monkeypatch: pytest.MonkeyPatch, code: int, expected: int
+) -> None:
+    import tooling.verify.cli as cli
+
+    monkeypatch.setattr(cli, "run_verify", lambda *args, **kwargs: code)
+    monkeypatch.setattr(sys, "argv", ["tooling.verify", "verify-node", "--phase", "1"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == expected
+
+
+def test_sandbox_inventories_pick_the_sandbox_profile(tmp_path: Path) -> None:
+    from tooling.verify.cli import is_sandbox_inventory
+
+    generated = {"_meta": {"hostvars": {"node1": {"sandbox_container": "ddp-sandbox-node1"}}}}
+    assert is_sandbox_inventory(generated, tmp_path / "inventory")
+    assert is_sandbox_inventory({}, tmp_path / "sandbox")
+    assert not is_sandbox_inventory(INVENTORY, tmp_path / "production")
+
+
+def test_default_inventory_follows_ansible_cfg(tmp_path: Path) -> None:
+    (tmp_path / "ansible.cfg").write_text("[defaults]\ninventory = inventory/mine\n")
+    assert default_inventory(tmp_path) == tmp_path / "inventory" / "mine"
+
+
+def test_report_table_summary_and_json() -> None:
+    rows = [
+        CheckResult("node1", "cpu.cores", "PASS", "32 cores", ">= 16 cores", "within range"),
+        CheckResult("node2", "ssh", "FAIL", "unreachable", "reachable", "No route to host"),
+        CheckResult("(cluster)", "net.gloo_allreduce", "SKIP", "-", ">= 1 GB/s", "fewer than 2 nodes"),
+    ]
+    buffer = io.StringIO()
+    print_report(Console(file=buffer, width=140), rows, "phase 2a", "production")
+    text = buffer.getvalue()
+    assert "node1: PASS" in text and "node2: FAIL" in text and "No route to host" in text
+    assert "network across the nodes" in text
+    line = summary_line(rows, "phase 2a", "production")
+    assert "2 node(s)" in line and "1 pass, 0 warn, 1 fail, 1 skip" in line and "node2: ssh" in line
+    document = json.loads(to_json(rows, scope="phase 2a"))
+    assert document["verdict"] == "FAIL"
+    assert document["results"][1]["reason"] == "No route to host"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("numactl", "mpirun", "iperf3")),
+    reason="needs numactl, openmpi-bin and iperf3 on this machine (the 'nodes' are localhost)",
+)
+def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path: Path) -> None:
+    """The whole command against this machine: two 'nodes' over a local connection, one dead host."""
+    venv = Path(sys.executable).parent.parent
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n"
+        "  children:\n"
+        "    nodes:\n"
+        "      vars:\n"
+        "        ansible_connection: local\n"
+        f"        ansible_python_interpreter: {sys.executable}\n"
+        f"        pytorch_venv_path: {venv}\n"
+        f"        ddp_trainer_run_root: {tmp_path}/runs/ddp\n"
+        "        ansible_host: 127.0.0.1\n"
+        "        verify_iperf_seconds: 1\n"
+        "        verify_gloo_iters: 2\n"
+        "        verify_gloo_port: " + str(_closed_port()) + "\n"
+        "      hosts:\n"
+        "        node1:\n"
+        "        node2:\n"
+        "    dead:\n"
+        "      hosts:\n"
+        "        node3:\n"
+        "          ansible_connection: ssh\n"
+        "          ansible_host: 127.0.0.1\n"
+        f"          ansible_port: {_closed_port()}\n"
+    )
+    buffer = io.StringIO()
+    code = run_verify(
+        ["node1", "node2", "node3"],
+        None,
+        inventory,
+        "sandbox",
+        as_json=True,
+        runs_dir=tmp_path / "runs",
+        out=Console(file=buffer, width=200),
+    )
+    document = json.loads(buffer.getvalue())
+    assert code == 1
+    failing = [r for r in document["results"] if r["status"] == "FAIL"]
+    assert [(r["host"], r["check"]) for r in failing] == [("node3", "ssh")]
+    assert "Connection refused" in failing[0]["reason"]
+    by_check = {(r["host"], r["check"]): r["status"] for r in document["results"]}
+    assert by_check[("node1", "torch.version")] == "PASS"
+    assert by_check[("node2", "mpi.version")] == "PASS"
+    assert by_check[("(cluster)", "net.gloo_allreduce")] == "PASS"
+    assert Path(document["run"]["artifact_dir"]).is_dir()

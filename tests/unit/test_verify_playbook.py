@@ -1,0 +1,62 @@
+"""playbooks/verify.yml keeps its contract: it records failures as data and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "playbooks" / "verify.yml"
+PAIR_TASKS = ROOT / "playbooks" / "tasks" / "verify_iperf_pair.yml"
+COMMANDS = {"ansible.builtin.command", "ansible.builtin.shell"}
+
+
+def _tasks(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for task in items:
+        yield task
+        for key in ("block", "rescue", "always"):
+            yield from _tasks(task.get(key) or [])
+
+
+def _all_tasks() -> list[dict[str, Any]]:
+    plays = yaml.safe_load(PLAYBOOK.read_text())
+    tasks = [t for play in plays for t in _tasks(play.get("tasks") or [])]
+    return tasks + list(_tasks(yaml.safe_load(PAIR_TASKS.read_text())))
+
+
+def test_every_command_is_read_only_data_collection() -> None:
+    commands = [t for t in _all_tasks() if COMMANDS & set(t)]
+    assert len(commands) >= 12
+    for task in commands:
+        assert task.get("changed_when") is False, task["name"]
+        assert task.get("check_mode") is False, task["name"]  # runs (read-only) under --check too
+        if "async" not in task:
+            assert task.get("failed_when") is False, task["name"]  # a failure is data, not a stopped play
+
+
+def test_no_task_becomes_root_except_the_opt_in_install() -> None:
+    plays = yaml.safe_load(PLAYBOOK.read_text())
+    for play in plays:
+        # Inventory-level ansible_become would beat the keyword; the variable is overridden per play.
+        assert play["vars"]["ansible_become"] is False
+    escalating = [t["name"] for t in _all_tasks() if (t.get("vars") or {}).get("ansible_become") is True]
+    assert escalating == ["Install iperf3 where it is missing and installing was allowed"]
+    install = next(t for t in _all_tasks() if t["name"] == escalating[0])
+    assert "verify_install_iperf3 | bool" in install["when"]
+
+
+def test_gpu_commands_only_run_on_cuda_hosts() -> None:
+    plays = yaml.safe_load(PLAYBOOK.read_text())
+    gpu_block = next(t for t in plays[0]["tasks"] if t["name"] == "Inspect GPUs")
+    assert gpu_block["when"] == "verify_accelerator == 'cuda'"
+    names = " ".join(t["name"] for t in gpu_block["block"])
+    assert "nvidia-smi" in str(gpu_block) and "nvcc" in str(gpu_block) and "all_reduce_perf" in names
+
+
+def test_probe_script_is_standalone() -> None:
+    probe = (ROOT / "tooling" / "probes" / "gloo_allreduce.py").read_text()
+    assert "import tooling" not in probe and "from tooling" not in probe
+    assert "from ddp" not in probe and "import ddp" not in probe

@@ -1,0 +1,163 @@
+"""`tooling deploy --phase P`: validate -> provision -> pre-flight verification -> launch -> wait for ranks.
+
+Everything that changes a node goes through Ansible (ansible-runner); the wait reads the ranks' status
+files over SSH. Nothing is provisioned or launched until the phase, the inventory and the trainer config
+have all been checked.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ddp.config import load_config, read_with_base
+from tooling import deployment, jobstatus
+from tooling.console import CheckFailed, console, err_console
+from tooling.inventory import group_exists, load_inventory, phase_hosts, ssh_targets
+from tooling.phases import PhasePlan
+from tooling.runner import PROJECT_ROOT, RunResult, run_playbook
+from tooling.verify.cli import run_verify
+
+DEFAULT_RUN_ROOT = "/var/lib/ddp/runs"  # ddp_trainer_run_root's default in roles/ddp_trainer
+
+
+@dataclass
+class DeployRequest:
+    phase: str
+    inventory: Path
+    config: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    provision: bool = True
+    verify: bool = True
+    profile: str | None = None
+    run_id: str | None = None
+    restart: bool = False
+    wait_s: float = 180.0
+    runs_dir: Path = PROJECT_ROOT / "runs" / "ansible"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a deploy will do, worked out (and checked) before anything runs."""
+
+    phase: str
+    group: str
+    hosts: list[str]
+    world_size: int
+    run_id: str
+    extravars: dict[str, Any]
+    inventory: dict[str, Any]
+
+
+def build_plan(request: DeployRequest, plan: PhasePlan) -> Plan:
+    phase = plan.get(request.phase)
+    inventory = load_inventory(request.inventory)
+    hosts = phase_hosts(inventory, request.phase, phase, request.inventory)
+    # The config that will run on the nodes: the phase's, the --config file laid over it, then --set.
+    config_overlay = read_with_base(request.config) if request.config is not None else {}
+    load_config(PROJECT_ROOT / phase.config, request.overrides, overlay=request.config)
+    run_id = request.run_id or f"{phase.group}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    extravars: dict[str, Any] = {
+        "ddp_trainer_phase": request.phase,
+        "ddp_trainer_run_id": run_id,
+        "ddp_trainer_restart": request.restart,
+        "ddp_trainer_launch_overrides": list(request.overrides),
+    }
+    if config_overlay:
+        extravars["ddp_trainer_config_overrides"] = config_overlay
+    return Plan(request.phase, phase.group, hosts, phase.world_size, run_id, extravars, inventory)
+
+
+def _raise_for(result: RunResult, what: str) -> None:
+    if result.ok:
+        return
+    lines = [f"{host}: unreachable: {reason}" for host, reason in result.unreachable.items()]
+    lines += [f"{f.host}: task {f.task!r}: {f.message}" for f in result.hard_failures()]
+    detail = "\n".join(lines[:20]) or result.explanation
+    raise CheckFailed(
+        f"{what} failed:\n{detail}", hint=f"ansible's output is in {result.artifact_dir}/stdout"
+    )
+
+
+def _playbook(
+    request: DeployRequest, deploy_plan: Plan, playbook: str, label: str, limit: str | None = None
+) -> RunResult:
+    console.print(f"[bold]{label}[/bold]: {playbook} on {limit or ', '.join(deploy_plan.hosts)}")
+    return run_playbook(
+        playbook,
+        inventory=request.inventory,
+        runs_dir=request.runs_dir,
+        limit=limit or deploy_plan.group,
+        extravars=deploy_plan.extravars,
+        label=label,
+        console=err_console,
+    )
+
+
+def wait_for_ranks(deploy_plan: Plan, run_dir: str, timeout_s: float) -> list[jobstatus.NodeReport]:
+    targets = ssh_targets(deploy_plan.inventory, deploy_plan.hosts)
+    deadline = time.monotonic() + timeout_s
+    reports: list[jobstatus.NodeReport] = []
+    with err_console.status(f"waiting for {deploy_plan.world_size} ranks to report") as spinner:
+        while time.monotonic() < deadline:
+            reports = jobstatus.collect(targets, run_dir)
+            ranks = sum(len(r.ranks) for r in reports)
+            spinner.update(f"{ranks}/{deploy_plan.world_size} ranks reported")
+            state = jobstatus.job_state(reports, deploy_plan.world_size)
+            if state == "failed":
+                raise CheckFailed(
+                    f"run {deploy_plan.run_id} failed while starting", hint="see `tooling status`"
+                )
+            if ranks >= deploy_plan.world_size and state in ("running", "completed", "stopped"):
+                return reports
+            time.sleep(2)
+    missing = [r.host for r in reports if r.error or not r.ranks]
+    raise CheckFailed(
+        f"only {sum(len(r.ranks) for r in reports)} of {deploy_plan.world_size} ranks reported within "
+        f"{timeout_s:.0f} s" + (f"; silent nodes: {', '.join(missing)}" if missing else ""),
+        hint="see `tooling status` and the unit's journal (journalctl -u ddp-trainer) on those nodes",
+    )
+
+
+def deploy(request: DeployRequest, plan: PhasePlan) -> deployment.Deployment:
+    deploy_plan = build_plan(request, plan)
+    if request.provision:
+        # The monitoring host comes along so the phase is watched from its first step (idempotent).
+        limit = deploy_plan.group + (
+            ":monitoring" if group_exists(deploy_plan.inventory, "monitoring") else ""
+        )
+        result = _playbook(request, deploy_plan, "site.yml", f"provision-{deploy_plan.group}", limit)
+        _raise_for(result, "provisioning")
+    if request.verify:
+        code = run_verify(
+            [], request.phase, request.inventory, request.profile, as_json=False, runs_dir=request.runs_dir
+        )
+        if code != 0:
+            raise CheckFailed(
+                "pre-flight verification failed: nothing was launched",
+                hint="fix the FAIL rows above, or pass --skip-verify to launch anyway",
+            )
+    _raise_for(
+        _playbook(request, deploy_plan, "playbooks/launch.yml", f"launch-{deploy_plan.group}"), "launch"
+    )
+    hostvars = deploy_plan.inventory.get("_meta", {}).get("hostvars", {})
+    run_root = str(hostvars.get(deploy_plan.hosts[0], {}).get("ddp_trainer_run_root", DEFAULT_RUN_ROOT))
+    record = deployment.Deployment(
+        phase=request.phase,
+        group=deploy_plan.group,
+        run_id=deploy_plan.run_id,
+        inventory=str(request.inventory.resolve()),
+        hosts=deploy_plan.hosts,
+        run_root=run_root,
+        world_size=deploy_plan.world_size,
+        metrics_endpoints=[
+            f"http://{hostvars.get(h, {}).get('ansible_host', h)}:{plan.metrics.base_port + i}/metrics"
+            for h in deploy_plan.hosts
+            for i in range(plan.get(request.phase).nproc_per_node)
+        ],
+    )
+    deployment.save(record)
+    wait_for_ranks(deploy_plan, record.run_dir, request.wait_s)
+    return record

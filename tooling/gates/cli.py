@@ -1,0 +1,259 @@
+"""`tooling gate` (judge a run for a phase, keep the decision) and `tooling phases` (the critical path).
+
+Exit codes of `gate`: 0 GO, 1 NO-GO, 2 usage or input error (unknown phase, bad criteria file, no run).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tooling.console import EXIT_CHECK_FAILED, ToolingError, cli_edge, console, err_console
+from tooling.gates.criteria import KINDS
+from tooling.gates.display import (
+    DECISION_STYLE,
+    VERDICT_STYLE,
+    fmt_bound,
+    fmt_value,
+    label_with_unit,
+    verdict_text,
+)
+from tooling.gates.evidence import find_latest_run, load_summary, resolve_summary_path, run_info
+from tooling.gates.gate import GateResult, evaluate, gather
+from tooling.gates.markdown import render
+from tooling.gates.records import DEFAULT_DECISIONS_DIR, latest_record, write_record
+from tooling.gates.scaling import Baseline, baseline_from_record
+from tooling.gates.site import effective_criteria, load_site
+from tooling.phases import PhasePlan, load_phases
+
+DecisionsOption = Annotated[
+    Path,
+    typer.Option(
+        "--decisions",
+        envvar="TOOLING_DECISIONS_DIR",
+        help="Directory of decision records (written by gate, read by phases and report).",
+    ),
+]
+RunsOption = Annotated[
+    Path, typer.Option("--runs-dir", help="Where runs are looked for when --run is not given.")
+]
+
+
+def locate_run(run: Path | None, runs_dir: Path, phase: str) -> Path:
+    if run is not None:
+        return resolve_summary_path(run)
+    found = find_latest_run(runs_dir, phase)
+    if found is None:
+        raise ToolingError(
+            f"no run of phase {phase} under {runs_dir} (looked for */summary.json named phase{phase}...)",
+            hint="pass --run RUN_DIR_OR_SUMMARY, e.g. the directory `tooling rehearse` printed",
+        )
+    return found
+
+
+def parse_given(items: list[str] | None) -> dict[str, float]:
+    given: dict[str, float] = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in KINDS:
+            raise ToolingError(
+                f"--measured {item!r}: expected NAME=VALUE with NAME one of: {', '.join(KINDS)}"
+            )
+        try:
+            text = raw.strip()
+            given[name] = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ToolingError(
+                f"--measured {item!r}: expected a number (or a percentage like 99.95%)"
+            ) from None
+    return given
+
+
+def baseline_for(plan: PhasePlan, phase: str, decisions: Path, baseline_run: Path | None) -> Baseline | None:
+    previous = plan.get(phase).previous
+    if previous is None:
+        return None
+    if baseline_run is not None:
+        path = resolve_summary_path(baseline_run)
+        summary = load_summary(path)
+        info = run_info(summary, path)
+        return Baseline(
+            phase=previous,
+            throughput=summary["throughput"].get("global_samples_per_second_mean"),
+            world_size=info.world_size,
+            sync_step_seconds=info.sync_step_seconds,
+            nosync_step_seconds=info.nosync_step_seconds,
+            efficiency=None,
+            source=f"summary {path}",
+        )
+    record = latest_record(decisions, previous)
+    return baseline_from_record(previous, record) if record else None
+
+
+def gate_table(result: GateResult) -> Table:
+    style = DECISION_STYLE[result.decision]
+    table = Table(
+        title=f"phase {result.phase} gate, run {result.run.run_id}: [{style}]{result.decision}[/]",
+        title_justify="left",
+    )
+    table.add_column("criterion", ratio=2)
+    table.add_column("target (minimum)", ratio=2)
+    table.add_column("measured", justify="right", ratio=1)
+    table.add_column("verdict", ratio=1)
+    table.add_column("source: note", ratio=4, overflow="fold")
+    for row in result.rows:
+        name = row.name
+        table.add_row(
+            label_with_unit(name),
+            f"{fmt_bound(name, row.criterion.target, unit=False)} "
+            f"({fmt_bound(name, row.criterion.minimum, unit=False)})",
+            fmt_value(name, row.measurement.value, unit=False),
+            f"[{VERDICT_STYLE[row.verdict]}]{verdict_text(row.as_dict())}[/]",
+            f"{row.measurement.source}: {row.note}" if row.note else row.measurement.source,
+        )
+    return table
+
+
+@cli_edge
+def gate(
+    phase: Annotated[str, typer.Option("--phase", "-p", help="Phase to judge: 1, 2a, 2b or 2c.")],
+    run: Annotated[
+        Path | None, typer.Option("--run", help="Run directory or its summary.json (default: newest run)")
+    ] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus",
+            help="Prometheus base URL; its range queries over the run replace summary figures.",
+        ),
+    ] = None,
+    criteria_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--criteria", help="Site criteria file (gate_criteria: ...; see tooling/gates/site.py)."
+        ),
+    ] = None,
+    baseline_run: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline", help="Previous phase's run for scaling (default: its latest decision record)."
+        ),
+    ] = None,
+    measured: Annotated[
+        list[str] | None,
+        typer.Option("--measured", help="NAME=VALUE measured elsewhere, e.g. uptime=99.95% from a soak."),
+    ] = None,
+    decisions: DecisionsOption = DEFAULT_DECISIONS_DIR,
+    runs_dir: RunsOption = Path("runs"),
+    prometheus_step: Annotated[
+        float | None,
+        typer.Option("--prometheus-step", help="Range-query step in seconds (default: 2 scrapes)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision record as JSON.")] = False,
+) -> None:
+    """Judge a run against its phase's criteria: GO (exit 0) or NO-GO (exit 1), and keep the decision."""
+    plan = load_phases()
+    phase_def = plan.get(phase)
+    site = load_site(criteria_file, plan) if criteria_file else None
+    criteria = effective_criteria(phase, phase_def, site, criteria_file)
+    given = parse_given(measured)
+    summary_path = locate_run(run, runs_dir, phase)
+    summary = load_summary(summary_path)
+    info, figures, sources = gather(
+        summary, summary_path, phase_def.world_size, prometheus_url, prometheus_step
+    )
+    sources.criteria_file = str(criteria_file) if criteria_file else None
+    if sources.prometheus_error:
+        err_console.print(
+            f"[yellow]warning:[/] Prometheus {prometheus_url} unavailable: {sources.prometheus_error}; "
+            "judging from the run summary alone"
+        )
+    baseline = baseline_for(plan, phase, decisions, baseline_run)
+    result = evaluate(plan, phase, criteria, info, figures, sources, baseline, given)
+    record = result.record(plan)
+    json_path, md_path = write_record(decisions, record, render(record, sources.describe()))
+    if as_json:
+        sys.stdout.write(
+            json.dumps({**record, "record_files": [str(json_path), str(md_path)]}, indent=2) + "\n"
+        )
+    else:
+        console.print(gate_table(result))
+        for line in sources.describe():
+            console.print(f"  {line}", style="dim")
+        blocking = [KINDS[r.name].label for r in result.rows if r.blocks]
+        style = DECISION_STYLE[result.decision]
+        reason = f" (blocked by: {', '.join(blocking)})" if blocking else ""
+        console.print(f"phase {phase}: [{style}]{result.decision}[/]{reason}")
+        console.print(f"decision record: {json_path} (+ .md)")
+    if result.decision != "GO":
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def critical_path(plan: PhasePlan, decisions: Path) -> list[dict[str, Any]]:
+    """Each phase in roll-out order with its latest decision, and which one is next."""
+    rows: list[dict[str, Any]] = []
+    next_found = False
+    for name, phase in plan.ordered():
+        record = latest_record(decisions, name)
+        decision = record["decision"] if record else None
+        is_next = not next_found and decision != "GO"
+        next_found = next_found or is_next
+        rows.append(
+            {
+                "phase": name,
+                "group": phase.group,
+                "nodes": phase.nodes,
+                "nproc_per_node": phase.nproc_per_node,
+                "world_size": phase.world_size,
+                "decision": decision,
+                "decided_at": record["decided_at"] if record else None,
+                "record": record.get("_path") if record else None,
+                "next": is_next,
+            }
+        )
+    return rows
+
+
+@cli_edge
+def phases(
+    decisions: DecisionsOption = DEFAULT_DECISIONS_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the path as JSON.")] = False,
+) -> None:
+    """Show the critical path: each phase, its size, its latest gate decision and which phase is next."""
+    rows = critical_path(load_phases(), decisions)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="roll-out, phase by phase", title_justify="left")
+    for column in ("phase", "group", "nodes x processes", "latest gate", "decided", ""):
+        table.add_column(column)
+    for row in rows:
+        decision = row["decision"]
+        shown = f"[{DECISION_STYLE[decision]}]{decision}[/]" if decision else "[dim]not run[/]"
+        when = (
+            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(row["decided_at"])) if row["decided_at"] else "-"
+        )
+        table.add_row(
+            row["phase"],
+            row["group"],
+            f"{row['nodes']} x {row['nproc_per_node']} = {row['world_size']}",
+            shown,
+            when,
+            "[bold cyan]<- next[/]" if row["next"] else "",
+        )
+    console.print(table)
+    upcoming = next((r for r in rows if r["next"]), None)
+    if upcoming is None:
+        console.print("every phase has a GO: the roll-out is complete")
+    elif upcoming["decision"] == "NO-GO":
+        console.print(f"next: phase {upcoming['phase']} (its last gate said NO-GO; see {upcoming['record']})")
+    else:
+        console.print(
+            f"next: phase {upcoming['phase']}: deploy it, then `tooling gate --phase {upcoming['phase']}`"
+        )

@@ -1,0 +1,1 @@
+"""Small standalone programs shipped to the nodes (no project imports: they run in the node venv)."""

@@ -1,0 +1,98 @@
+"""`tooling report`: a phase's performance report, or with --weekly the executive briefing.
+
+Exit codes: 0 written, 2 usage or input error (unknown phase, no run, bad criteria file).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tooling.console import ToolingError, cli_edge, console, err_console
+from tooling.gates.cli import DecisionsOption, RunsOption, baseline_for, locate_run
+from tooling.gates.evidence import load_summary
+from tooling.gates.gate import evaluate, gather
+from tooling.gates.records import DEFAULT_DECISIONS_DIR, latest_record
+from tooling.gates.site import effective_criteria, load_site
+from tooling.phases import PhasePlan, load_phases
+from tooling.report.build import build_phase_report, build_weekly
+
+DEFAULT_REPORTS_DIR = Path("runs/reports")
+
+
+def gate_record(
+    plan: PhasePlan,
+    phase: str,
+    summary: dict[str, Any],
+    summary_path: Path,
+    decisions: Path,
+    criteria_file: Path | None,
+    prometheus_url: str | None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The gate table to show: the decision of record when this run was gated, else a fresh evaluation."""
+    record = latest_record(decisions, phase)
+    gated = (record or {}).get("sources", {}).get("summary")
+    same_run = gated is not None and Path(gated).resolve() == summary_path.resolve()
+    if record is not None and same_run and criteria_file is None and prometheus_url is None:
+        return record, [f"gate table: the decision of record, {record['_path']}"]
+    phase_def = plan.get(phase)
+    site = load_site(criteria_file, plan) if criteria_file else None
+    criteria = effective_criteria(phase, phase_def, site, criteria_file)
+    info, figures, sources = gather(summary, summary_path, phase_def.world_size, prometheus_url)
+    if sources.prometheus_error:
+        err_console.print(f"[yellow]warning:[/] {sources.prometheus_error}; using the run summary alone")
+    baseline = baseline_for(plan, phase, decisions, None)
+    result = evaluate(plan, phase, criteria, info, figures, sources, baseline)
+    lines = [
+        *sources.describe(),
+        "gate table: evaluated for this report only; `tooling gate` records decisions",
+    ]
+    return result.record(plan), lines
+
+
+@cli_edge
+def report(
+    phase: Annotated[
+        str | None, typer.Option("--phase", "-p", help="Phase to report on: 1, 2a, 2b or 2c.")
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="Run directory or its summary.json (default: newest run)")
+    ] = None,
+    weekly: Annotated[
+        bool, typer.Option("--weekly", help="Write the executive briefing from the decision records.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report directory (default: runs/reports/<name>-<time>).")
+    ] = None,
+    prometheus_url: Annotated[
+        str | None, typer.Option("--prometheus", help="Prometheus base URL for the gate table.")
+    ] = None,
+    criteria_file: Annotated[
+        Path | None, typer.Option("--criteria", help="Site criteria file, as for `tooling gate`.")
+    ] = None,
+    decisions: DecisionsOption = DEFAULT_DECISIONS_DIR,
+    runs_dir: RunsOption = Path("runs"),
+) -> None:
+    """Write a performance report (Markdown + HTML + PNG plots) for a phase's run, or the weekly briefing."""
+    plan = load_phases()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    if weekly:
+        if phase is not None or run is not None:
+            raise ToolingError("--weekly covers every phase: leave out --phase and --run")
+        written = build_weekly(plan, decisions, out or DEFAULT_REPORTS_DIR / f"weekly-{stamp}")
+    else:
+        if phase is None:
+            raise ToolingError("which phase? pass --phase P (or --weekly for the briefing)")
+        summary_path = locate_run(run, runs_dir, phase)
+        summary = load_summary(summary_path)
+        record, lines = gate_record(
+            plan, phase, summary, summary_path, decisions, criteria_file, prometheus_url
+        )
+        target = out or DEFAULT_REPORTS_DIR / f"phase{phase}-{stamp}"
+        written = build_phase_report(plan, summary, record, decisions, target, lines)
+    console.print(f"report: {written.markdown}")
+    console.print(f"        {written.html}")
+    console.print(f"        {len(written.figures)} figure(s) in {written.markdown.parent}")

@@ -1,0 +1,3 @@
+from tooling.verify.cli import main
+
+main()

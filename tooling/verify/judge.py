@@ -1,0 +1,482 @@
+"""Judge raw node outputs against a profile: every check -> PASS / WARN / FAIL / SKIP with a reason.
+
+Pure functions over plain data (what verify.yml published), so every verdict is unit-testable without a
+cluster. A command that failed, printed nothing or printed something unreadable is a FAIL row naming the
+command and its error, never an exception; an unreachable host is one FAIL row and the others are still
+judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, TypeVar
+
+from tooling.verify import parsers as p
+from tooling.verify.profiles import Band, Profile, VersionRule
+
+Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
+CLUSTER = "(cluster)"
+_SEVERITY: dict[str, int] = {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    host: str
+    check: str
+    status: Status
+    measured: str
+    expected: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """One registered command result, reduced to what the judge reads."""
+
+    rc: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    msg: str = ""
+    skipped: bool = False
+    skip_reason: str = ""
+    cmd: str = ""
+
+    @classmethod
+    def from_result(cls, res: Mapping[str, Any] | None) -> CommandOutput | None:
+        if not res:
+            return None
+        rc = res.get("rc")
+        cmd = res.get("cmd") or ""
+        return cls(
+            rc=int(rc) if isinstance(rc, int | str) and str(rc).lstrip("-").isdigit() else None,
+            stdout=str(res.get("stdout") or ""),
+            stderr=str(res.get("stderr") or ""),
+            msg=str(res.get("msg") or ""),
+            skipped=bool(res.get("skipped")),
+            skip_reason=str(res.get("skip_reason") or res.get("msg") or ""),
+            cmd=str(cmd[0] if isinstance(cmd, list) and cmd else cmd).split(" ")[0],
+        )
+
+    def error(self) -> str:
+        """Why the command failed, in one line (stderr's last line, else the module message, else rc)."""
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+        # ansible-core 2.19's command module reports a missing executable as rc 2, no stderr and this
+        # message (older releases: "[Errno 2] No such file or directory: b'mpirun'").
+        if self.rc == 2 and self.msg == "Error executing command.":
+            what = self.cmd or "the command"
+            return f"{what}: not found (not installed or not on PATH)"
+        if self.msg:
+            return self.msg
+        return f"exit status {self.rc}"
+
+
+@dataclass
+class NodeFacts:
+    host: str
+    accelerator: str = "cpu"
+    commands: dict[str, CommandOutput] = field(default_factory=dict)
+
+    @classmethod
+    def from_raw(cls, host: str, raw: Mapping[str, Any]) -> NodeFacts:
+        commands = {}
+        for name, res in (raw.get("commands") or {}).items():
+            out = CommandOutput.from_result(res if isinstance(res, Mapping) else None)
+            if out is not None:
+                commands[name] = out
+        return cls(host=host, accelerator=str(raw.get("accelerator") or "cpu"), commands=commands)
+
+
+@dataclass(frozen=True)
+class IperfPair:
+    client: str
+    server: str
+    output: CommandOutput | None
+
+
+@dataclass
+class ClusterFacts:
+    nodes: list[str] = field(default_factory=list)
+    iperf: list[IperfPair] = field(default_factory=list)
+    iperf_missing: dict[str, str] = field(default_factory=dict)
+    gloo: dict[str, CommandOutput] = field(default_factory=dict)
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> ClusterFacts:
+        pairs = [
+            IperfPair(
+                str(item.get("client")),
+                str(item.get("server")),
+                CommandOutput.from_result(item.get("result")),
+            )
+            for item in (raw.get("iperf") or {}).values()
+            if isinstance(item, Mapping)
+        ]
+        gloo = {
+            str(host): out
+            for host, res in (raw.get("gloo") or {}).items()
+            if (out := CommandOutput.from_result(res)) is not None
+        }
+        return cls(
+            nodes=[str(n) for n in raw.get("nodes") or []],
+            iperf=sorted(pairs, key=lambda pair: (pair.client, pair.server)),
+            iperf_missing={str(k): str(v) for k, v in (raw.get("iperf_missing") or {}).items()},
+            gloo=gloo,
+        )
+
+
+# --- small verdict helpers -----------------------------------------------------------------------------
+
+
+def judge_band(value: float, band: Band) -> tuple[Status, str]:
+    if band.min is not None and value < band.min:
+        return "FAIL", f"below the minimum {band.min:g}"
+    if band.max is not None and value > band.max:
+        return "FAIL", f"above the maximum {band.max:g}"
+    if band.warn_below is not None and value < band.warn_below:
+        return "WARN", f"below the target {band.warn_below:g}"
+    if band.warn_above is not None and value > band.warn_above:
+        return "WARN", f"above the planned {band.warn_above:g}"
+    return "PASS", "within range"
+
+
+def judge_version(found: str, rule: VersionRule) -> tuple[Status, str]:
+    try:
+        have = p.version_tuple(found)
+    except ValueError:
+        return "FAIL", f"cannot read version {found!r}"
+    if rule.exact is not None:
+        want = p.version_tuple(rule.exact)
+        # A pin of 2.13.0 accepts 2.13.0+cpu / 2.13.0+cu121: the local tag is the build, not the release.
+        if have != want:
+            return "FAIL", f"pinned to {rule.exact}"
+        return "PASS", "matches the pin"
+    if rule.min is not None and have < p.version_tuple(rule.min):
+        return "FAIL", f"older than the minimum {rule.min}"
+    if rule.warn_below is not None and have < p.version_tuple(rule.warn_below):
+        return "WARN", f"older than the target {rule.warn_below}"
+    return "PASS", "new enough"
+
+
+def _fmt(value: float, unit: str) -> str:
+    return f"{value:,.2f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+
+
+class _Checker:
+    """Collects the rows for one host; `parsed` turns a missing/failed/unreadable command into a row."""
+
+    def __init__(self, host: str, node: NodeFacts) -> None:
+        self.host = host
+        self.node = node
+        self.rows: list[CheckResult] = []
+
+    def add(self, check: str, status: Status, measured: str, expected: str, reason: str) -> None:
+        self.rows.append(CheckResult(self.host, check, status, measured, expected, reason))
+
+    def parsed(
+        self, check: str, expected: str, sources: Iterable[tuple[str, Callable[[str], T]]]
+    ) -> T | None:
+        """The first source command that ran and parsed; otherwise one row saying why none did."""
+        problems: list[str] = []
+        skipped: str | None = None
+        for command, parse in sources:
+            out = self.node.commands.get(command)
+            if out is None:
+                problems.append(f"{command}: no output collected")
+                continue
+            if out.skipped:
+                skipped = out.skip_reason or f"{command} was skipped"
+                continue
+            if out.rc not in (0, None):
+                problems.append(f"{command} failed (rc {out.rc}): {out.error()}")
+                continue
+            try:
+                return parse(out.stdout)
+            except p.ParseError as exc:
+                problems.append(str(exc))
+        if skipped is not None and not problems:
+            self.add(check, "SKIP", "-", expected, skipped)
+        else:
+            self.add(check, "FAIL", "-", expected, "; ".join(problems) or "no data")
+        return None
+
+
+def _cpu_checks(c: _Checker, profile: Profile) -> p.CpuInfo | None:
+    expected = profile.cpu_cores.describe("cores")
+    cpu = c.parsed("cpu.cores", expected, [("lscpu_json", p.parse_lscpu_json), ("lscpu", p.parse_lscpu)])
+    if cpu is not None:
+        status, reason = judge_band(cpu.physical_cores, profile.cpu_cores)
+        measured = (
+            f"{cpu.physical_cores} cores ({cpu.sockets} x {cpu.cores_per_socket}, "
+            f"{cpu.threads_per_core} thr/core)"
+        )
+        c.add("cpu.cores", status, measured, expected, f"{reason}; {cpu.model_name or 'unknown model'}")
+    return cpu
+
+
+def _memory_check(c: _Checker, profile: Profile) -> None:
+    expected = profile.memory_gb.describe("GB")
+    mem = c.parsed("memory.total", expected, [("meminfo", p.parse_meminfo), ("free", p.parse_free_bytes)])
+    if mem is not None:
+        gb = mem.total_bytes / 1e9
+        status, reason = judge_band(gb, profile.memory_gb)
+        c.add(
+            "memory.total", status, f"{_fmt(gb, 'GB')} ({mem.total_bytes / 2**30:,.1f} GiB)", expected, reason
+        )
+
+
+def _numa_check(c: _Checker, profile: Profile, cpu: p.CpuInfo | None) -> None:
+    expected = profile.numa_nodes.describe("nodes")
+    out = c.node.commands.get("numactl")
+    if out is not None and not out.skipped and out.rc in (0, None):
+        try:
+            numa = p.parse_numactl_hardware(out.stdout)
+        except p.ParseError as exc:
+            c.add("numa.nodes", "FAIL", "-", expected, str(exc))
+            return
+        status, reason = judge_band(numa.count, profile.numa_nodes)
+        sizes = ", ".join(f"node{n.node}: {len(n.cpus)} cpus {n.size_mb / 1024:.0f} GiB" for n in numa.nodes)
+        c.add("numa.nodes", status, str(numa.count), expected, f"{reason}; {sizes}")
+        return
+    why = "numactl: no output collected" if out is None else f"numactl failed (rc {out.rc}): {out.error()}"
+    if cpu is not None and cpu.numa_nodes:
+        # lscpu still knows the topology; the missing numactl (needed for pinning) is the finding.
+        status, reason = judge_band(cpu.numa_nodes, profile.numa_nodes)
+        c.add(
+            "numa.nodes",
+            "WARN" if status == "PASS" else status,
+            str(cpu.numa_nodes),
+            expected,
+            f"{why} (count from lscpu)",
+        )
+    else:
+        c.add("numa.nodes", "FAIL", "-", expected, why)
+
+
+def _disk_check(c: _Checker, profile: Profile) -> None:
+    expected = profile.disk_free_gb.describe("GB free")
+    disk = c.parsed("disk.free", expected, [("df", p.parse_df_bytes)])
+    if disk is not None:
+        gb = disk.available_bytes / 1e9
+        status, reason = judge_band(gb, profile.disk_free_gb)
+        c.add("disk.free", status, _fmt(gb, "GB"), expected, f"{reason}; {disk.mount} ({disk.filesystem})")
+
+
+def _mpi_check(c: _Checker, profile: Profile) -> None:
+    expected = f"Open MPI {profile.openmpi.describe()}"
+    mpi = c.parsed("mpi.version", expected, [("mpirun", p.parse_mpirun_version)])
+    if mpi is None:
+        return
+    if mpi.implementation != "Open MPI":
+        c.add("mpi.version", "FAIL", f"{mpi.implementation} {mpi.version}", expected, "not Open MPI")
+        return
+    status, reason = judge_version(mpi.version, profile.openmpi)
+    c.add("mpi.version", status, f"Open MPI {mpi.version}", expected, reason)
+
+
+def _torch_checks(c: _Checker, profile: Profile) -> None:
+    expected = profile.torch.describe()
+    torch = c.parsed("torch.version", expected, [("torch", p.parse_torch_json)])
+    if torch is None:
+        # One row is enough: backends cannot be judged without the interpreter answering.
+        return
+    status, reason = judge_version(torch.version, profile.torch)
+    c.add("torch.version", status, torch.version, expected, reason)
+    if profile.gloo_required:
+        ok = torch.gloo
+        c.add(
+            "torch.gloo",
+            "PASS" if ok else "FAIL",
+            "available" if ok else "missing",
+            "available",
+            "Gloo backend built in" if ok else "torch.distributed.is_gloo_available() is False",
+        )
+    if c.node.accelerator != "cuda":
+        c.add(
+            "torch.nccl",
+            "SKIP",
+            "available" if torch.nccl else "missing",
+            "cuda hosts only",
+            f"accelerator is {c.node.accelerator}",
+        )
+    elif profile.nccl_required_on_cuda:
+        ok = torch.nccl and torch.cuda_available
+        detail = f"cuda {torch.cuda or 'none'}, {torch.device_count} devices visible"
+        c.add(
+            "torch.nccl",
+            "PASS" if ok else "FAIL",
+            "available" if torch.nccl else "missing",
+            "available",
+            detail if ok else f"NCCL or CUDA unusable from torch ({detail})",
+        )
+
+
+def _gpu_checks(c: _Checker, profile: Profile) -> None:
+    checks = ("gpu.count", "cuda.version", "nccl.busbw")
+    if c.node.accelerator != "cuda":
+        for check in checks:
+            c.add(check, "SKIP", "-", "cuda hosts only", f"accelerator is {c.node.accelerator}")
+        return
+    expected = profile.gpus_per_node.describe("GPUs")
+    inv = c.parsed("gpu.count", expected, [("nvidia_smi", p.parse_nvidia_smi_csv)])
+    if inv is not None:
+        status, reason = judge_band(inv.count, profile.gpus_per_node)
+        models = ", ".join(inv.models) or "none"
+        drivers = ", ".join(inv.drivers) or "-"
+        if inv.errors:
+            status, reason = "FAIL", f"nvidia-smi cannot read every GPU: {'; '.join(inv.errors)}"
+        elif len(inv.drivers) > 1:
+            status, reason = "WARN", f"mixed driver versions {drivers}"
+        c.add("gpu.count", status, f"{inv.count} x {models}", expected, f"{reason}; driver {drivers}")
+
+    expected = f"CUDA {profile.cuda.describe()}"
+    release = c.parsed("cuda.version", expected, [("nvcc", p.parse_nvcc_version)])
+    if release is not None:
+        status, reason = judge_version(release, profile.cuda)
+        c.add("cuda.version", status, release, expected, reason)
+
+    expected = profile.nccl_busbw_gbs.describe("GB/s")
+    nccl = c.parsed("nccl.busbw", expected, [("nccl_allreduce", p.parse_all_reduce_perf)])
+    if nccl is None:
+        return
+    if not nccl.rows:
+        c.add("nccl.busbw", "FAIL", "-", expected, "all_reduce_perf failed: " + "; ".join(nccl.errors[:2]))
+        return
+    largest = nccl.largest
+    assert largest is not None
+    busbw = largest.oop_busbw
+    measured = f"{busbw:,.1f} GB/s @ {largest.size_bytes / 2**20:g} MiB (avg {nccl.avg_busbw_gbs or 0:,.1f})"
+    if nccl.out_of_bounds_ok is False or nccl.wrong_rows:
+        sizes = ", ".join(f"{r.size_bytes}" for r in nccl.wrong_rows[:4])
+        c.add(
+            "nccl.busbw",
+            "FAIL",
+            measured,
+            expected,
+            f"wrong results: {nccl.out_of_bounds or 0} out-of-bounds values (sizes {sizes or '?'})",
+        )
+        return
+    status, reason = judge_band(busbw, profile.nccl_busbw_gbs)
+    c.add("nccl.busbw", status, measured, expected, reason)
+
+
+def judge_node(node: NodeFacts, profile: Profile) -> list[CheckResult]:
+    c = _Checker(node.host, node)
+    c.add("ssh", "PASS", "reached", "reachable", f"accelerator {node.accelerator}")
+    cpu = _cpu_checks(c, profile)
+    _memory_check(c, profile)
+    _numa_check(c, profile, cpu)
+    _disk_check(c, profile)
+    _mpi_check(c, profile)
+    _torch_checks(c, profile)
+    _gpu_checks(c, profile)
+    return c.rows
+
+
+def judge_network(cluster: ClusterFacts, profile: Profile) -> list[CheckResult]:
+    rows: list[CheckResult] = []
+    expected = profile.inter_node_gbps.describe("Gbps")
+    if len(cluster.nodes) < 2:
+        rows.append(CheckResult(CLUSTER, "net.iperf3", "SKIP", "-", expected, "fewer than 2 nodes to pair"))
+    for host, why in sorted(cluster.iperf_missing.items()):
+        rows.append(CheckResult(host, "net.iperf3", "FAIL", "-", expected, why))
+    for pair in cluster.iperf:
+        check = f"net.iperf3 -> {pair.server}"
+        out = pair.output
+        if out is None:
+            rows.append(CheckResult(pair.client, check, "FAIL", "-", expected, "no output collected"))
+            continue
+        if out.skipped:
+            rows.append(CheckResult(pair.client, check, "SKIP", "-", expected, out.skip_reason or "skipped"))
+            continue
+        try:
+            result = p.parse_iperf3_json(out.stdout)
+        except p.ParseError as exc:
+            detail = str(exc) if out.stdout.strip() else f"iperf3 failed (rc {out.rc}): {out.error()}"
+            rows.append(CheckResult(pair.client, check, "FAIL", "-", expected, detail))
+            continue
+        status, reason = judge_band(result.received_gbps, profile.inter_node_gbps)
+        rows.append(
+            CheckResult(pair.client, check, status, _fmt(result.received_gbps, "Gbps"), expected, reason)
+        )
+
+    expected = profile.gloo_busbw_gbs.describe("GB/s")
+    if len(cluster.nodes) < 2:
+        rows.append(CheckResult(CLUSTER, "net.gloo_allreduce", "SKIP", "-", expected, "fewer than 2 nodes"))
+        return rows
+    answers: list[p.GlooResult] = []
+    problems: list[str] = []
+    for host, out in sorted(cluster.gloo.items()):
+        if out.skipped:
+            continue
+        if out.rc not in (0, None):
+            problems.append(f"{host}: torchrun failed (rc {out.rc}): {out.error()}")
+            continue
+        if out.stdout.strip():
+            try:
+                answers.append(p.parse_gloo_probe(out.stdout))
+            except p.ParseError as exc:
+                problems.append(f"{host}: {exc}")
+    nodes = ", ".join(cluster.nodes)
+    if problems or not answers:
+        reason = "; ".join(problems) or "no rank printed a result"
+        rows.append(
+            CheckResult(CLUSTER, "net.gloo_allreduce", "FAIL", "-", expected, f"across {nodes}: {reason}")
+        )
+        return rows
+    gloo = answers[0]
+    status, reason = judge_band(gloo.busbw_gbs, profile.gloo_busbw_gbs)
+    measured = f"{gloo.busbw_gbs:,.3f} GB/s busbw ({gloo.world_size} ranks, {gloo.size_bytes / 2**20:g} MiB)"
+    rows.append(
+        CheckResult(CLUSTER, "net.gloo_allreduce", status, measured, expected, f"{reason}; across {nodes}")
+    )
+    return rows
+
+
+def judge_all(
+    profile: Profile,
+    hosts: list[str],
+    raw_nodes: Mapping[str, Mapping[str, Any]],
+    raw_cluster: Mapping[str, Any] | None,
+    unreachable: Mapping[str, str],
+    failures: Mapping[str, list[str]] | None = None,
+) -> list[CheckResult]:
+    """Rows for every host asked for (in order), then the cluster-wide network rows."""
+    rows: list[CheckResult] = []
+    failures = failures or {}
+    for host in hosts:
+        if host in unreachable:
+            rows.append(CheckResult(host, "ssh", "FAIL", "unreachable", "reachable", unreachable[host]))
+            continue
+        raw = raw_nodes.get(host)
+        if raw is None:
+            why = "; ".join(failures.get(host, [])) or "the play published no data for this host"
+            rows.append(CheckResult(host, "verify", "FAIL", "-", "raw outputs", why))
+            continue
+        rows.extend(judge_node(NodeFacts.from_raw(host, raw), profile))
+        # A task that broke after the node's data was published (e.g. the network play) still counts.
+        rows.extend(
+            CheckResult(host, "playbook", "FAIL", "-", "no task errors", why)
+            for why in failures.get(host, [])
+        )
+    if raw_cluster is not None:
+        rows.extend(judge_network(ClusterFacts.from_raw(raw_cluster), profile))
+    return rows
+
+
+def overall(rows: Iterable[CheckResult]) -> Status:
+    worst = max((_SEVERITY[r.status] for r in rows), default=0)
+    return "FAIL" if worst == 2 else "WARN" if worst == 1 else "PASS"
+
+
+def counts(rows: Iterable[CheckResult]) -> dict[str, int]:
+    tally = {"PASS": 0, "WARN": 0, "FAIL": 0, "SKIP": 0}
+    for row in rows:
+        tally[row.status] += 1
+    return tally

@@ -1,0 +1,130 @@
+"""Verification profiles: what a node must measure to pass (tooling/verify/profiles/*.yml).
+
+A numeric `Band` fails outside [min, max] and warns outside [warn_below, warn_above]; a `VersionRule`
+fails below `min` (or off an `exact` pin) and warns below `warn_below`. Units are in the key names:
+`_gb` = 10^9 bytes, `_gbps` = 10^9 bits/s, `_gbs` = 10^9 bytes/s (nccl-tests' GB/s).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ddp.config_errors import ConfigError, format_validation_error, load_yaml_mapping
+from tooling.verify.parsers import version_tuple
+
+PROFILES_DIR = Path(__file__).with_name("profiles")
+BUILTIN_PROFILES = ("production", "sandbox")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Band(_Strict):
+    min: float | None = None
+    warn_below: float | None = None
+    warn_above: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Band:
+        # Read left to right, the limits must not decrease: min <= warn_below <= warn_above <= max.
+        named = [(k, getattr(self, k)) for k in ("min", "warn_below", "warn_above", "max")]
+        present = [(k, v) for k, v in named if v is not None]
+        for (k1, v1), (k2, v2) in itertools.pairwise(present):
+            if v1 > v2:
+                raise ValueError(f"{k1} ({v1:g}) must not exceed {k2} ({v2:g})")
+        if not present:
+            raise ValueError("give at least one of min, warn_below, warn_above, max")
+        return self
+
+    def describe(self, unit: str = "") -> str:
+        suffix = f" {unit}" if unit else ""
+        if self.min is not None and self.max is not None:
+            text = f"{self.min:g}-{self.max:g}{suffix}"
+        elif self.min is not None:
+            text = f">= {self.min:g}{suffix}"
+        elif self.max is not None:
+            text = f"<= {self.max:g}{suffix}"
+        else:
+            text = "any"
+        hints = []
+        if self.warn_below is not None:
+            hints.append(f"target >= {self.warn_below:g}")
+        if self.warn_above is not None:
+            hints.append(f"target <= {self.warn_above:g}")
+        return text + (f" ({', '.join(hints)})" if hints else "")
+
+
+def _check_version(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            version_tuple(value)
+        except ValueError:
+            raise ValueError(f"expected a version like 4.1 or 2.13.0 (got {value!r})") from None
+    return value
+
+
+class VersionRule(_Strict):
+    min: str | None = None
+    warn_below: str | None = None
+    exact: str | None = None
+
+    _versions = field_validator("min", "warn_below", "exact")(_check_version)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VersionRule:
+        if self.exact is not None and (self.min is not None or self.warn_below is not None):
+            raise ValueError("exact pins one version; do not combine it with min or warn_below")
+        if self.min and self.warn_below and version_tuple(self.min) > version_tuple(self.warn_below):
+            raise ValueError(f"min ({self.min}) must not exceed warn_below ({self.warn_below})")
+        if self.min is None and self.exact is None and self.warn_below is None:
+            raise ValueError("give min, warn_below or exact")
+        return self
+
+    def describe(self) -> str:
+        if self.exact is not None:
+            return f"== {self.exact}"
+        text = f">= {self.min}" if self.min else "any"
+        return text + (f" (target >= {self.warn_below})" if self.warn_below else "")
+
+
+class Profile(_Strict):
+    description: str = ""
+    cpu_cores: Band = Field(description="physical cores per node (sockets x cores per socket)")
+    memory_gb: Band = Field(description="MemTotal in 10^9 bytes")
+    numa_nodes: Band
+    disk_free_gb: Band = Field(description="free space on the filesystem holding the checkpoint path")
+    openmpi: VersionRule
+    torch: VersionRule
+    gloo_required: bool = True
+    # GPU checks apply to hosts whose `accelerator` is cuda; others SKIP them.
+    nccl_required_on_cuda: bool = True
+    cuda: VersionRule
+    gpus_per_node: Band
+    nccl_busbw_gbs: Band = Field(description="all_reduce_perf bus bandwidth at the largest size")
+    inter_node_gbps: Band = Field(description="iperf3 received throughput between node pairs")
+    gloo_busbw_gbs: Band = Field(description="Gloo all_reduce bus bandwidth across the phase's nodes")
+
+
+def resolve_profile_path(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    if text in BUILTIN_PROFILES:
+        return PROFILES_DIR / f"{text}.yml"
+    return Path(text)
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A built-in profile by name (production, sandbox) or a YAML file; errors name file, key, expectation."""
+    path = resolve_profile_path(name_or_path)
+    if not path.is_file() and str(name_or_path) not in BUILTIN_PROFILES and path.suffix == "":
+        known = ", ".join(BUILTIN_PROFILES)
+        raise ConfigError(path, [f"no such profile file; use a YAML path or one of: {known}"])
+    data = load_yaml_mapping(path)
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        raise format_validation_error(path, exc) from None
