@@ -23,9 +23,9 @@ if [ "$#" -gt 0 ]; then
   run_pytest "$@"
   exit "$status"
 fi
-# Unit and multi-process trainer tests, then the sandbox tests two at a time: molecule scenarios and the
-# provisioned cluster wait on apt and SSH more than on the CPU. Tests sharing the provisioned cluster
-# carry xdist_group("cluster") so one worker runs them all.
+# Unit and multi-process trainer tests, then the sandbox tests two files at a time: the molecule
+# scenarios and the provisioned cluster wait on apt and SSH more than on the CPU. One file, one worker:
+# every test of the provisioned cluster lives in test_cluster_phase2a.py.
 run_pytest -m "not sandbox"
-run_pytest -m sandbox -n "${SANDBOX_WORKERS:-2}" --dist loadgroup
+run_pytest -m sandbox -n "${SANDBOX_WORKERS:-2}" --dist loadfile
 exit "$status"

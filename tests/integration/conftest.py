@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 
@@ -7,8 +8,9 @@ import pytest
 
 from tests.integration.sandbox_harness import Sandbox, explain
 
-CLUSTER_PREFIX = "ddp-itest"
-CLUSTER_SUBNET = "10.213.34.0/24"
+# Overridable so a developer can run the cluster tests beside a CI run on the same machine.
+CLUSTER_PREFIX = os.environ.get("DDP_ITEST_PREFIX", "ddp-itest")
+CLUSTER_SUBNET = os.environ.get("DDP_ITEST_SUBNET", "10.213.34.0/24")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from rich.console import Console
 from ddp.config_errors import ConfigError
 from tooling.console import EXIT_CHECK_FAILED, EXIT_OK, ToolingError, console, err_console
 from tooling.inventory import all_hosts, default_inventory, group_hosts, natural_key
+from tooling.inventory import phase_hosts as phase_group_hosts
 from tooling.phases import load_phases
 from tooling.runner import PROJECT_ROOT, RunResult, get_inventory, run_playbook
 from tooling.verify.judge import CheckResult, judge_all, overall
@@ -45,13 +46,7 @@ def resolve_target(
         except ConfigError as exc:
             raise ToolingError("; ".join(exc.problems), hint="run `tooling verify-node --help`") from None
         nproc = plan_phase.nproc_per_node
-        try:
-            phase_hosts = group_hosts(inventory, plan_phase.group)
-        except KeyError:
-            raise ToolingError(
-                f"inventory {inventory_path} has no group {plan_phase.group!r} for phase {phase}",
-                hint="phase groups nest (phase1, phase2a, ...); see inventory/production/hosts.yml",
-            ) from None
+        phase_hosts = phase_group_hosts(inventory, phase, plan_phase, inventory_path)
     if hosts:
         known = all_hosts(inventory)
         unknown = [h for h in hosts if h not in known]
