@@ -130,6 +130,11 @@ def deploy(request: DeployRequest, plan: PhasePlan) -> deployment.Deployment:
         )
         result = _playbook(request, deploy_plan, "site.yml", f"provision-{deploy_plan.group}", limit)
         _raise_for(result, "provisioning")
+    else:
+        # A re-launch still points each node's launcher at this phase: provisioning another phase since
+        # (phase 1 after 2a, say) rewrote node1's rendezvous and node count.
+        result = _playbook(request, deploy_plan, "playbooks/trainer.yml", f"configure-{deploy_plan.group}")
+        _raise_for(result, "configuring the trainer")
     if request.verify:
         code = run_verify(
             [], request.phase, request.inventory, request.profile, as_json=False, runs_dir=request.runs_dir

@@ -146,6 +146,8 @@ def _up(settings: SandboxSettings, *, mirror: str | None, keep_on_failure: bool)
     ):
         rows = status(settings, env=env)
         if all(row.ok for row in rows):
+            # Rewritten even when nothing else changes: a newer toolkit may generate different variables.
+            inventory.write_inventory(settings, endpoints)
             return UpResult(True, rows, image.action, time.monotonic() - start, hosts_file)
         # Up but not healthy (sshd stopped, keys changed by hand): redo the setup steps below.
         for row in rows:
