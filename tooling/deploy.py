@@ -70,9 +70,11 @@ def build_plan(request: DeployRequest, plan: PhasePlan) -> Plan:
     return Plan(request.phase, phase.group, hosts, phase.world_size, run_id, extravars, inventory)
 
 
-def _raise_for(result: RunResult, what: str) -> None:
+def _raise_for(result: RunResult, what: str, before_launch: bool = True) -> None:
     if result.ok:
         return
+    if before_launch:
+        what += " (nothing was launched)"
     lines = [f"{host}: unreachable: {reason}" for host, reason in result.unreachable.items()]
     lines += [f"{f.host}: task {f.task!r}: {f.message}" for f in result.hard_failures()]
     detail = "\n".join(lines[:20]) or result.explanation
@@ -144,9 +146,8 @@ def deploy(request: DeployRequest, plan: PhasePlan) -> deployment.Deployment:
                 "pre-flight verification failed: nothing was launched",
                 hint="fix the FAIL rows above, or pass --skip-verify to launch anyway",
             )
-    _raise_for(
-        _playbook(request, deploy_plan, "playbooks/launch.yml", f"launch-{deploy_plan.group}"), "launch"
-    )
+    launched = _playbook(request, deploy_plan, "playbooks/launch.yml", f"launch-{deploy_plan.group}")
+    _raise_for(launched, "launch", before_launch=False)
     hostvars = deploy_plan.inventory.get("_meta", {}).get("hostvars", {})
     run_root = str(hostvars.get(deploy_plan.hosts[0], {}).get("ddp_trainer_run_root", DEFAULT_RUN_ROOT))
     record = deployment.Deployment(
