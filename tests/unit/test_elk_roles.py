@@ -16,10 +16,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import os
 import re
-import shutil
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +24,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.unit.local_playbook import run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ["elasticsearch", "logstash", "kibana", "filebeat"]
@@ -49,32 +48,7 @@ def _templates() -> dict[str, list[Path]]:
 
 
 def _ansible_playbook(tmp_path: Path, playbook: list[dict[str, Any]], inventory: Path) -> None:
-    binary = Path(sys.executable).with_name("ansible-playbook")
-    if not binary.exists():
-        found = shutil.which("ansible-playbook")
-        if found is None:
-            pytest.fail("ansible-playbook not found: run scripts/bootstrap.sh")
-        binary = Path(found)
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(playbook, sort_keys=False))
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible-tmp"),
-        "ANSIBLE_REMOTE_TEMP": str(tmp_path / ".ansible-remote-tmp"),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-    }
-    env.pop("ANSIBLE_CONFIG", None)
-    proc = subprocess.run(
-        [str(binary), "-i", str(inventory), "play.yml"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_local_playbook(tmp_path, playbook, "-i", str(inventory))
     assert proc.returncode == 0, f"ansible-playbook failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
 
 

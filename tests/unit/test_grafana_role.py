@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.unit.local_playbook import run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "grafana"
@@ -35,34 +34,7 @@ CA_PEM = "-----BEGIN CERTIFICATE-----\nTEST-ONLY\n-----END CERTIFICATE-----"
 def _ansible_playbook(
     tmp_path: Path, playbook: list[dict[str, Any]], *args: str, callback: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    binary = Path(sys.executable).with_name("ansible-playbook")
-    if not binary.exists():
-        found = shutil.which("ansible-playbook")
-        if found is None:
-            pytest.fail("ansible-playbook not found: run scripts/bootstrap.sh")
-        binary = Path(found)
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(playbook, sort_keys=False))
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible-tmp"),
-        "ANSIBLE_REMOTE_TEMP": str(tmp_path / ".ansible-remote-tmp"),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-    }
-    env.pop("ANSIBLE_CONFIG", None)
-    if callback:
-        env["ANSIBLE_STDOUT_CALLBACK"] = callback
-    return subprocess.run(
-        [str(binary), *args, "play.yml"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_local_playbook(tmp_path, playbook, *args, callback=callback)
 
 
 # --- templates -------------------------------------------------------------------------------------------

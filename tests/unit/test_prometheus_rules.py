@@ -14,16 +14,16 @@ promtool and amtool come from the Debian packages `prometheus` and `prometheus-a
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.unit.local_playbook import run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM_ROLE = ROOT / "roles" / "prometheus"
@@ -152,25 +152,10 @@ def test_memory_pressure_thresholds_follow_the_plan() -> None:
 
 
 def _ansible_playbook(tmp_path: Path, playbook: list[dict[str, Any]], *args: str) -> None:
-    binary = Path(sys.executable).with_name("ansible-playbook")
-    if not binary.exists():
-        found = shutil.which("ansible-playbook")
-        if found is None:
-            pytest.fail("ansible-playbook not found: run scripts/bootstrap.sh")
-        binary = Path(found)
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(playbook, sort_keys=False))
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible-tmp"),
-        "ANSIBLE_REMOTE_TEMP": str(tmp_path / ".ansible-remote-tmp"),
-        "ANSIBLE_HOST_KEY_CHECKING": "0",
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-    }
-    env.pop("ANSIBLE_CONFIG", None)
-    _run([str(binary), *args, "play.yml"], cwd=tmp_path, env=env)
+    result = run_local_playbook(tmp_path, playbook, *args)
+    assert result.returncode == 0, (
+        f"ansible-playbook failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    )
 
 
 TEMPLATES = {
