@@ -14,7 +14,7 @@ from tooling.gates.cli import gate, phases
 from tooling.job_cli import deploy_command, status_command, stop_command
 from tooling.local_run import run_local
 from tooling.phases import load_phases
-from tooling.rehearse import rehearse_on_sandbox
+from tooling.rehearse import rehearsal_settings, rehearse_on_sandbox
 from tooling.report.cli import report
 from tooling.sandbox.cli import sandbox_app
 from tooling.verify.cli import verify_node
@@ -95,10 +95,8 @@ def rehearse(
     plan.get(phase)
     if local:
         run_name = f"rehearsal-phase{phase}-{time.strftime('%Y%m%d-%H%M%S')}"
-        # A short rehearsal must still exercise checkpoints and the probes.
         sets = [
-            f"training.max_steps={steps}",
-            f"checkpoint.every_steps={max(1, steps // 3)}",
+            *rehearsal_settings(steps),
             "metrics.bind_address=127.0.0.1",
             *(overrides or []),
         ]

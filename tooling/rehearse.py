@@ -32,6 +32,11 @@ REHEARSAL_SETTINGS = [
 ]
 
 
+def rehearsal_settings(steps: int) -> list[str]:
+    """A short rehearsal still exercises checkpoints (three of them) and the probes."""
+    return [f"training.max_steps={steps}", f"checkpoint.every_steps={max(1, steps // 3)}"]
+
+
 def ensure_sandbox(plan: PhasePlan, phase_name: str) -> Path:
     """A running sandbox big enough for the phase; starts one with the largest phase's node count."""
     needed = plan.get(phase_name).nodes
@@ -68,12 +73,7 @@ def rehearse_on_sandbox(
 ) -> tuple[dict[str, Any], Path]:
     inventory = ensure_sandbox(plan, phase_name)
     run_id = f"rehearsal-phase{phase_name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    sets = [
-        *REHEARSAL_SETTINGS,
-        f"training.max_steps={steps}",
-        f"checkpoint.every_steps={max(1, steps // 3)}",
-        *overrides,
-    ]
+    sets = [*REHEARSAL_SETTINGS, *rehearsal_settings(steps), *overrides]
     record = deploy(DeployRequest(phase=phase_name, inventory=inventory, overrides=sets, run_id=run_id), plan)
     summary = fetch_summary(inventory, record.hosts[0], record.run_dir, timeout_s)
     local = output_dir / run_id / "summary.json"

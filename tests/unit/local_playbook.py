@@ -50,3 +50,17 @@ def run_local_playbook(
         timeout=300,
         check=False,
     )
+
+
+def render_templates_task(name: str, out: Path, task_vars: dict[str, Any]) -> dict[str, Any]:
+    """A task rendering every template of the play's `templates` var (name -> source) into `out`."""
+    return {
+        "name": f"Render the {name} variant",
+        "ansible.builtin.template": {
+            "src": "{{ item.value }}",
+            "dest": f"{out}/{{{{ item.key }}}}",
+            "mode": "0644",
+        },
+        "loop": "{{ templates | dict2items }}",
+        "vars": task_vars,
+    }

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.local_playbook import run_local_playbook
+from tests.unit.local_playbook import render_templates_task, run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "grafana"
@@ -76,18 +76,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "_grafana_secret_key_value": "test-only-secret-key",
             **overrides,
         }
-        tasks.append(
-            {
-                "name": f"Render the {name} variant",
-                "ansible.builtin.template": {
-                    "src": "{{ item.value }}",
-                    "dest": f"{out}/{{{{ item.key }}}}",
-                    "mode": "0644",
-                },
-                "loop": "{{ templates | dict2items }}",
-                "vars": task_vars,
-            }
-        )
+        tasks.append(render_templates_task(name, out, task_vars))
     play = {
         "name": "Render the grafana templates",
         "hosts": "localhost",
