@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from tooling.check.cli import check_command
 from tooling.console import cli_edge, console
 from tooling.gates.cli import gate, phases
 from tooling.job_cli import deploy_command, status_command, stop_command
@@ -17,6 +18,8 @@ from tooling.phases import load_phases
 from tooling.rehearse import rehearsal_settings, rehearse_on_sandbox
 from tooling.report.cli import report
 from tooling.sandbox.cli import sandbox_app
+from tooling.soak.cli import soak_command
+from tooling.sweep.cli import sweep_command
 from tooling.verify.cli import verify_node
 
 app = typer.Typer(
@@ -34,6 +37,9 @@ app.command("stop")(cli_edge(stop_command))
 app.command("gate")(gate)
 app.command("phases")(phases)
 app.command("report")(report)
+app.command("soak")(cli_edge(soak_command))
+app.command("check")(check_command)
+app.command("sweep")(cli_edge(sweep_command))
 
 PhaseOption = Annotated[str, typer.Option("--phase", "-p", help="Phase: 1, 2a, 2b or 2c.")]
 

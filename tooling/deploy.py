@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddp.config import load_config, read_with_base
+from ddp.config import load_config
 from tooling import deployment, jobstatus
 from tooling.console import CheckFailed, console, err_console
 from tooling.inventory import group_exists, load_inventory, phase_hosts, ssh_targets
 from tooling.phases import PhasePlan
 from tooling.runner import PROJECT_ROOT, RunResult, run_playbook
+from tooling.sweep import production
 from tooling.verify.cli import run_verify
 
 DEFAULT_RUN_ROOT = "/var/lib/ddp/runs"  # ddp_trainer_run_root's default in roles/ddp_trainer
@@ -55,9 +56,13 @@ def build_plan(request: DeployRequest, plan: PhasePlan) -> Plan:
     phase = plan.get(request.phase)
     inventory = load_inventory(request.inventory)
     hosts = phase_hosts(inventory, request.phase, phase, request.inventory)
-    # The config that will run on the nodes: the phase's, the --config file laid over it, then --set.
-    config_overlay = read_with_base(request.config) if request.config is not None else {}
-    load_config(PROJECT_ROOT / phase.config, request.overrides, overlay=request.config)
+    # The config that will run on the nodes: the phase's, its locked production settings (`tooling sweep
+    # --lock`), the --config file laid over them, then --set.
+    locked = production.current(request.phase, phase.config)
+    if locked is not None:
+        console.print(f"production config: {locked.describe()}")
+    config_overlay = production.overlay(locked, request.config)
+    load_config(locked.path if locked else PROJECT_ROOT / phase.config, request.overrides, request.config)
     run_id = request.run_id or f"{phase.group}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     extravars: dict[str, Any] = {
         "ddp_trainer_phase": request.phase,
@@ -137,6 +142,10 @@ def deploy(request: DeployRequest, plan: PhasePlan) -> deployment.Deployment:
         # (phase 1 after 2a, say) rewrote node1's rendezvous and node count.
         result = _playbook(request, deploy_plan, "playbooks/trainer.yml", f"configure-{deploy_plan.group}")
         _raise_for(result, "configuring the trainer")
+        # ... and Prometheus, which still scrapes the phase provisioned last.
+        if group_exists(deploy_plan.inventory, "monitoring"):
+            result = _playbook(request, deploy_plan, "playbooks/targets.yml", f"targets-{deploy_plan.group}")
+            _raise_for(result, "pointing Prometheus at the phase")
     if request.verify:
         code = run_verify(
             [], request.phase, request.inventory, request.profile, as_json=False, runs_dir=request.runs_dir

@@ -16,15 +16,14 @@ from typing import Any
 from ddp.config import load_config
 from tooling.console import CheckFailed, console
 from tooling.phases import PhasePlan
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tooling.sweep import production
 
 
 def local_command(
     plan: PhasePlan, phase_name: str, output_dir: Path, run_name: str, overrides: list[str]
 ) -> list[str]:
     phase = plan.get(phase_name)
-    config = REPO_ROOT / phase.config
+    config = production.config_path(phase_name, phase.config)  # the locked production config, if any
     sets = [f"run.output_dir={output_dir}", f"run.name={run_name}", *overrides]
     load_config(config, sets)  # refuse to launch anything from an invalid config
     return [
@@ -50,6 +49,8 @@ def run_local(
     if plan.rendezvous.disable_shared_tcp_store:
         env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     console.print(f"[bold]phase {phase_name}[/bold]: {plan.get(phase_name).world_size} local processes")
+    if (locked := production.current(phase_name, plan.get(phase_name).config)) is not None:
+        console.print(f"production config: {locked.describe()}")
     proc = subprocess.run(command, env=env, check=False)
     summary_path = output_dir / run_name / "summary.json"
     if proc.returncode != 0:

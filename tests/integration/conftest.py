@@ -15,7 +15,8 @@ CLUSTER_SUBNET = os.environ.get("DDP_ITEST_SUBNET", "10.213.34.0/24")
 
 @pytest.fixture(scope="session")
 def phase2a_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """Two nodes and a monitoring host provisioned by `site.yml -l phase2a`, shared by the sandbox tests
+    """Two nodes and a monitoring host provisioned by `site.yml -l phase2a:monitoring` (as `tooling deploy`
+    does), shared by the sandbox tests
     (provisioning is the slow part). Tests that break a node put it back."""
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed")
@@ -29,7 +30,7 @@ def phase2a_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbo
             "site.yml",
             inventory=box.inventory,
             runs_dir=box.runs,
-            limit="phase2a",
+            limit="phase2a:monitoring",
             label="site-phase2a",
             progress=False,
             timeout=2400,

@@ -6,44 +6,18 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from typing import Any
 
 import pytest
 from rich.console import Console
 
 from tests.integration.sandbox_harness import Sandbox, explain
+from tests.integration.sandbox_jobs import SMALL_RUN, on_node, wait_for_summary
 from tooling.inventory import load_inventory, ssh_targets
-from tooling.remote import RemoteResult, run_command, run_everywhere
+from tooling.remote import run_everywhere
 from tooling.runner import run_playbook
 
 pytestmark = pytest.mark.sandbox
-
-SMALL_RUN = [
-    "workload.input_dim=64",
-    "workload.hidden_dim=128",
-    "workload.num_samples=8192",
-    "training.batch_size=16",
-    "checkpoint.every_steps=20",
-]
-
-
-def on_node(box: Sandbox, host: str, command: str, timeout: float = 300) -> RemoteResult:
-    target = {t.name: t for t in ssh_targets(load_inventory(box.inventory), [host])}[host]
-    return run_command(target, command, timeout_s=timeout)
-
-
-def wait_for_summary(box: Sandbox, run_dir: str, status: str = "completed", timeout: float = 600) -> dict:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = on_node(box, "node1", f"cat {run_dir}/summary.json")
-        if last.rc == 0:
-            summary = json.loads(last.stdout)
-            if summary["status"] in (status, "failed"):
-                return summary
-        time.sleep(3)
-    raise AssertionError(f"no {status} summary in {run_dir} on node1: {last}")
 
 
 def test_site_rerun_changes_nothing(phase2a_cluster: Sandbox) -> None:
@@ -211,3 +185,15 @@ def test_stopped_node_fails_naming_the_host_and_reason(phase2a_cluster: Sandbox)
     checks = {(r["host"], r["check"]): r["status"] for r in document["results"]}
     assert checks[("node1", "torch.version")] == "PASS"
     assert checks[("node1", "cpu.cores")] == "PASS"
+
+
+# Tests kept in files of their own but run on this module's cluster (xdist hands out whole modules), last:
+# they stop node2 or kill its training processes.
+from tests.integration.cluster_checks import (  # noqa: E402, F401
+    test_check_broken_cluster_fails_naming_node2_and_the_corrupt_file,
+    test_check_healthy_cluster_passes,
+)
+from tests.integration.cluster_monitoring import (  # noqa: E402, F401
+    test_phase2a_run_is_scraped_charted_and_alerted,
+    test_run_that_ends_as_planned_raises_no_rank_alert,
+)

@@ -31,6 +31,8 @@ from tooling.gates.records import DEFAULT_DECISIONS_DIR, latest_record, write_re
 from tooling.gates.scaling import Baseline, baseline_from_record
 from tooling.gates.site import effective_criteria, load_site
 from tooling.phases import PhasePlan, load_phases
+from tooling.soak.evidence import soak_evidence
+from tooling.soak.state import DEFAULT_SOAK_DIR
 
 DecisionsOption = Annotated[
     Path,
@@ -149,6 +151,13 @@ def gate(
         list[str] | None,
         typer.Option("--measured", help="NAME=VALUE measured elsewhere, e.g. uptime=99.95% from a soak."),
     ] = None,
+    soak: Annotated[
+        str | None,
+        typer.Option("--soak", help="Soak id or soak.json for uptime (default: the phase's latest soak)."),
+    ] = None,
+    soak_dir: Annotated[
+        Path, typer.Option("--soak-dir", envvar="TOOLING_SOAK_DIR", help="Where soak records are kept.")
+    ] = DEFAULT_SOAK_DIR,
     decisions: DecisionsOption = DEFAULT_DECISIONS_DIR,
     runs_dir: RunsOption = Path("runs"),
     prometheus_step: Annotated[
@@ -169,6 +178,11 @@ def gate(
         summary, summary_path, phase_def.world_size, prometheus_url, prometheus_step
     )
     sources.criteria_file = str(criteria_file) if criteria_file else None
+    # A soak watched the job for hours: its figures replace a shorter window's, unless it has none.
+    from_soak, soak_line = soak_evidence(phase, phase_def.world_size, soak, soak_dir)
+    for name, m in from_soak.items():
+        if m.value is not None or name not in figures or figures[name].value is None:
+            figures[name] = m
     if sources.prometheus_error:
         err_console.print(
             f"[yellow]warning:[/] Prometheus {prometheus_url} unavailable: {sources.prometheus_error}; "
@@ -177,14 +191,15 @@ def gate(
     baseline = baseline_for(plan, phase, decisions, baseline_run)
     result = evaluate(plan, phase, criteria, info, figures, sources, baseline, given)
     record = result.record(plan)
-    json_path, md_path = write_record(decisions, record, render(record, sources.describe()))
+    source_lines = sources.describe() + ([soak_line] if soak_line else [])
+    json_path, md_path = write_record(decisions, record, render(record, source_lines))
     if as_json:
         sys.stdout.write(
             json.dumps({**record, "record_files": [str(json_path), str(md_path)]}, indent=2) + "\n"
         )
     else:
         console.print(gate_table(result))
-        for line in sources.describe():
+        for line in source_lines:
             console.print(f"  {line}", style="dim")
         blocking = [KINDS[r.name].label for r in result.rows if r.blocks]
         style = DECISION_STYLE[result.decision]

@@ -184,5 +184,7 @@ def from_summary(summary: dict[str, Any], expected_world_size: int) -> dict[str,
     out["thermal_throttling"] = missing(
         src, "the run summary has no throttle counters; needs node_exporter via --prometheus"
     )
-    out["uptime"] = missing(src, "one run's summary is not a soak; measure with --prometheus over the soak")
+    out["uptime"] = missing(
+        src, "one run's summary is not a soak; run `tooling soak --phase P` (or --prometheus over a soak)"
+    )
     return out

@@ -11,6 +11,10 @@
    the pytorch role installs it) and `pip download` them into the same wheelhouse. Offline first: when
    the wheelhouse already satisfies them, nothing is fetched.
 
+A fingerprint of everything the result depends on (the package's files, the generated pyproject, the
+options, the wheelhouse's file list) is kept in the wheelhouse: when it matches, both steps are skipped, so
+a warm provisioning run does not rebuild an unchanged wheel.
+
 Prints one JSON object: {"changed", "wheel", "requirements", "saved"}. Exit 1 on failure with the failing
 command's output on stderr.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import email.parser
+import hashlib
 import json
 import os
 import re
@@ -167,6 +172,44 @@ def download(requirements: list[str], wheelhouse: Path, args: argparse.Namespace
     return [line.split("Saved ", 1)[1].strip() for line in online.stdout.splitlines() if "Saved " in line]
 
 
+STAMP = ".ddp-wheelhouse-fingerprint.json"
+
+
+def fingerprint(project: Path, args: argparse.Namespace) -> str:
+    digest = hashlib.sha256()
+    options = [args.dist_name, args.package, sorted(args.exclude), args.build_isolation]
+    options += [args.python_version, args.platform, args.index_url]
+    digest.update(json.dumps(options).encode())
+    digest.update(node_pyproject(project, args.dist_name, args.package).encode())
+    skip = shutil.ignore_patterns(*SKIP_PATTERNS)
+    for root, dirs, files in os.walk(project / args.package):
+        dirs[:] = sorted(set(dirs) - skip(root, dirs))
+        for name in sorted(set(files) - skip(root, files)):
+            path = Path(root, name)
+            digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for wheel in sorted(args.wheelhouse.glob("*.whl")):
+        digest.update(f"{wheel.name}:{wheel.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def unchanged_result(stamp: Path, current: str) -> dict[str, object] | None:
+    """The previous result when nothing it depends on changed since; None otherwise."""
+    try:
+        previous = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(previous, dict) or previous.get("fingerprint") != current:
+        return None
+    if not Path(str(previous.get("wheel", ""))).is_file():
+        return None
+    return {
+        "changed": False,
+        "wheel": previous["wheel"],
+        "requirements": previous.get("requirements", []),
+        "saved": [],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, required=True)
@@ -184,22 +227,28 @@ def main() -> None:
     if not (project / "pyproject.toml").is_file():
         fail(f"{project} has no pyproject.toml: set ddp_trainer_project_dir to the project's checkout")
     args.wheelhouse.mkdir(parents=True, exist_ok=True)
+    stamp = args.wheelhouse / STAMP
+    known = unchanged_result(stamp, fingerprint(project, args))
+    if known is not None:
+        print(json.dumps(known))
+        return
     with tempfile.TemporaryDirectory(prefix="ddp-wheel-") as tmp:
         built = build_wheel(project, args.dist_name, args.package, args.build_isolation, Path(tmp))
         changed = install_wheel(built, args.wheelhouse)
         wheel = args.wheelhouse / built.name
     requirements = runtime_requirements(wheel, {canonical(e) for e in args.exclude})
     saved = download(requirements, args.wheelhouse, args)
-    print(
-        json.dumps(
-            {
-                "changed": changed or bool(saved),
-                "wheel": str(wheel),
-                "requirements": requirements,
-                "saved": saved,
-            }
-        )
-    )
+    result = {
+        "changed": changed or bool(saved),
+        "wheel": str(wheel),
+        "requirements": requirements,
+        "saved": saved,
+    }
+    # Written after the wheelhouse is complete (and renamed into place): a failed run leaves no stamp.
+    partial = stamp.with_suffix(".tmp")
+    partial.write_text(json.dumps({**result, "fingerprint": fingerprint(project, args)}), encoding="utf-8")
+    partial.replace(stamp)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,223 @@
+"""`tooling sweep` end to end with a fake trial runner: trials, ranking, sweep.json/sweep.md, exit codes,
+then `--lock`; and the cluster runner's handling of launches that fail."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rich.progress import Progress
+from typer.testing import CliRunner
+
+from ddp.config import load_config
+from tests.unit.sweep_fakes import FakeTrials, install_fake, summary, use_production_dir
+from tooling import deploy as deploy_module
+from tooling import deployment
+from tooling.cli import app
+from tooling.console import CheckFailed
+from tooling.phases import load_phases
+from tooling.sweep import trials as trials_module
+from tooling.sweep.cli import EtaColumn
+from tooling.sweep.records import SweepStore
+from tooling.sweep.trials import ClusterTrials, TrialSpec
+
+runner = CliRunner()
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.replace("│", " ").split())
+
+
+@pytest.fixture
+def folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    return use_production_dir(monkeypatch, tmp_path)
+
+
+def _sweep(tmp_path: Path, *args: str) -> Any:
+    return runner.invoke(app, ["sweep", "--sweeps-dir", str(tmp_path / "sweeps"), *args])
+
+
+def test_sweep_ranks_records_and_locks_the_winner(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = install_fake(
+        monkeypatch,
+        FakeTrials(
+            {
+                frozenset({"training.batch_size=16", "optimizer.lr=0.01"}): summary(throughput=100.0),
+                frozenset({"training.batch_size=16", "optimizer.lr=0.1"}): summary(
+                    throughput=900.0, nonfinite=2
+                ),
+                frozenset({"training.batch_size=32", "optimizer.lr=0.01"}): summary(
+                    throughput=300.0, sigma=3.0
+                ),
+                frozenset(
+                    {"training.batch_size=32", "optimizer.lr=0.1"}
+                ): "torchrun exited 1 (see s1-t04.log)",
+            }
+        ),
+    )
+    result = _sweep(
+        tmp_path,
+        "--phase",
+        "1",
+        "--local",
+        "--id",
+        "s1",
+        "--grid",
+        "batch_size=16,32",
+        "--grid",
+        "lr=0.01,0.1",
+        "--steps",
+        "20",
+        "--set",
+        "workload.hidden_dim=64",
+    )
+    assert result.exit_code == 0, result.output
+    assert fake.modes == ["local"] and len(fake.prepared) == 1
+    assert [s.run_id for s in fake.ran] == ["s1-t01", "s1-t02", "s1-t03", "s1-t04"]
+    first = fake.ran[0].overrides
+    # Trial defaults, then the user's --set, the sweep's step count, then the trial's own values.
+    assert first == [
+        "checkpoint.enabled=false",
+        "metrics.bind_address=127.0.0.1",
+        "workload.hidden_dim=64",
+        "training.max_steps=20",
+        "training.batch_size=16",
+        "optimizer.lr=0.01",
+    ]
+    out = _flat(result.output)
+    assert "trial 3/4 batch_size=32 lr=0.01: 300.0 samples/s ± 3.0" in out
+    assert "best: trial 3" in out and "--lock --phase 1 --id s1" in out
+
+    store = SweepStore(tmp_path / "sweeps", "s1")
+    lines = store.trials_path.read_text().splitlines()
+    assert [json.loads(line)["trial"] for line in lines] == [1, 2, 3, 4]
+    done = json.loads((store.dir / "sweep.json").read_text())
+    assert done["best"] == 3 and done["ranking"]["ranked"] == [3, 1]
+    assert done["ranking"]["excluded"] == [{"trial": 2, "why": "2 non-finite loss(es)"}]
+    assert done["ranking"]["failed"] == [{"trial": 4, "why": "torchrun exited 1 (see s1-t04.log)"}]
+    assert done["trials"][1]["loss_fell"] is True and done["trials"][1]["nonfinite"] == 2
+    markdown = (store.dir / "sweep.md").read_text()
+    assert "| 1 | 3 | batch_size=32 lr=0.01 | 300.0 | 3.0 | 5.0% | 2.3 -> 1.1 |" in markdown
+    assert "| 4 | batch_size=32 lr=0.1 | - | - -> - | - | torchrun exited 1 (see s1-t04.log) |" in markdown
+
+    # --lock without --id takes the phase's latest sweep.
+    result = _sweep(tmp_path, "--lock", "--phase", "1")
+    assert result.exit_code == 0, result.output
+    assert "version 1" in _flat(result.output)
+    locked = folder / "phase1-v1.yaml"
+    config = load_config(locked)
+    assert (config.training.batch_size, config.optimizer.lr) == (32, 0.01)
+    # The trial-only settings (--set, steps, checkpoints off) are not production settings.
+    assert set(yaml.safe_load(locked.read_text())) == {"base", "training", "optimizer"}
+    assert config.workload.model_dump()["hidden_dim"] == 1024 and config.checkpoint.enabled
+
+    result = _sweep(tmp_path, "--lock", "--phase", "1", "--id", "s1", "--trial", "2")
+    assert result.exit_code == 2 and "trial 2 cannot be locked: 2 non-finite" in _flat(result.output)
+    result = _sweep(tmp_path, "--lock", "--phase", "2a", "--id", "s1")
+    assert result.exit_code == 2 and "a sweep of phase 1, not 2a" in _flat(result.output)
+    result = _sweep(tmp_path, "--lock", "--phase", "1", "--grid", "lr=1")
+    assert result.exit_code == 2 and "--lock takes no --grid" in _flat(result.output)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "phase1-v1.evidence.json",
+        "phase1-v1.yaml",
+        "phase1.current",
+    ]
+
+
+def test_a_sweep_where_nothing_qualifies_exits_1_and_still_records(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    install_fake(monkeypatch, FakeTrials(default=summary(first=1.0, last=1.5)))
+    result = _sweep(tmp_path, "--phase", "1", "--local", "--id", "bad", "--grid", "lr=0.5,0.9")
+    assert result.exit_code == 1, result.output
+    assert "no trial qualifies" in _flat(result.output)
+    done = json.loads((tmp_path / "sweeps" / "bad" / "sweep.json").read_text())
+    assert done["best"] is None and len(done["ranking"]["excluded"]) == 2
+    result = _sweep(tmp_path, "--lock", "--phase", "1")
+    assert result.exit_code == 2 and not folder.exists()
+
+
+def test_cluster_sweep_checks_the_inventory_before_anything_runs(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(deploy_module, "load_inventory", lambda _path: {"phase1": {"hosts": ["node1"]}})
+    launched: list[Any] = []
+    monkeypatch.setattr(trials_module, "deploy", lambda *a, **k: launched.append(a))
+    result = _sweep(tmp_path, "--phase", "2a", "--inventory", str(tmp_path), "--grid", "lr=0.1,0.2")
+    assert result.exit_code == 2, result.output
+    assert "has no group 'phase2a'" in _flat(result.output)
+    assert launched == [] and not (tmp_path / "sweeps").exists()
+
+
+def _cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ClusterTrials:
+    monkeypatch.chdir(tmp_path)  # deployment records go to ./runs/deployments
+    return ClusterTrials(load_phases(), "1", tmp_path / "inv", tmp_path / "trials", timeout_s=60)
+
+
+def _record(run_id: str) -> deployment.Deployment:
+    return deployment.Deployment("1", "phase1", run_id, str(Path("inv").resolve()), ["node1"], "/r", 4)
+
+
+def test_cluster_trial_relaunches_and_fetches_the_summary(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    trials = _cluster(monkeypatch, tmp_path)
+    requests: list[Any] = []
+
+    def fake_deploy(request: Any, _plan: Any) -> deployment.Deployment:
+        requests.append(request)
+        return _record(request.run_id)
+
+    monkeypatch.setattr(trials_module, "deploy", fake_deploy)
+    monkeypatch.setattr(trials_module, "fetch_summary", lambda inv, host, run_dir, timeout: summary())
+    result = trials.run(TrialSpec(1, "s1-t01", ["optimizer.lr=0.1"]))
+    assert result.error is None and result.summary == summary()
+    assert json.loads((tmp_path / "trials" / "s1-t01" / "summary.json").read_text()) == summary()
+    request = requests[0]
+    assert (request.provision, request.verify, request.restart) == (False, False, False)
+    assert request.overrides == ["optimizer.lr=0.1"] and request.run_id == "s1-t01"
+    trials.run(TrialSpec(2, "s1-t02", []))
+    assert requests[1].restart is True  # replaces the sweep's own previous run if it lingers
+
+
+def test_cluster_launch_failures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    trials = _cluster(monkeypatch, tmp_path)
+
+    def refused(request: Any, _plan: Any) -> None:
+        raise CheckFailed("launch failed: A run is already active: node1 (phase1-prod)")
+
+    monkeypatch.setattr(trials_module, "deploy", refused)
+    # Nothing of the trial started: the cluster is at fault, the sweep stops, the trial stays to run.
+    with pytest.raises(CheckFailed, match=r"trial 1 could not be launched: .*already active"):
+        trials.run(TrialSpec(1, "s1-t01", []))
+
+    restarts: list[bool] = []
+
+    def ranks_died(request: Any, _plan: Any) -> None:
+        restarts.append(request.restart)
+        # deploy records the run once the launch went through, then waits for the ranks.
+        deployment.save(_record(request.run_id))
+        raise CheckFailed(f"run {request.run_id} failed while starting")
+
+    monkeypatch.setattr(trials_module, "deploy", ranks_died)
+    # The trial itself failed (a batch too big, say): recorded as failed, the sweep goes on.
+    result = trials.run(TrialSpec(2, "s1-t02", ["training.batch_size=4096"]))
+    assert result.summary is None and "s1-t02 failed while starting" in (result.error or "")
+    trials.run(TrialSpec(3, "s1-t03", []))
+    # A refused launch never licenses replacing someone else's run; the sweep's own failed one may be.
+    assert restarts == [False, True]
+
+
+def test_eta_comes_from_the_mean_trial_time() -> None:
+    progress = Progress()
+    progress.add_task("trial 2/4", total=4, completed=1, mean_s=60.0, started=time.time() - 10)
+    progress.add_task("trial 1/4", total=4, mean_s=None)
+    # Three trials left at a minute each, ten seconds into the current one.
+    assert str(EtaColumn().render(progress.tasks[0])) in ("ETA 0:02:50", "ETA 0:02:49")
+    assert str(EtaColumn().render(progress.tasks[1])) == "ETA after the first trial"

@@ -1,0 +1,53 @@
+"""roles/ddp_trainer/files/wheelhouse.py: an unchanged project is not rebuilt; any change to the package is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "roles/ddp_trainer/files/wheelhouse.py"
+
+pytestmark = pytest.mark.slow  # builds real wheels with pip
+
+
+def _project(root: Path) -> Path:
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg/__init__.py").write_text("VALUE = 1\n")
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "demo"\nversion = "0.1.0"\ndependencies = []\n'
+    )
+    return root
+
+
+def _fill(project: Path, wheelhouse: Path) -> dict:
+    argv = [sys.executable, str(SCRIPT), "--project", str(project), "--wheelhouse", str(wheelhouse)]
+    argv += ["--dist-name", "demo-node", "--package", "pkg"]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_unchanged_sources_skip_the_build_and_changes_rebuild(tmp_path: Path) -> None:
+    project = _project(tmp_path / "project")
+    wheelhouse = tmp_path / "wheelhouse"
+    first = _fill(project, wheelhouse)
+    assert first["changed"] is True
+    wheel = Path(first["wheel"])
+    built = wheel.read_bytes()
+
+    again = _fill(project, wheelhouse)
+    assert again == {**first, "changed": False, "saved": []}
+
+    (project / "pkg/__init__.py").write_text("VALUE = 2\n")
+    edited = _fill(project, wheelhouse)
+    assert edited["changed"] is True and wheel.read_bytes() != built
+
+    # A wheel removed by hand is noticed: the wheelhouse's file list is part of the fingerprint.
+    wheel.unlink()
+    restored = _fill(project, wheelhouse)
+    assert restored["changed"] is True and wheel.is_file()

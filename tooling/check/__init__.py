@@ -1,0 +1,1 @@
+"""`tooling check`: the daily operations checklist (schedules, node probes, judging, snapshots, CLI)."""

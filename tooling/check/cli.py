@@ -1,0 +1,132 @@
+"""`tooling check`: the daily operations checklist, as far as software can do it.
+
+Exit codes: 0 no check failed (WARN and SKIP allowed), 1 a check failed, 2 usage error (unknown schedule
+or phase, bad settings file, missing inventory, no phase to check). Every run appends its snapshot to
+<runs-dir>/checks/<UTC date>.jsonl, which the next days' disk trend reads.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tooling.check import snapshots
+from tooling.check.cluster import Cluster, resolve
+from tooling.check.judge import Row, counts, overall
+from tooling.check.probes import Session, run_checks
+from tooling.check.report import print_report, to_json
+from tooling.check.schedules import load_settings
+from tooling.console import EXIT_CHECK_FAILED, cli_edge, console, err_console
+from tooling.inventory import default_inventory, load_inventory
+from tooling.phases import load_phases
+
+
+def snapshot_record(
+    session: Session, rows: list[Row], schedule: str | None, checks: list[str]
+) -> dict[str, Any]:
+    cluster = session.cluster
+    return {
+        "ts": session.now,
+        "at": datetime.datetime.fromtimestamp(session.now, datetime.UTC).isoformat(timespec="seconds"),
+        "schedule": schedule or "all",
+        "checks": checks,
+        "inventory": str(cluster.inventory_path),
+        "phase": cluster.phase,
+        "run_id": cluster.run.run_id if cluster.run else None,
+        "prometheus": cluster.prometheus_url,
+        "verdict": overall(rows),
+        "counts": counts(rows),
+        "disk": {
+            host: {
+                "avail_bytes": usage.avail_bytes,
+                "size_bytes": usage.size_bytes,
+                "mount": usage.mount,
+                "path": usage.path,
+            }
+            for host, usage in session.disk.items()
+        },
+        "results": [row.as_dict() for row in rows],
+    }
+
+
+def _title(cluster: Cluster, schedule: str | None) -> str:
+    run = f"run {cluster.run.run_id}" if cluster.run else "no run"
+    return f"{schedule or 'all'} checks, phase {cluster.phase} ({', '.join(cluster.hosts)}), {run}"
+
+
+@cli_edge
+def check_command(
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            "--schedule",
+            "-s",
+            help="morning, afternoon, evening or nightly (a site may add more); default: all.",
+        ),
+    ] = None,
+    inventory: Annotated[
+        Path | None, typer.Option("--inventory", "-i", help="Inventory directory (default: ansible.cfg's).")
+    ] = None,
+    phase: Annotated[
+        str | None, typer.Option("--phase", "-p", help="Phase to check (default: the active run's).")
+    ] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option("--prometheus", help="Prometheus base URL (default: the inventory's monitoring host)."),
+    ] = None,
+    runs_dir: Annotated[
+        Path,
+        typer.Option("--runs-dir", help="Holds deployments/ (the active run) and checks/ (daily snapshots)."),
+    ] = Path("runs"),
+    settings_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings",
+            envvar="TOOLING_CHECK_SETTINGS",
+            help="Site schedules and thresholds laid over tooling/check/schedules.yml.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document instead of the table.")
+    ] = False,
+) -> None:
+    """Run the daily operations checks: job and ranks, balance, alerts, disk, checkpoints, network, heat."""
+    settings = load_settings(settings_file)
+    checks = settings.select(schedule)
+    plan = load_phases()
+    if phase is not None:
+        plan.get(phase)
+    path = (inventory or default_inventory()).resolve()
+    cluster = resolve(load_inventory(path), path, plan, phase, runs_dir / "deployments", prometheus_url)
+    now = time.time()
+    session = Session.open(
+        cluster,
+        settings.thresholds,
+        history=snapshots.load_recent(runs_dir, settings.thresholds.trend_window_days, now),
+        now=now,
+    )
+    with err_console.status("checking") as spinner:
+        rows = run_checks(session, checks, lambda name: spinner.update(f"checking {name}"))
+    written = snapshots.append(runs_dir, snapshot_record(session, rows, schedule, checks))
+    if as_json:
+        text = to_json(
+            rows,
+            schedule=schedule or "all",
+            checks=checks,
+            phase=cluster.phase,
+            hosts=cluster.hosts,
+            run_id=cluster.run.run_id if cluster.run else None,
+            inventory=str(path),
+            prometheus=cluster.prometheus_url,
+            snapshot=str(written),
+        )
+        sys.stdout.write(text + "\n")
+    else:
+        print_report(console, rows, _title(cluster, schedule), [f"snapshot appended to {written}"])
+    if overall(rows) == "FAIL":
+        raise typer.Exit(EXIT_CHECK_FAILED)

@@ -1,0 +1,422 @@
+"""Verdicts of the daily checks: pure functions from parsed measurements to rows of
+check / host / PASS|WARN|FAIL|SKIP / measured / expected / detail.
+
+A check that could not be done (node unreachable, Prometheus down, tool missing) is never a PASS: it is
+a FAIL when the node itself is the problem, a WARN when the check could not look, a SKIP when the check
+does not apply (no GPU, no run yet).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from tooling.check.commands import ProbeTarget
+from tooling.check.parsers import Alert, CheckpointReport, ConnectivityReport, DiskUsage, ThermalReport
+from tooling.check.schedules import Thresholds
+from tooling.check.trend import Trend
+from tooling.jobstatus import NodeReport, job_state
+
+Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
+STATUSES: tuple[Status, ...] = ("PASS", "WARN", "FAIL", "SKIP")
+CLUSTER = "(cluster)"
+PROMETHEUS = "(prometheus)"
+
+# nvidia-smi clocks_throttle_reasons bits that mean heat (or a board forcing clocks down).
+GPU_FAIL_BITS = {0x40: "HW thermal slowdown", 0x08: "HW slowdown"}
+GPU_WARN_BITS = {0x20: "SW thermal slowdown", 0x80: "HW power brake slowdown"}
+
+
+@dataclass(frozen=True)
+class Row:
+    check: str
+    host: str
+    status: Status
+    measured: str
+    expected: str
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)  # the numbers behind `measured`, for machines
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def overall(rows: Iterable[Row]) -> Status:
+    statuses = {r.status for r in rows}
+    for status in ("FAIL", "WARN", "PASS"):
+        if status in statuses:
+            return status  # type: ignore[return-value]
+    return "SKIP"
+
+
+def counts(rows: Iterable[Row]) -> dict[str, int]:
+    tally: dict[str, int] = dict.fromkeys(STATUSES, 0)
+    for row in rows:
+        tally[row.status] += 1
+    return tally
+
+
+def fmt_bytes(value: float) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(value) >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:.0f} B"
+
+
+def fmt_duration(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def unreachable(check: str, host: str, reason: str) -> Row:
+    return Row(check, host, "FAIL", "unreachable", "node answers over SSH", reason)
+
+
+def command_failed(check: str, host: str, what: str, reason: str, expected: str) -> Row:
+    return Row(check, host, "FAIL", f"{what} failed", expected, reason)
+
+
+def no_run(check: str, host: str, note: str) -> Row:
+    return Row(check, host, "SKIP", "no run", "an active run", note)
+
+
+# --- job and ranks ---------------------------------------------------------------------------------------
+
+
+def _steps(ranks: Sequence[dict[str, Any]]) -> list[int]:
+    return [int(r["step"]) for r in ranks if isinstance(r.get("step"), int)]
+
+
+def _rank_label(rank: dict[str, Any]) -> str:
+    return f"rank {rank.get('rank')} ({rank.get('node', '?')})"
+
+
+def judge_job(run_id: str, reports: Sequence[NodeReport], world_size: int) -> Row:
+    state = job_state(list(reports), world_size)
+    ranks = [r for report in reports for r in report.ranks]
+    measured = f"{state}, {len(ranks)}/{world_size} ranks"
+    expected = "running (or completed), every rank reporting"
+    steps = _steps(ranks)
+    progress = f"step {max(steps)}/{ranks[0].get('max_steps')}" if steps else "no step yet"
+    data = {"state": state, "ranks": len(ranks), "world_size": world_size, "run": run_id}
+    if state == "partial":
+        down = "; ".join(f"{r.host}: {r.error}" for r in reports if r.error)
+        return Row("job", CLUSTER, "FAIL", measured, expected, f"run {run_id}: cannot read {down}", data)
+    if state == "failed":
+        failed = [r for r in ranks if r.get("state") == "failed"]
+        why = "; ".join(f"{_rank_label(r)}: {r.get('error') or 'failed'}" for r in failed[:3])
+        return Row("job", CLUSTER, "FAIL", measured, expected, f"run {run_id} failed: {why}", data)
+    status: Status = "PASS" if state in ("running", "completed") else "WARN"
+    if state == "starting":
+        detail = f"run {run_id}: only {len(ranks)} of {world_size} ranks have reported ({progress})"
+    elif state == "stopped":
+        detail = f"run {run_id} was stopped at {progress}; nothing is training"
+    else:
+        detail = f"run {run_id} {state}, {progress}"
+    return Row("job", CLUSTER, status, measured, expected, detail, data)
+
+
+def judge_ranks(report: NodeReport, nproc: int, state: str, stale_s: float) -> Row:
+    host = report.host
+    expected = f"{nproc} ranks reporting, none silent > {stale_s:g} s"
+    if report.error:
+        return unreachable("ranks", host, report.error)
+    ranks = report.ranks
+    present = {r.get("local_rank") for r in ranks}
+    missing = sorted(set(range(nproc)) - present)
+    failed = [r for r in ranks if r.get("state") == "failed"]
+    stale = []
+    for rank in ranks:
+        updated = rank.get("updated_at")
+        if rank.get("state") == "running" and report.node_time and isinstance(updated, int | float):
+            age = report.node_time - updated
+            if age > stale_s:
+                stale.append(f"{_rank_label(rank)} silent for {age:.0f} s")
+    problems = [f"{_rank_label(r)} failed: {r.get('error') or 'see its log'}" for r in failed] + stale
+    if missing:
+        problems.append(f"no status from local rank(s) {', '.join(map(str, missing))}")
+    measured = f"{len(ranks)}/{nproc} ranks"
+    data = {"reported": len(ranks), "expected": nproc, "missing_local_ranks": missing}
+    states = sorted({str(r.get("state")) for r in ranks})
+    if failed or stale or (missing and state in ("running", "partial", "failed")):
+        return Row("ranks", host, "FAIL", measured, expected, "; ".join(problems), data)
+    if missing:
+        return Row("ranks", host, "WARN", measured, expected, f"job {state}: " + "; ".join(problems), data)
+    if "stopped" in states:
+        return Row("ranks", host, "WARN", measured, expected, "ranks are stopped, not training", data)
+    steps = _steps(ranks)
+    where = ""
+    if steps:
+        low, high = min(steps), max(steps)
+        where = f", step {low}" if low == high else f", step {low}-{high}"
+    return Row("ranks", host, "PASS", measured, expected, f"{'/'.join(states)}{where}", data)
+
+
+def step_times(reports: Sequence[NodeReport]) -> tuple[list[tuple[dict[str, Any], float]], str]:
+    """(rank, seconds per step) for every rank that reports one, and where the figure came from.
+
+    Ranks share one batch size, so 1 / samples-per-second ranks them exactly as step time does."""
+    ranks = [r for report in reports for r in report.ranks if r.get("state") in ("running", "completed")]
+    direct = [(r, float(r["step_seconds"])) for r in ranks if (r.get("step_seconds") or 0) > 0]
+    if len(direct) >= 2:
+        return direct, "per-rank step time"
+    derived = [
+        (r, 1.0 / float(r["samples_per_second"])) for r in ranks if (r.get("samples_per_second") or 0) > 0
+    ]
+    return derived, "per-rank samples/s (same batch on every rank)"
+
+
+def judge_balance(reports: Sequence[NodeReport], t: Thresholds) -> Row:
+    expected = f"slowest/fastest < {t.balance_warn_ratio:g} (fail >= {t.balance_fail_ratio:g})"
+    times, source = step_times(reports)
+    if len(times) < 2:
+        return Row("balance", CLUSTER, "SKIP", "-", expected, "fewer than 2 ranks report a step rate yet")
+    slowest = max(times, key=lambda item: item[1])
+    fastest = min(times, key=lambda item: item[1])
+    ratio = slowest[1] / fastest[1]
+    status: Status = (
+        "FAIL" if ratio >= t.balance_fail_ratio else "WARN" if ratio >= t.balance_warn_ratio else "PASS"
+    )
+    spread = (
+        "all equal"
+        if slowest[1] == fastest[1]
+        else f"slowest {_rank_label(slowest[0])}, fastest {_rank_label(fastest[0])}"
+    )
+    detail = f"{spread}; {len(times)} ranks, from {source}"
+    return Row(
+        "balance", CLUSTER, status, f"{ratio:.2f}", expected, detail, {"ratio": ratio, "ranks": len(times)}
+    )
+
+
+# --- alerts ----------------------------------------------------------------------------------------------
+
+
+def judge_alerts_now(alerts: Sequence[Alert]) -> Row:
+    expected = "no alert firing"
+    firing = [a for a in alerts if a.state == "firing"]
+    pending = [a for a in alerts if a.state == "pending"]
+    critical = [a for a in firing if a.severity == "critical"]
+
+    def names(items: Sequence[Alert]) -> str:
+        return ", ".join(sorted({f"{a.name}{f' ({a.where})' if a.where else ''}" for a in items}))
+
+    data = {"firing": [a.name for a in firing], "pending": [a.name for a in pending]}
+    detail = names(firing) if firing else "none firing"
+    if pending:
+        detail += f"; pending: {names(pending)}"
+    measured = f"{len(firing)} firing" + (f" ({len(critical)} critical)" if critical else "")
+    status: Status = "FAIL" if critical else "WARN" if firing else "PASS"
+    return Row("alerts", PROMETHEUS, status, measured, expected, detail, data)
+
+
+def judge_alert_history(series: Sequence[tuple[dict[str, str], float]], hours: float) -> Row:
+    """`series`: count_over_time(ALERTS{alertstate="firing"}[H:1m]) per alert series (minutes firing)."""
+    expected = f"no alert fired in the last {hours:g} h"
+    minutes: dict[str, float] = defaultdict(float)
+    for labels, value in series:
+        where = labels.get("node") or labels.get("instance") or labels.get("phase") or ""
+        minutes[f"{labels.get('alertname', '?')}{f' ({where})' if where else ''}"] += value
+    if not minutes:
+        return Row("alerts.history", PROMETHEUS, "PASS", "0 fired", expected, "quiet")
+    listed = sorted(minutes.items(), key=lambda item: -item[1])
+    detail = "; ".join(f"{name} ~{value:.0f} min" for name, value in listed[:8])
+    if len(listed) > 8:
+        detail += f" (+{len(listed) - 8} more)"
+    return Row(
+        "alerts.history",
+        PROMETHEUS,
+        "WARN",
+        f"{len(listed)} fired",
+        expected,
+        f"review: {detail}",
+        {"minutes_firing": dict(minutes)},
+    )
+
+
+def prometheus_unavailable(check: str, reason: str, configured: bool) -> Row:
+    """Not looked at is not the same as quiet: WARN when Prometheus should be there, SKIP when none is."""
+    status: Status = "WARN" if configured else "SKIP"
+    return Row(check, PROMETHEUS, status, "not checked", "Prometheus answers", reason)
+
+
+# --- disk ------------------------------------------------------------------------------------------------
+
+
+def judge_disk(host: str, usage: DiskUsage, t: Thresholds) -> Row:
+    ratio = usage.free_ratio
+    status: Status = (
+        "FAIL" if ratio < t.disk_free_fail_ratio else "WARN" if ratio < t.disk_free_warn_ratio else "PASS"
+    )
+    return Row(
+        "disk",
+        host,
+        status,
+        f"{fmt_bytes(usage.avail_bytes)} free ({ratio:.0%})",
+        f"free >= {t.disk_free_warn_ratio:.0%} (fail < {t.disk_free_fail_ratio:.0%})",
+        f"{usage.mount} ({usage.filesystem}, {fmt_bytes(usage.size_bytes)}) holding {usage.path}",
+        {"avail_bytes": usage.avail_bytes, "size_bytes": usage.size_bytes, "mount": usage.mount},
+    )
+
+
+def judge_trend(host: str, usage: DiskUsage, trend: Trend | None, why_none: str, t: Thresholds) -> Row:
+    warn, fail = fmt_duration(t.time_to_full_warn_h * 3600), fmt_duration(t.time_to_full_fail_h * 3600)
+    expected = f"full in > {warn} (fail < {fail})"
+    if trend is None:
+        return Row("disk.trend", host, "SKIP", "-", expected, why_none)
+    ttf = trend.time_to_full_s(usage.avail_bytes)
+    rate = f"{fmt_bytes(abs(trend.slope_bytes_per_s) * 86400)}/day"
+    data = {"slope_bytes_per_s": trend.slope_bytes_per_s, "time_to_full_s": ttf}
+    if ttf is None:
+        return Row(
+            "disk.trend", host, "PASS", "not filling", expected, f"free space +{rate}; {trend.source}", data
+        )
+    status: Status = (
+        "FAIL"
+        if ttf < t.time_to_full_fail_h * 3600
+        else "WARN"
+        if ttf < t.time_to_full_warn_h * 3600
+        else "PASS"
+    )
+    return Row(
+        "disk.trend",
+        host,
+        status,
+        f"full in {fmt_duration(ttf)}",
+        expected,
+        f"using {rate}; {trend.source}",
+        data,
+    )
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+
+
+def judge_checkpoint(host: str, report: CheckpointReport, now: float | None = None) -> Row:
+    now = time.time() if now is None else now
+    expected = "newest checkpoint matches its sha256 and loads"
+    data: dict[str, Any] = {"verdict": report.verdict, "files": [c.file for c in report.checked]}
+    if report.verdict == "none":
+        return Row(
+            "checkpoint", host, "WARN", "no checkpoint", expected, report.problem or report.directory, data
+        )
+    if report.verdict != "ok" or not report.checked:
+        bad = [c for c in report.checked if not c.ok]
+        measured = f"{bad[0].file} corrupt" if bad else "manifest broken"
+        why = report.problem or f"verdict {report.verdict!r} names no checked file"
+        return Row("checkpoint", host, "FAIL", measured, expected, why, data)
+    newest = report.checked[0]
+    age = fmt_duration(max(0.0, now - newest.saved_at))
+    others = f" (+{len(report.checked) - 1} older verified)" if len(report.checked) > 1 else ""
+    detail = (
+        f"{report.directory}/{newest.file}: step {newest.step}, {fmt_bytes(newest.bytes)}, saved {age} ago; "
+        f"sha256 ok, torch.load ok{others}"
+    )
+    return Row("checkpoint", host, "PASS", newest.file, expected, detail, data)
+
+
+# --- network ---------------------------------------------------------------------------------------------
+
+
+def judge_network(
+    source: str,
+    report: ConnectivityReport,
+    asked: Sequence[ProbeTarget],
+    t: Thresholds,
+    listeners: dict[str, set[int] | None] | None = None,
+) -> list[Row]:
+    """One row per endpoint this node was asked to reach; `listeners`: what each target listens on."""
+    expected = f"connects in < {t.latency_warn_ms:g} ms"
+    by_key = {(c.host, c.port): c for c in report.connects}
+    rows = []
+    for target in asked:
+        where = f"-> {target.host} {target.address}:{target.port} ({target.label})"
+        probe = by_key.get((target.host, target.port))
+        if probe is None:
+            rows.append(
+                Row("network", source, "FAIL", "no answer", expected, f"{where}: the probe printed nothing")
+            )
+            continue
+        if not probe.ok:
+            hint = ""
+            listening = (listeners or {}).get(target.host)
+            if listening is not None and target.port not in listening:
+                hint = f"; {target.host} does not listen on {target.port}"
+            rows.append(
+                Row(
+                    "network",
+                    source,
+                    "FAIL",
+                    "no connect",
+                    expected,
+                    f"{where}: {probe.error}{hint}",
+                    {"target": target.host},
+                )
+            )
+            continue
+        ms = probe.ms or 0.0
+        status: Status = "WARN" if ms >= t.latency_warn_ms else "PASS"
+        rows.append(
+            Row("network", source, status, f"{ms:.2f} ms", expected, where, {"target": target.host, "ms": ms})
+        )
+    return rows
+
+
+# --- thermal ---------------------------------------------------------------------------------------------
+
+
+def _bits(mask: int, names: dict[int, str]) -> list[str]:
+    return [name for bit, name in names.items() if mask & bit]
+
+
+def judge_thermal(host: str, report: ThermalReport, t: Thresholds) -> Row:
+    expected = f"CPU < {t.cpu_temp_warn_c:g} C, GPU < {t.gpu_temp_warn_c:g} C, no thermal throttling"
+    if not report.zones and not report.gpus:
+        why = "no readable /sys/class/thermal sensor"
+        why += (
+            f" and nvidia-smi failed: {report.nvidia_error}"
+            if report.nvidia_error
+            else (
+                " and no GPU (nvidia-smi absent)"
+                if not report.nvidia_smi
+                else " and nvidia-smi listed no GPU"
+            )
+        )
+        status: Status = "WARN" if report.nvidia_error else "SKIP"
+        return Row("thermal", host, status, "-", expected, f"{why} (a container or VM exposes none)")
+    fails: list[str] = []
+    warns: list[str] = []
+    parts: list[str] = []
+    data: dict[str, Any] = {}
+    if report.zones:
+        hottest = max(report.zones, key=lambda z: z.celsius)
+        data["zone_max_c"] = hottest.celsius
+        parts.append(f"sensors max {hottest.celsius:.0f} C ({hottest.kind})")
+        if hottest.celsius >= t.cpu_temp_fail_c:
+            fails.append(f"{hottest.kind} at {hottest.celsius:.0f} C")
+        elif hottest.celsius >= t.cpu_temp_warn_c:
+            warns.append(f"{hottest.kind} at {hottest.celsius:.0f} C")
+    for gpu in report.gpus:
+        label = f"GPU{gpu.index}"
+        if gpu.celsius is not None:
+            data[f"gpu{gpu.index}_c"] = gpu.celsius
+            parts.append(f"{label} {gpu.celsius:.0f} C")
+            if gpu.celsius >= t.gpu_temp_fail_c:
+                fails.append(f"{label} at {gpu.celsius:.0f} C")
+            elif gpu.celsius >= t.gpu_temp_warn_c:
+                warns.append(f"{label} at {gpu.celsius:.0f} C")
+        if gpu.throttle_mask:
+            fails += [f"{label} {name}" for name in _bits(gpu.throttle_mask, GPU_FAIL_BITS)]
+            warns += [f"{label} {name}" for name in _bits(gpu.throttle_mask, GPU_WARN_BITS)]
+    hottest_text = parts[0] if parts else "-"
+    measured = hottest_text if not report.gpus else f"{len(report.gpus)} GPU(s), " + hottest_text
+    detail = "; ".join(fails + warns) or ", ".join(parts)
+    status = "FAIL" if fails else "WARN" if warns else "PASS"
+    return Row("thermal", host, status, measured, expected, detail, data)

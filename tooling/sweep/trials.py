@@ -1,0 +1,170 @@
+"""Running one trial: on the phase's nodes (a re-launch, like `tooling deploy --skip-provision`) or on this
+machine (the local launcher). Both sit behind `TrialRunner`, so the sweep's flow is tested with a fake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ddp.atomic import atomic_write_json
+from tooling import deployment
+from tooling.console import CheckFailed, ToolingError
+from tooling.deploy import DeployRequest, build_plan, deploy
+from tooling.local_run import local_command
+from tooling.phases import PhasePlan
+from tooling.rehearse import fetch_summary
+
+# A trial is a measurement, not a run to keep: checkpoints would only add their I/O to the figures.
+TRIAL_DEFAULTS = ["checkpoint.enabled=false"]
+# Local trials share this machine with everything else on it: keep their metrics off other interfaces.
+LOCAL_DEFAULTS = ["metrics.bind_address=127.0.0.1"]
+
+
+def trial_settings(mode: str, sets: list[str], steps: int) -> list[str]:
+    """What every trial of a sweep runs with, before its own combination: the user's --set win over the
+    defaults, and the step count is the sweep's."""
+    defaults = TRIAL_DEFAULTS + (LOCAL_DEFAULTS if mode == "local" else [])
+    return [*defaults, *sets, f"training.max_steps={steps}"]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    trial: int
+    run_id: str
+    overrides: list[str]
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    summary: dict[str, Any] | None
+    error: str | None = None  # why the trial did not finish, when it did not
+    summary_path: str | None = None
+
+
+class TrialRunner(Protocol):
+    def prepare(self, overrides: list[str]) -> None:
+        """Check that trials can start at all (phase, inventory, hosts); raise ToolingError if not."""
+
+    def run(self, spec: TrialSpec) -> TrialResult:
+        """Run the trial to its end. Failures of the trial itself are returned, not raised."""
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+class LocalTrials:
+    """Every process of the phase as torchrun workers on this machine; output goes to a log per trial."""
+
+    def __init__(self, plan: PhasePlan, phase: str, out_dir: Path, timeout_s: float) -> None:
+        self.plan, self.phase, self.out_dir, self.timeout_s = plan, phase, out_dir.resolve(), timeout_s
+
+    def prepare(self, overrides: list[str]) -> None:
+        local_command(self.plan, self.phase, self.out_dir, "check", overrides)
+
+    def run(self, spec: TrialSpec) -> TrialResult:
+        command = local_command(self.plan, self.phase, self.out_dir, spec.run_id, spec.overrides)
+        env = dict(os.environ)
+        if self.plan.rendezvous.disable_shared_tcp_store:
+            env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        log = self.out_dir / f"{spec.run_id}.log"
+        with log.open("wb") as handle:
+            proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+            try:
+                rc: int | None = proc.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                rc = None
+            finally:
+                # Interrupted or out of time: end the launcher we started (it ends its workers).
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        summary_path = self.out_dir / spec.run_id / "summary.json"
+        summary = _read_summary(summary_path)
+        error = None
+        if rc is None:
+            error = f"did not finish within {self.timeout_s:.0f} s (see {log})"
+        elif rc != 0:
+            error = f"torchrun exited {rc} (see {log})"
+        return TrialResult(summary, error, str(summary_path) if summary is not None else None)
+
+
+class ClusterTrials:
+    """Each trial re-launches the phase's job with the trial's settings on nodes already provisioned, waits
+    for every rank, then for the run's summary, and keeps a copy of it beside the sweep."""
+
+    def __init__(
+        self,
+        plan: PhasePlan,
+        phase: str,
+        inventory: Path,
+        out_dir: Path,
+        timeout_s: float,
+        restart_first: bool = False,
+    ) -> None:
+        self.plan, self.phase, self.inventory, self.out_dir = plan, phase, inventory, out_dir
+        self.timeout_s = timeout_s
+        # The sweep replaces its own previous trial's run if it lingers, never a run it did not start
+        # unless asked to.
+        self._restart = restart_first
+
+    def _request(self, overrides: list[str], run_id: str | None = None) -> DeployRequest:
+        # No pre-flight verification per trial: the phase was verified when it was deployed, and the
+        # probes would take longer than a short trial.
+        return DeployRequest(
+            phase=self.phase,
+            inventory=self.inventory,
+            overrides=overrides,
+            provision=False,
+            verify=False,
+            run_id=run_id,
+            restart=self._restart,
+        )
+
+    def prepare(self, overrides: list[str]) -> None:
+        build_plan(self._request(overrides), self.plan)
+
+    def _launched(self, run_id: str) -> bool:
+        """deploy records a run once its launch succeeded, before waiting for the ranks."""
+        try:
+            return deployment.load(self.inventory).run_id == run_id
+        except ToolingError:
+            return False
+
+    def run(self, spec: TrialSpec) -> TrialResult:
+        try:
+            record = deploy(self._request(spec.overrides, spec.run_id), self.plan)
+        except CheckFailed as exc:
+            if not self._launched(spec.run_id):
+                # Nothing of this trial started: the cluster, not the combination, is at fault, and every
+                # later trial would fail the same way. Stop; the trial stays to be run by --resume.
+                raise CheckFailed(
+                    f"trial {spec.trial} could not be launched: {exc}",
+                    hint=f"{exc.hint or 'fix the cause above'}; then continue with --resume",
+                ) from None
+            self._restart = True
+            return TrialResult(None, f"failed while starting: {exc}")
+        self._restart = True
+        try:
+            summary = fetch_summary(self.inventory, record.hosts[0], record.run_dir, self.timeout_s)
+        except CheckFailed as exc:
+            return TrialResult(None, str(exc))
+        local = self.out_dir / spec.run_id / "summary.json"
+        with contextlib.suppress(OSError):
+            atomic_write_json(local, summary)
+        return TrialResult(summary, None, str(local))
