@@ -7,35 +7,60 @@
 from __future__ import annotations
 
 import copy
+import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ddp.config_errors import ConfigError, format_validation_error, load_yaml_mapping
+from ddp.config_errors import (
+    ConfigError,
+    annotations_at,
+    format_validation_error,
+    load_yaml_mapping,
+    parse_yaml,
+)
 
-PositiveInt = Annotated[int, Field(gt=0)]
+# Bounded so that a typo'd huge number is a config error here, not an overflow deep inside torch,
+# a deque or a timedelta once the job is running.
+MAX_INT = 2**31 - 1
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_INT)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 ImportPath = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
 
 
+def _usable_path(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a path, got an empty string")
+    if "\0" in value:
+        raise ValueError("a path cannot contain NUL characters")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_usable_path)]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+    # strict: YAML already gives real types, so `batch_size: true` or `lr: "fast"` is a mistake to report,
+    # not something to coerce (lax mode turns true into 1).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True)
 
 
 class RunSection(Strict):
     name: str = Field("ddp-run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     # Per-rank logs, status files, the summary and (by default) checkpoints live under here.
-    output_dir: str = "runs"
+    output_dir: PathText = "runs"
 
 
 class DistributedSection(Strict):
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     # Sets GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME when given; multi-NIC hosts need it.
     socket_ifname: str | None = None
-    timeout_s: PositiveInt = 300
+    timeout_s: Annotated[int, Field(gt=0, le=7 * 24 * 3600)] = 300
 
 
 class DDPSection(Strict):
@@ -84,7 +109,7 @@ class OptimizerSection(Strict):
 
 class ScheduleSection(Strict):
     kind: Literal["constant", "cosine", "step"] = "constant"
-    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    warmup_steps: Count = 0
     step_size: PositiveInt = 1000
     gamma: PositiveFloat = 0.5
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
@@ -93,16 +118,17 @@ class ScheduleSection(Strict):
 class TrainingSection(Strict):
     batch_size: PositiveInt = 64
     max_steps: PositiveInt = 1000
-    seed: int = 0
+    # numpy takes seeds below 2**32; ranks add 1000 * (rank + 1) to it (ddp/trainer.py).
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     nonfinite_policy: Literal["stop", "skip"] = "stop"
     log_every_steps: PositiveInt = 20
-    num_workers: Annotated[int, Field(ge=0)] = 0
+    num_workers: Count = 0
 
 
 class CheckpointSection(Strict):
     enabled: bool = True
     # Relative paths are under run.output_dir.
-    dir: str = "checkpoints"
+    dir: PathText = "checkpoints"
     every_steps: PositiveInt | None = 200
     every_minutes: PositiveFloat | None = None
     keep_last: PositiveInt = 3
@@ -124,7 +150,7 @@ class MetricsSection(Strict):
     base_port: Port = 9500
     # None: the address the node's hostname resolves to (the cluster interface), never 0.0.0.0 by accident.
     bind_address: str | None = None
-    window_steps: Annotated[int, Field(ge=2)] = 50
+    window_steps: Annotated[int, Field(ge=2, le=MAX_INT)] = 50
     sync_check_every_steps: PositiveInt = 50
     comm_probe_every_steps: PositiveInt = 100
     status_every_steps: PositiveInt = 10
@@ -155,32 +181,79 @@ class TrainerConfig(Strict):
         return self.output_dir / self.checkpoint.dir
 
 
+_KEY_PART = re.compile(r"^[^\s.=]+$")
+
+
+def _is_text(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_text(typing.get_args(annotation)[0])
+    if origin is Literal:
+        return all(isinstance(arg, str) for arg in typing.get_args(annotation))
+    args = typing.get_args(annotation)
+    if args and origin is not None and all(_is_text(a) or a is type(None) for a in args):
+        return any(_is_text(a) for a in args)
+    return annotation is str
+
+
+def _override_value(parts: list[str], raw: str) -> Any:
+    """The YAML value of `raw`, except where the schema wants text and YAML made a number of it.
+
+    Run ids such as 20240101 or 0123 reach `run.name` through --set; YAML would turn them into the
+    integers 20240101 and 83.
+    """
+    try:
+        value = parse_yaml(raw)
+    except yaml.YAMLError:
+        return raw
+    if value is None or isinstance(value, str | dict | list):
+        return value
+    annotations = annotations_at(TrainerConfig, parts)
+    if annotations and all(_is_text(a) for a in annotations):
+        return raw.strip()
+    return value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
     """Apply `a.b.c=value` strings (value parsed as YAML) to a copy of `data`."""
     result = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(source, [f"override {item!r}: expected KEY.PATH=VALUE"])
-        node = result
+            raise ConfigError(
+                source, [f"override {item!r}: expected KEY.PATH=VALUE, e.g. training.max_steps=50"]
+            )
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not all(_KEY_PART.match(part) for part in parts):
+            raise ConfigError(
+                source,
+                [
+                    f"override {item!r}: KEY.PATH {key.strip()!r} has an empty or blank part; "
+                    "expected names joined by dots, e.g. training.max_steps=50"
+                ],
+            )
+        node = result
+        for depth, part in enumerate(parts[:-1], start=1):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(source, [f"override {item!r}: {part} is not a section"])
+                where = ".".join(parts[:depth])
+                raise ConfigError(
+                    source,
+                    [f"override {item!r}: {where} is a value ({child!r}), not a section with keys"],
+                )
             node = child
-        try:
-            node[parts[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            node[parts[-1]] = raw
+        node[parts[-1]] = _override_value(parts, raw)
     return result
 
 
-def validate_config(data: dict[str, Any], source: str | Path = "<config>") -> TrainerConfig:
+def validate_config(
+    data: dict[str, Any], source: str | Path = "<config>", origins: dict[str, str] | None = None
+) -> TrainerConfig:
+    """Validate settings; `origins` (key path -> e.g. "--set k=v") is named in the errors it explains."""
     try:
         return TrainerConfig.model_validate(data)
     except ValidationError as exc:
-        raise format_validation_error(source, exc, WORKLOAD_KINDS) from None
+        raise format_validation_error(source, exc, WORKLOAD_KINDS, TrainerConfig, origins) from None
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -202,29 +275,67 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def read_with_base(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a config; `base: other.yaml` (relative to this file) is read first and overlaid."""
+def _layers(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """The file and its chain of `base:` files, each with its own settings, the deepest base first."""
+    data = load_yaml_mapping(path)
     file = Path(path).resolve()
     if file in _seen:
-        raise ConfigError(path, [f"base: circular reference through {file.name}"])
-    data = load_yaml_mapping(path)
+        chain = " -> ".join(p.name for p in (*_seen[_seen.index(file) :], file))
+        raise ConfigError(path, [f"base: circular reference ({chain})"])
     base = data.pop("base", None)
     if base is None:
-        return data
-    if not isinstance(base, str):
-        raise ConfigError(path, [f"base: expected a file name, got {type(base).__name__}"])
-    return _deep_merge(read_with_base(Path(path).parent / base, (*_seen, file)), data)
+        return [(Path(path), data)]
+    if not isinstance(base, str) or not base.strip() or "\0" in base:
+        raise ConfigError(
+            path, [f"base: expected the file name of another config, relative to this one (got {base!r})"]
+        )
+    target = Path(path).parent / base
+    if not target.is_file():
+        problem = (
+            "is a directory, not a config file"
+            if target.is_dir()
+            else "is not a regular file"
+            if target.exists()
+            else "file not found"
+        )
+        raise ConfigError(path, [f"base: {target}: {problem}"])
+    return [*_layers(target, (*_seen, file)), (Path(path), data)]
+
+
+def _merged(layers: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for _, settings in layers:
+        data = _deep_merge(data, settings)
+    return data
+
+
+def _key_paths(data: dict[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        paths += _key_paths(value, path) if isinstance(value, dict) and value else [path]
+    return paths
+
+
+def read_with_base(path: str | Path) -> dict[str, Any]:
+    """Read a config; `base: other.yaml` (relative to this file) is read first and overlaid."""
+    return _merged(_layers(path))
 
 
 def load_config(
     path: str | Path, overrides: list[str] | None = None, overlay: str | Path | None = None
 ) -> TrainerConfig:
     """Read `path` (with its bases), lay the `overlay` file over it, apply `overrides`, validate."""
-    data = read_with_base(path)
+    layers = _layers(path)
     source = path
     if overlay is not None:
-        data = _deep_merge(data, read_with_base(overlay))
+        layers += _layers(overlay)
         source = overlay
+    data = _merged(layers)
+    # A wrong key may sit in a base file (or come from --set): the error says where, not only `source`.
+    where = {key: file for file, settings in layers for key in _key_paths(settings)}
+    origins = {key: str(file) for key, file in where.items() if file != Path(source)}
     if overrides:
         data = apply_overrides(data, overrides, f"{source} (overrides)")
-    return validate_config(data, source)
+        origins.update({item.partition("=")[0].strip(): f"--set {item}" for item in overrides})
+    return validate_config(data, source, origins)

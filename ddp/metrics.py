@@ -33,6 +33,20 @@ def resolve_bind_address(configured: str | None) -> str:
         return "127.0.0.1"
 
 
+class _FirstSetChild:
+    """A labelled gauge whose one child (and so its sample) comes into being at the first set()."""
+
+    def __init__(self, family: Gauge, labels: dict[str, str]) -> None:
+        self._family = family
+        self._labels = labels
+        self._child: Any = None
+
+    def set(self, value: float) -> None:
+        if self._child is None:
+            self._child = self._family.labels(**self._labels)
+        self._child.set(value)
+
+
 class TrainerMetrics:
     def __init__(self, env: DistEnv, run_name: str, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -44,6 +58,10 @@ class TrainerMetrics:
 
         def counter(name: str, doc: str) -> Any:
             return Counter(name, doc, LABELS, registry=r).labels(**labels)
+
+        def measured_gauge(name: str, doc: str) -> _FirstSetChild:
+            # No sample until a value is measured: a CPU node exports no GPU series rather than a made-up 0.
+            return _FirstSetChild(Gauge(name, doc, LABELS, registry=r), labels)
 
         info = Gauge(
             "trainer_info",
@@ -79,9 +97,11 @@ class TrainerMetrics:
         )
         self.nosync_step_seconds = gauge("trainer_nosync_step_seconds", "Forward+backward under no_sync()")
         self.cpu_utilisation = gauge("trainer_cpu_utilisation_ratio", "Process CPU use / CPUs it may use")
-        self.gpu_utilisation = gauge("trainer_gpu_utilisation_ratio", "GPU utilisation (CUDA only)")
+        self.gpu_utilisation = measured_gauge("trainer_gpu_utilisation_ratio", "GPU utilisation (CUDA only)")
         self.memory_pressure = gauge("trainer_memory_pressure_ratio", "Host RAM in use / total")
-        self.gpu_memory_pressure = gauge("trainer_gpu_memory_pressure_ratio", "GPU memory in use / total")
+        self.gpu_memory_pressure = measured_gauge(
+            "trainer_gpu_memory_pressure_ratio", "GPU memory in use / total (CUDA only)"
+        )
         self.loss = gauge("trainer_loss", "Training loss of the last step on this rank")
         self.nonfinite_loss = counter("trainer_nonfinite_loss", "Steps whose loss or gradients were NaN/inf")
         self.skipped_steps = counter("trainer_skipped_steps", "Steps skipped by nonfinite_policy=skip")

@@ -8,13 +8,13 @@ have all been checked.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ddp.config import load_config
 from tooling import deployment, jobstatus
-from tooling.console import CheckFailed, console, err_console
+from tooling.console import CheckFailed, ToolingError, console, err_console
 from tooling.inventory import group_exists, load_inventory, phase_hosts, ssh_targets
 from tooling.phases import PhasePlan
 from tooling.runner import PROJECT_ROOT, RunResult, run_playbook
@@ -37,6 +37,56 @@ class DeployRequest:
     restart: bool = False
     wait_s: float = 180.0
     runs_dir: Path = PROJECT_ROOT / "runs" / "ansible"
+    fallback_from: str | None = None  # the phase whose run this deploy continues (--fallback)
+
+
+def fallback_request(
+    request: DeployRequest, plan: PhasePlan, fallback: str, state_dir: Path = deployment.DEFAULT_STATE_DIR
+) -> DeployRequest:
+    """`deploy --phase P --fallback F`: continue the run recorded for phase P on the smaller phase F.
+
+    F's nodes must all belong to P's run (phase groups nest, so node1 and its checkpoints stay), and the run
+    keeps its id, so every node of F resumes from the newest checkpoint in the same run directory."""
+    failed = plan.get(request.phase)
+    smaller = plan.get(fallback)
+    if smaller.world_size >= failed.world_size:
+        raise ToolingError(
+            f"--fallback {fallback}: phase {fallback} has {smaller.world_size} processes, not fewer than "
+            f"phase {request.phase}'s {failed.world_size}",
+            hint=f"the plan's fallback for phase {request.phase}: {failed.fallback or 'none set'}",
+        )
+    if request.run_id:
+        raise ToolingError("--fallback continues the recorded run: leave out --run-id")
+    record = deployment.load(request.inventory, state_dir)
+    if record.phase != request.phase:
+        raise ToolingError(
+            f"the run recorded for {request.inventory} is phase {record.phase}'s {record.run_id!r}, "
+            f"not phase {request.phase}'s",
+            hint=f"use --phase {record.phase} --fallback {fallback}",
+        )
+    hosts = phase_hosts(load_inventory(request.inventory), fallback, smaller, request.inventory)
+    strangers = [h for h in hosts if h not in record.hosts]
+    if strangers:
+        raise ToolingError(
+            f"--fallback {fallback}: {', '.join(strangers)} did not take part in run {record.run_id!r} "
+            f"(phase {request.phase} on {', '.join(record.hosts)}) and holds none of its checkpoints"
+        )
+    console.print(
+        f"[bold]fallback[/bold]: run {record.run_id} of phase {request.phase} ({failed.world_size} "
+        f"processes) continues as phase {fallback} ({smaller.world_size} processes on {', '.join(hosts)}) "
+        "from its newest checkpoint"
+    )
+    # Same model and settings as the run being continued; what is given now comes last and wins.
+    return replace(
+        request,
+        phase=fallback,
+        run_id=record.run_id,
+        restart=True,
+        provision=False,
+        fallback_from=request.phase,
+        overrides=[*record.overrides, *request.overrides],
+        config=request.config or (Path(record.config) if record.config else None),
+    )
 
 
 @dataclass(frozen=True)
@@ -167,6 +217,9 @@ def deploy(request: DeployRequest, plan: PhasePlan) -> deployment.Deployment:
         hosts=deploy_plan.hosts,
         run_root=run_root,
         world_size=deploy_plan.world_size,
+        fallback_from=request.fallback_from,
+        overrides=list(request.overrides),
+        config=str(request.config.resolve()) if request.config else None,
         metrics_endpoints=[
             f"http://{hostvars.get(h, {}).get('ansible_host', h)}:{plan.metrics.base_port + i}/metrics"
             for h in deploy_plan.hosts

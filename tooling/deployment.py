@@ -29,6 +29,10 @@ class Deployment:
     world_size: int
     started_at: float = field(default_factory=time.time)
     metrics_endpoints: list[str] = field(default_factory=list)
+    fallback_from: str | None = None  # the larger phase whose run this one continues
+    # The run's own settings (--set, --config): a fallback resumes the same model from its checkpoints.
+    overrides: list[str] = field(default_factory=list)
+    config: str | None = None
 
     @property
     def run_dir(self) -> str:

@@ -1,17 +1,48 @@
 """Reading an Ansible inventory the way Ansible does (`ansible-inventory --list`), and the questions the
-CLI asks of it: which hosts a group holds, whether a phase's group matches the plan, how to reach a host."""
+CLI asks of it: which hosts a group holds, whether a phase's group matches the plan, how to reach a host.
+
+Ansible skips an inventory file it cannot parse with a warning nobody sees, so a typo in hosts.yml shows
+up much later as "no group phase1". The YAML files of an inventory are therefore checked here first, and
+each problem names the file, the group path and the host.
+"""
 
 from __future__ import annotations
 
 import configparser
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ddp.config_errors import ConfigError, read_yaml
 from tooling.console import ToolingError
-from tooling.phases import Phase
+from tooling.phases import Phase, PhasePlan
 from tooling.remote import SshTarget
 from tooling.runner import PROJECT_ROOT, get_inventory
+
+# What Ansible's yaml inventory plugin reads, and what it skips in an inventory directory
+# (ansible.inventory.manager IGNORED_ALWAYS and the default INVENTORY_IGNORE_EXTS).
+YAML_SUFFIXES = (".yml", ".yaml", ".json")
+_IGNORED_NAMES = re.compile(r"^\.|^host_vars$|^group_vars$|^vars_plugins$")
+_IGNORED_SUFFIXES = (
+    ".pyc",
+    ".pyo",
+    ".swp",
+    ".bak",
+    "~",
+    ".rpm",
+    ".md",
+    ".txt",
+    ".rst",
+    ".orig",
+    ".cfg",
+    ".retry",
+)
+_VARS_DIRS = ("group_vars", "host_vars")
+GROUP_KEYS = ("hosts", "children", "vars")
+# Connections that do not go to an address, so a host needs no ansible_host.
+_ADDRESSLESS_CONNECTIONS = {"local"}
+MAX_PROBLEMS = 20
 
 
 def natural_key(name: str) -> list[Any]:
@@ -61,19 +92,233 @@ def group_exists(inventory: dict[str, Any], group: str) -> bool:
         return False
 
 
+# --- the inventory's own files -----------------------------------------------------------------------
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, bool):
+        return f"the boolean {value}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    return f"a {type(value).__name__}"
+
+
+def inventory_sources(path: Path) -> Iterator[Path]:
+    """The files Ansible reads as inventory sources: `path` itself, or a directory walked as Ansible does."""
+    if not path.is_dir():
+        yield path
+        return
+    for entry in sorted(path.iterdir()):
+        if _IGNORED_NAMES.search(entry.name) or entry.name.endswith(_IGNORED_SUFFIXES):
+            continue
+        yield from inventory_sources(entry)
+
+
+def _vars_files(path: Path) -> Iterator[Path]:
+    base = path if path.is_dir() else path.parent
+    for name in _VARS_DIRS:
+        directory = base / name
+        if directory.is_dir():
+            yield from sorted(
+                f
+                for f in directory.rglob("*")
+                if f.is_file() and f.suffix in YAML_SUFFIXES and not f.name.startswith(".")
+            )
+
+
+class _GroupChecker:
+    """Walks one YAML inventory file as Ansible's yaml plugin does, noting what it would skip or reject."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.problems: list[str] = []
+        self.children: dict[str, set[str]] = {}
+
+    def problem(self, where: str, text: str) -> None:
+        self.problems.append(f"{self.file}: {where}: {text}")
+
+    def group(self, name: object, entry: object, where: str) -> None:
+        if not isinstance(name, str) or not name.strip():
+            self.problem(where, f"group name {name!r} must be a non-empty string (quote it)")
+            return
+        if entry is None:
+            return
+        if not isinstance(entry, dict):
+            self.problem(
+                where,
+                f"group {name!r}: expected a mapping with hosts:, children: or vars:, got {_kind(entry)}",
+            )
+            return
+        for key, value in entry.items():
+            if key not in GROUP_KEYS:
+                close = [k for k in GROUP_KEYS if str(key).rstrip("s") == k.rstrip("s")]
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                self.problem(
+                    f"{where}.{key}",
+                    f"unknown key in group {name!r} (Ansible skips it); {hint}expected one of: "
+                    + ", ".join(GROUP_KEYS),
+                )
+            elif key == "hosts":
+                self.hosts(name, value, f"{where}.hosts")
+            elif key == "children":
+                self.children_of(name, value, f"{where}.children")
+            elif value is not None and not isinstance(value, dict):
+                self.problem(f"{where}.vars", f"expected a mapping of variables, got {_kind(value)}")
+
+    def hosts(self, group: str, value: object, where: str) -> None:
+        if value is None or isinstance(value, str):
+            return  # Ansible reads `hosts: node1` as one host
+        if not isinstance(value, dict):
+            self.problem(
+                where,
+                f"expected a mapping of host names (node1: {{ansible_host: 192.0.2.11}}), got {_kind(value)}",
+            )
+            return
+        for host, host_vars in value.items():
+            if not isinstance(host, str) or not host.strip():
+                self.problem(where, f"host name {host!r} must be a non-empty string (quote it)")
+            elif host_vars is not None and not isinstance(host_vars, dict):
+                self.problem(
+                    f"{where}.{host}",
+                    f"host {host!r}: expected its variables as a mapping (ansible_host: ...), "
+                    f"got {_kind(host_vars)}",
+                )
+
+    def children_of(self, group: str, value: object, where: str) -> None:
+        if value is None or isinstance(value, str):
+            if isinstance(value, str):
+                self.children.setdefault(group, set()).add(value)
+            return
+        if not isinstance(value, dict):
+            self.problem(where, f"expected a mapping of child groups (phase1:), got {_kind(value)}")
+            return
+        for child, entry in value.items():
+            if isinstance(child, str):
+                self.children.setdefault(group, set()).add(child)
+            self.group(child, entry, f"{where}.{child}")
+
+
+def _cycle(children: dict[str, set[str]]) -> list[str] | None:
+    """A chain of groups that contains itself, if any (Ansible drops such a link with a warning)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(group: str) -> list[str] | None:
+        state[group] = 1
+        stack.append(group)
+        for child in sorted(children.get(group, ())):
+            if state.get(child) == 1:
+                return [*stack[stack.index(child) :], child]
+            if child not in state:
+                found = visit(child)
+                if found:
+                    return found
+        stack.pop()
+        state[group] = 2
+        return None
+
+    for group in sorted(children):
+        if group not in state:
+            found = visit(group)
+            if found:
+                return found
+    return None
+
+
+def check_inventory_files(path: Path) -> None:
+    """Raise ToolingError listing every problem of the inventory's YAML files (file, group path, host)."""
+    problems: list[str] = []
+    children: dict[str, set[str]] = {}
+    sources = [f for f in inventory_sources(path) if f.suffix in YAML_SUFFIXES]
+    for file in sources:
+        try:
+            data = read_yaml(file)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        if data is None:
+            problems.append(f"{file}: file is empty; expected groups such as all: {{children: ...}}")
+            continue
+        if not isinstance(data, dict):
+            problems.append(f"{file}: expected a mapping of groups at the top level, got {_kind(data)}")
+            continue
+        if "plugin" in data:
+            continue  # an inventory plugin's configuration, read by that plugin
+        checker = _GroupChecker(file)
+        for name, entry in data.items():
+            checker.group(name, entry, str(name))
+        problems += checker.problems
+        for group, kids in checker.children.items():
+            children.setdefault(group, set()).update(kids)
+    for file in _vars_files(path):
+        try:
+            data = read_yaml(file)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        if data is not None and not isinstance(data, dict):
+            problems.append(f"{file}: expected a mapping of variables, got {_kind(data)}")
+    loop = _cycle(children)
+    if loop:
+        problems.append(
+            f"{path}: groups contain each other: {' -> '.join(loop)}; a group cannot be its own child"
+        )
+    if problems:
+        shown = problems[:MAX_PROBLEMS]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
+        raise ToolingError(
+            f"inventory {path} is not valid:\n" + "\n".join(shown),
+            hint="see inventory/production/hosts.yml for the expected shape",
+        )
+
+
 def load_inventory(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ToolingError(
             f"inventory not found: {path}", hint="pass --inventory DIR (e.g. inventory/sandbox)"
         )
+    check_inventory_files(path)
     try:
         return get_inventory(path)
     except (FileNotFoundError, ValueError) as exc:
         raise ToolingError(str(exc)) from None
 
 
-def phase_hosts(inventory: dict[str, Any], phase_name: str, phase: Phase, inventory_path: Path) -> list[str]:
-    """The phase group's hosts, checked against the plan's node count."""
+# --- a phase's hosts ---------------------------------------------------------------------------------
+
+
+def _address_problem(host: str, host_vars: dict[str, Any]) -> str | None:
+    if host_vars.get("ansible_connection") in _ADDRESSLESS_CONNECTIONS:
+        return None
+    address = host_vars.get("ddp_trainer_node_address", host_vars.get("ansible_host"))
+    if address is None:
+        return (
+            f"host {host!r} has no ansible_host; set it to the node's address (the rendezvous, "
+            "the metrics endpoints and Prometheus use it)"
+        )
+    if not isinstance(address, str) or not address.strip():
+        return f"host {host!r}: ansible_host must be an address or host name, got {_kind(address)}"
+    return None
+
+
+def phase_hosts(
+    inventory: dict[str, Any],
+    phase_name: str,
+    phase: Phase,
+    inventory_path: Path,
+    plan: PhasePlan | None = None,
+) -> list[str]:
+    """The phase group's hosts, checked against the plan's node count.
+
+    With the whole `plan` (what a launch needs), also: every host has an address to advertise (the
+    rendezvous endpoint and the metrics bind address derive from ansible_host; a bare name may resolve to
+    127.0.1.1 on the node itself), and the earlier phases' groups exist and nest inside this one.
+    """
     try:
         hosts = group_hosts(inventory, phase.group)
     except KeyError:
@@ -87,7 +332,52 @@ def phase_hosts(inventory: dict[str, Any], phase_name: str, phase: Phase, invent
             f"inventory {inventory_path} has {len(hosts)}: {', '.join(hosts) or 'none'}",
             hint="fix the group in the inventory, or the phase in tooling/phases.yml",
         )
+    if plan is None:
+        return hosts
+    hostvars = (inventory.get("_meta") or {}).get("hostvars") or {}
+    problems = [p for h in hosts if (p := _address_problem(h, hostvars.get(h) or {})) is not None]
+    if problems:
+        raise ToolingError(
+            f"inventory {inventory_path}, group {phase.group!r} (phase {phase_name}):\n"
+            + "\n".join(problems),
+            hint="e.g. node1: {ansible_host: 192.0.2.11} under hosts:",
+        )
+    _check_nesting(inventory, phase_name, phase, inventory_path, plan, set(hosts))
     return hosts
+
+
+def _check_nesting(
+    inventory: dict[str, Any],
+    phase_name: str,
+    phase: Phase,
+    inventory_path: Path,
+    plan: PhasePlan,
+    hosts: set[str],
+) -> None:
+    """Each earlier phase's group must exist and sit inside this one: its first node hosts the rendezvous."""
+    name, current = phase_name, phase
+    while current.previous is not None:
+        earlier_name = current.previous
+        earlier = plan.get(earlier_name)
+        try:
+            earlier_hosts = set(group_hosts(inventory, earlier.group))
+        except KeyError:
+            earlier_hosts = set()
+        if not earlier_hosts:
+            raise ToolingError(
+                f"inventory {inventory_path} has no group {earlier.group!r} (phase {earlier_name}, "
+                f"the phase before {name}); phase groups nest",
+                hint=f"make {earlier.group!r} a child of {current.group!r} (inventory/production/hosts.yml)",
+            )
+        outside = sorted(earlier_hosts - hosts, key=natural_key)
+        if outside:
+            raise ToolingError(
+                f"inventory {inventory_path}: group {earlier.group!r} (phase {earlier_name}) has "
+                f"{', '.join(outside)}, which group {phase.group!r} (phase {phase_name}) lacks; "
+                "phase groups nest",
+                hint=f"make {earlier.group!r} a child of the next phase's group",
+            )
+        name, current = earlier_name, earlier
 
 
 def ssh_targets(inventory: dict[str, Any], hosts: list[str]) -> list[SshTarget]:

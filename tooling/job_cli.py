@@ -11,7 +11,7 @@ from rich.table import Table
 
 from tooling import deployment, jobstatus
 from tooling.console import EXIT_CHECK_FAILED, CheckFailed, console, err_console
-from tooling.deploy import DeployRequest, deploy
+from tooling.deploy import DeployRequest, deploy, fallback_request
 from tooling.inventory import default_inventory, load_inventory, ssh_targets
 from tooling.phases import load_phases
 from tooling.runner import PROJECT_ROOT, run_playbook
@@ -40,6 +40,13 @@ def deploy_command(
     run_id: Annotated[str | None, typer.Option(help="Run id (default: <phase group>-<UTC time>).")] = None,
     restart: Annotated[bool, typer.Option(help="Replace a run that is already active.")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for every rank to report.")] = 180.0,
+    fallback: Annotated[
+        str | None,
+        typer.Option(
+            help="Continue the run recorded for --phase on this smaller phase "
+            "(e.g. --phase 2c --fallback 2b), from its newest checkpoint."
+        ),
+    ] = None,
 ) -> None:
     """Provision the phase's nodes, verify them, start the trainer on all of them, wait for every rank."""
     request = DeployRequest(
@@ -54,7 +61,10 @@ def deploy_command(
         restart=restart,
         wait_s=wait,
     )
-    record = deploy(request, load_phases())
+    plan = load_phases()
+    if fallback is not None:
+        request = fallback_request(request, plan, fallback)
+    record = deploy(request, plan)
     console.print(
         f"[green]run {record.run_id} is up[/green]: phase {record.phase}, {record.world_size} ranks "
         f"on {', '.join(record.hosts)}"

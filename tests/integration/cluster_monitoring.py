@@ -152,10 +152,17 @@ def test_run_that_ends_as_planned_raises_no_rank_alert(phase2a_cluster: Sandbox)
     _deploy(box, "monitored-2a-short", "--set", "training.max_steps=40")
     summary = wait_for_summary(box, "/var/lib/ddp/runs/monitored-2a-short")
     assert summary["status"] == "completed", summary
+    # The summary is written before torchrun and the unit finish; the unit records its end when it stops.
     for host in NODES:
-        state = on_node(box, host, "cat /var/lib/node_exporter/textfile/ddp-trainer.prom")
-        assert re.search(r'ddp_trainer_job_expected\{[^}]*result="success"\} 1', state.stdout) is None
-        assert re.search(r'ddp_trainer_job_expected\{[^}]*result="success"\} 0', state.stdout), state.stdout
+        _wait_until(
+            f"{host}'s unit recording a successful end",
+            lambda host=host: re.search(
+                r'ddp_trainer_job_expected\{[^}]*result="success"\} 0',
+                on_node(box, host, "cat /var/lib/node_exporter/textfile/ddp-trainer.prom").stdout,
+            ),
+            timeout=90,
+            every=3,
+        )
 
     # The endpoints are gone now; TrainerRankDown waits 1 minute before firing, so watch a little longer.
     deadline = time.monotonic() + 90

@@ -43,6 +43,7 @@ def _trainer_metric_names() -> set[str]:
     tree = ast.parse((ROOT / "ddp" / "metrics.py").read_text())
     suffixes = {
         "gauge": ("",),
+        "measured_gauge": ("",),
         "Gauge": ("",),
         "counter": ("_total",),
         "Counter": ("_total",),

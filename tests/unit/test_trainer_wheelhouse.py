@@ -1,4 +1,4 @@
-"""roles/ddp_trainer/files/wheelhouse.py: an unchanged project is not rebuilt; any change to the package is."""
+"""roles/ddp_trainer/files/wheelhouse.py: an unchanged project is not rebuilt; a changed one is."""
 
 from __future__ import annotations
 

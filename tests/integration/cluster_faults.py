@@ -1,0 +1,121 @@
+"""Faults on the sandbox cluster: node2 lost (its container killed) or partitioned (its traffic to node1
+dropped inside its own network namespace) during a phase-2a run. Phase 2a allows no fewer nodes than it has
+(min_nodes 2), so the job must stop on node1 within the configured timeouts, not hang, with its checkpoints
+intact; `tooling deploy --phase 2a --fallback 1` then resumes the same run on node1 from its newest
+checkpoint.
+
+Imported by test_cluster_phase2a.py so they share its provisioned cluster (one module per xdist worker)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.integration.sandbox_harness import Sandbox, explain
+from tests.integration.sandbox_jobs import SMALL_RUN, on_node
+from tooling.inventory import load_inventory
+from tooling.phases import load_phases
+
+RUN_ROOT = "/var/lib/ddp/runs"
+VENV_PYTHON = "/opt/ddp/venv/bin/python"
+# distributed.timeout_s: how long a collective waits for a silent peer before the rank gives up.
+COLLECTIVE_TIMEOUT_S = 30
+MAX_STEPS = 600
+
+
+def _newest_checkpoint(box: Sandbox, run_dir: str) -> int | None:
+    shown = on_node(box, "node1", f"cat {run_dir}/checkpoints/manifest.json")
+    if shown.rc != 0:
+        return None
+    return max((int(e["step"]) for e in json.loads(shown.stdout).get("checkpoints", [])), default=None)
+
+
+def _completed_summary(box: Sandbox, run_dir: str, timeout: float = 600) -> dict:
+    # The failed 8-rank incarnation may have left a summary saying "failed": wait for the fallback's.
+    deadline = time.monotonic() + timeout
+    summary: dict = {}
+    while time.monotonic() < deadline:
+        shown = on_node(box, "node1", f"cat {run_dir}/summary.json")
+        if shown.rc == 0:
+            summary = json.loads(shown.stdout)
+            if summary["status"] == "completed":
+                return summary
+        time.sleep(3)
+    raise AssertionError(f"the fallback run did not complete within {timeout:.0f} s: {summary.get('status')}")
+
+
+def _unit_state(box: Sandbox, host: str) -> str:
+    return on_node(box, host, "systemctl show -p ActiveState --value ddp-trainer").stdout.strip()
+
+
+def _lose(box: Sandbox) -> None:
+    killed = box.podman("kill", "--signal", "KILL", box.container("node2"))
+    assert killed.returncode == 0, killed.stderr
+
+
+def _partition(box: Sandbox) -> None:
+    """Drop node2's traffic to and from node1 in node2's own network namespace (the host is untouched)."""
+    pid = box.podman("inspect", "--format", "{{.State.Pid}}", box.container("node2")).stdout.strip()
+    node1 = load_inventory(box.inventory)["_meta"]["hostvars"]["node1"]["ansible_host"]
+    for rule in (["INPUT", "-s", node1], ["OUTPUT", "-d", node1]):
+        dropped = box.run(["nsenter", "-t", pid, "-n", "iptables", "-I", rule[0], *rule[1:], "-j", "DROP"])
+        assert dropped.returncode == 0, explain(dropped)
+
+
+@pytest.mark.parametrize("fault", [_lose, _partition], ids=["node-lost", "node-partitioned"])
+def test_node_fault_stops_cleanly_and_the_run_falls_back_to_phase1(
+    phase2a_cluster: Sandbox, fault: Callable[[Sandbox], None]
+) -> None:
+    box = phase2a_cluster
+    run_id = f"fault-{fault.__name__.strip('_')}"
+    run_dir = f"{RUN_ROOT}/{run_id}"
+    sets = [*SMALL_RUN, f"training.max_steps={MAX_STEPS}", f"distributed.timeout_s={COLLECTIVE_TIMEOUT_S}"]
+    deployed = box.tooling(
+        "deploy", "--phase", "2a", "--inventory", str(box.inventory), "--skip-provision", "--skip-verify",
+        "--restart", "--run-id", run_id, *[a for s in sets for a in ("--set", s)],
+    )  # fmt: skip
+    assert deployed.returncode == 0, explain(deployed)
+    try:
+        deadline = time.monotonic() + 300
+        while (_newest_checkpoint(box, run_dir) or 0) < 40:
+            assert time.monotonic() < deadline, "no checkpoint at step 40 within 5 minutes"
+            time.sleep(2)
+        before = _newest_checkpoint(box, run_dir)
+        assert before is not None and before < MAX_STEPS, "the run ended before the fault: raise MAX_STEPS"
+
+        fault(box)
+        injected = time.monotonic()
+        # A rank notices within the collective timeout; torchrun then waits join_timeout for the lost node
+        # to rejoin (min_nodes = nodes) and gives up. Anything past that (plus slack for 2 busy cores) hangs.
+        limit = COLLECTIVE_TIMEOUT_S + load_phases().rendezvous.join_timeout_s + 90
+        while _unit_state(box, "node1") in ("active", "activating", "deactivating"):
+            assert time.monotonic() - injected < limit, f"node1's job still runs {limit} s after the fault"
+            time.sleep(3)
+        stopped_after = time.monotonic() - injected
+        assert _unit_state(box, "node1") == "failed"
+
+        verified = on_node(box, "node1", f"{VENV_PYTHON} -m ddp.checkpoint_verify {run_dir} --json")
+        assert verified.rc == 0, verified
+        newest = _newest_checkpoint(box, run_dir)
+        assert newest is not None and newest >= before, "a checkpoint was lost"
+
+        fallback = box.tooling(
+            "deploy", "--phase", "2a", "--fallback", "1", "--inventory", str(box.inventory), "--skip-verify"
+        )
+        assert fallback.returncode == 0, explain(fallback)
+        assert f"run {run_id} of phase 2a" in fallback.stdout, fallback.stdout
+        summary = _completed_summary(box, run_dir)
+        assert (summary["world_size"], summary["nodes"], summary["steps"]) == (4, 1, MAX_STEPS)
+        assert summary["checkpoints"]["resumed_from_step"] == newest
+        worlds = [i["world_size"] for i in summary["incarnations"]]
+        assert worlds[-1] == 4 and set(worlds) <= {8, 4}, summary["incarnations"]
+        print(
+            f"{fault.__name__}: job stopped {stopped_after:.0f} s after the fault; resumed from step {newest}"
+        )
+    finally:
+        box.podman("stop", "--time", "2", box.container("node2"))
+        restored = box.cli("up", "--nodes", "2")
+        assert restored.returncode == 0, explain(restored)
