@@ -18,8 +18,8 @@ def test_gpu_series_appear_only_when_measured() -> None:
     metrics = TrainerMetrics(env, "run-1")
     before = _exposition(metrics)
     # Dashboards and the gate must see "no data" on CPU nodes, not a GPU at 0 %.
-    assert 'trainer_gpu_utilisation_ratio{' not in before
-    assert 'trainer_gpu_memory_pressure_ratio{' not in before
+    assert "trainer_gpu_utilisation_ratio{" not in before
+    assert "trainer_gpu_memory_pressure_ratio{" not in before
     assert 'trainer_memory_pressure_ratio{local_rank="0",node="node1",rank="0"} 0.0' in before
 
     metrics.gpu_utilisation.set(0.9)
