@@ -3,11 +3,9 @@ anything connects, and every problem names the file, the group and the host; `to
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.fuzz_documents import key_paths, with_value
 from tooling.console import ToolingError
 from tooling.inventory import check_inventory_files, load_inventory, phase_hosts
 from tooling.phases import load_phases
@@ -55,24 +54,7 @@ def nested_inventory() -> dict[str, Any]:
 VALID = nested_inventory()
 
 
-def nodes(data: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """Every key path of the document (mappings only: that is all an inventory holds)."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield (*prefix, key)
-            yield from nodes(value, (*prefix, key))
-
-
-PATHS = list(nodes(VALID))
-
-
-def replaced(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(VALID)
-    node = out
-    for part in path[:-1]:
-        node = node[part]
-    node[path[-1]] = value
-    return out
+PATHS = list(key_paths(VALID, leaves_only=False))
 
 
 def write_inventory(directory: Path, hosts: object, extra: dict[str, str] | None = None) -> Path:
@@ -127,7 +109,7 @@ junk = st.one_of(
 @FUZZ
 @given(path=st.sampled_from(PATHS), value=junk)
 def test_any_value_anywhere_is_accepted_or_named(workdir: Path, path: tuple, value: Any) -> None:
-    message = file_problems(write_inventory(workdir / "inv", replaced(path, value)))
+    message = file_problems(write_inventory(workdir / "inv", with_value(VALID, path, value)))
     key, parent = path[-1], path[-2] if len(path) > 1 else None
     if parent == "hosts" and value is not None and not isinstance(value, dict):
         # A host's variables that are not a mapping: Ansible cannot read the file at all.
@@ -147,7 +129,9 @@ GROUP_PATHS = [p for p in PATHS if len(p) == 1 or p[-2] == "children"]
     typo=st.sampled_from(["host", "child", "childs", "var", "members", "Hosts"]),
 )
 def test_unknown_group_keys_are_named_not_skipped(workdir: Path, path: tuple, typo: str) -> None:
-    message = file_problems(write_inventory(workdir / "typo", replaced(path, {typo: {"node9": None}})))
+    message = file_problems(
+        write_inventory(workdir / "typo", with_value(VALID, path, {typo: {"node9": None}}))
+    )
     assert message is not None and f"{'.'.join(map(str, path))}.{typo}: unknown key in group" in message
 
 

@@ -8,7 +8,6 @@ tooling/phases.yml.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ddp.config_errors import ConfigError, parse_yaml
+from tests.unit.fuzz_documents import key_paths, with_value
 from tooling.phases import DEFAULT_PHASES_FILE, load_phases
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -26,24 +26,7 @@ PLAN: dict[str, Any] = parse_yaml(DEFAULT_PHASES_FILE.read_text())
 TAKEN = {3000, 5044, 5601, 9090, 9093, 9100, 9200, 9300, 9400, 9600}
 
 
-def leaves(data: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from (
-                leaves(value, (*prefix, key)) if isinstance(value, dict) and value else [(*prefix, key)]
-            )
-
-
-LEAVES = sorted(leaves(PLAN))
-
-
-def changed(path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(PLAN)
-    node = out
-    for part in path[:-1]:
-        node = node[part]
-    node[path[-1]] = value
-    return out
+LEAVES = sorted(key_paths(PLAN))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +68,7 @@ values = st.one_of(
 @FUZZ
 @given(path=st.sampled_from(LEAVES), value=values)
 def test_any_value_anywhere_is_accepted_or_named(workdir: Path, path: tuple[str, ...], value: Any) -> None:
-    message = phase_error(write(workdir, changed(path, value)))
+    message = phase_error(write(workdir, with_value(PLAN, path, value)))
     dotted = ".".join(path)
     # Checks across phases name the phase they find wrong, which may be another one (a link to this).
     across = ("ports", "groups nest", "fewer nodes", "already the group")

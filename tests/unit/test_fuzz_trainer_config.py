@@ -7,7 +7,6 @@ import copy
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 
 from ddp.config import TrainerConfig, load_config
 from ddp.config_errors import ConfigError
+from tests.unit.fuzz_documents import key_paths, value_at, with_value
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Every section written out, so a mutation can reach every key of the schema.
@@ -41,24 +41,7 @@ values = st.one_of(
 )
 
 
-def leaves(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            yield from leaves(value, (*prefix, key))
-        else:
-            yield (*prefix, key), value
-
-
-LEAVES = sorted(leaves(FULL))
-
-
-def set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(data)
-    node = out
-    for part in path[:-1]:
-        node = node[part]
-    node[path[-1]] = value
-    return out
+LEAVES = sorted((path, value_at(FULL, path)) for path in key_paths(FULL))
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +83,7 @@ def names_key(error: ConfigError, path: tuple[str, ...]) -> bool:
 @given(leaf=st.sampled_from(LEAVES), value=values)
 def test_any_value_anywhere_is_accepted_or_named(workdir: Path, leaf: tuple, value: Any) -> None:
     path, original = leaf
-    error = config_error(write(workdir, set_path(FULL, path, value)))
+    error = config_error(write(workdir, with_value(FULL, path, value)))
     if error is not None:
         assert names_key(error, path), f"{'.'.join(path)} not named in: {error}"
     free_form = path[-1].endswith("_kwargs")
