@@ -105,7 +105,7 @@ class Plan:
 def build_plan(request: DeployRequest, plan: PhasePlan) -> Plan:
     phase = plan.get(request.phase)
     inventory = load_inventory(request.inventory)
-    hosts = phase_hosts(inventory, request.phase, phase, request.inventory)
+    hosts = phase_hosts(inventory, request.phase, phase, request.inventory, plan=plan)
     # The config that will run on the nodes: the phase's, its locked production settings (`tooling sweep
     # --lock`), the --config file laid over them, then --set.
     locked = production.current(request.phase, phase.config)

@@ -87,7 +87,13 @@ def test_group_vars_carry_accelerator_and_the_hosts_extra_cas(tmp_path: Path) ->
     offline = {
         "pytorch_wheelhouse": "/srv/sandbox-state/wheelhouse-torch",
         "pytorch_wheelhouse_prepare": True,
+        "node_exporter_extra_args": [
+            f"--collector.filesystem.fs-types-exclude={inventory.SANDBOX_FS_TYPES_EXCLUDE}"
+        ],
     }
+    # The containers' overlay root holds the checkpoints: node_exporter must report it.
+    excluded = inventory.SANDBOX_FS_TYPES_EXCLUDE
+    assert "overlay" not in excluded and "proc" in excluded
     assert inventory.render_group_vars(cas, state) == {
         "accelerator": "cpu",
         **offline,

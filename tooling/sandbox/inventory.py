@@ -99,6 +99,13 @@ def extra_ca_certificates(pattern: str = EXTRA_CA_GLOB) -> list[str]:
     return sorted(glob.glob(pattern))
 
 
+# node_exporter's default list of pseudo filesystems, less overlay.
+SANDBOX_FS_TYPES_EXCLUDE = (
+    "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue"
+    "|nsfs|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
+)
+
+
 def render_group_vars(ca_files: list[str], state_dir: Path) -> dict[str, Any]:
     data: dict[str, Any] = {
         "accelerator": "cpu",
@@ -106,6 +113,9 @@ def render_group_vars(ca_files: list[str], state_dir: Path) -> dict[str, Any]:
         # the control machine fills a wheelhouse once (pip's own configuration) and nodes install from it.
         "pytorch_wheelhouse": str(state_dir / "wheelhouse-torch"),
         "pytorch_wheelhouse_prepare": True,
+        # A container's root (and so its checkpoint directory) is an overlay mount, which node_exporter
+        # leaves out by default; without it the checkpoint-disk figures and alerts have nothing to read.
+        "node_exporter_extra_args": [f"--collector.filesystem.fs-types-exclude={SANDBOX_FS_TYPES_EXCLUDE}"],
     }
     if ca_files:
         data["common_extra_ca_certificates"] = ca_files
