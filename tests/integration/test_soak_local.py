@@ -52,14 +52,17 @@ def test_killed_rank_is_a_restart_with_its_cause_and_uptime_drops(tmp_path: Path
     sets = [arg for item in TINY for arg in ("--set", item)]
     command = [sys.executable, "-m", "tooling.cli", "soak", "--phase", "1", "--local", "--nproc", "2",
                "--duration", "40s", "--interval", "5s", "--run-id", SOAK_ID, *sets]  # fmt: skip
+    env = {**trainer_env(), "TOOLING_SOAK_DIR": str(tmp_path / "runs" / "soak")}
     soak = subprocess.Popen(
-        command, cwd=tmp_path, env=trainer_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     state_path = tmp_path / "runs" / "soak" / SOAK_ID / "state.json"
     rank1 = tmp_path / "runs" / SOAK_ID / "status" / "rank1.json"
     killed: dict[str, Any] | None = None
     try:
-        deadline = time.monotonic() + 90
+        # Generous: on a loaded 2-core machine the two ranks' start (torch import, rendezvous) alone can take
+        # tens of seconds; the soak's own 40 s only start once every rank runs.
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline and soak.poll() is None:
             state = _json(state_path) or {}
             status = _json(rank1) or {}
@@ -69,7 +72,13 @@ def test_killed_rank_is_a_restart_with_its_cause_and_uptime_drops(tmp_path: Path
                 killed = status
                 break
             time.sleep(0.2)
-        assert killed is not None, "the soak never got two samples with rank 1 past step 150"
+        if killed is None:
+            if soak.poll() is None:
+                soak.kill()
+            pytest.fail(
+                "the soak never got two samples with rank 1 past step 150: "
+                f"state {_json(state_path)}, rank 1 {_json(rank1)}, output:\n{soak.communicate()[0][-4000:]}"
+            )
         output, _ = soak.communicate(timeout=120)
     finally:
         if soak.poll() is None:

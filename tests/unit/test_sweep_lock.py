@@ -29,7 +29,7 @@ PHASE1 = "ddp/configs/phase1.yaml"
 INVENTORY = {
     "phase1": {"hosts": ["node1"]},
     "phase2a": {"hosts": ["node1", "node2"]},
-    "_meta": {"hostvars": {"node1": {}, "node2": {}}},
+    "_meta": {"hostvars": {"node1": {"ansible_host": "192.0.2.1"}, "node2": {"ansible_host": "192.0.2.2"}}},
 }
 
 
