@@ -1,6 +1,7 @@
 """The roll-out judged end to end on the sandbox: phase 1 is deployed, run and gated from the live
-Prometheus; then phase 2a, whose gate measures its scaling against phase 1's decision; then the 2a report,
-whose PNGs must exist and plot the run's real series.
+Prometheus; phase 2a is soaked (`tooling soak` on the cluster), then run and gated, measuring its scaling
+against phase 1's decision and its uptime from the soak; then the 2a report, whose PNGs must exist and plot
+the run's real series.
 
 Imported by test_cluster_phase2a.py so it shares its provisioned cluster (one module per xdist worker)."""
 
@@ -37,10 +38,10 @@ def _run_and_fetch(box: Sandbox, phase: str, run_id: str, local_runs: Path) -> t
     return path, summary
 
 
-def _gate(box: Sandbox, phase: str, summary: Path, decisions: Path) -> dict[str, Any]:
+def _gate(box: Sandbox, phase: str, summary: Path, decisions: Path, soaks: Path) -> dict[str, Any]:
     judged = box.tooling(
         "gate", "--phase", phase, "--run", str(summary), "--prometheus", _monitor_url(box, 9090),
-        "--decisions", str(decisions), "--soak-dir", str(decisions / "no-soak"),
+        "--decisions", str(decisions), "--soak-dir", str(soaks),
     )  # fmt: skip
     # A CPU sandbox misses the plan's throughput targets: NO-GO (1) is the honest answer, but it is judged.
     assert judged.returncode in (0, 1), explain(judged)
@@ -55,16 +56,30 @@ def test_phase1_then_phase2a_are_gated_and_reported(phase2a_cluster: Sandbox) ->
     box = phase2a_cluster
     local_runs = box.tmp / "rollout-runs"
     decisions = box.tmp / "rollout-decisions"
+    soaks = box.tmp / "rollout-soaks"
 
     phase1_path, _ = _run_and_fetch(box, "1", "rollout-phase1", local_runs)
-    first = _gate(box, "1", phase1_path, decisions)
+    first = _gate(box, "1", phase1_path, decisions, soaks)
     throughput = first["measurements"]["throughput"]
     assert throughput["value"] and throughput["value"] > 0 and throughput["source"] == "prometheus", (
         throughput
     )
 
+    soaked = box.tooling(
+        "soak", "--phase", "2a", "--inventory", str(box.inventory), "--duration", "60s", "--interval", "10s",
+        "--run-id", "rollout-soak-2a", "--soak-dir", str(soaks), "--skip-provision", "--skip-verify",
+        *[a for s in [*SMALL_RUN, "training.max_steps=1000000"] for a in ("--set", s)],
+    )  # fmt: skip
+    assert soaked.returncode == 0, explain(soaked)
+    soak = json.loads((soaks / "rollout-soak-2a" / "soak.json").read_text())
+    assert soak["status"] == "completed" and soak["world_size"] == 8, soak
+    assert soak["restarts"]["count"] == 0 and soak["uptime"]["ratio"] > 0.5, soak["uptime"]
+    assert soak["final"]["status"] == "stopped", soak["final"]
+
     phase2a_path, summary = _run_and_fetch(box, "2a", "rollout-phase2a", local_runs)
-    second = _gate(box, "2a", phase2a_path, decisions)
+    second = _gate(box, "2a", phase2a_path, decisions, soaks)
+    uptime = second["measurements"]["uptime"]
+    assert uptime["source"] == "soak" and uptime["value"] == soak["uptime"]["ratio"], uptime
     scaling = second["scaling"]
     assert scaling["baseline"]["source"].startswith("decision record "), scaling
     assert scaling["baseline"]["throughput"] == throughput["value"]
