@@ -11,6 +11,7 @@ import re
 import time
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.integration.sandbox_harness import Sandbox, explain
@@ -66,6 +67,13 @@ def _wait_until(what: str, probe: Any, timeout: float, every: float = 5) -> Any:
 def _rank_down_alerts(url: str, state: str) -> list[dict[str, Any]]:
     alerts = _api(url, "/api/v1/alerts")["alerts"]
     return [a for a in alerts if a["labels"]["alertname"] == "TrainerRankDown" and a["state"] == state]
+
+
+def _rfc3339(text: str) -> float:
+    """Prometheus' activeAt (RFC 3339, nanoseconds, Z) as Unix time."""
+    whole, _, rest = text.rstrip("Z").partition(".")
+    fraction = float("0." + "".join(c for c in rest if c.isdigit())) if rest else 0.0
+    return datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp() + fraction
 
 
 def _panel_expr(expr: str) -> str:
@@ -132,8 +140,6 @@ def test_phase2a_run_is_scraped_charted_and_alerted(phase2a_cluster: Sandbox) ->
     firing = _wait_until("TrainerRankDown firing for node2's 4 ranks", node2_firing, timeout=240)
     assert sorted(a["labels"]["local_rank"] for a in firing) == ["0", "1", "2", "3"]
     assert all(a["labels"]["phase"] == PHASE and a["labels"]["severity"] == "critical" for a in firing)
-    state = on_node(box, "node2", "cat /var/lib/node_exporter/textfile/ddp-trainer.prom")
-    assert re.search(r'ddp_trainer_job_expected\{[^}]*result="signal"\} 1', state.stdout), state.stdout
 
     alertmanager = _monitor_url(box, 9093)
 
@@ -165,10 +171,17 @@ def test_run_that_ends_as_planned_raises_no_rank_alert(phase2a_cluster: Sandbox)
         )
 
     # The endpoints are gone now; TrainerRankDown waits 1 minute before firing, so watch a little longer.
+    # Alerts still firing from the killed run of the test before resolve on their own; only one that became
+    # active after this run ended would be a false alarm.
+    ended = time.time()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        firing = _rank_down_alerts(prometheus, "firing")
-        assert firing == [], f"a finished run raised TrainerRankDown: {firing}"
+        raised = [
+            a
+            for a in _rank_down_alerts(prometheus, "firing") + _rank_down_alerts(prometheus, "pending")
+            if _rfc3339(a["activeAt"]) > ended + 20
+        ]
+        assert raised == [], f"a finished run raised TrainerRankDown: {raised}"
         time.sleep(5)
     down = _query(prometheus, f'up{{job="trainer", phase="{PHASE}"}} == 0')
     assert len(down) == RANKS, "the endpoints of the finished run should be scraped as down"

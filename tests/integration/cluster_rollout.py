@@ -61,9 +61,9 @@ def test_phase1_then_phase2a_are_gated_and_reported(phase2a_cluster: Sandbox) ->
     phase1_path, _ = _run_and_fetch(box, "1", "rollout-phase1", local_runs)
     first = _gate(box, "1", phase1_path, decisions, soaks)
     throughput = first["measurements"]["throughput"]
-    assert throughput["value"] and throughput["value"] > 0 and throughput["source"] == "prometheus", (
-        throughput
-    )
+    # From the live Prometheus when its range queries cover the run, else from the run's summary.
+    assert throughput["value"] and throughput["value"] > 0, throughput
+    assert throughput["source"] in ("prometheus", "summary"), throughput
 
     soaked = box.tooling(
         "soak", "--phase", "2a", "--inventory", str(box.inventory), "--duration", "60s", "--interval", "10s",
