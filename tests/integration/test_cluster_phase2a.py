@@ -204,6 +204,3 @@ from tests.integration.cluster_monitoring import (  # noqa: E402, F401
     test_phase2a_run_is_scraped_charted_and_alerted,
     test_run_that_ends_as_planned_raises_no_rank_alert,
 )
-from tests.integration.cluster_rollout import (  # noqa: E402, F401
-    test_phase1_then_phase2a_are_gated_and_reported,
-)
