@@ -12,16 +12,15 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from tooling.check.commands import ProbeTarget
 from tooling.check.parsers import Alert, CheckpointReport, ConnectivityReport, DiskUsage, ThermalReport
 from tooling.check.schedules import Thresholds
 from tooling.check.trend import Trend
 from tooling.jobstatus import NodeReport, job_state
+from tooling.verdicts import Status, tally
 
-Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
-STATUSES: tuple[Status, ...] = ("PASS", "WARN", "FAIL", "SKIP")
 CLUSTER = "(cluster)"
 PROMETHEUS = "(prometheus)"
 
@@ -53,10 +52,7 @@ def overall(rows: Iterable[Row]) -> Status:
 
 
 def counts(rows: Iterable[Row]) -> dict[str, int]:
-    tally: dict[str, int] = dict.fromkeys(STATUSES, 0)
-    for row in rows:
-        tally[row.status] += 1
-    return tally
+    return tally(row.status for row in rows)
 
 
 def fmt_bytes(value: float) -> str:

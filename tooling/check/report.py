@@ -11,13 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from tooling.check.judge import Row, counts, overall
-
-STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
+from tooling.verdicts import styled
 
 
 def table(rows: Sequence[Row], title: str) -> Table:
     verdict = overall(rows)
-    out = Table(title=f"{title}: [{STYLE[verdict]}]{verdict}[/]", title_justify="left")
+    out = Table(title=f"{title}: {styled(verdict)}", title_justify="left")
     out.add_column("check", no_wrap=True)
     out.add_column("host", no_wrap=True)
     out.add_column("status", no_wrap=True)
@@ -28,7 +27,7 @@ def table(rows: Sequence[Row], title: str) -> Table:
         out.add_row(
             row.check,
             row.host,
-            f"[{STYLE[row.status]}]{row.status}[/]",
+            styled(row.status),
             row.measured,
             row.expected,
             row.detail,
@@ -43,7 +42,7 @@ def summary_line(rows: Sequence[Row]) -> str:
     shown = ", ".join(failing[:6]) + (f" (+{len(failing) - 6} more)" if len(failing) > 6 else "")
     text = (
         f"{tally['PASS']} pass, {tally['WARN']} warn, {tally['FAIL']} fail, {tally['SKIP']} skip -> "
-        f"[{STYLE[verdict]}]{verdict}[/]"
+        f"{styled(verdict)}"
     )
     return text + (f": {shown}" if failing else "")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+from tooling.verdicts import Status, tally
 from tooling.verify import parsers as p
 from tooling.verify.profiles import Band, Profile, VersionRule
 
-Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 CLUSTER = "(cluster)"
 _SEVERITY: dict[str, int] = {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2}
 T = TypeVar("T")
@@ -476,7 +476,4 @@ def overall(rows: Iterable[CheckResult]) -> Status:
 
 
 def counts(rows: Iterable[CheckResult]) -> dict[str, int]:
-    tally = {"PASS": 0, "WARN": 0, "FAIL": 0, "SKIP": 0}
-    for row in rows:
-        tally[row.status] += 1
-    return tally
+    return tally(row.status for row in rows)

@@ -9,9 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tooling.verdicts import styled
 from tooling.verify.judge import CLUSTER, CheckResult, counts, overall
-
-_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 
 
 def _by_host(rows: Iterable[CheckResult]) -> dict[str, list[CheckResult]]:
@@ -27,16 +26,14 @@ def _by_host(rows: Iterable[CheckResult]) -> dict[str, list[CheckResult]]:
 def host_table(host: str, rows: Sequence[CheckResult]) -> Table:
     verdict = overall(rows)
     title = "network across the nodes" if host == CLUSTER else host
-    table = Table(title=f"{title}: [{_STYLE[verdict]}]{verdict}[/]", title_justify="left", expand=False)
+    table = Table(title=f"{title}: {styled(verdict)}", title_justify="left", expand=False)
     table.add_column("check", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("measured")
     table.add_column("expected")
     table.add_column("reason", overflow="fold")
     for row in rows:
-        table.add_row(
-            row.check, f"[{_STYLE[row.status]}]{row.status}[/]", row.measured, row.expected, row.reason
-        )
+        table.add_row(row.check, styled(row.status), row.measured, row.expected, row.reason)
     return table
 
 
@@ -49,7 +46,7 @@ def summary_line(rows: Sequence[CheckResult], scope: str, profile: str) -> str:
     text = (
         f"{scope}: {len(nodes)} node(s), profile {profile}: "
         f"{tally['PASS']} pass, {tally['WARN']} warn, {tally['FAIL']} fail, {tally['SKIP']} skip -> "
-        f"[{_STYLE[verdict]}]{verdict}[/]"
+        f"{styled(verdict)}"
     )
     return text + (f" ({shown})" if failing else "")
 
