@@ -27,3 +27,4 @@ lint: setup
 
 bench: setup
 	$(VENV)/bin/python bench/trainer_overhead.py
+	$(VENV)/bin/python bench/recovery.py

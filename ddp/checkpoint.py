@@ -81,9 +81,15 @@ class CheckpointStore:
         kept = [e for e in self.entries() if e.step != step] + [entry]
         kept.sort(key=lambda e: e.step)
         retained, dropped = kept[-self.keep_last :], kept[: -self.keep_last]
-        atomic_write_json(
-            self.manifest_path, {"format": FORMAT_VERSION, "checkpoints": [vars(e) for e in retained]}
-        )
+        try:
+            atomic_write_json(
+                self.manifest_path, {"format": FORMAT_VERSION, "checkpoints": [vars(e) for e in retained]}
+            )
+        except OSError:
+            # Unlisted, the new file would only take the space a full disk needs back.
+            with contextlib.suppress(OSError):
+                (self.directory / name).unlink()
+            raise
         for old in dropped:
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / old.file).unlink()

@@ -19,3 +19,7 @@ def _no_site_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     state = tmp_path_factory.mktemp("site-state")
     monkeypatch.setattr("tooling.sweep.production.PRODUCTION_DIR", state / "production")
     monkeypatch.setenv("TOOLING_SOAK_DIR", str(state / "soak"))
+    # No site phases file from the caller's shell, and none left behind by a test: `tooling --phases`
+    # sets os.environ itself. setenv first so that teardown removes whatever value a test left there.
+    monkeypatch.setenv("DDP_PHASES_FILE", "")
+    monkeypatch.delenv("DDP_PHASES_FILE", raising=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from tooling.console import cli_edge, console
 from tooling.gates.cli import gate, phases
 from tooling.job_cli import deploy_command, status_command, stop_command
 from tooling.local_run import run_local
-from tooling.phases import load_phases
+from tooling.phases import PHASES_FILE_ENV, load_phases
 from tooling.rehearse import rehearsal_settings, rehearse_on_sandbox
 from tooling.report.cli import report
 from tooling.sandbox.cli import sandbox_app
@@ -29,6 +30,28 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _site_options(
+    phases_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--phases",
+            exists=True,
+            dir_okay=False,
+            resolve_path=True,
+            metavar="FILE",
+            help=f"A site's own complete phases file instead of tooling/phases.yml (sets {PHASES_FILE_ENV}).",
+        ),
+    ] = None,
+) -> None:
+    # Through the environment rather than a parameter: every command's load_phases() and every child
+    # (ansible-runner, local torchrun runs) then sees the same plan, with nothing threaded through.
+    if phases_file is not None:
+        os.environ[PHASES_FILE_ENV] = str(phases_file)
+
+
 app.add_typer(sandbox_app, name="sandbox")
 app.command("verify-node")(cli_edge(verify_node))
 app.command("deploy")(cli_edge(deploy_command))

@@ -1,10 +1,13 @@
 """The roll-out plan (tooling/phases.yml): the one source of truth for phase sizes and groups.
 
-Everything else (inventory groups, torchrun arguments, Prometheus targets, gates) derives from it.
+Everything else (inventory groups, torchrun arguments, Prometheus targets, gates) derives from it. A site
+keeps its own complete copy and names it with DDP_PHASES_FILE (`tooling --phases FILE` sets it); then that
+file is the plan for tooling and, through `-e @FILE` (tooling/runner.py), for the playbooks.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +17,12 @@ from ddp.config_errors import ConfigError, format_validation_error, load_yaml_ma
 from tooling.gates.criteria import GateSection
 
 DEFAULT_PHASES_FILE = Path(__file__).with_name("phases.yml")
+# A site's own complete phases file (`tooling --phases FILE` sets it); read instead of the default.
+PHASES_FILE_ENV = "DDP_PHASES_FILE"
+# Top-level sections a site file must spell out: Ansible replaces whole variables, so a section left out
+# of `-e @site-file` would come from the playbooks' vars_files (the project file) while tooling took the
+# schema's defaults; the two could disagree without anyone noticing.
+_SITE_SECTIONS = ("phases", "rendezvous", "metrics")
 # Phase configs are named relative to the project root (roles/ddp_trainer copies them from there).
 PROJECT_ROOT = DEFAULT_PHASES_FILE.parent.parent
 PositiveInt = Annotated[int, Field(gt=0, le=2**31 - 1)]
@@ -192,9 +201,43 @@ class PhasePlan(_Strict):
         return {phase.group: node_names[: phase.nodes] for _, phase in self.ordered()}
 
 
+def site_phases_file() -> Path | None:
+    """The file named by DDP_PHASES_FILE, made absolute against the current directory; None when unset.
+
+    Absolute because ansible-runner and other children may run elsewhere. An empty value counts as unset.
+    """
+    value = os.environ.get(PHASES_FILE_ENV, "")
+    if not value:
+        return None
+    file = Path(value).expanduser().absolute()
+    if not file.is_file():
+        why = "is a directory" if file.is_dir() else "file not found"
+        raise ConfigError(
+            PHASES_FILE_ENV,
+            [f"{file}: {why}; expected a complete phases file (a copy of {DEFAULT_PHASES_FILE}, edited)"],
+        )
+    return file
+
+
 def load_phases(path: str | Path | None = None) -> PhasePlan:
-    file = Path(path) if path is not None else DEFAULT_PHASES_FILE
+    """The plan in `path`; without one, the site file named by DDP_PHASES_FILE, else tooling/phases.yml."""
+    if path is not None:
+        return _load(Path(path))
+    site = site_phases_file()
+    return _load(site, site=True) if site is not None else _load(DEFAULT_PHASES_FILE)
+
+
+def _load(file: Path, *, site: bool = False) -> PhasePlan:
     data = load_yaml_mapping(file)
+    if site:
+        missing_sections = [
+            f"{key}: missing; a site phases file spells out every section of {DEFAULT_PHASES_FILE.name} "
+            "(Ansible would take a section left out from the project's file)"
+            for key in _SITE_SECTIONS
+            if key not in data
+        ]
+        if missing_sections:
+            raise ConfigError(file, missing_sections)
     try:
         plan = PhasePlan.model_validate(data)
     except ValidationError as exc:

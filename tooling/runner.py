@@ -12,6 +12,7 @@ import configparser
 import datetime as dt
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ import ansible_runner
 from ansible_runner.exceptions import AnsibleRunnerException
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
+
+from tooling.phases import load_phases, site_phases_file
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +341,10 @@ def run_playbook(
     `runs_dir/<timestamp>-<label>/` is the private data dir; it is kept. Raises FileNotFoundError for a
     missing playbook or inventory (ansible-runner would otherwise treat an unknown inventory path as the
     text of an inventory and run against a host named after the path).
+
+    With DDP_PHASES_FILE set, that site phases file is validated first (ConfigError when it is wrong, before
+    Ansible starts) and passed as `-e @<absolute path>`: extra vars beat the playbooks' vars_files, so
+    `phases`, `rendezvous` and `metrics` come from it; `extravars` are passed after it and still win.
     """
     project = Path(project_dir).resolve()
     book = Path(playbook)
@@ -347,6 +354,9 @@ def run_playbook(
     inventory_path = Path(inventory).resolve()
     if not inventory_path.exists():
         raise FileNotFoundError(f"inventory not found: {inventory_path}")
+    site_phases = site_phases_file()
+    if site_phases is not None:
+        load_phases()  # the same file; a bad plan stops here, named, instead of half-way through a play
 
     private_data_dir = Path(runs_dir).resolve() / _new_ident(label)
     private_data_dir.mkdir(parents=True, exist_ok=False)
@@ -363,7 +373,9 @@ def run_playbook(
     }
     if limit is not None and not isinstance(limit, str):
         limit = ",".join(limit)
-    extra_cmdline = " ".join(part for part in (cmdline, "--check" if check else None) if part)
+    phases_vars = f"-e {shlex.quote('@' + str(site_phases))}" if site_phases is not None else None
+    # ansible-runner puts cmdline before its own `-e` of `extravars`, so the caller's extravars win.
+    extra_cmdline = " ".join(part for part in (phases_vars, cmdline, "--check" if check else None) if part)
 
     collector = EventCollector()
     out = console or Console(stderr=True)

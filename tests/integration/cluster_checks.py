@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.sandbox_harness import ROOT, Sandbox, explain
-from tests.integration.sandbox_jobs import SMALL_RUN, on_node, wait_for_summary
+from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, deploy_run, on_node, wait_for_summary
 from tooling import deployment
 
 PHASE = "2a"
 NODES = ("node1", "node2")
-RUN_ROOT = "/var/lib/ddp/runs"
 # The sandbox's nodes share this machine's disk: its fill level and how fast other work fills it say
 # nothing about the cluster, so the disk bands are widened. Eight ranks on two cores also delay the
 # connect probe's own process, so its latency band is widened too; every other threshold is the package's.
@@ -45,14 +44,9 @@ print(path)
 """
 
 
-def _deploy(box: Sandbox, run_id: str, *extra: str) -> str:
-    sets = [arg for s in SMALL_RUN for arg in ("--set", s)]
+def _deploy(box: Sandbox, run_id: str, *sets: str) -> str:
     # Pre-flight verification has tests of its own in test_cluster_phase2a.py; here it would only cost time.
-    result = box.tooling(
-        "deploy", "--phase", PHASE, "--inventory", str(box.inventory), "--skip-provision", "--skip-verify",
-        "--restart", "--run-id", run_id, *sets, *extra,
-    )  # fmt: skip
-    assert result.returncode == 0, explain(result)
+    deploy_run(box, PHASE, run_id, [*SMALL_RUN, *sets], "--skip-verify")
     return f"{RUN_ROOT}/{run_id}"
 
 
@@ -96,9 +90,7 @@ def test_check_healthy_cluster_passes(phase2a_cluster: Sandbox) -> None:
     box = phase2a_cluster
     # Running while checked (ranks online, rendezvous port open); checkpoints far enough apart that the
     # one being verified is not pruned under the check.
-    run_dir = _deploy(
-        box, "checked-2a", "--set", "training.max_steps=1000000", "--set", "checkpoint.every_steps=50"
-    )
+    run_dir = _deploy(box, "checked-2a", "training.max_steps=1000000", "checkpoint.every_steps=50")
     try:
         _wait_for_checkpoints(box, run_dir)
         runs = _check_runs_dir(box, "check-healthy")
@@ -139,7 +131,7 @@ def test_check_healthy_cluster_passes(phase2a_cluster: Sandbox) -> None:
 
 def test_check_broken_cluster_fails_naming_node2_and_the_corrupt_file(phase2a_cluster: Sandbox) -> None:
     box = phase2a_cluster
-    run_dir = _deploy(box, "checked-2a-broken", "--set", "training.max_steps=60")
+    run_dir = _deploy(box, "checked-2a-broken", "training.max_steps=60")
     summary = wait_for_summary(box, run_dir)
     assert summary["status"] == "completed", summary
     corrupted = on_node(

@@ -2,7 +2,8 @@
 dropped inside its own network namespace) during a phase-2a run. Phase 2a allows no fewer nodes than it has
 (min_nodes 2), so the job must stop on node1 within the configured timeouts, not hang, with its checkpoints
 intact; `tooling deploy --phase 2a --fallback 1` then resumes the same run on node1 from its newest
-checkpoint.
+checkpoint. With a site's phases file that lets 2a go down to one node (min_nodes 1), the same loss is
+absorbed instead: torchrun re-forms the group on node1 alone and training continues from the checkpoint.
 
 Imported by test_cluster_phase2a.py so they share its provisioned cluster (one module per xdist worker)."""
 
@@ -13,13 +14,13 @@ import time
 from collections.abc import Callable
 
 import pytest
+import yaml
 
 from tests.integration.sandbox_harness import Sandbox, explain
-from tests.integration.sandbox_jobs import SMALL_RUN, on_node
+from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, deploy_run, on_node
 from tooling.inventory import load_inventory
-from tooling.phases import load_phases
+from tooling.phases import DEFAULT_PHASES_FILE, load_phases
 
-RUN_ROOT = "/var/lib/ddp/runs"
 VENV_PYTHON = "/opt/ddp/venv/bin/python"
 # distributed.timeout_s: how long a collective waits for a silent peer before the rank gives up.
 COLLECTIVE_TIMEOUT_S = 30
@@ -51,6 +52,22 @@ def _unit_state(box: Sandbox, host: str) -> str:
     return on_node(box, host, "systemctl show -p ActiveState --value ddp-trainer").stdout.strip()
 
 
+def _restore_node2(box: Sandbox) -> None:
+    box.podman("stop", "--time", "2", box.container("node2"))
+    restored = box.cli("up", "--nodes", "2")
+    assert restored.returncode == 0, explain(restored)
+
+
+def _wait_for_checkpoint(box: Sandbox, run_dir: str, step: int) -> int:
+    deadline = time.monotonic() + 300
+    while (_newest_checkpoint(box, run_dir) or 0) < step:
+        assert time.monotonic() < deadline, f"no checkpoint at step {step} within 5 minutes"
+        time.sleep(2)
+    newest = _newest_checkpoint(box, run_dir)
+    assert newest is not None and newest < MAX_STEPS, "the run ended before the fault: raise MAX_STEPS"
+    return newest
+
+
 def _lose(box: Sandbox) -> None:
     killed = box.podman("kill", "--signal", "KILL", box.container("node2"))
     assert killed.returncode == 0, killed.stderr
@@ -73,18 +90,9 @@ def test_node_fault_stops_cleanly_and_the_run_falls_back_to_phase1(
     run_id = f"fault-{fault.__name__.strip('_')}"
     run_dir = f"{RUN_ROOT}/{run_id}"
     sets = [*SMALL_RUN, f"training.max_steps={MAX_STEPS}", f"distributed.timeout_s={COLLECTIVE_TIMEOUT_S}"]
-    deployed = box.tooling(
-        "deploy", "--phase", "2a", "--inventory", str(box.inventory), "--skip-provision", "--skip-verify",
-        "--restart", "--run-id", run_id, *[a for s in sets for a in ("--set", s)],
-    )  # fmt: skip
-    assert deployed.returncode == 0, explain(deployed)
+    deploy_run(box, "2a", run_id, sets, "--skip-verify")
     try:
-        deadline = time.monotonic() + 300
-        while (_newest_checkpoint(box, run_dir) or 0) < 40:
-            assert time.monotonic() < deadline, "no checkpoint at step 40 within 5 minutes"
-            time.sleep(2)
-        before = _newest_checkpoint(box, run_dir)
-        assert before is not None and before < MAX_STEPS, "the run ended before the fault: raise MAX_STEPS"
+        before = _wait_for_checkpoint(box, run_dir, 40)
 
         fault(box)
         injected = time.monotonic()
@@ -116,6 +124,38 @@ def test_node_fault_stops_cleanly_and_the_run_falls_back_to_phase1(
             f"{fault.__name__}: job stopped {stopped_after:.0f} s after the fault; resumed from step {newest}"
         )
     finally:
-        box.podman("stop", "--time", "2", box.container("node2"))
-        restored = box.cli("up", "--nodes", "2")
-        assert restored.returncode == 0, explain(restored)
+        _restore_node2(box)
+
+
+def test_node_lost_is_absorbed_when_the_site_allows_fewer_nodes(phase2a_cluster: Sandbox) -> None:
+    box = phase2a_cluster
+    run_id = "fault-elastic"
+    run_dir = f"{RUN_ROOT}/{run_id}"
+    plan = yaml.safe_load(DEFAULT_PHASES_FILE.read_text())
+    plan["phases"]["2a"]["min_nodes"] = 1
+    site_phases = box.tmp / "site-phases-elastic.yml"
+    site_phases.write_text(yaml.safe_dump(plan))
+    sets = [*SMALL_RUN, f"training.max_steps={MAX_STEPS}", f"distributed.timeout_s={COLLECTIVE_TIMEOUT_S}"]
+    deploy_run(box, "2a", run_id, sets, "--skip-verify", site_phases=site_phases)
+    try:
+        launcher = on_node(box, "node1", "cat /usr/local/bin/ddp-launch")
+        assert "--nnodes 1:2" in launcher.stdout, "the site's min_nodes did not reach torchrun"
+        before = _wait_for_checkpoint(box, run_dir, 40)
+        _lose(box)
+        injected = time.monotonic()
+        # The job must finish on node1 alone, without ever leaving its unit (no operator, no fallback).
+        summary = _completed_summary(box, run_dir, timeout=600)
+        absorbed_in = time.monotonic() - injected
+        assert (summary["world_size"], summary["nodes"], summary["steps"]) == (4, 1, MAX_STEPS), summary
+        worlds = [i["world_size"] for i in summary["incarnations"]]
+        assert worlds[0] == 8 and worlds[-1] == 4, summary["incarnations"]
+        resumed = summary["checkpoints"]["resumed_from_step"]
+        assert resumed is not None and resumed >= before, summary["checkpoints"]
+        assert (
+            on_node(box, "node1", "systemctl show -p Result --value ddp-trainer").stdout.strip() == "success"
+        )
+        verified = on_node(box, "node1", f"{VENV_PYTHON} -m ddp.checkpoint_verify {run_dir} --json")
+        assert verified.rc == 0, verified
+        print(f"node lost: finished on node1 alone {absorbed_in:.0f} s later, resumed from step {resumed}")
+    finally:
+        _restore_node2(box)

@@ -6,18 +6,15 @@ Imported by test_cluster_phase2a.py so they share its provisioned cluster (one m
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.integration.sandbox_harness import Sandbox, explain
-from tests.integration.sandbox_jobs import SMALL_RUN, on_node, wait_for_summary
+from tests.integration.sandbox_harness import Sandbox
+from tests.integration.sandbox_jobs import SMALL_RUN, deploy_run, on_node, wait_for_summary
+from tests.integration.sandbox_monitor import instant_query, monitor_url, prometheus_api, wait_until
 from tooling.dashboards.build import queries
-from tooling.inventory import group_hosts, load_inventory
 
 PHASE = "2a"
 NODES = ("node1", "node2")
@@ -31,41 +28,8 @@ PANEL_VARIABLES = {
 }
 
 
-def _monitor_url(box: Sandbox, port: int) -> str:
-    inventory = load_inventory(box.inventory)
-    host = group_hosts(inventory, "monitoring")[0]
-    address = inventory["_meta"]["hostvars"][host]["ansible_host"]
-    return f"http://{address}:{port}"
-
-
-def _api(url: str, path: str, **params: str) -> Any:
-    query = f"?{urllib.parse.urlencode(params)}" if params else ""
-    with urllib.request.urlopen(f"{url}{path}{query}", timeout=15) as response:
-        body = json.loads(response.read().decode())
-    if isinstance(body, dict) and "status" in body:
-        assert body["status"] == "success", body
-        return body["data"]
-    return body
-
-
-def _query(url: str, expr: str) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = _api(url, "/api/v1/query", query=expr)["result"]
-    return result
-
-
-def _wait_until(what: str, probe: Any, timeout: float, every: float = 5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not seen within {timeout:.0f} s (last answer: {last!r})")
-
-
 def _rank_down_alerts(url: str, state: str) -> list[dict[str, Any]]:
-    alerts = _api(url, "/api/v1/alerts")["alerts"]
+    alerts = prometheus_api(url, "/api/v1/alerts")["alerts"]
     return [a for a in alerts if a["labels"]["alertname"] == "TrainerRankDown" and a["state"] == state]
 
 
@@ -83,32 +47,23 @@ def _panel_expr(expr: str) -> str:
     return expr
 
 
-def _deploy(box: Sandbox, run_id: str, *extra: str) -> None:
-    sets = [arg for s in SMALL_RUN for arg in ("--set", s)]
-    result = box.tooling(
-        "deploy", "--phase", PHASE, "--inventory", str(box.inventory), "--skip-provision", "--restart",
-        "--run-id", run_id, *sets, *extra,
-    )  # fmt: skip
-    assert result.returncode == 0, explain(result)
-
-
 def test_phase2a_run_is_scraped_charted_and_alerted(phase2a_cluster: Sandbox) -> None:
     box = phase2a_cluster
-    prometheus = _monitor_url(box, 9090)
-    _deploy(box, "monitored-2a", "--set", "training.max_steps=1000000")
+    prometheus = monitor_url(box, 9090)
+    deploy_run(box, PHASE, "monitored-2a", [*SMALL_RUN, "training.max_steps=1000000"])
 
     # Every rank of the phase and both nodes, as Prometheus' HTTP API reports them.
     def all_ranks() -> list[dict[str, Any]]:
-        series = _query(prometheus, f'trainer_step{{job="trainer", phase="{PHASE}"}} > 0')
+        series = instant_query(prometheus, f'trainer_step{{job="trainer", phase="{PHASE}"}} > 0')
         return series if len(series) == RANKS else []
 
-    ranks = _wait_until("8 ranks stepping in Prometheus", all_ranks, timeout=240)
+    ranks = wait_until("8 ranks stepping in Prometheus", all_ranks, timeout=240)
     assert sorted(int(s["metric"]["rank"]) for s in ranks) == list(range(RANKS))
     per_node = {n: sum(1 for s in ranks if s["metric"]["node"] == n) for n in NODES}
     assert per_node == {"node1": 4, "node2": 4}, per_node
-    nodes = _query(prometheus, f'node_memory_MemAvailable_bytes{{job="node", phase="{PHASE}"}}')
+    nodes = instant_query(prometheus, f'node_memory_MemAvailable_bytes{{job="node", phase="{PHASE}"}}')
     assert sorted(s["metric"]["node"] for s in nodes) == list(NODES)
-    targets = _api(prometheus, "/api/v1/targets", state="active")["activeTargets"]
+    targets = prometheus_api(prometheus, "/api/v1/targets", state="active")["activeTargets"]
     scraped = sorted((t["labels"]["job"], t["labels"]["node"]) for t in targets if "node" in t["labels"])
     expected = [("node", n) for n in NODES] + [("trainer", n) for n in NODES for _ in range(4)]
     assert scraped == sorted(expected), "Prometheus must scrape exactly phase 2a's nodes and ranks"
@@ -119,7 +74,7 @@ def test_phase2a_run_is_scraped_charted_and_alerted(phase2a_cluster: Sandbox) ->
     gpu_only: list[str] = []
     for query in queries():
         expr = _panel_expr(query.expr)
-        answer = _query(prometheus, expr)
+        answer = instant_query(prometheus, expr)
         if "gpu" in expr:
             # CPU nodes export no GPU series: those panels must stay empty here, not show made-up zeros.
             gpu_only.append(expr)
@@ -137,30 +92,30 @@ def test_phase2a_run_is_scraped_charted_and_alerted(phase2a_cluster: Sandbox) ->
         firing = [a for a in _rank_down_alerts(prometheus, "firing") if a["labels"]["node"] == "node2"]
         return firing if len(firing) == 4 else []
 
-    firing = _wait_until("TrainerRankDown firing for node2's 4 ranks", node2_firing, timeout=240)
+    firing = wait_until("TrainerRankDown firing for node2's 4 ranks", node2_firing, timeout=240)
     assert sorted(a["labels"]["local_rank"] for a in firing) == ["0", "1", "2", "3"]
     assert all(a["labels"]["phase"] == PHASE and a["labels"]["severity"] == "critical" for a in firing)
 
-    alertmanager = _monitor_url(box, 9093)
+    alertmanager = monitor_url(box, 9093)
 
     def in_alertmanager() -> list[dict[str, Any]]:
-        alerts = _api(alertmanager, "/api/v2/alerts")
+        alerts = prometheus_api(alertmanager, "/api/v2/alerts")
         wanted = {"alertname": "TrainerRankDown", "node": "node2"}
         return [a for a in alerts if wanted.items() <= a["labels"].items()]
 
-    received = _wait_until("TrainerRankDown in Alertmanager", in_alertmanager, timeout=60)
+    received = wait_until("TrainerRankDown in Alertmanager", in_alertmanager, timeout=60)
     assert received[0]["status"]["state"] == "active"
 
 
 def test_run_that_ends_as_planned_raises_no_rank_alert(phase2a_cluster: Sandbox) -> None:
     box = phase2a_cluster
-    prometheus = _monitor_url(box, 9090)
-    _deploy(box, "monitored-2a-short", "--set", "training.max_steps=40")
+    prometheus = monitor_url(box, 9090)
+    deploy_run(box, PHASE, "monitored-2a-short", [*SMALL_RUN, "training.max_steps=40"])
     summary = wait_for_summary(box, "/var/lib/ddp/runs/monitored-2a-short")
     assert summary["status"] == "completed", summary
     # The summary is written before torchrun and the unit finish; the unit records its end when it stops.
     for host in NODES:
-        _wait_until(
+        wait_until(
             f"{host}'s unit recording a successful end",
             lambda host=host: re.search(
                 r'ddp_trainer_job_expected\{[^}]*result="success"\} 0',
@@ -183,5 +138,5 @@ def test_run_that_ends_as_planned_raises_no_rank_alert(phase2a_cluster: Sandbox)
         ]
         assert raised == [], f"a finished run raised TrainerRankDown: {raised}"
         time.sleep(5)
-    down = _query(prometheus, f'up{{job="trainer", phase="{PHASE}"}} == 0')
+    down = instant_query(prometheus, f'up{{job="trainer", phase="{PHASE}"}} == 0')
     assert len(down) == RANKS, "the endpoints of the finished run should be scraped as down"

@@ -4,9 +4,11 @@ command on one node, and waiting for a run's summary."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from pathlib import Path
 
-from tests.integration.sandbox_harness import Sandbox
+from tests.integration.sandbox_harness import Sandbox, explain
 from tooling.inventory import load_inventory, ssh_targets
 from tooling.remote import RemoteResult, run_command
 
@@ -18,6 +20,23 @@ SMALL_RUN = [
     "training.batch_size=16",
     "checkpoint.every_steps=20",
 ]
+
+
+RUN_ROOT = "/var/lib/ddp/runs"
+
+
+def deploy_run(
+    box: Sandbox, phase: str, run_id: str, sets: list[str], *extra: str, site_phases: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`tooling deploy` of an already provisioned phase (restarting whatever runs), which must succeed;
+    `site_phases` is a site's own phases file (`tooling --phases`)."""
+    plan = ["--phases", str(site_phases)] if site_phases else []
+    result = box.tooling(
+        *plan, "deploy", "--phase", phase, "--inventory", str(box.inventory), "--skip-provision", "--restart",
+        "--run-id", run_id, *[arg for s in sets for arg in ("--set", s)], *extra,
+    )  # fmt: skip
+    assert result.returncode == 0, explain(result)
+    return result
 
 
 def on_node(box: Sandbox, host: str, command: str, timeout: float = 300) -> RemoteResult:

@@ -197,10 +197,16 @@ from tests.integration.cluster_checks import (  # noqa: E402, F401
     test_check_broken_cluster_fails_naming_node2_and_the_corrupt_file,
     test_check_healthy_cluster_passes,
 )
+from tests.integration.cluster_disk_faults import (  # noqa: E402, F401
+    test_checkpoint_disk_full_then_read_only_keeps_the_previous_checkpoint,
+)
 from tests.integration.cluster_faults import (  # noqa: E402, F401
     test_node_fault_stops_cleanly_and_the_run_falls_back_to_phase1,
 )
 from tests.integration.cluster_monitoring import (  # noqa: E402, F401
     test_phase2a_run_is_scraped_charted_and_alerted,
     test_run_that_ends_as_planned_raises_no_rank_alert,
+)
+from tests.integration.cluster_rollout import (  # noqa: E402, F401
+    test_phase1_then_phase2a_are_gated_and_reported,
 )

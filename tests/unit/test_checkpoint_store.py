@@ -95,3 +95,23 @@ def test_failed_write_leaves_previous_intact_and_no_temp_files(
     assert json.loads(store.manifest_path.read_text()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "step-000000001.pt"]
     assert store.load_newest() is not None
+
+
+def test_manifest_that_cannot_be_written_takes_the_new_file_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new step file made it, the manifest did not: the file goes, the previous checkpoint stays."""
+    store = CheckpointStore(tmp_path, keep_last=3)
+    store.save(state(1), 1)
+    real_write = atomic.atomic_write_json
+
+    def manifest_disk_full(path: object, *args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ddp.checkpoint.atomic_write_json", manifest_disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.save(state(2), 2)
+    monkeypatch.setattr("ddp.checkpoint.atomic_write_json", real_write)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "step-000000001.pt"]
+    newest = store.load_newest()
+    assert newest is not None and newest[0].step == 1
