@@ -11,6 +11,7 @@ warm <= 60 s.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -21,18 +22,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def slowest_tasks(artifact_dir: Path, count: int) -> list[tuple[str, float]]:
+    """Tasks by wall time (the slowest host's, since hosts run a task in parallel), from runner's events."""
+    longest: dict[str, float] = {}
+    for path in (artifact_dir / "job_events").glob("*.json"):
+        event = json.loads(path.read_text())
+        data = event.get("event_data", {})
+        if event.get("event", "").startswith("runner_on_") and "duration" in data:
+            name = f"{data.get('role') or '-'} : {data.get('task', '?')}"
+            longest[name] = max(longest.get(name, 0.0), float(data["duration"]))
+    return sorted(longest.items(), key=lambda item: item[1], reverse=True)[:count]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="leave the sandbox running afterwards")
+    parser.add_argument("--subnet", default="10.213.44.0/24", help="private subnet of the bench's sandbox")
+    parser.add_argument("--slowest", type=int, default=8, help="print this many slowest tasks of each run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ddp-bench-prov-") as tmp:
         os.environ.update(
             {
                 "DDP_SANDBOX_PREFIX": "ddp-bench",
-                "DDP_SANDBOX_SUBNET": "10.213.40.0/24",
+                "DDP_SANDBOX_SUBNET": args.subnet,
                 "DDP_SANDBOX_STATE_DIR": f"{tmp}/state",
                 "DDP_SANDBOX_INVENTORY": f"{tmp}/inventory",
             }
@@ -67,6 +82,8 @@ def main() -> int:
                 print(
                     f"{label:4s} site.yml -l phase2c, {args.nodes} nodes: {seconds:7.1f} s, changed={changed}"
                 )
+                for task, took in slowest_tasks(result.artifact_dir, args.slowest):
+                    print(f"    {took:6.1f} s  {task}")
             cold, warm = timings
             print(f"sandbox up: {boot:.1f} s")
             print(f"warm/cold = {warm / cold:.3f}  (targets: cold <= 900 s, warm <= 60 s)")

@@ -8,13 +8,19 @@ xdist worker); the broken-cluster test stops node2's container and starts it aga
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from pathlib import Path
 from typing import Any
 
 from tests.integration.sandbox_harness import ROOT, Sandbox, explain
-from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, deploy_run, on_node, wait_for_summary
+from tests.integration.sandbox_jobs import (
+    RUN_ROOT,
+    SMALL_RUN,
+    corrupt_newest_checkpoint,
+    deploy_run,
+    on_node,
+    wait_for_summary,
+)
 from tooling import deployment
 
 PHASE = "2a"
@@ -29,18 +35,6 @@ thresholds:
   time_to_full_warn_h: 0.02
   time_to_full_fail_h: 0.01
   latency_warn_ms: 100
-"""
-# Python run on node1 with the run's checkpoint directory: flip one byte in the middle of the newest
-# checkpoint the manifest lists, and print that file's path.
-_CORRUPT_NEWEST = """
-import json, pathlib, sys
-d = pathlib.Path(sys.argv[1])
-entry = max(json.loads((d / "manifest.json").read_text())["checkpoints"], key=lambda e: e["step"])
-path = d / entry["file"]
-data = bytearray(path.read_bytes())
-data[len(data) // 2] ^= 0xFF
-path.write_bytes(bytes(data))
-print(path)
 """
 
 
@@ -134,14 +128,7 @@ def test_check_broken_cluster_fails_naming_node2_and_the_corrupt_file(phase2a_cl
     run_dir = _deploy(box, "checked-2a-broken", "training.max_steps=60")
     summary = wait_for_summary(box, run_dir)
     assert summary["status"] == "completed", summary
-    corrupted = on_node(
-        box,
-        "node1",
-        f"python3 -c {shlex.quote(_CORRUPT_NEWEST)} {shlex.quote(run_dir + '/checkpoints')}",
-    )
-    assert corrupted.rc == 0, corrupted
-    corrupt_file = corrupted.stdout.strip()
-    assert corrupt_file.endswith(".pt"), corrupted
+    corrupt_file = corrupt_newest_checkpoint(box, "node1", run_dir)
     runs = _check_runs_dir(box, "check-broken")
     stopped = box.podman("stop", "--time", "2", box.container("node2"))
     assert stopped.returncode == 0, stopped.stderr

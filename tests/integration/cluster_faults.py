@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from tests.integration.sandbox_harness import Sandbox, explain
-from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, deploy_run, on_node
+from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, corrupt_newest_checkpoint, deploy_run, on_node
 from tooling.inventory import load_inventory
 from tooling.phases import DEFAULT_PHASES_FILE, load_phases
+from tooling.soak.causes import WorkerFailure, parse_failure
 
 VENV_PYTHON = "/opt/ddp/venv/bin/python"
 # distributed.timeout_s: how long a collective waits for a silent peer before the rank gives up.
@@ -159,3 +160,74 @@ def test_node_lost_is_absorbed_when_the_site_allows_fewer_nodes(phase2a_cluster:
         print(f"node lost: finished on node1 alone {absorbed_in:.0f} s later, resumed from step {resumed}")
     finally:
         _restore_node2(box)
+
+
+def _node2_worker(box: Sandbox, run_dir: str, local_rank: int) -> dict:
+    """The status record (rank, pid, step) of the worker with `local_rank` on node2."""
+    shown = on_node(box, "node2", f"cat {run_dir}/status/rank*.json")
+    assert shown.rc == 0, shown
+    records = [json.loads(line) for line in shown.stdout.replace("}{", "}\n{").splitlines() if line.strip()]
+    return next(r for r in records if r.get("local_rank") == local_rank)
+
+
+def _kill_after_next_checkpoint(box: Sandbox, run_dir: str, damage: bool = False) -> tuple[int, dict]:
+    """SIGKILL node2's local rank 1 right after a new checkpoint lands, so none lands in between; with
+    `damage`, that newest checkpoint is first corrupted on both nodes."""
+    seen = _newest_checkpoint(box, run_dir)
+    deadline = time.monotonic() + 300
+    while (newest := _newest_checkpoint(box, run_dir)) == seen:
+        assert time.monotonic() < deadline, "no new checkpoint within 5 minutes"
+        time.sleep(0.5)
+    assert newest is not None
+    for host in ("node1", "node2") if damage else ():
+        damaged = corrupt_newest_checkpoint(box, host, run_dir)
+        assert damaged.endswith(f"step-{newest:09d}.pt"), (host, damaged, newest)
+    victim = _node2_worker(box, run_dir, local_rank=1)
+    killed = on_node(box, "node2", f"kill -KILL {victim['pid']}")
+    assert killed.rc == 0, killed
+    return newest, victim
+
+
+def _incarnations(box: Sandbox, run_dir: str, count: int) -> list[dict]:
+    """The run's incarnations once there are `count` and the newest has written a checkpoint."""
+    deadline = time.monotonic() + 300
+    found: list[dict] = []
+    while time.monotonic() < deadline:
+        shown = on_node(box, "node1", f"cat {run_dir}/summary.json")
+        found = json.loads(shown.stdout).get("incarnations", []) if shown.rc == 0 else []
+        if len(found) >= count:
+            return found
+        time.sleep(3)
+    raise AssertionError(f"{count} incarnations expected within 5 minutes, saw {found}")
+
+
+def test_killed_rank_restarts_from_the_last_good_checkpoint(phase2a_cluster: Sandbox) -> None:
+    """A SIGKILLed rank: torchrun restarts the whole group on both nodes from the newest checkpoint; then
+    with that newest checkpoint damaged on every node, the restart falls back to the one before it."""
+    box = phase2a_cluster
+    run_dir = f"{RUN_ROOT}/fault-rank"
+    every = 50
+    sets = [*SMALL_RUN, "training.max_steps=1500", f"checkpoint.every_steps={every}"]
+    deploy_run(box, "2a", "fault-rank", sets, "--skip-verify")
+
+    newest, victim = _kill_after_next_checkpoint(box, run_dir)
+    second = _incarnations(box, run_dir, 2)[-1]
+    assert second["world_size"] == 8 and second["restart_count"] == 1, second
+    assert second["resumed_from_step"] == newest, (second, newest)
+    # The victim's last reported step is at most a status interval behind where it died.
+    assert 0 <= victim["step"] - newest <= every, (victim, newest)
+    # The cause, as torchrun's agent logged it and as `tooling soak` reads it.
+    agent_log = on_node(box, "node2", "journalctl -u ddp-trainer --no-pager -o cat").stdout
+    failures = [f for f in map(parse_failure, agent_log.splitlines()) if f is not None]
+    assert WorkerFailure(-9, 1, victim["pid"]) in failures, agent_log[-3000:]
+
+    damaged_step, _ = _kill_after_next_checkpoint(box, run_dir, damage=True)
+    third = _incarnations(box, run_dir, 3)[-1]
+    assert third["resumed_from_step"] == damaged_step - every, (third, damaged_step)
+    skipped = on_node(box, "node1", f"grep -h 'skipping checkpoint' {run_dir}/logs/rank*.ndjson").stdout
+    assert f"step-{damaged_step:09d}.pt" in skipped and "sha256 does not match" in skipped, skipped
+
+    summary = _completed_summary(box, run_dir)
+    assert summary["steps"] == 1500 and summary["restarts"] == 2, summary["incarnations"]
+    verified = on_node(box, "node1", f"{VENV_PYTHON} -m ddp.checkpoint_verify {run_dir} --json")
+    assert verified.rc == 0, verified

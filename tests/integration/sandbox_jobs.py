@@ -4,6 +4,7 @@ command on one node, and waiting for a run's summary."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +24,18 @@ SMALL_RUN = [
 
 
 RUN_ROOT = "/var/lib/ddp/runs"
+# Python run on a node with a checkpoint directory: flip one byte in the middle of the newest checkpoint the
+# manifest lists, and print that file's path.
+_CORRUPT_NEWEST = """
+import json, pathlib, sys
+d = pathlib.Path(sys.argv[1])
+entry = max(json.loads((d / "manifest.json").read_text())["checkpoints"], key=lambda e: e["step"])
+path = d / entry["file"]
+data = bytearray(path.read_bytes())
+data[len(data) // 2] ^= 0xFF
+path.write_bytes(bytes(data))
+print(path)
+"""
 
 
 def deploy_run(
@@ -56,3 +69,12 @@ def wait_for_summary(box: Sandbox, run_dir: str, status: str = "completed", time
                 return summary
         time.sleep(3)
     raise AssertionError(f"no {status} summary in {run_dir} on node1: {last}")
+
+
+def corrupt_newest_checkpoint(box: Sandbox, host: str, run_dir: str) -> str:
+    """Flip a byte of the newest checkpoint of `run_dir` on `host`; the damaged file's path."""
+    corrupted = on_node(
+        box, host, f"python3 -c {shlex.quote(_CORRUPT_NEWEST)} {shlex.quote(run_dir + '/checkpoints')}"
+    )
+    assert corrupted.rc == 0 and corrupted.stdout.strip().endswith(".pt"), corrupted
+    return corrupted.stdout.strip()

@@ -201,7 +201,9 @@ from tests.integration.cluster_disk_faults import (  # noqa: E402, F401
     test_checkpoint_disk_full_then_read_only_keeps_the_previous_checkpoint,
 )
 from tests.integration.cluster_faults import (  # noqa: E402, F401
+    test_killed_rank_restarts_from_the_last_good_checkpoint,
     test_node_fault_stops_cleanly_and_the_run_falls_back_to_phase1,
+    test_node_lost_is_absorbed_when_the_site_allows_fewer_nodes,
 )
 from tests.integration.cluster_monitoring import (  # noqa: E402, F401
     test_phase2a_run_is_scraped_charted_and_alerted,
@@ -209,4 +211,7 @@ from tests.integration.cluster_monitoring import (  # noqa: E402, F401
 )
 from tests.integration.cluster_rollout import (  # noqa: E402, F401
     test_phase1_then_phase2a_are_gated_and_reported,
+)
+from tests.integration.cluster_sweep import (  # noqa: E402, F401
+    test_sweep_runs_ranked_trials_on_the_cluster,
 )
