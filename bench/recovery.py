@@ -31,7 +31,6 @@ import math
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 
 from ddp.atomic import atomic_write_json  # noqa: E402
+from ddp.ports import free_port_block  # noqa: E402
 from tooling.soak.causes import parse_failure  # noqa: E402
 
 RUN_NAME = "recovery"
@@ -208,29 +208,6 @@ def bench_config(args: argparse.Namespace, out: Path, base_port: int) -> dict[st
             "comm_probe_every_steps": 50,
         },
     }
-
-
-def free_port_block(count: int) -> int:
-    """A base port with `count` consecutive free loopback ports (one metrics endpoint per rank)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count >= 65535:
-            continue
-        held: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no block of free loopback ports")
 
 
 def torchrun_command(config: Path, nproc: int, max_restarts: int, monitor_interval_s: float) -> list[str]:

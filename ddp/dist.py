@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from ddp.config import DistributedSection
+from ddp.ports import free_port_block
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,6 @@ class DistEnv:
         return max(1, self.world_size // max(1, self.local_world_size))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def resolve_backend(requested: str) -> str:
     if requested == "auto":
         return "nccl" if torch.cuda.is_available() else "gloo"
@@ -55,7 +50,7 @@ def init_distributed(section: DistributedSection) -> DistEnv:
     if "RANK" not in os.environ:
         os.environ.update(
             {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}
-            | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+            | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port_block())}
         )
     if section.socket_ifname:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", section.socket_ifname)

@@ -10,6 +10,7 @@ Imported by test_cluster_phase2a.py so they share its provisioned cluster (one m
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Callable
 
@@ -164,10 +165,10 @@ def test_node_lost_is_absorbed_when_the_site_allows_fewer_nodes(phase2a_cluster:
 
 def _node2_worker(box: Sandbox, run_dir: str, local_rank: int) -> dict:
     """The status record (rank, pid, step) of the worker with `local_rank` on node2."""
-    shown = on_node(box, "node2", f"cat {run_dir}/status/rank*.json")
+    read = "import glob, json, sys; print(json.dumps([json.load(open(p)) for p in glob.glob(sys.argv[1])]))"
+    shown = on_node(box, "node2", f"python3 -c {shlex.quote(read)} '{run_dir}/status/rank*.json'")
     assert shown.rc == 0, shown
-    records = [json.loads(line) for line in shown.stdout.replace("}{", "}\n{").splitlines() if line.strip()]
-    return next(r for r in records if r.get("local_rank") == local_rank)
+    return next(r for r in json.loads(shown.stdout) if r.get("local_rank") == local_rank)
 
 
 def _kill_after_next_checkpoint(box: Sandbox, run_dir: str, damage: bool = False) -> tuple[int, dict]:

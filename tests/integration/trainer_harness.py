@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any
 
 import torch
 import yaml
+
+from ddp.ports import free_port_block  # noqa: F401  (the tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,29 +23,6 @@ BASE_CONFIG: dict[str, Any] = {
     "checkpoint": {"every_steps": 10, "keep_last": 3},
     "metrics": {"enabled": False, "sync_check_every_steps": 10, "comm_probe_every_steps": 10},
 }
-
-
-def free_port_block(count: int) -> int:
-    """A base port with `count` consecutive free ports on loopback."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count >= 65535:
-            continue
-        try:
-            sockets = []
-            for offset in range(count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + offset))
-                sockets.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from typing import Any
 import jinja2
 import pytest
 
+from ddp.ports import free_port_block
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "roles" / "ddp_trainer" / "templates"
 NPROC = 3
@@ -81,27 +83,6 @@ def launch(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive ports that are free right now."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count <= 65535 and all(_bindable(first + i) for i in range(count)):
-            return first
-    pytest.skip("no block of free ports on this machine")
-
-
 @contextmanager
 def held(port: int) -> Iterator[socket.socket]:
     """A listening socket on 127.0.0.1:port, owned by this test's process."""
@@ -117,7 +98,7 @@ def held(port: int) -> Iterator[socket.socket]:
 @pytest.fixture
 def ports() -> tuple[int, int]:
     """(rendezvous port, metrics base port), all free."""
-    block = free_ports(NPROC + 1)
+    block = free_port_block(NPROC + 1)
     return block + NPROC, block
 
 
@@ -171,7 +152,7 @@ def test_metrics_port_in_use_names_the_rank(tmp_path: Path, ports: tuple[int, in
 def test_settings_of_the_run_decide_which_ports_are_checked(tmp_path: Path, ports: tuple[int, int]) -> None:
     rdzv, base = ports
     script = render(tmp_path, host="node2", rdzv_port=rdzv, base_port=base)
-    moved = free_ports(NPROC)
+    moved = free_port_block(NPROC)
     with held(moved):
         result = launch(script, "--set", f"metrics.base_port={moved}", "--check-ports")
     assert result.returncode == 2
