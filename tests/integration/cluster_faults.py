@@ -18,7 +18,14 @@ import pytest
 import yaml
 
 from tests.integration.sandbox_harness import Sandbox, explain
-from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, corrupt_newest_checkpoint, deploy_run, on_node
+from tests.integration.sandbox_jobs import (
+    RUN_ROOT,
+    SMALL_RUN,
+    corrupt_newest_checkpoint,
+    deploy_run,
+    forget_run,
+    on_node,
+)
 from tooling.inventory import load_inventory
 from tooling.phases import DEFAULT_PHASES_FILE, load_phases
 from tooling.soak.causes import WorkerFailure, parse_failure
@@ -138,6 +145,7 @@ def test_node_lost_is_absorbed_when_the_site_allows_fewer_nodes(phase2a_cluster:
     site_phases = box.tmp / "site-phases-elastic.yml"
     site_phases.write_text(yaml.safe_dump(plan))
     sets = [*SMALL_RUN, f"training.max_steps={MAX_STEPS}", f"distributed.timeout_s={COLLECTIVE_TIMEOUT_S}"]
+    forget_run(box, run_id)
     deploy_run(box, "2a", run_id, sets, "--skip-verify", site_phases=site_phases)
     try:
         launcher = on_node(box, "node1", "cat /usr/local/bin/ddp-launch")
@@ -207,8 +215,9 @@ def test_killed_rank_restarts_from_the_last_good_checkpoint(phase2a_cluster: San
     with that newest checkpoint damaged on every node, the restart falls back to the one before it."""
     box = phase2a_cluster
     run_dir = f"{RUN_ROOT}/fault-rank"
-    every = 50
+    every = 200  # steps: a window of seconds between checkpoints for the damage and the kill to land in
     sets = [*SMALL_RUN, "training.max_steps=1500", f"checkpoint.every_steps={every}"]
+    forget_run(box, "fault-rank")
     deploy_run(box, "2a", "fault-rank", sets, "--skip-verify")
 
     newest, victim = _kill_after_next_checkpoint(box, run_dir)

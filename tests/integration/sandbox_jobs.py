@@ -52,6 +52,14 @@ def deploy_run(
     return result
 
 
+def forget_run(box: Sandbox, run_id: str, hosts: tuple[str, ...] = ("node1", "node2")) -> None:
+    """Remove a run's directory from the nodes: a run id used before would resume from its checkpoints
+    (on a cluster kept between test sessions)."""
+    for host in hosts:
+        removed = on_node(box, host, f"rm -rf {RUN_ROOT}/{run_id}")
+        assert removed.rc == 0, removed
+
+
 def on_node(box: Sandbox, host: str, command: str, timeout: float = 300) -> RemoteResult:
     target = {t.name: t for t in ssh_targets(load_inventory(box.inventory), [host])}[host]
     return run_command(target, command, timeout_s=timeout)
