@@ -241,3 +241,34 @@ def test_killed_rank_restarts_from_the_last_good_checkpoint(phase2a_cluster: San
     assert summary["steps"] == 1500 and summary["restarts"] == 2, summary["incarnations"]
     verified = on_node(box, "node1", f"{VENV_PYTHON} -m ddp.checkpoint_verify {run_dir} --json")
     assert verified.rc == 0, verified
+
+
+def test_taken_rendezvous_port_stops_the_launch_on_every_node(phase2a_cluster: Sandbox) -> None:
+    """Something else listens on node1's rendezvous port: deploy refuses before any unit starts, naming the
+    node, the port and the setting, instead of torchrun talking to a stranger or node2 waiting forever."""
+    box = phase2a_cluster
+    port = load_phases().rendezvous.port
+    hold = (
+        f"import socket, time; s = socket.socket(); s.bind(('0.0.0.0', {port})); s.listen(); time.sleep(900)"
+    )
+    forget_run(box, "port-taken")
+    held = on_node(box, "node1", f"systemd-run --unit ddp-test-port-holder python3 -c {shlex.quote(hold)}")
+    assert held.rc == 0, held
+    try:
+        deadline = time.monotonic() + 30
+        while not on_node(box, "node1", f"ss -Hltn 'sport = :{port}'").stdout.strip():
+            assert time.monotonic() < deadline, f"the holder never listened on {port}"
+            time.sleep(1)
+        refused = box.tooling(
+            "deploy", "--phase", "2a", "--inventory", str(box.inventory), "--skip-provision", "--skip-verify",
+            "--restart", "--run-id", "port-taken", *[a for s in SMALL_RUN for a in ("--set", s)],
+        )  # fmt: skip
+        output = refused.stdout + refused.stderr
+        assert refused.returncode == 1, explain(refused)
+        assert f"node1: port {port} (rendezvous.port" in output and "in use" in output, output[-4000:]
+        for host in ("node1", "node2"):
+            assert _unit_state(box, host) not in ("active", "activating"), f"{host} started a unit"
+            started = on_node(box, host, f"test -e {RUN_ROOT}/port-taken/status")
+            assert started.rc != 0, f"{host} started ranks of the refused run"
+    finally:
+        on_node(box, "node1", "systemctl stop ddp-test-port-holder")

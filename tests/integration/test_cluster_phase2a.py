@@ -204,6 +204,7 @@ from tests.integration.cluster_faults import (  # noqa: E402, F401
     test_killed_rank_restarts_from_the_last_good_checkpoint,
     test_node_fault_stops_cleanly_and_the_run_falls_back_to_phase1,
     test_node_lost_is_absorbed_when_the_site_allows_fewer_nodes,
+    test_taken_rendezvous_port_stops_the_launch_on_every_node,
 )
 from tests.integration.cluster_monitoring import (  # noqa: E402, F401
     test_phase2a_run_is_scraped_charted_and_alerted,

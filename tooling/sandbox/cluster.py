@@ -338,6 +338,10 @@ def _prepare_host(
     _wait_for_boot(name, env)
     if name in created:
         _regenerate_host_keys(name, env)
+    else:
+        # A restarted node on a busy host may come up "degraded" with sshd failed or still queued: ask for
+        # it rather than wait for a unit that will never start.
+        podman.run(["exec", name, "systemctl", "start", "ssh"], env=env, check=False, timeout=60)
     _authorize(name, public_key, env)
     return keys.keyscan(host, endpoint)
 

@@ -44,7 +44,7 @@ def known_hosts_name(endpoint: Endpoint) -> str:
     return f"[{endpoint.ssh_host}]:{endpoint.ssh_port}"
 
 
-def keyscan(host: str, endpoint: Endpoint, *, timeout_s: float = 30.0) -> list[str]:
+def keyscan(host: str, endpoint: Endpoint, *, timeout_s: float = 90.0) -> list[str]:
     """The node's host keys as known_hosts lines, read over the network (sshd may still be starting)."""
     deadline = time.monotonic() + timeout_s
     error = ""
