@@ -49,6 +49,7 @@ import psutil  # noqa: E402
 
 from ddp.atomic import atomic_write_json  # noqa: E402
 from ddp.ports import free_port_block  # noqa: E402
+from tooling.local_run import standalone_torchrun  # noqa: E402
 from tooling.soak.causes import parse_failure  # noqa: E402
 
 RUN_NAME = "recovery"
@@ -210,22 +211,6 @@ def bench_config(args: argparse.Namespace, out: Path, base_port: int) -> dict[st
     }
 
 
-def torchrun_command(config: Path, nproc: int, max_restarts: int, monitor_interval_s: float) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        f"--max-restarts={max_restarts}",
-        f"--monitor-interval={monitor_interval_s}",
-        "-m",
-        "ddp.real_ddp_trainer",
-        "--config",
-        str(config),
-    ]
-
-
 def trainer_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -281,7 +266,7 @@ def run_trial(args: argparse.Namespace, workdir: Path, max_restarts: int, monito
     with launcher_log.open("wb") as log:
         launched = time.time()
         proc = subprocess.Popen(
-            torchrun_command(config, args.nproc, max_restarts, monitor_s),
+            standalone_torchrun(config, args.nproc, max_restarts, monitor_s),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=trainer_env(),

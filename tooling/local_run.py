@@ -19,6 +19,26 @@ from tooling.phases import PhasePlan
 from tooling.sweep import production
 
 
+def standalone_torchrun(
+    config: Path, nproc: int, max_restarts: int, monitor_interval_s: float | None = None
+) -> list[str]:
+    """torchrun of the trainer on this machine alone (`--standalone`), without its `--set` overrides."""
+    monitor = [f"--monitor-interval={monitor_interval_s}"] if monitor_interval_s is not None else []
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        f"--max-restarts={max_restarts}",
+        *monitor,
+        "-m",
+        "ddp.real_ddp_trainer",
+        "--config",
+        str(config),
+    ]
+
+
 def local_command(
     plan: PhasePlan, phase_name: str, output_dir: Path, run_name: str, overrides: list[str]
 ) -> list[str]:
@@ -27,16 +47,7 @@ def local_command(
     sets = [f"run.output_dir={output_dir}", f"run.name={run_name}", *overrides]
     load_config(config, sets)  # refuse to launch anything from an invalid config
     return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={phase.world_size}",
-        f"--max-restarts={plan.rendezvous.max_restarts}",
-        "-m",
-        "ddp.real_ddp_trainer",
-        "--config",
-        str(config),
+        *standalone_torchrun(config, phase.world_size, plan.rendezvous.max_restarts),
         *(arg for item in sets for arg in ("--set", item)),
     ]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 import yaml
 
 from ddp.ports import free_port_block  # noqa: F401  (the tests import it from here)
+from tooling.local_run import standalone_torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,20 +56,7 @@ def trainer_env() -> dict[str, str]:
 
 
 def torchrun_command(config: Path, nproc: int, *extra: str, max_restarts: int = 0) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        f"--max-restarts={max_restarts}",
-        "--monitor-interval=0.5",
-        "-m",
-        "ddp.real_ddp_trainer",
-        "--config",
-        str(config),
-        *extra,
-    ]
+    return [*standalone_torchrun(config, nproc, max_restarts, monitor_interval_s=0.5), *extra]
 
 
 def run_trainer(

@@ -253,32 +253,3 @@ def test_elastic_site_file_makes_torchrun_nnodes_a_range(elastic_2a: Path, tmp_p
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     launch = json.loads(out.read_text())
     assert (launch["phase"], launch["nnodes"]) == ("2a", "1:2")
-
-
-def test_prometheus_targets_follow_the_site_file(tmp_path: Path) -> None:
-    site = _site_file(tmp_path / "site.yml", {"2a": {"nproc_per_node": 2}}, metrics={"base_port": 9700})
-    file_sd = tmp_path / "file_sd"
-    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-    overrides = {"prometheus_file_sd_dir": str(file_sd), "_prometheus_file_sd_owner": user}
-    (tmp_path / "overrides.json").write_text(json.dumps(overrides))
-    play = {
-        "name": "Targets of the phase",
-        "hosts": "nodes",
-        "gather_facts": False,
-        "tasks": [
-            {
-                "name": "Write the targets",
-                "ansible.builtin.include_role": {"name": "prometheus", "tasks_from": "targets"},
-            }
-        ],
-    }
-    args = ["-i", str(_inventory(tmp_path)), "-l", "phase2a", "-e", "@overrides.json", "-e", f"@{site}"]
-    result = run_local_playbook(tmp_path, [play], *args)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    trainer = yaml.safe_load((file_sd / "trainer.yml").read_text())
-    assert [t["targets"][0] for t in trainer] == [
-        "192.0.2.11:9700",
-        "192.0.2.11:9701",
-        "192.0.2.12:9700",
-        "192.0.2.12:9701",
-    ]

@@ -13,6 +13,7 @@ promtool and amtool come from the Debian packages `prometheus` and `prometheus-a
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -347,7 +348,7 @@ def _inventory(tmp_path: Path) -> Path:
 
 
 def _write_targets(
-    tmp_path: Path, limit: str, extra: dict[str, Any] | None = None
+    tmp_path: Path, limit: str, extra: dict[str, Any] | None = None, *args: str
 ) -> tuple[list[Any], list[Any]]:
     file_sd = tmp_path / "file_sd"
     user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
@@ -371,7 +372,9 @@ def _write_targets(
             }
         ],
     }
-    _ansible_playbook(tmp_path, [play], "-i", str(_inventory(tmp_path)), "-l", limit, "-e", "@overrides.json")
+    _ansible_playbook(
+        tmp_path, [play], "-i", str(_inventory(tmp_path)), "-l", limit, "-e", "@overrides.json", *args
+    )
     node = yaml.safe_load((file_sd / "node.yml").read_text())
     trainer = yaml.safe_load((file_sd / "trainer.yml").read_text())
     return node, trainer
@@ -393,6 +396,18 @@ def test_targets_name_exactly_the_phase(tmp_path: Path) -> None:
         for r in range(phase["nproc_per_node"])
     ]
     assert [(t["targets"], t["labels"]) for t in trainer] == expected
+
+
+def test_targets_follow_a_site_phases_file(tmp_path: Path) -> None:
+    """`-e @site-phases.yml` (what `tooling --phases` passes) beats the project's file for the targets too."""
+    plan = copy.deepcopy(PHASES)
+    plan["phases"]["2a"]["nproc_per_node"] = 2
+    plan["metrics"]["base_port"] = 9700
+    site = tmp_path / "site-phases.yml"
+    site.write_text(yaml.safe_dump(plan))
+    _, trainer = _write_targets(tmp_path, "phase2a", None, "-e", f"@{site}")
+    expected = [f"10.0.0.{node}:{port}" for node in (1, 2) for port in (9700, 9701)]
+    assert [t["targets"][0] for t in trainer] == expected
 
 
 def test_targets_refuse_a_limit_that_is_no_phase(tmp_path: Path) -> None:
