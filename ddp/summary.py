@@ -86,6 +86,18 @@ def load_previous(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def group_restarts(incarnations: list[dict[str, Any]]) -> int:
+    """How often the worker group started again in this run.
+
+    Rank 0's TORCHELASTIC_RESTART_COUNT alone undercounts on several nodes: an agent whose own workers
+    were still healthy when another node's failed restarts them as a membership change, without counting
+    it. Every incarnation after the first is a restart; the count covers the restarts before the first
+    checkpoint, whose incarnations are not carried over.
+    """
+    counted = max((i["restart_count"] for i in incarnations), default=0)
+    return max(len(incarnations) - 1, counted)
+
+
 def build_summary(
     *,
     header: dict[str, Any],
@@ -151,7 +163,7 @@ def build_summary(
             "accuracy_ratio": (checks - mismatches) / checks if checks else None,
         },
         "checkpoints": checkpoints,
-        "restarts": max((i["restart_count"] for i in incarnations), default=0),
+        "restarts": group_restarts(incarnations),
         "incarnations": incarnations,
         "ranks": ranks,
         # [unix time, step, job samples/s, mean loss, window sigma] at each heartbeat (bounded).

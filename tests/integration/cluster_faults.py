@@ -222,7 +222,9 @@ def test_killed_rank_restarts_from_the_last_good_checkpoint(phase2a_cluster: San
 
     newest, victim = _kill_after_next_checkpoint(box, run_dir)
     second = _incarnations(box, run_dir, 2)[-1]
-    assert second["world_size"] == 8 and second["restart_count"] == 1, second
+    # Node1's agent counts the restart only when its own workers failed first (the dead peer breaks their
+    # collective) rather than seeing node2 rejoin: 0 or 1, and the summary counts incarnations instead.
+    assert second["world_size"] == 8 and second["restart_count"] in (0, 1), second
     assert second["resumed_from_step"] == newest, (second, newest)
     # The victim's last reported step is at most a status interval behind where it died.
     assert 0 <= victim["step"] - newest <= every, (victim, newest)

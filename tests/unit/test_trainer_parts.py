@@ -11,6 +11,7 @@ from ddp.atomic import atomic_write_json, atomic_write_text
 from ddp.comm_probe import CommOverhead
 from ddp.config import ScheduleSection
 from ddp.schedule import lr_factor
+from ddp.summary import group_restarts
 from ddp.window import Decimated, StepWindow
 
 
@@ -101,3 +102,24 @@ def test_atomic_write_failure_keeps_old_content(tmp_path: Path) -> None:
         atomic_write_json(target, {"x": object()}, default=None)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def _incarnation(restart_count: int) -> dict:
+    return {"restart_count": restart_count, "started_at": 0.0, "world_size": 8, "resumed_from_step": None}
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ([], 0),
+        ([0], 0),
+        # Rank 0's agent saw the second failure as a membership change and did not count it.
+        ([0, 1, 1], 2),
+        ([0, 0], 1),
+        # Restarts before the first checkpoint leave no carried-over incarnation; rank 0's count has them.
+        ([3], 3),
+        ([2, 3], 3),
+    ],
+)
+def test_group_restarts_counts_incarnations_and_torchruns_count(counts: list[int], expected: int) -> None:
+    assert group_restarts([_incarnation(c) for c in counts]) == expected
