@@ -20,10 +20,14 @@ test: setup
 test-fast: setup
 	$(PYTEST) -m "not slow and not sandbox" -q
 
+# Static checks, run by CI beside `make test`: Python (ruff, mypy) and the Ansible tree (ansible-lint's
+# production profile, yamllint).
 lint: setup
 	$(VENV)/bin/ruff check ddp tooling tests bench
 	$(VENV)/bin/ruff format --check ddp tooling tests bench
 	$(VENV)/bin/mypy
+	ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-lint --offline --nocolor --profile production
+	$(VENV)/bin/yamllint --format parsable .
 
 bench: setup
 	$(VENV)/bin/python bench/trainer_overhead.py

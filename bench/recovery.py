@@ -49,7 +49,7 @@ import psutil  # noqa: E402
 
 from ddp.atomic import atomic_write_json  # noqa: E402
 from ddp.ports import free_port_block  # noqa: E402
-from tooling.local_run import standalone_torchrun  # noqa: E402
+from tooling.job.torchrun import standalone_torchrun, torchrun_env  # noqa: E402
 from tooling.soak.causes import parse_failure  # noqa: E402
 
 RUN_NAME = "recovery"
@@ -212,11 +212,9 @@ def bench_config(args: argparse.Namespace, out: Path, base_port: int) -> dict[st
 
 
 def trainer_env() -> dict[str, str]:
-    env = dict(os.environ)
+    # Restarts are what this measures: the rendezvous switch they need on, whatever the plan says.
+    env = torchrun_env(disable_shared_tcp_store=True)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    # torch 2.13: a restarted group fails with "Gloo connectFullMesh failed" without it (pytorch #135712);
-    # tooling/phases.yml sets the same for the nodes (rendezvous.disable_shared_tcp_store).
-    env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     env["OMP_NUM_THREADS"] = "1"  # 4 ranks on 2 cores: intra-op threads would only fight each other
     return env
 
@@ -475,7 +473,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from tooling.phases import load_phases
+    from tooling.plan.phases import load_phases
 
     plan = load_phases().rendezvous  # the nodes' own restart settings, not ones picked for the bench
     rendezvous = {"max_restarts": plan.max_restarts, "monitor_interval_s": plan.monitor_interval_s}

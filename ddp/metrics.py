@@ -6,12 +6,12 @@ rank/local_rank/node so Prometheus can aggregate per node or job-wide.
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from ddp.addresses import resolve_bind_address
 from ddp.config import MetricsSection
 from ddp.dist import DistEnv
 
@@ -21,16 +21,6 @@ STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 
 class MetricsServerError(RuntimeError):
     pass
-
-
-def resolve_bind_address(configured: str | None) -> str:
-    """The configured address, else what this host's name resolves to (its cluster interface)."""
-    if configured:
-        return configured
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
 
 
 class _FirstSetChild:

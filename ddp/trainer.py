@@ -1,4 +1,7 @@
-"""The training loop: DDP step, measurements, sync checks, heartbeats, checkpoints, clean stop."""
+"""The training loop: data, DDP forward/backward, optimizer, sync checks, checkpoints, clean stop.
+
+Everything the loop reports (metrics, log records, status files, the summary) goes through
+`ddp.telemetry.Telemetry`."""
 
 from __future__ import annotations
 
@@ -12,26 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ddp import rng
 from ddp.checkpoint import CheckpointStore
-from ddp.comm_probe import CommOverhead
 from ddp.config import TrainerConfig
 from ddp.control import StopRequests
 from ddp.data import Batch, ShardedBatches
 from ddp.dist import DistEnv
 from ddp.distributed_checkpoint import DistributedCheckpointer
 from ddp.metrics import TrainerMetrics
+from ddp.progress import Counters, Position
 from ddp.schedule import build_scheduler
-from ddp.status import RankStatus
-from ddp.summary import RankStats, build_summary, load_previous, write_summary
 from ddp.sync_check import check_in_sync
-from ddp.sysstats import SystemSampler
-from ddp.window import Decimated, StepWindow
+from ddp.telemetry import ProbeTiming, StepResult, Telemetry
 from ddp.workloads import build_workload
 
 log = logging.getLogger("ddp.trainer")
@@ -39,25 +38,6 @@ log = logging.getLogger("ddp.trainer")
 
 class NonFiniteLossError(RuntimeError):
     """nonfinite_policy=stop and a step produced NaN/inf: training must not continue on it."""
-
-
-@dataclass
-class Counters:
-    """Job-wide cumulative counts; checkpointed so a resumed run keeps counting."""
-
-    steps: int = 0
-    nonfinite: int = 0
-    skipped: int = 0
-    sync_checks: int = 0
-    sync_mismatches: int = 0
-    checkpoints_saved: int = 0
-    checkpoint_failures: int = 0
-
-
-@dataclass
-class Position:
-    epoch: int = 0
-    batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
 
 
 @dataclass
@@ -109,22 +89,9 @@ class Trainer:
         )
         self.counters = Counters()
         self.position = Position()
-        self.stats = RankStats(env.rank, env.local_rank, env.node)
-        self.window = StepWindow(cfg.metrics.window_steps)
-        self.overhead = CommOverhead(cfg.metrics.comm_probe_every_steps)
-        self.sampler = SystemSampler(env.device)
         self.stop = StopRequests(run_dir / "STOP")
-        self.status = RankStatus(run_dir / "status", env, cfg.run.name)
-        self.timeline = Decimated()
-        self.incarnations: list[dict[str, Any]] = []
-        self.checkpoint_info: dict[str, Any] = {
-            "last_step": None,
-            "last_file": None,
-            "resumed_from_step": None,
-        }
+        self.telemetry = Telemetry(cfg, env, metrics, run_dir, self.counters, self.position, self.workload)
         self._last_checkpoint_time = time.time()
-        self._heartbeat_loss: list[float] = []
-        self.samples_per_step = tcfg.batch_size * cfg.ddp.grad_accum_steps
         self._iterations = 0
 
     def _build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
@@ -150,15 +117,15 @@ class Trainer:
         self.model.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.counters = Counters(**state["counters"])
-        self.position = Position(**state["position"])
+        # In place: the telemetry holds these same objects.
+        self.counters.load(state["counters"])
+        self.position.load(state["position"])
         rng_states = state.get("rng") or []
         if state["world_size"] == self.env.world_size and len(rng_states) == self.env.world_size:
             rng.restore(rng_states[self.env.rank])
         else:
             # A different world size (fallback phase): per-rank streams cannot map one to one.
             rng.seed_everything(self.cfg.training.seed + 1000 * (self.env.rank + 1) + self.counters.steps)
-        self.checkpoint_info["resumed_from_step"] = state["step"]
 
     # ----- data -----
     def _micro_batches(self) -> Iterator[Batch]:
@@ -195,8 +162,8 @@ class Trainer:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
         return float(norm)
 
-    def _step(self, batches: Iterator[Batch]) -> tuple[float, float]:
-        """One optimizer step (grad_accum micro-batches). Returns (loss, seconds)."""
+    def _step(self, batches: Iterator[Batch]) -> StepResult:
+        """One optimizer step (grad_accum micro-batches), timed."""
         accum = self.cfg.ddp.grad_accum_steps
         scale = 1.0 / accum
         micro = [next(batches) for _ in range(accum)]
@@ -208,7 +175,7 @@ class Trainer:
         self._iterations += 1
         start = time.perf_counter()
         probe_seconds = nosync = 0.0
-        if self.overhead.due(step_index) and not first_iteration:
+        if self.telemetry.probe_due(step_index) and not first_iteration:
             nosync = self._probe_nosync(micro[0], scale)
             probe_seconds = time.perf_counter() - start
         loss_total = torch.zeros((), device=self.env.device)
@@ -235,9 +202,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.counters.steps = step_index
         seconds = time.perf_counter() - start
-        if probe_seconds:
-            self.overhead.add(sync_fwd_bwd, nosync, seconds - probe_seconds)
-        return loss, seconds
+        probe = ProbeTiming(sync_fwd_bwd, nosync, seconds - probe_seconds) if probe_seconds else None
+        return StepResult(loss, seconds, probe)
 
     def _on_nonfinite(self, step: int, loss: float, grad_norm: float) -> None:
         self.counters.nonfinite += 1
@@ -254,204 +220,33 @@ class Trainer:
             extra={"trainer": {"step": step, "event": "nonfinite_skip"}},
         )
 
-    # ----- periodic work -----
-    def _record(self, loss: float, seconds: float) -> None:
-        m, n = self.metrics, self.samples_per_step
-        self.window.add(seconds, n)
-        self.stats.add_step(seconds, n)
-        m.steps.inc()
-        m.samples.inc(n)
-        m.step_duration.observe(seconds)
-        if math.isfinite(loss):  # skipped non-finite steps are counted, not averaged into the loss
-            self.stats.last_loss = loss
-            self._heartbeat_loss.append(loss)
-            m.loss.set(loss)
-        m.step.set(self.counters.steps)
-        m.epoch.set(self.position.epoch)
-        m.samples_per_second.set(self.window.samples_per_second())
-        m.throughput_stddev.set(self.window.rate_stddev(scale=self.env.world_size))
-        estimate = self.overhead.estimate()
-        if estimate is not None:
-            m.comm_overhead.set(estimate.ratio)
-            m.sync_step_seconds.set(estimate.sync_seconds)
-            m.nosync_step_seconds.set(estimate.nosync_seconds)
-            self.stats.comm_overhead_ratio = estimate.ratio
-            self.stats.sync_step_seconds = estimate.sync_seconds
-            self.stats.nosync_step_seconds = estimate.nosync_seconds
-
-    def _sample_system(self) -> None:
-        sample = self.sampler.sample()
-        m, s = self.metrics, self.stats
-        m.cpu_utilisation.set(sample.cpu_utilisation_ratio)
-        m.memory_pressure.set(sample.memory_pressure_ratio)
-        s.cpu_utilisation.append(sample.cpu_utilisation_ratio)
-        s.memory_pressure_max = max(s.memory_pressure_max, sample.memory_pressure_ratio)
-        if sample.gpu_utilisation_ratio is not None:
-            m.gpu_utilisation.set(sample.gpu_utilisation_ratio)
-            s.gpu_utilisation.append(sample.gpu_utilisation_ratio)
-        if sample.gpu_memory_pressure_ratio is not None:
-            m.gpu_memory_pressure.set(sample.gpu_memory_pressure_ratio)
-            s.gpu_memory_pressure_max = max(
-                s.gpu_memory_pressure_max or 0.0, sample.gpu_memory_pressure_ratio
-            )
-        if len(s.cpu_utilisation) > 4096:
-            del s.cpu_utilisation[::2]
-
     def _sync_check(self) -> None:
-        result = check_in_sync(self.model.module, self.env.device)
-        self.counters.sync_checks += 1
-        self.metrics.sync_checks.inc()
-        if not result.agree:
-            self.counters.sync_mismatches += 1
-            self.metrics.sync_mismatches.inc()
-            log.error(
-                "ranks disagree on the parameters at step %d (relative spread %.3g)",
-                self.counters.steps,
-                result.max_relative_spread,
-                extra={
-                    "trainer": {
-                        "step": self.counters.steps,
-                        "event": "grad_sync_mismatch",
-                        "checksums": result.checksums,
-                    }
-                },
-            )
-        c = self.counters
-        self.metrics.sync_accuracy.set((c.sync_checks - c.sync_mismatches) / c.sync_checks)
+        self.telemetry.on_sync_check(check_in_sync(self.model.module, self.env.device))
 
+    # ----- checkpoints -----
     def _checkpoint_due_by_time(self) -> bool:
         minutes = self.cfg.checkpoint.every_minutes
         return minutes is not None and time.time() - self._last_checkpoint_time >= minutes * 60
 
-    def _heartbeat(self) -> tuple[bool, bool]:
-        """All-reduce rate, loss and requests: returns (stop, checkpoint_due) agreed by all ranks."""
-        local = torch.tensor(
-            [
-                self.window.samples_per_second(),
-                sum(self._heartbeat_loss),
-                len(self._heartbeat_loss),
-                float(self.stop.requested()),
-                float(self.env.is_main and self._checkpoint_due_by_time()),
-            ],
-            dtype=torch.float64,
-            device=self.env.device,
-        )
-        self._heartbeat_loss.clear()
-        dist.all_reduce(local)
-        rate, loss_sum, loss_count, stop, ckpt = local.tolist()
-        mean_loss = loss_sum / loss_count if loss_count else math.nan
-        sigma = self.window.rate_stddev(scale=self.env.world_size)
-        self.metrics.global_samples_per_second.set(rate)
-        self.timeline.add(time.time(), self.counters.steps, rate, mean_loss, sigma)
-        self._sample_system()
-        self._update_checkpoint_interval()
-        step = self.counters.steps
-        log.info(
-            "step %d/%d loss %.4f %.1f samples/s (job) sigma %.1f",
-            step,
-            self.cfg.training.max_steps,
-            mean_loss,
-            rate,
-            sigma,
-            extra={
-                "trainer": {
-                    "step": step,
-                    "epoch": self.position.epoch,
-                    "loss": mean_loss,
-                    "global_samples_per_second": rate,
-                    "throughput_stddev": sigma,
-                    "comm_overhead_ratio": self.stats.comm_overhead_ratio,
-                    "event": "heartbeat",
-                }
-            },
-        )
-        return stop > 0, ckpt > 0
-
-    def _update_checkpoint_interval(self) -> None:
-        c = self.cfg.checkpoint
-        if c.every_minutes is not None:
-            self.metrics.checkpoint_interval.set(c.every_minutes * 60)
-        elif c.every_steps is not None:
-            self.metrics.checkpoint_interval.set(c.every_steps * self.window.mean_duration())
-
     def _checkpoint(self, status: str = "running", reason: str | None = None) -> None:
         if not self.cfg.checkpoint.enabled:
             return
-        step = self.counters.steps
         started = time.perf_counter()
-        outcome, digests = self.checkpointer.save(self._state(), step, self.stats.digest())
-        now = time.time()
-        self._last_checkpoint_time = now
-        if outcome.entry is not None:
-            self.counters.checkpoints_saved += 1
-            self.metrics.checkpoints_saved.inc()
-            self.metrics.mark_checkpoint(now)
-            self.checkpoint_info.update(
-                last_step=step, last_file=str(self.checkpointer.store.directory / outcome.entry.file)
-            )
-            log.info(
-                "checkpoint step %d written in %.2fs",
-                step,
-                time.perf_counter() - started,
-                extra={"trainer": {"step": step, "event": "checkpoint", "file": outcome.entry.file}},
-            )
-        elif outcome.error is not None:
-            self.counters.checkpoint_failures += 1
-            self.metrics.checkpoint_failures.inc()
-        else:
-            self.metrics.mark_checkpoint(now)  # non-writers: the collective round completed
+        outcome, digests = self.checkpointer.save(self._state(), self.counters.steps, self.telemetry.digest())
+        seconds = time.perf_counter() - started
+        self._last_checkpoint_time = time.time()
+        self.telemetry.on_checkpoint(
+            outcome, self.checkpointer.store.directory, seconds, self._last_checkpoint_time
+        )
         if self.env.is_main:
-            self._write_summary(status, reason, digests)
+            self.telemetry.write_summary(status, reason, digests)
 
     def _finish(self, status: str, reason: str | None) -> None:
         """Final checkpoint (which also writes the summary) or, with checkpoints off, just the summary."""
         if self.cfg.checkpoint.enabled:
             self._checkpoint(status, reason)
-            return
-        digests: list[Any] = [None] * self.env.world_size
-        dist.all_gather_object(digests, self.stats.digest())
-        if self.env.is_main:
-            self._write_summary(status, reason, digests)
-
-    def _write_summary(self, status: str, reason: str | None, digests: list[dict[str, Any]]) -> Path:
-        summary = build_summary(
-            header={
-                "run": self.cfg.run.name,
-                "config": self.cfg.model_dump(mode="json"),
-                "world_size": self.env.world_size,
-                "nodes": self.env.nodes,
-                "nproc_per_node": self.env.local_world_size,
-                "backend": self.env.backend,
-                "device": self.env.device.type,
-                "workload": self.workload.description,
-                "parameters": self.workload.parameter_count,
-                "samples_per_step": self.samples_per_step * self.env.world_size,
-            },
-            status=status,
-            reason=reason,
-            ranks=digests,
-            timeline=self.timeline,
-            counters=vars(self.counters),
-            checkpoints={
-                **self.checkpoint_info,
-                "saved": self.counters.checkpoints_saved,
-                "failures": self.counters.checkpoint_failures,
-            },
-            incarnations=self.incarnations,
-        )
-        return write_summary(self.run_dir, summary)
-
-    def _write_status(self, state: str, loss: float | None = None, **extra: Any) -> None:
-        self.status.write(
-            state,
-            step=self.counters.steps,
-            max_steps=self.cfg.training.max_steps,
-            epoch=self.position.epoch,
-            loss=loss,
-            samples_per_second=self.window.samples_per_second(),
-            last_checkpoint_step=self.checkpoint_info["last_step"],
-            **extra,
-        )
+        else:
+            self.telemetry.gather_summary(status, reason)
 
     # ----- the run -----
     def _start(self) -> None:
@@ -459,80 +254,44 @@ class Trainer:
             state = self.checkpointer.resume()
             if state is not None:
                 self._restore(state)
-                self.metrics.mark_checkpoint(time.time())
-                self.checkpoint_info["last_step"] = state["step"]
-        previous = load_previous(self.run_dir) if self.env.is_main else None
-        if previous and self.checkpoint_info["resumed_from_step"] is not None:
-            # Same run, new incarnation (torchrun restart or relaunch): keep the history.
-            self.timeline.extend_from(
-                [p for p in previous.get("timeline", []) if p[1] <= self.counters.steps]
-            )
-            self.incarnations.extend(previous.get("incarnations", []))
-        self.incarnations.append(
-            {
-                "restart_count": self.env.restart_count,
-                "started_at": time.time(),
-                "world_size": self.env.world_size,
-                "resumed_from_step": self.checkpoint_info["resumed_from_step"],
-            }
-        )
-        self.metrics.step.set(self.counters.steps)
+                self.telemetry.on_resume(state["step"])
+        self.telemetry.start()
 
     def run(self) -> RunResult:
         cfg = self.cfg
         self.stop.install_signal_handlers()
         self._start()
-        log.info(
-            "training %s: world size %d (%d nodes x %d), backend %s, %d parameters, from step %d",
-            self.workload.description,
-            self.env.world_size,
-            self.env.nodes,
-            self.env.local_world_size,
-            self.env.backend,
-            self.workload.parameter_count,
-            self.counters.steps,
-            extra={"trainer": {"event": "start", "step": self.counters.steps}},
-        )
-        self._write_status("running")
         batches = self._micro_batches()
-        m = cfg.metrics
-        ck = cfg.checkpoint
         status, reason = "completed", None
         loss: float | None = None
         try:
             while self.counters.steps < cfg.training.max_steps:
-                loss, seconds = self._step(batches)
-                self._record(loss, seconds)
+                result = self._step(batches)
+                loss = result.loss
+                self.telemetry.on_step(result)
                 step = self.counters.steps
-                if step % m.sync_check_every_steps == 0:
+                if step % cfg.metrics.sync_check_every_steps == 0:
                     self._sync_check()
                 stop = ckpt_now = False
-                if step % cfg.training.log_every_steps == 0 or step == cfg.training.max_steps:
-                    stop, ckpt_now = self._heartbeat()
-                if step % m.status_every_steps == 0:
-                    self._write_status("running", loss)
+                if self.telemetry.heartbeat_due(step):
+                    # Only rank 0's clock times checkpoints, so the ranks cannot disagree on the minute.
+                    stop, ckpt_now = self.telemetry.heartbeat(
+                        self.stop.requested(), self.env.is_main and self._checkpoint_due_by_time()
+                    )
+                if step % cfg.metrics.status_every_steps == 0:
+                    self.telemetry.write_status("running", loss)
                 if stop:
                     status, reason = "stopped", f"stop requested ({self.stop.reason or 'by another rank'})"
                     break
-                if ck.every_steps is not None and step % ck.every_steps == 0:
+                if cfg.checkpoint.every_steps is not None and step % cfg.checkpoint.every_steps == 0:
                     ckpt_now = True
                 if ckpt_now and step < cfg.training.max_steps:
                     self._checkpoint()
         except NonFiniteLossError as exc:
-            self._write_status("failed", loss, error=str(exc))
-            if self.env.is_main:
-                self._write_summary("failed", str(exc), [self.stats.digest()])
+            self.telemetry.failed(str(exc), loss)
             raise
         if self.counters.sync_checks == 0:
             self._sync_check()  # short runs still get one cross-rank comparison
         self._finish(status, reason)
-        self._write_status(status, loss)
-        log.info(
-            "%s at step %d",
-            status,
-            self.counters.steps,
-            extra={"trainer": {"event": status, "step": self.counters.steps}},
-        )
-        return RunResult(
-            status, self.counters.steps, self.run_dir / "summary.json" if self.env.is_main else None, reason
-        )
+        self.telemetry.finished(status, loss)
+        return RunResult(status, self.counters.steps, self.telemetry.summary_path, reason)

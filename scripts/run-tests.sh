@@ -1,31 +1,38 @@
 #!/usr/bin/env bash
-# The whole suite: lint, fast unit tests, multi-process trainer tests, then the sandbox cluster tests.
+# The whole suite in one pytest run on two workers (--dist loadgroup): the tests of the shared sandbox
+# cluster (tests/integration/cluster, one xdist group) run in order on one worker while the other takes the
+# unit, multi-process trainer and molecule tests. Each stage's time and the 25 slowest tests are printed.
 # pytest's exit 5 (nothing collected) is a failure here: a suite that runs nothing proves nothing.
+#   scripts/run-tests.sh                 the whole suite (what `make test` and CI run)
+#   scripts/run-tests.sh PYTEST-ARGS...  one pytest run with those arguments instead
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 
 status=0
-"$VENV/bin/ruff" check ddp tooling tests bench || status=1
-
-run_pytest() {
-  "$VENV/bin/pytest" "$@"
-  local rc=$?
+stage() {
+  local name=$1 started=$SECONDS rc
+  shift
+  "$@"
+  rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "run-tests: pytest collected no tests for: $*" >&2
     rc=1
   fi
+  echo "run-tests: stage ${name}: $((SECONDS - started)) s, exit ${rc}"
   [ "$rc" -eq 0 ] || status=$rc
 }
 
 if [ "$#" -gt 0 ]; then
-  run_pytest "$@"
+  stage pytest "$VENV/bin/pytest" "$@"
   exit "$status"
 fi
-# Unit and multi-process trainer tests, then the sandbox tests two files at a time: the molecule
-# scenarios and the provisioned cluster wait on apt and SSH more than on the CPU. One file, one worker:
-# every test of the provisioned cluster lives in test_cluster_phase2a.py.
-run_pytest -m "not sandbox"
-run_pytest -m sandbox -n "${SANDBOX_WORKERS:-2}" --dist loadfile
+stage ruff "$VENV/bin/ruff" check ddp tooling tests bench
+# The sandbox node image every cluster and molecule test starts from: built once here (about a minute on a
+# fresh machine, nothing when it is there) rather than raced for by both workers.
+if command -v podman >/dev/null; then
+  stage image "$VENV/bin/python" -m tooling.sandbox image
+fi
+stage pytest "$VENV/bin/pytest" -n "${TEST_WORKERS:-2}" --dist loadgroup --durations=25
 exit "$status"

@@ -13,13 +13,14 @@ if str(ROOT) not in sys.path:
 
 @pytest.fixture(autouse=True)
 def _no_site_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep tests away from the checkout's own operational state: a production config locked by `tooling
-    sweep --lock` or soak records under runs/ would otherwise change what deploy, local runs and the gate do.
-    Tests that exercise those features point them at their own directories."""
-    state = tmp_path_factory.mktemp("site-state")
-    monkeypatch.setattr("tooling.sweep.production.PRODUCTION_DIR", state / "production")
-    monkeypatch.setenv("TOOLING_SOAK_DIR", str(state / "soak"))
+    """Every test gets a state root of its own (TOOLING_HOME): nothing the operator or an earlier test
+    recorded (deployments, decisions, a production config locked by `tooling sweep --lock`, soaks) can
+    change what deploy, local runs and the gate do, and nothing a test writes lands in the user's home.
+    Tests that exercise those features point the commands at their own directories."""
+    monkeypatch.setenv("TOOLING_HOME", str(tmp_path_factory.mktemp("tooling-home")))
     # No site phases file from the caller's shell, and none left behind by a test: `tooling --phases`
-    # sets os.environ itself. setenv first so that teardown removes whatever value a test left there.
+    # and `tooling --home` set os.environ themselves. setenv first so that teardown removes whatever value
+    # a test left there.
     monkeypatch.setenv("DDP_PHASES_FILE", "")
     monkeypatch.delenv("DDP_PHASES_FILE", raising=False)
+    monkeypatch.delenv("TOOLING_KEEP_ARTIFACTS", raising=False)

@@ -9,13 +9,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
+from tooling import home
 from tooling.check.cli import check_command
-from tooling.console import cli_edge, console
+from tooling.cli_options import HomeOption, OutputDirOption, SetOption, phase_option, show_plan_phases
+from tooling.console import console, err_console, error_edge
 from tooling.gates.cli import gate, phases
+from tooling.job.local import run_local
 from tooling.job_cli import deploy_command, status_command, stop_command
-from tooling.local_run import run_local
-from tooling.phases import PHASES_FILE_ENV, load_phases
+from tooling.plan.phases import PHASES_FILE_ENV, load_phases
 from tooling.rehearse import rehearsal_settings, rehearse_on_sandbox
 from tooling.report.cli import report
 from tooling.sandbox.cli import sandbox_app
@@ -23,8 +26,20 @@ from tooling.soak.cli import soak_command
 from tooling.sweep.cli import sweep_command
 from tooling.verify.cli import verify_node
 
+
+class _EdgeGroup(TyperGroup):
+    """The one error edge: every command (and every sub-app's) runs inside it, so a ToolingError or a
+    ConfigError anywhere ends as a red panel and exit 2 (or 1 for CheckFailed), never a traceback. Here
+    rather than around main(): click's test runner and `python -m tooling.cli` both enter through it."""
+
+    def invoke(self, ctx: Any) -> Any:  # the click Context of the click that typer vendors
+        with error_edge():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
     name="tooling",
+    cls=_EdgeGroup,
     help="Provision, verify, deploy and judge a DDP training job, phase by phase.",
     no_args_is_help=True,
     add_completion=False,
@@ -34,6 +49,7 @@ app = typer.Typer(
 
 @app.callback()
 def _site_options(
+    ctx: typer.Context,
     phases_file: Annotated[
         Path | None,
         typer.Option(
@@ -45,26 +61,44 @@ def _site_options(
             help=f"A site's own complete phases file instead of tooling/phases.yml (sets {PHASES_FILE_ENV}).",
         ),
     ] = None,
+    state_root: HomeOption = None,
 ) -> None:
-    # Through the environment rather than a parameter: every command's load_phases() and every child
-    # (ansible-runner, local torchrun runs) then sees the same plan, with nothing threaded through.
+    # Through the environment rather than a parameter: every command's load_phases() and home.root() and
+    # every child (ansible-runner, local torchrun runs) then see the same plan and state root, with
+    # nothing threaded through.
     if phases_file is not None:
         os.environ[PHASES_FILE_ENV] = str(phases_file)
+    if state_root is not None:
+        os.environ[home.HOME_ENV] = str(state_root)
+    show_plan_phases(ctx.command)
+    _hint_legacy_state()
+
+
+def _hint_legacy_state() -> None:
+    """State from before the state root is pointed out once, never moved behind the operator's back."""
+    legacy = home.legacy_dirs()
+    if not legacy:
+        return
+    where = ", ".join(str(p) for p in legacy)
+    err_console.print(
+        f"[yellow]note:[/] {where} holds state from before the state root; commands now use "
+        f"{home.root()}. Move what you still need there (e.g. `mv runs/decisions {home.root()}/`) or "
+        f"point {home.HOME_ENV} at it. This note is shown once."
+    )
+    home.note_legacy(legacy)
 
 
 app.add_typer(sandbox_app, name="sandbox")
-app.command("verify-node")(cli_edge(verify_node))
-app.command("deploy")(cli_edge(deploy_command))
-app.command("status")(cli_edge(status_command))
-app.command("stop")(cli_edge(stop_command))
+app.command("verify-node")(verify_node)
+app.command("deploy")(deploy_command)
+app.command("status")(status_command)
+app.command("stop")(stop_command)
 app.command("gate")(gate)
 app.command("phases")(phases)
 app.command("report")(report)
-app.command("soak")(cli_edge(soak_command))
+app.command("soak")(soak_command)
 app.command("check")(check_command)
-app.command("sweep")(cli_edge(sweep_command))
-
-PhaseOption = Annotated[str, typer.Option("--phase", "-p", help="Phase: 1, 2a, 2b or 2c.")]
+app.command("sweep")(sweep_command)
 
 
 def _fmt(value: Any, spec: str = ".3g") -> str:
@@ -106,22 +140,20 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 @app.command()
-@cli_edge
 def rehearse(
-    phase: PhaseOption = "1",
+    phase: Annotated[str, phase_option("Phase to rehearse.")] = "1",
     steps: Annotated[int, typer.Option(help="Training steps of the rehearsal run.")] = 300,
     local: Annotated[
         bool, typer.Option(help="Run the phase's processes on this machine, no sandbox.")
     ] = False,
-    output_dir: Annotated[Path, typer.Option(help="Where run summaries are written.")] = Path("runs"),
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Trainer setting KEY.PATH=VALUE.")
-    ] = None,
+    output_dir: OutputDirOption = None,
+    overrides: SetOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the run to finish.")] = 1800,
 ) -> None:
     """Rehearse a phase end to end on the local sandbox cluster (or --local) and print its measurements."""
     plan = load_phases()
     plan.get(phase)
+    runs_dir = (output_dir or home.runs()).resolve()
     if local:
         run_name = f"rehearsal-phase{phase}-{time.strftime('%Y%m%d-%H%M%S')}"
         sets = [
@@ -129,12 +161,10 @@ def rehearse(
             "metrics.bind_address=127.0.0.1",
             *(overrides or []),
         ]
-        summary = run_local(plan, phase, output_dir.resolve(), run_name, sets)
-        path = output_dir / run_name / "summary.json"
+        summary = run_local(plan, phase, runs_dir, run_name, sets)
+        path = runs_dir / run_name / "summary.json"
     else:
-        summary, path = rehearse_on_sandbox(
-            plan, phase, steps, list(overrides or []), output_dir.resolve(), timeout
-        )
+        summary, path = rehearse_on_sandbox(plan, phase, steps, list(overrides or []), runs_dir, timeout)
     print_summary(summary)
     console.print(f"summary: {path}")
 

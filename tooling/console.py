@@ -5,8 +5,9 @@ Exit codes: 0 ok, 1 a check failed, 2 usage or input error (bad phase, bad file,
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn, ParamSpec, TypeVar
 
 import typer
@@ -52,18 +53,29 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+@contextlib.contextmanager
+def error_edge() -> Iterator[None]:
+    """User mistakes and environment problems end as a red panel and an exit code, never a traceback.
+
+    The `tooling` entry point runs every command inside it once (tooling.cli); stand-alone entry points
+    (`python -m tooling.sandbox`) wrap their commands with cli_edge, which is the same edge.
+    """
+    try:
+        yield
+    except ToolingError as exc:
+        display_error(str(exc), exc.hint)
+        raise typer.Exit(exc.exit_code) from None
+    except ConfigError as exc:
+        display_error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 def cli_edge(func: Callable[P, R]) -> Callable[P, R]:
-    """User mistakes and environment problems end as a red panel and an exit code, never a traceback."""
+    """`func` run inside error_edge()."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        with error_edge():
             return func(*args, **kwargs)
-        except ToolingError as exc:
-            display_error(str(exc), exc.hint)
-            raise typer.Exit(exc.exit_code) from None
-        except ConfigError as exc:
-            display_error(str(exc))
-            raise typer.Exit(EXIT_USAGE) from None
 
     return wrapper

@@ -16,7 +16,7 @@ from typing import Any
 
 from ddp.config_errors import ConfigError, read_yaml
 from tooling.console import ToolingError
-from tooling.phases import Phase, PhasePlan
+from tooling.plan.phases import Phase, PhasePlan
 from tooling.remote import SshTarget
 from tooling.runner import PROJECT_ROOT, get_inventory
 

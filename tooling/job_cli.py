@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from tooling import deployment, jobstatus
-from tooling.console import EXIT_CHECK_FAILED, CheckFailed, console, err_console
-from tooling.deploy import DeployRequest, deploy, fallback_request
-from tooling.inventory import default_inventory, load_inventory, ssh_targets
-from tooling.phases import load_phases
-from tooling.runner import PROJECT_ROOT, run_playbook
-
-InventoryOption = Annotated[
-    Path | None, typer.Option("--inventory", "-i", help="Inventory directory (default: ansible.cfg's).")
-]
+from tooling import home
+from tooling.cli_options import PHASE_METAVAR, InventoryOption, SetOption, phase_option
+from tooling.console import EXIT_CHECK_FAILED, console
+from tooling.inventory import default_inventory
+from tooling.job import cluster, records, status
+from tooling.job.deploy import DeployRequest, deploy, fallback_request
+from tooling.plan.phases import load_phases
+from tooling.verify.cli import preflight
 
 
 def _inventory(path: Path | None) -> Path:
@@ -26,12 +22,10 @@ def _inventory(path: Path | None) -> Path:
 
 
 def deploy_command(
-    phase: Annotated[str, typer.Option("--phase", "-p", help="Phase to deploy: 1, 2a, 2b or 2c.")],
+    phase: Annotated[str, phase_option("Phase to deploy.")],
     inventory: InventoryOption = None,
     config: Annotated[Path | None, typer.Option(help="Trainer config laid over the phase's config.")] = None,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Trainer setting KEY.PATH=VALUE.")
-    ] = None,
+    overrides: SetOption = None,
     skip_provision: Annotated[bool, typer.Option(help="Re-launch without running site.yml.")] = False,
     skip_verify: Annotated[bool, typer.Option(help="Launch without the pre-flight verification.")] = False,
     profile: Annotated[
@@ -43,8 +37,9 @@ def deploy_command(
     fallback: Annotated[
         str | None,
         typer.Option(
+            metavar=PHASE_METAVAR,
             help="Continue the run recorded for --phase on this smaller phase "
-            "(e.g. --phase 2c --fallback 2b), from its newest checkpoint."
+            "(e.g. --phase 2c --fallback 2b), from its newest checkpoint.",
         ),
     ] = None,
 ) -> None:
@@ -64,7 +59,7 @@ def deploy_command(
     plan = load_phases()
     if fallback is not None:
         request = fallback_request(request, plan, fallback)
-    record = deploy(request, plan)
+    record = deploy(request, plan, preflight)
     console.print(
         f"[green]run {record.run_id} is up[/green]: phase {record.phase}, {record.world_size} ranks "
         f"on {', '.join(record.hosts)}"
@@ -80,48 +75,12 @@ def deploy_command(
     console.print("  follow it with `tooling status`; stop it with `tooling stop`")
 
 
-def _age(now: float | None, then: float | None) -> str:
-    if now is None or then is None:
-        return "-"
-    return f"{max(0.0, now - then):.0f}s"
-
-
-def show_status(record: deployment.Deployment, inventory: Path) -> str:
-    inv = load_inventory(inventory)
-    reports = jobstatus.collect(ssh_targets(inv, record.hosts), record.run_dir)
-    state = jobstatus.job_state(reports, record.world_size)
-    table = Table(title=f"run {record.run_id} (phase {record.phase}): {state}")
-    for column in ("node", "rank", "state", "step", "samples/s", "loss", "last ckpt", "restarts", "updated"):
-        table.add_column(column, justify="right" if column not in ("node", "state") else "left")
-    for report in reports:
-        if report.error:
-            table.add_row(report.host, "-", f"[red]unreachable: {report.error}[/red]", *["-"] * 6)
-            continue
-        if not report.ranks:
-            table.add_row(report.host, "-", "[yellow]no rank has reported[/yellow]", *["-"] * 6)
-        for rank in report.ranks:
-            loss = rank.get("loss")
-            table.add_row(
-                report.host,
-                str(rank.get("rank")),
-                str(rank.get("state")),
-                f"{rank.get('step')}/{rank.get('max_steps')}",
-                f"{rank.get('samples_per_second') or 0:.1f}",
-                "-" if loss is None else f"{loss:.4f}",
-                str(rank.get("last_checkpoint_step") or "-"),
-                str(rank.get("restart_count", 0)),
-                _age(report.node_time, rank.get("updated_at")),
-            )
-    console.print(table)
-    up = sum(len(r.ranks) for r in reports)
-    console.print(f"{up}/{record.world_size} ranks reported; job {state}")
-    return state
-
-
 def status_command(inventory: InventoryOption = None) -> None:
     """Show the running job: every rank's state, step, throughput, loss and last checkpoint, per node."""
+    # First, so that "no deployment recorded" comes with where it was looked for.
+    console.print(f"state root: {home.root()}", style="dim")
     path = _inventory(inventory)
-    state = show_status(deployment.load(path), path)
+    state = status.show(records.load(path), path)
     if state in ("failed", "partial"):
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -131,29 +90,4 @@ def stop_command(
     timeout: Annotated[int, typer.Option(help="Seconds to wait for the final checkpoint.")] = 300,
 ) -> None:
     """Stop the job cleanly: every rank stops at the same step after a final checkpoint."""
-    path = _inventory(inventory)
-    record = deployment.load(path)
-    started = time.monotonic()
-    result = run_playbook(
-        "playbooks/stop.yml",
-        inventory=path,
-        runs_dir=PROJECT_ROOT / "runs" / "ansible",
-        limit=record.group,
-        extravars={
-            "ddp_trainer_phase": record.phase,
-            "ddp_trainer_run_id": record.run_id,
-            "ddp_trainer_stop_timeout_s": timeout,
-        },
-        label=f"stop-{record.group}",
-        console=err_console,
-    )
-    if not result.ok:
-        raise CheckFailed(
-            f"stopping run {record.run_id} failed: {result.explanation}",
-            hint=f"ansible's output is in {result.artifact_dir}/stdout",
-        )
-    state = show_status(record, path)
-    console.print(
-        f"run {record.run_id} {state} in {time.monotonic() - started:.0f} s; "
-        f"its last checkpoint and summary.json are in {record.run_dir} on each node"
-    )
+    cluster.stop(_inventory(inventory), timeout)

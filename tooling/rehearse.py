@@ -14,12 +14,12 @@ from typing import Any
 
 from ddp.atomic import atomic_write_text
 from tooling.console import CheckFailed, ToolingError, console
-from tooling.deploy import DeployRequest, deploy
-from tooling.inventory import load_inventory, ssh_targets
-from tooling.phases import PhasePlan
-from tooling.remote import run_command
+from tooling.job.cluster import ClusterJob
+from tooling.job.deploy import DeployRequest
+from tooling.plan.phases import PhasePlan
 from tooling.sandbox import cluster
 from tooling.sandbox.settings import SandboxSettings
+from tooling.verify.cli import preflight
 
 # Small enough that 4 processes per node train at a useful pace on a 2-core machine.
 REHEARSAL_SETTINGS = [
@@ -53,29 +53,14 @@ def ensure_sandbox(plan: PhasePlan, phase_name: str) -> Path:
     return settings.inventory_dir
 
 
-def fetch_summary(inventory: Path, host: str, run_dir: str, timeout_s: float) -> dict[str, Any]:
-    target = ssh_targets(load_inventory(inventory), [host])[0]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = run_command(target, f"cat {run_dir}/summary.json")
-        if result.rc == 0:
-            summary: dict[str, Any] = json.loads(result.stdout)
-            if summary["status"] != "running":
-                return summary
-        elif result.error:
-            raise CheckFailed(f"cannot read the run's summary on {host}: {result.error}")
-        time.sleep(3)
-    raise CheckFailed(f"the run did not finish within {timeout_s:.0f} s", hint="see `tooling status`")
-
-
 def rehearse_on_sandbox(
     plan: PhasePlan, phase_name: str, steps: int, overrides: list[str], output_dir: Path, timeout_s: float
 ) -> tuple[dict[str, Any], Path]:
     inventory = ensure_sandbox(plan, phase_name)
     run_id = f"rehearsal-phase{phase_name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     sets = [*REHEARSAL_SETTINGS, *rehearsal_settings(steps), *overrides]
-    record = deploy(DeployRequest(phase=phase_name, inventory=inventory, overrides=sets, run_id=run_id), plan)
-    summary = fetch_summary(inventory, record.hosts[0], record.run_dir, timeout_s)
+    request = DeployRequest(phase=phase_name, inventory=inventory, overrides=sets, run_id=run_id)
+    summary = ClusterJob.start(request, plan, preflight).wait(timeout_s)
     local = output_dir / run_id / "summary.json"
     atomic_write_text(local, json.dumps(summary, indent=2) + "\n")
     if summary["status"] != "completed":

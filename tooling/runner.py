@@ -24,7 +24,8 @@ from ansible_runner.exceptions import AnsibleRunnerException
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
-from tooling.phases import load_phases, site_phases_file
+from tooling.home import rotate_artifacts
+from tooling.plan.phases import load_phases, site_phases_file
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,11 @@ class RunResult:
 
     def hard_failures(self) -> list[HostFailure]:
         return [f for f in self.failures if not f.ignored]
+
+    def published(self, key: str) -> dict[str, Any]:
+        """What the playbook published under `key` with `set_stats` (per_host: false); {} when nothing."""
+        value = self.custom_stats.get(key)
+        return dict(value) if isinstance(value, Mapping) else {}
 
 
 def failure_message(res: Mapping[str, Any]) -> str:
@@ -358,6 +364,7 @@ def run_playbook(
     if site_phases is not None:
         load_phases()  # the same file; a bad plan stops here, named, instead of half-way through a play
 
+    rotate_artifacts(Path(runs_dir).resolve())  # keep the last TOOLING_KEEP_ARTIFACTS runs' artifacts
     private_data_dir = Path(runs_dir).resolve() / _new_ident(label)
     private_data_dir.mkdir(parents=True, exist_ok=False)
     ansible_cfg = project / "ansible.cfg"

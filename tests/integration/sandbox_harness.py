@@ -7,24 +7,33 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class Sandbox:
-    def __init__(self, tmp: Path, prefix: str, subnet: str) -> None:
+    def __init__(self, tmp: Path, prefix: str, subnet: str, kept: bool = False) -> None:
         self.tmp = tmp
         self.prefix = prefix
         self.subnet = subnet
+        # A cluster kept between test sessions (DDP_ITEST_KEEP_DIR): the last test leaves it up.
+        self.kept = kept
         self.state_dir = tmp / "state"
         self.inventory = tmp / "inventory"
         self.runs = tmp / "runs"
+        # The operator's state (deployment records, decisions, soaks) of every `tooling` the tests run.
+        self.home = tmp / "home"
+        # What the session fixture saw: `sandbox up`'s output and the first provisioning's result.
+        self.first_up: subprocess.CompletedProcess[str] | None = None
+        self.first_provisioning: Any = None
         self.env = {
             **os.environ,
             "DDP_SANDBOX_PREFIX": prefix,
             "DDP_SANDBOX_SUBNET": subnet,
             "DDP_SANDBOX_STATE_DIR": str(self.state_dir),
             "DDP_SANDBOX_INVENTORY": str(self.inventory),
+            "TOOLING_HOME": str(self.home),
             "COLUMNS": "200",  # keep rich tables on one line per row
         }
 
@@ -37,6 +46,20 @@ class Sandbox:
     def run(self, command: list[str], timeout: int = 900) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def site(self, limit: str, label: str) -> Any:
+        """`site.yml -l LIMIT` on this cluster through ansible-runner, as `tooling deploy` provisions."""
+        from tooling.runner import run_playbook
+
+        return run_playbook(
+            "site.yml",
+            inventory=self.inventory,
+            runs_dir=self.runs,
+            limit=limit,
+            label=label,
+            progress=False,
+            timeout=2400,
         )
 
     def podman(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from tests.integration.trainer_harness import ROOT, free_port_block
 from tooling.cli import app
-from tooling.gates.prometheus import PrometheusClient, PrometheusError
+from tooling.prometheus_api import PrometheusClient, PrometheusError
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 RANKS = 4

@@ -1,5 +1,6 @@
 """`tooling soak --local` on a real 2-process torchrun job: a rank killed mid-soak is a restart with its
-cause, uptime falls below 100 % but not to 0, and the job ends with a final checkpoint."""
+cause, uptime falls below 100 % but not to 0, and the job ends with a final checkpoint. On a loaded machine
+the restart can outlast the window: the record counts it all the same (tooling/soak/uptime.py)."""
 
 from __future__ import annotations
 
@@ -52,12 +53,14 @@ def test_killed_rank_is_a_restart_with_its_cause_and_uptime_drops(tmp_path: Path
     sets = [arg for item in TINY for arg in ("--set", item)]
     command = [sys.executable, "-m", "tooling.cli", "soak", "--phase", "1", "--local", "--nproc", "2",
                "--duration", "40s", "--interval", "5s", "--run-id", SOAK_ID, *sets]  # fmt: skip
-    env = {**trainer_env(), "TOOLING_SOAK_DIR": str(tmp_path / "runs" / "soak")}
+    home = tmp_path / "home"  # the soak's state root: soak/<id>/ (state, record) and runs/<id>/ (the job)
+    env = {**trainer_env(), "TOOLING_HOME": str(home)}
     soak = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    state_path = tmp_path / "runs" / "soak" / SOAK_ID / "state.json"
-    rank1 = tmp_path / "runs" / SOAK_ID / "status" / "rank1.json"
+    soak_dir = home / "soak" / SOAK_ID
+    state_path = soak_dir / "state.json"
+    rank1 = home / "runs" / SOAK_ID / "status" / "rank1.json"
     killed: dict[str, Any] | None = None
     try:
         # Generous: on a loaded 2-core machine the two ranks' start (torch import, rendezvous) alone can take
@@ -66,8 +69,9 @@ def test_killed_rank_is_a_restart_with_its_cause_and_uptime_drops(tmp_path: Path
         while time.monotonic() < deadline and soak.poll() is None:
             state = _json(state_path) or {}
             status = _json(rank1) or {}
-            # Two looks into the soak (one interval up), past a checkpoint: kill rank 1 the hard way.
-            if len(state.get("samples", [])) >= 2 and status.get("step", 0) >= 150:
+            # Three looks into the soak (two intervals up: the window has two throughput figures even when
+            # the restart outlasts it, as it can under load), past a checkpoint: kill rank 1 the hard way.
+            if len(state.get("samples", [])) >= 3 and status.get("step", 0) >= 150:
                 os.kill(status["pid"], signal.SIGKILL)
                 killed = status
                 break
@@ -76,10 +80,11 @@ def test_killed_rank_is_a_restart_with_its_cause_and_uptime_drops(tmp_path: Path
             if soak.poll() is None:
                 soak.kill()
             pytest.fail(
-                "the soak never got two samples with rank 1 past step 150: "
+                "the soak never got three samples with rank 1 past step 150: "
                 f"state {_json(state_path)}, rank 1 {_json(rank1)}, output:\n{soak.communicate()[0][-4000:]}"
             )
-        output, _ = soak.communicate(timeout=120)
+        # The rest of the window, a wait past its end for a restart still under way, and the final stop.
+        output, _ = soak.communicate(timeout=180)
     finally:
         if soak.poll() is None:
             soak.kill()
@@ -87,7 +92,7 @@ def test_killed_rank_is_a_restart_with_its_cause_and_uptime_drops(tmp_path: Path
         _end_job(_json(state_path))
     assert soak.returncode == 0, output[-4000:]
 
-    record = json.loads((tmp_path / "runs" / "soak" / SOAK_ID / "soak.json").read_text())
+    record = json.loads((soak_dir / "soak.json").read_text())
     assert record["status"] == "completed" and record["world_size"] == 2
     assert record["end"] - record["start"] == pytest.approx(40.0)
 
@@ -107,4 +112,4 @@ def test_killed_rank_is_a_restart_with_its_cause_and_uptime_drops(tmp_path: Path
     assert final["status"] == "stopped" and final["stopped"] == "stopped cleanly (STOP file)"
     assert final["checkpoint_step"] == final["steps"] > killed["step"]
     assert Path(final["checkpoint_file"]).is_file()
-    assert "killed by SIGKILL" in (tmp_path / "runs" / "soak" / SOAK_ID / "soak.md").read_text()
+    assert "killed by SIGKILL" in (soak_dir / "soak.md").read_text()

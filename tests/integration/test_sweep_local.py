@@ -11,9 +11,8 @@ from typer.testing import CliRunner
 
 from ddp.config import load_config
 from tooling.cli import app
-from tooling.phases import load_phases
+from tooling.plan.phases import load_phases
 from tooling.sweep import cli as sweep_cli
-from tooling.sweep import production
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +32,7 @@ def test_local_sweep_then_lock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     plan = load_phases()
     plan.phases["1"] = plan.phases["1"].model_copy(update={"nproc_per_node": 2})
     monkeypatch.setattr(sweep_cli, "load_phases", lambda: plan)
-    monkeypatch.setattr(production, "PRODUCTION_DIR", tmp_path / "production")
+    monkeypatch.setenv("TOOLING_HOME", str(tmp_path))  # locked configs: tmp_path/production
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     sweeps = tmp_path / "sweeps"
     sets = [arg for item in TINY for arg in ("--set", item)]

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from ddp.ports import free_port_block  # noqa: F401  (the tests import it from here)
-from tooling.local_run import standalone_torchrun
+from tooling.job.torchrun import standalone_torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -30,6 +30,8 @@ def run_local_playbook(
     env = {
         **os.environ,
         "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        # The project's filters (plugins/filter), which its ansible.cfg registers.
+        "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins" / "filter"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible-tmp"),

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from tooling.home import HOME_ENV
+from tooling.job import production
 from tooling.sweep import cli as sweep_cli
-from tooling.sweep import production
 from tooling.sweep.trials import TrialResult, TrialSpec
 
 
@@ -68,10 +69,9 @@ class FakeTrials:
 
 
 def use_production_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Locked configs go to a scratch directory, never into the project's ddp/configs/production."""
-    folder = tmp_path / "production"
-    monkeypatch.setattr(production, "PRODUCTION_DIR", folder)
-    return folder
+    """The test's own state root: locked configs are then <tmp_path>/production."""
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    return production.directory()
 
 
 def install_fake(monkeypatch: pytest.MonkeyPatch, fake: FakeTrials) -> FakeTrials:

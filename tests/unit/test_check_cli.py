@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
 from ddp.checkpoint import CheckpointStore
-from tooling import deployment
 from tooling.check import cli as check_cli
 from tooling.check import nodes, snapshots
 from tooling.check.prom import CheckPrometheus, PrometheusError
+from tooling.cli import app
+from tooling.job import records
 from tooling.remote import RemoteResult, SshTarget
 
 INVENTORY: dict[str, Any] = {
@@ -148,7 +148,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeNodes,
     inventory = tmp_path / "inventory"
     inventory.mkdir()
     runs = tmp_path / "runs"
-    record = deployment.Deployment(
+    record = records.Deployment(
         phase="2a",
         group="phase2a",
         run_id="phase2a-test",
@@ -157,7 +157,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeNodes,
         run_root="/var/lib/ddp/runs",
         world_size=8,
     )
-    deployment.save(record, runs / "deployments")
+    records.save(record, runs / "deployments")
     fake_nodes, fake_prometheus = FakeNodes(), FakePrometheus()
     monkeypatch.setattr(check_cli, "load_inventory", lambda path: INVENTORY)
     monkeypatch.setattr(nodes, "run_command", fake_nodes)
@@ -168,21 +168,10 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeNodes,
     return fake_nodes, fake_prometheus, tmp_path
 
 
-def app() -> typer.Typer:
-    application = typer.Typer()
-    application.command("check")(check_cli.check_command)
-
-    @application.callback()
-    def main() -> None:  # keeps `check` a subcommand, as in tooling.cli
-        pass
-
-    return application
-
-
 def invoke(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any] | None, str]:
     result = CliRunner().invoke(
-        app(),
-        ["check", "--inventory", str(tmp_path / "inventory"), "--runs-dir", str(tmp_path / "runs"), *args],
+        app,
+        ["--home", str(tmp_path / "runs"), "check", "--inventory", str(tmp_path / "inventory"), *args],
         catch_exceptions=False,
     )
     document = json.loads(result.stdout) if "--json" in args and result.stdout.startswith("{") else None
@@ -307,7 +296,7 @@ def test_disk_trend_from_prometheus_and_from_yesterdays_snapshot(
     record = json.loads(Path(document["snapshot"]).read_text().splitlines()[-1])
     record["ts"] -= 86400
     record["disk"]["node2"]["avail_bytes"] += 14 * (1 << 30)
-    assert snapshots.append(tmp_path / "runs", record) != Path(document["snapshot"])
+    assert snapshots.append(tmp_path / "runs" / "checks", record) != Path(document["snapshot"])
     fake_prometheus.slopes = {}
     code, document, _ = invoke(tmp_path, "--json", "-s", "morning")
     assert document is not None
@@ -396,8 +385,8 @@ def test_real_commands_on_this_machine(tmp_path: Path, monkeypatch: pytest.Monke
         "_meta": {"hostvars": {"node1": {"ansible_host": "127.0.0.1", "pytorch_venv_path": venv}}},
         "phase1": {"hosts": ["node1"]},
     }
-    deployment.save(
-        deployment.Deployment("1", "phase1", "local-run", str(inventory), ["node1"], str(run_root), 4),
+    records.save(
+        records.Deployment("1", "phase1", "local-run", str(inventory), ["node1"], str(run_root), 4),
         tmp_path / "runs" / "deployments",
     )
     monkeypatch.setattr(check_cli, "load_inventory", lambda path: local)

@@ -22,7 +22,8 @@ from tooling.check.parsers import (
 )
 from tooling.check.schedules import Thresholds
 from tooling.check.trend import Trend, daily_points, from_snapshots, slope
-from tooling.jobstatus import NodeReport
+from tooling.findings import Finding, counts
+from tooling.job.status import NodeReport
 
 T = Thresholds()
 GiB = 1 << 30
@@ -58,10 +59,10 @@ def healthy() -> list[NodeReport]:
 def test_job_running_passes_and_partial_names_the_unreachable_node() -> None:
     row = judge.judge_job("r1", healthy(), 8)
     assert (row.status, row.measured) == ("PASS", "running, 8/8 ranks")
-    assert "step 120/3000" in row.detail
+    assert "step 120/3000" in row.reason
     down = [node("node1", 0), NodeReport("node2", [], None, "root@10.0.0.12:22: No route to host")]
     row = judge.judge_job("r1", down, 8)
-    assert row.status == "FAIL" and "node2: root@10.0.0.12:22: No route to host" in row.detail
+    assert row.status == "FAIL" and "node2: root@10.0.0.12:22: No route to host" in row.reason
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,7 @@ def test_job_running_passes_and_partial_names_the_unreachable_node() -> None:
 )
 def test_job_states(reports: list[NodeReport], status: str, word: str) -> None:
     row = judge.judge_job("r1", reports, 8)
-    assert row.status == status and word in row.detail
+    assert row.status == status and word in row.reason
 
 
 def test_ranks_missing_stale_and_unreachable_fail() -> None:
@@ -83,12 +84,12 @@ def test_ranks_missing_stale_and_unreachable_fail() -> None:
     assert (full.status, full.measured) == ("PASS", "4/4 ranks")
     missing = NodeReport("node2", node("node2", 4).ranks[:3], NOW)
     row = judge.judge_ranks(missing, 4, "running", T.rank_stale_s)
-    assert row.status == "FAIL" and "local rank(s) 3" in row.detail
+    assert row.status == "FAIL" and "local rank(s) 3" in row.reason
     stale = NodeReport("node2", [*node("node2", 4).ranks[:3], rank(7, "node2", updated_at=NOW - 600)], NOW)
     row = judge.judge_ranks(stale, 4, "running", T.rank_stale_s)
-    assert row.status == "FAIL" and "rank 7 (node2) silent for 600 s" in row.detail
+    assert row.status == "FAIL" and "rank 7 (node2) silent for 600 s" in row.reason
     row = judge.judge_ranks(NodeReport("node2", [], None, "timed out"), 4, "partial", T.rank_stale_s)
-    assert (row.status, row.detail) == ("FAIL", "timed out")
+    assert (row.status, row.reason) == ("FAIL", "timed out")
 
 
 def test_completed_ranks_are_not_stale() -> None:
@@ -103,7 +104,7 @@ def test_balance_bands(slow_rate: float, status: str) -> None:
     row = judge.judge_balance(reports, T)
     assert row.status == status
     assert row.data["ratio"] == pytest.approx(100.0 / slow_rate)
-    assert "slowest rank 7 (node2)" in row.detail
+    assert "slowest rank 7 (node2)" in row.reason
 
 
 def test_balance_prefers_reported_step_time_and_skips_without_rates() -> None:
@@ -135,7 +136,7 @@ def test_alerts_firing_now(alerts: list[Alert], status: str) -> None:
     row = judge.judge_alerts_now(alerts)
     assert row.status == status
     if status != "PASS":
-        assert "(node2)" in row.detail
+        assert "(node2)" in row.reason
 
 
 def test_alert_history_lists_what_fired() -> None:
@@ -148,7 +149,7 @@ def test_alert_history_lists_what_fired() -> None:
         24,
     )
     assert row.status == "WARN" and row.measured == "2 fired"
-    assert "NodeDown (node2) ~12 min; TrainerStalled (node1) ~3 min" in row.detail
+    assert "NodeDown (node2) ~12 min; TrainerStalled (node1) ~3 min" in row.reason
 
 
 def test_prometheus_not_reached_is_never_a_pass() -> None:
@@ -188,7 +189,7 @@ def test_time_to_full_from_a_falling_trend(avail: float, status: str, text: str)
 def test_trend_not_filling_and_unknown() -> None:
     assert judge.judge_trend("node1", usage(10), Trend(1.0, "x"), "", T).measured == "not filling"
     row = judge.judge_trend("node1", usage(10), None, "first snapshot", T)
-    assert (row.status, row.detail) == ("SKIP", "first snapshot")
+    assert (row.status, row.reason) == ("SKIP", "first snapshot")
 
 
 def snapshot(ts: float, avail: float, inventory: str = "/inv", mount: str = "/") -> dict[str, Any]:
@@ -232,7 +233,7 @@ def ckpt(verdict: str, ok: bool = True, problem: str | None = None) -> Checkpoin
 
 def test_checkpoint_verdicts() -> None:
     good = judge.judge_checkpoint("node1", ckpt("ok"), NOW)
-    assert good.status == "PASS" and good.measured == "step-000000060.pt" and "saved 5 min ago" in good.detail
+    assert good.status == "PASS" and good.measured == "step-000000060.pt" and "saved 5 min ago" in good.reason
     bad = judge.judge_checkpoint(
         "node1", ckpt("corrupt", False, "/runs/r/checkpoints/step-000000060.pt: sha256")
     )
@@ -258,30 +259,30 @@ def test_network_rows_per_endpoint() -> None:
     assert [r.status for r in rows] == ["PASS", "WARN", "FAIL", "FAIL"]
     assert (
         "-> node1 10.0.0.11:29400 (rendezvous): Connection refused; node1 does not listen on 29400"
-        in rows[2].detail
+        in rows[2].reason
     )
-    assert "printed nothing" in rows[3].detail
+    assert "printed nothing" in rows[3].reason
 
 
 def test_thermal_skip_warn_fail() -> None:
     none = judge.judge_thermal("node1", ThermalReport(), T)
-    assert none.status == "SKIP" and "no readable /sys/class/thermal sensor" in none.detail
+    assert none.status == "SKIP" and "no readable /sys/class/thermal sensor" in none.reason
     broken = judge.judge_thermal("node1", ThermalReport(nvidia_smi=True, nvidia_error="driver not loaded"), T)
-    assert broken.status == "WARN" and "driver not loaded" in broken.detail
+    assert broken.status == "WARN" and "driver not loaded" in broken.reason
     warm = judge.judge_thermal("node1", ThermalReport([Zone("z0", "x86_pkg_temp", 88.0)]), T)
-    assert warm.status == "WARN" and "x86_pkg_temp at 88 C" in warm.detail
+    assert warm.status == "WARN" and "x86_pkg_temp at 88 C" in warm.reason
     cool_zone = [Zone("z0", "acpitz", 40.0)]
     assert judge.judge_thermal("node1", ThermalReport(cool_zone), T).status == "PASS"
     throttled = ThermalReport(cool_zone, [Gpu(0, "H100", 70.0, 0x0), Gpu(1, "H100", 75.0, 0x40)], True)
     row = judge.judge_thermal("node1", throttled, T)
-    assert row.status == "FAIL" and "GPU1 HW thermal slowdown" in row.detail
+    assert row.status == "FAIL" and "GPU1 HW thermal slowdown" in row.reason
     idle = ThermalReport(cool_zone, [Gpu(0, "H100", 40.0, 0x1)], True)  # GPU idle: not heat
     assert judge.judge_thermal("node1", idle, T).status == "PASS"
 
 
 def test_overall_and_counts() -> None:
-    rows = [judge.Row("a", "h", s, "", "", "") for s in ("PASS", "SKIP", "WARN")]
+    rows = [Finding("h", "a", s, "", "", "") for s in ("PASS", "SKIP", "WARN")]
     assert judge.overall(rows) == "WARN"
-    assert judge.overall([*rows, judge.Row("b", "h", "FAIL", "", "", "")]) == "FAIL"
-    assert judge.overall([judge.Row("a", "h", "SKIP", "", "", "")]) == "SKIP"
-    assert judge.counts(rows) == {"PASS": 1, "WARN": 1, "FAIL": 0, "SKIP": 1}
+    assert judge.overall([*rows, Finding("h", "b", "FAIL", "", "", "")]) == "FAIL"
+    assert judge.overall([Finding("h", "a", "SKIP", "", "", "")]) == "SKIP"
+    assert counts(rows) == {"PASS": 1, "WARN": 1, "FAIL": 0, "SKIP": 1}

@@ -16,7 +16,7 @@ NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 def test_records_append_one_line_each_to_the_utc_day_file(tmp_path: Path) -> None:
     first = snapshots.append(tmp_path, {"ts": NOW, "verdict": "PASS"})
     second = snapshots.append(tmp_path, {"ts": NOW + 60, "verdict": "FAIL"})
-    assert first == second == tmp_path / "checks" / "2027-01-15.jsonl"
+    assert first == second == tmp_path / "2027-01-15.jsonl"
     lines = first.read_text().splitlines()
     assert [json.loads(line)["verdict"] for line in lines] == ["PASS", "FAIL"]
     tomorrow = snapshots.append(tmp_path, {"ts": NOW + 86400, "verdict": "WARN"})
@@ -41,7 +41,7 @@ def test_a_crash_while_writing_leaves_the_day_file_as_it_was(
 
 def test_readers_skip_lines_they_cannot_parse(tmp_path: Path) -> None:
     path = snapshots.day_file(tmp_path, NOW)
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{"ts": 1, "n": 1}\n{"ts": 2, "n": tor')  # hand-edited, no final newline
     snapshots.append(tmp_path, {"ts": NOW, "n": 3})
     assert [r["n"] for r in snapshots.read_day(path)] == [1, 3]

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_deploy_plan import NESTED
-from tooling import deploy as deploy_module
-from tooling import deployment
 from tooling.console import ToolingError
-from tooling.deploy import DeployRequest, fallback_request
-from tooling.phases import load_phases
+from tooling.job import deploy as deploy_module
+from tooling.job import records
+from tooling.job.deploy import DeployRequest, fallback_request
+from tooling.plan.phases import load_phases
 
 
 @pytest.fixture
@@ -23,8 +23,8 @@ def inventory_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def _record(
     inventory: Path, state: Path, phase: str = "2a", hosts: tuple[str, ...] = ("node1", "node2")
 ) -> None:
-    deployment.save(
-        deployment.Deployment(
+    records.save(
+        records.Deployment(
             phase=phase,
             group=f"phase{phase}",
             run_id="phase2a-20261125-120000",

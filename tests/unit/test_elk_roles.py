@@ -8,7 +8,9 @@
   input on the configured port, an elasticsearch output with TLS and the CA path;
 - Filebeat's input glob matches the trainer's real log layout, and a line written by the trainer's own logger
   is valid JSON carrying the ECS fields Filebeat's ndjson parser (expand_keys) turns into one document;
-- the preflight checks refuse 0.0.0.0 and a missing password source, with their messages.
+- the preflight checks refuse 0.0.0.0 and a missing password source, with their messages;
+- each role's own include of the shared Elastic repository (package_source elastic_repo), run in check mode,
+  writes the same deb822 definition with Signed-By naming the key file, and a Filebeat-only node gets the key.
 """
 
 from __future__ import annotations
@@ -512,7 +514,7 @@ def _write_trainer_logs(run_root: Path) -> list[Path]:
     for run, rank, local_rank in [("phase2a", 4, 0), ("phase2a", 5, 1), ("phase2b-retry", 11, 3)]:
         log_dir = run_root / run / "logs"
         logger = setup_logging(log_dir, _dist_env(rank, local_rank), run, "INFO")
-        # The same call shape as the trainer's heartbeat (ddp/trainer.py).
+        # The same call shape as the trainer's heartbeat (ddp/telemetry.py).
         logging.getLogger("ddp.trainer").info(
             "step %d/%d loss %.4f %.1f samples/s (job) sigma %.1f",
             40,
@@ -756,3 +758,111 @@ def test_kibana_and_logstash_read_what_elasticsearch_writes() -> None:
         assert defaults[f"{role}_elasticsearch_ca_remote_file"] == ca
         expected = f"{{{{ elasticsearch_secrets_dir | default('{secrets}') }}}}/{user}.password"
         assert defaults[f"{role}_elasticsearch_password_file"] == expected
+
+
+# --- one Elastic repository for every role (package_source elastic_repo) ---------------------------------
+
+ELASTIC_KEY_FILE = "/etc/apt/keyrings/elastic-8.x.asc"
+TEST_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\nTEST-ONLY\n-----END PGP PUBLIC KEY BLOCK-----\n"
+# Where each role runs in the production layout: the monitoring host, or a node running Filebeat only.
+ROLE_HOSTS = {"elasticsearch": "monitor1", "logstash": "monitor1", "kibana": "monitor1", "filebeat": "node1"}
+
+
+def _shared_include(role: str, entry: str) -> dict[str, Any]:
+    """The role's own task that includes package_source's `entry`, as its install.yml writes it."""
+    path = ROOT / "roles" / role / "tasks" / "install.yml"
+    tasks = yaml.safe_load(path.read_text())
+    wanted = {"name": "package_source", "tasks_from": entry}
+    found = [t for t in tasks if t.get("ansible.builtin.include_role") == wanted]
+    assert len(found) == 1, (
+        f"{path.relative_to(ROOT)}: expected one include of package_source {entry}, got {found}"
+    )
+    return found[0]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def elastic_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Each role's include of elastic_repo, run in check mode (nothing is written) on the host it runs on in
+    production, each with only its own role's variables: what its key and repository tasks would write."""
+    if not Path("/etc/debian_version").exists():
+        pytest.skip("the APT tasks run on a Debian-family host only")
+    tmp_path = tmp_path_factory.mktemp("elastic-repo")
+    key = tmp_path / "GPG-KEY-elasticsearch"
+    key.write_text(TEST_KEY)
+    results = tmp_path / "results"
+    results.mkdir()
+    plays = [
+        {
+            "name": f"The {role} role's Elastic repository",
+            "hosts": host,
+            "gather_facts": True,
+            "gather_subset": ["!all", "!min", "distribution"],
+            "vars_files": [
+                str(ROOT / "roles" / role / "defaults" / "main.yml"),
+                str(ROOT / "roles" / role / "vars" / "main.yml"),
+            ],
+            "tasks": [
+                _shared_include(role, "elastic_repo"),
+                {
+                    "name": "Record what the key and repository tasks would write",
+                    "ansible.builtin.copy": {
+                        "content": "{{ {'key': _package_source_elastic_key,"
+                        " 'repo': _package_source_elastic_apt_repo} | to_json }}",
+                        "dest": str(results / f"{role}.json"),
+                        "mode": "0644",
+                    },
+                    "check_mode": False,
+                },
+            ],
+        }
+        for role, host in ROLE_HOSTS.items()
+    ]
+    # A site mirroring Elastic sets the elasticsearch role's key URL once; every role follows it.
+    proc = run_local_playbook(
+        tmp_path,
+        plays,
+        "-i",
+        str(_inventory(tmp_path)),
+        "--check",
+        "--diff",
+        "-e",
+        f"elasticsearch_repo_gpg_key_url=file://{key}",
+    )
+    assert proc.returncode == 0, f"ansible-playbook failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    return {role: json.loads((results / f"{role}.json").read_text()) for role in ROLE_HOSTS}
+
+
+def _sources_diff(result: dict[str, Any]) -> dict[str, Any]:
+    diff = result["repo"]["diff"]
+    return diff[0] if isinstance(diff, list) else diff  # type: ignore[no-any-return]
+
+
+def test_every_elastic_role_writes_the_same_signed_repository(
+    elastic_repo: dict[str, dict[str, Any]],
+) -> None:
+    written = {role: str(_sources_diff(result)["after"]) for role, result in elastic_repo.items()}
+    assert len(set(written.values())) == 1, "the roles write different repository definitions:\n" + "\n".join(
+        f"--- {role}\n{text}" for role, text in written.items()
+    )
+    fields = dict(
+        line.split(": ", 1) for line in written["filebeat"].splitlines() if line and not line.startswith("#")
+    )
+    assert fields == {
+        "X-Repolib-Name": "elastic-8.x",
+        "Types": "deb",
+        "URIs": "https://artifacts.elastic.co/packages/8.x/apt",
+        "Suites": "stable",
+        "Components": "main",
+        "Signed-By": ELASTIC_KEY_FILE,
+    }
+
+
+def test_a_filebeat_only_node_gets_the_key(elastic_repo: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    inventory = yaml.safe_load(_inventory(tmp_path).read_text())
+    groups = {name for name, group in inventory["all"]["children"].items() if "node1" in group["hosts"]}
+    assert groups == {"filebeat"}
+    key = elastic_repo["filebeat"]["key"]
+    assert not key.get("skipped"), "the filebeat role skipped the key download"
+    assert key["dest"] == ELASTIC_KEY_FILE and key["changed"], key
+    # The key the elasticsearch role's mirror setting names, on a host where that role never runs.
+    assert key["url"].startswith("file://") and key["url"].endswith("/GPG-KEY-elasticsearch")

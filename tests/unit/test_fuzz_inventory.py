@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.unit.fuzz_documents import key_paths, with_value
 from tooling.console import ToolingError
 from tooling.inventory import check_inventory_files, load_inventory, phase_hosts
-from tooling.phases import load_phases
+from tooling.plan.phases import load_phases
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = load_phases()
@@ -336,7 +336,8 @@ DEPLOY_CASES = [
 # deploy must not get as far as connecting to a node.
 DEPLOY = """
 import sys
-import tooling.deploy
+import tooling.job.cluster
+import tooling.job.deploy
 import tooling.verify.cli
 
 MARK = sys.argv[1]
@@ -345,7 +346,7 @@ def connect(*args, **kwargs):
     open(MARK, "w").close()
     raise SystemExit(99)
 
-tooling.deploy.run_playbook = tooling.verify.cli.run_playbook = connect
+tooling.job.deploy.run_playbook = tooling.job.cluster.run_playbook = tooling.verify.cli.run_playbook = connect
 sys.argv = ["tooling", *sys.argv[2:]]
 from tooling.cli import main
 main()

@@ -1,5 +1,5 @@
 """Bad phase files, generated and hand-picked: each is a ConfigError naming the file and the key, and the
-port and link rules hold exactly (checked against an oracle written independently of tooling/phases.py).
+port and link rules hold exactly (checked against an oracle written independently of tooling/plan/phases.py).
 
 `load_phases(path)` is how another phase file is read; the CLI and the playbooks always use
 tooling/phases.yml.
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ddp.config_errors import ConfigError, parse_yaml
 from tests.unit.fuzz_documents import key_paths, with_value
-from tooling.phases import DEFAULT_PHASES_FILE, load_phases
+from tooling.plan.phases import DEFAULT_PHASES_FILE, load_phases
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PLAN: dict[str, Any] = parse_yaml(DEFAULT_PHASES_FILE.read_text())

@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from ddp.config_errors import ConfigError
-from tooling.gates.bounds import Bound, parse_bound
-from tooling.gates.criteria import specs_of
 from tooling.gates.site import effective_criteria, load_site
-from tooling.phases import DEFAULT_PHASES_FILE, load_phases
+from tooling.plan.bounds import Bound, parse_bound
+from tooling.plan.criteria import specs_of
+from tooling.plan.phases import DEFAULT_PHASES_FILE, load_phases
 
 
 def _bounds(phase: str) -> dict[str, tuple[str, float, str, float]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tooling.gates.prometheus import increase, parse_duration, uptime
+from tooling.gates.prometheus import increase, uptime
+from tooling.prometheus_api import parse_duration
 
 
 def test_increase_counts_through_a_restart() -> None:

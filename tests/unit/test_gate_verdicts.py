@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from tests.unit.fixtures.gates.recorded import baseline_of, recorded, run_gate, verdicts
-from tooling.gates.bounds import Bound
-from tooling.gates.evidence import Measurement
 from tooling.gates.judge import judge
 from tooling.gates.scaling import Baseline, compute
 from tooling.gates.site import Criterion
+from tooling.plan.bounds import Bound
+from tooling.plan.measurements import Measurement
 
 THROUGHPUT = Criterion("throughput", Bound(">=", 270), Bound(">=", 250))
 SIGMA = Criterion("throughput_sigma", Bound("<", 10), Bound("<", 20))

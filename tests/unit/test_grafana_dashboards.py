@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tooling.dashboards import OUTPUT_DIR, drift, queries, render_all, substitute, write
+from tooling.dashboards import OUTPUT_DIR, common, drift, queries, render_all, substitute, write
 from tooling.dashboards.__main__ import main
 from tooling.dashboards.build import NODE_EXPORTER_METRICS
-from tooling.dashboards.model import DATASOURCE_UID, GRID_WIDTH
+from tooling.dashboards.common import DATASOURCE_UID, GRID_WIDTH
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "roles" / "prometheus" / "files" / "rules"
@@ -168,7 +168,9 @@ def test_panels_have_ids_datasource_and_queries(name: str) -> None:
             assert target["datasource"]["uid"] == DATASOURCE_UID, where
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert set(variables) == {"phase", "node"}, name
-    assert variables["phase"]["definition"].startswith("label_values(")
+    for variable in variables.values():
+        assert variable["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, name
+        assert variable["query"]["query"].startswith("label_values("), f"{name}: ${variable['name']}"
 
 
 @pytest.mark.parametrize("name", [p.name for p in DASHBOARD_FILES])
@@ -182,6 +184,22 @@ def test_panels_fit_the_grid_without_overlap(name: str) -> None:
         }
         assert not covered & cells, f"{name}: {panel['title']!r} overlaps another panel"
         cells |= covered
+
+
+def test_a_panel_past_the_grid_edge_is_refused() -> None:
+    # The SDK lays panels out left to right but would place this one at columns 12-30 instead of wrapping.
+    panels = [
+        common.timeseries_panel(title, [common.query("up")], width=width)
+        for title, width in (("a", 12), ("b", 18))
+    ]
+    with pytest.raises(ValueError, match=r"dashboard t: panel 'b' spans columns 12-30; the grid is 24 wide"):
+        common.dashboard("t", "T", "", panels)
+
+
+def test_repeated_panel_titles_are_refused() -> None:
+    panels = [common.timeseries_panel("same", [common.query("up")]) for _ in range(2)]
+    with pytest.raises(ValueError, match=r"dashboard t: panel titles used twice: \['same'\]"):
+        common.dashboard("t", "T", "", panels)
 
 
 def test_datasource_uid_matches_the_role() -> None:

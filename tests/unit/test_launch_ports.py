@@ -2,7 +2,9 @@
 job needs is taken on its node, and says which port, which setting it comes from and who holds it.
 
 The template is rendered with jinja2 the way Ansible renders it (trim_blocks, the `quote` filter), with the
-facts tasks/phase.yml derives; the rendered script runs here against sockets this test holds open.
+launch tasks/phase.yml derives (tooling.plan.launch.derive_launch, what its `ddp_launch` filter returns);
+the rendered script runs here, and its port check (`python -m ddp.preflight`) against sockets this test
+holds open.
 """
 
 from __future__ import annotations
@@ -19,12 +21,29 @@ from typing import Any
 
 import jinja2
 import pytest
+import yaml
 
 from ddp.ports import free_port_block
+from tooling.plan.launch import derive_launch
+from tooling.plan.phases import DEFAULT_PHASES_FILE, PhasePlan
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "roles" / "ddp_trainer" / "templates"
 NPROC = 3
+ADDRESSES = {"node1": "192.0.2.11", "node2": "192.0.2.12"}
+
+
+def launch_vars(rdzv_port: int, base_port: int, rendezvous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Phase 2a of the project's plan with this test's ports and NPROC ranks a node, derived as the role
+    derives it."""
+    data = yaml.safe_load(DEFAULT_PHASES_FILE.read_text())
+    for phase in data["phases"].values():
+        phase["nproc_per_node"] = NPROC
+    data["rendezvous"] = {**data["rendezvous"], "port": rdzv_port, **(rendezvous or {})}
+    data["metrics"] = {"base_port": base_port}
+    groups = {"nodes": ["node1", "node2"], "phase1": ["node1"], "phase2a": ["node2", "node1"]}
+    hostvars = {host: {"ansible_host": address} for host, address in ADDRESSES.items()}
+    return derive_launch(PhasePlan.model_validate(data), groups, hostvars, phase="2a").as_vars()
 
 
 def render(
@@ -54,20 +73,7 @@ def render(
         "_ddp_trainer_env_file": str(tmp / "trainer.env"),
         "_ddp_trainer_run_env_file": str(tmp / "run.env"),
         "_ddp_trainer_run_args_file": str(tmp / "run.args"),
-        "_ddp_trainer_rdzv_host": "node1",
-        "_ddp_trainer_plan": {"rendezvous": {"port": rdzv_port, **(rendezvous or {})}},
-        "_ddp_trainer_launch": {
-            "phase": "2a",
-            "hosts": ["node1", "node2"],
-            "nproc_per_node": NPROC,
-            "nnodes": "2:2",
-            "rdzv_backend": "c10d",
-            "rdzv_endpoint": f"127.0.0.1:{rdzv_port}",
-            "join_timeout_s": 120,
-            "max_restarts": 3,
-            "monitor_interval_s": 1,
-            "metrics_base_port": base_port,
-        },
+        "_ddp_trainer_launch": launch_vars(rdzv_port, base_port, rendezvous),
     }
     script = tmp / f"ddp-launch-{host}"
     script.write_text(env.get_template("ddp-launch.j2").render(**facts))
@@ -214,5 +220,5 @@ def test_rendezvous_timeouts_reach_torchrun(
     script = render(tmp_path, host="node1", rdzv_port=rdzv, base_port=base, rendezvous=rendezvous)
     argv = shlex.split(launch(script, "--dry-run").stdout)
     assert argv[argv.index("--rdzv-conf") + 1] == expected
-    assert argv[argv.index("--rdzv-endpoint") + 1] == f"127.0.0.1:{rdzv}"
+    assert argv[argv.index("--rdzv-endpoint") + 1] == f"{ADDRESSES['node1']}:{rdzv}"
     assert f"metrics.base_port={base}" in argv

@@ -10,7 +10,7 @@ import yaml
 
 from ddp.config import load_config
 from ddp.config_errors import ConfigError
-from tooling.phases import DEFAULT_PHASES_FILE, load_phases
+from tooling.plan.phases import DEFAULT_PHASES_FILE, load_phases
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ddp.config_errors import ConfigError
 from tests.unit.local_playbook import run_local_playbook
 from tooling.cli import app
-from tooling.phases import DEFAULT_PHASES_FILE, PHASES_FILE_ENV, load_phases
+from tooling.plan.phases import DEFAULT_PHASES_FILE, PHASES_FILE_ENV, load_phases
 from tooling.runner import run_playbook
 
 PLAYBOOK = """\

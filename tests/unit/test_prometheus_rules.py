@@ -25,6 +25,8 @@ import pytest
 import yaml
 
 from tests.unit.local_playbook import render_templates_task, run_local_playbook
+from tooling.plan.launch import derive_launch
+from tooling.plan.phases import load_phases
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM_ROLE = ROOT / "roles" / "prometheus"
@@ -333,11 +335,14 @@ def test_alertmanager_routes_with_webhook_and_email(rendered: dict[str, Path]) -
 # --- file_sd targets: exactly the phase's nodes and ranks --------------------------------------------
 
 
-def _inventory(tmp_path: Path) -> Path:
+def _inventory(tmp_path: Path, node_vars: dict[str, dict[str, Any]] | None = None) -> Path:
     """node1..node4 (nested phase groups as in tooling/phases.yml) and a monitoring host, all local."""
     nodes = [f"node{i}" for i in range(1, 5)]
+    hostvars = {
+        n: {"ansible_host": f"10.0.0.{i + 1}", **(node_vars or {}).get(n, {})} for i, n in enumerate(nodes)
+    }
     groups: dict[str, Any] = {
-        "nodes": {"hosts": {n: {"ansible_host": f"10.0.0.{i + 1}"} for i, n in enumerate(nodes)}},
+        "nodes": {"hosts": hostvars},
         "monitoring": {"hosts": {"monitor1": {"ansible_host": "10.0.0.100"}}},
     }
     for phase in PHASES["phases"].values():
@@ -348,7 +353,11 @@ def _inventory(tmp_path: Path) -> Path:
 
 
 def _write_targets(
-    tmp_path: Path, limit: str, extra: dict[str, Any] | None = None, *args: str
+    tmp_path: Path,
+    limit: str,
+    extra: dict[str, Any] | None = None,
+    *args: str,
+    node_vars: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[list[Any], list[Any]]:
     file_sd = tmp_path / "file_sd"
     user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
@@ -373,7 +382,15 @@ def _write_targets(
         ],
     }
     _ansible_playbook(
-        tmp_path, [play], "-i", str(_inventory(tmp_path)), "-l", limit, "-e", "@overrides.json", *args
+        tmp_path,
+        [play],
+        "-i",
+        str(_inventory(tmp_path, node_vars)),
+        "-l",
+        limit,
+        "-e",
+        "@overrides.json",
+        *args,
     )
     node = yaml.safe_load((file_sd / "node.yml").read_text())
     trainer = yaml.safe_load((file_sd / "trainer.yml").read_text())
@@ -410,8 +427,27 @@ def test_targets_follow_a_site_phases_file(tmp_path: Path) -> None:
     assert [t["targets"][0] for t in trainer] == expected
 
 
+def test_trainer_targets_are_the_node_addresses_the_launch_uses(tmp_path: Path) -> None:
+    """A node's training address (ddp_trainer_node_address) is where its ranks listen and what `tooling
+    deploy` records: the scrape targets come from the same derivation (tooling/plan/launch.py)."""
+    node_vars = {"node2": {"ddp_trainer_node_address": "172.16.0.2"}}
+    node, trainer = _write_targets(tmp_path, "phase2a", node_vars=node_vars)
+    groups = {"nodes": [f"node{i}" for i in range(1, 5)], "phase1": ["node1"], "phase2a": ["node1", "node2"]}
+    hostvars = {
+        "node1": {"ansible_host": "10.0.0.1"},
+        "node2": {"ansible_host": "10.0.0.2", **node_vars["node2"]},
+    }
+    launch = derive_launch(load_phases(), groups, hostvars, phase="2a")
+    assert [f"http://{t['targets'][0]}/metrics" for t in trainer] == launch.metrics_endpoints
+    assert {t["targets"][0].rsplit(":", 1)[0] for t in trainer} == {"10.0.0.1", "172.16.0.2"}
+    # node_exporter keeps ansible_host, where it listens.
+    assert [t["targets"][0] for t in node] == ["10.0.0.1:9100", "10.0.0.2:9100"]
+
+
 def test_targets_refuse_a_limit_that_is_no_phase(tmp_path: Path) -> None:
-    with pytest.raises(AssertionError, match="no phase matches the hosts of this play"):
+    with pytest.raises(
+        AssertionError, match="Cannot tell which phase to deploy: the play's hosts node1, node3 "
+    ):
         _write_targets(tmp_path, "node1,node3")
 
 

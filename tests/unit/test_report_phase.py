@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tests.unit.fixtures.gates.recorded import FIXTURES, recorded, run_gate
 from tooling.cli import app
-from tooling.phases import load_phases
+from tooling.plan.phases import load_phases
 from tooling.report import plots
 from tooling.report.build import phase_figures
 

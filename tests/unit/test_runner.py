@@ -240,6 +240,9 @@ def test_real_run_exposes_task_results_and_set_stats(real_run: tuple[Any, str, s
     assert result.task_results("Say hello")["localhost"]["stdout"] == "hello"
     assert result.task_results("Fail but carry on")["localhost"]["rc"] == 3
     assert result.custom_stats == {"seen": {"localhost": "yes"}}
+    # What a playbook publishes under one key, as tooling deploy reads launch.yml's `ddp_launch`.
+    assert result.published("seen") == {"localhost": "yes"}
+    assert result.published("never-published") == {}
 
 
 def test_real_run_keeps_artifacts(real_run: tuple[Any, str, str]) -> None:

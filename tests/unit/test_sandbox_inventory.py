@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tooling.phases import load_phases
+from tooling.plan.phases import load_phases
 from tooling.sandbox import inventory
 from tooling.sandbox.addresses import allocate
 from tooling.sandbox.settings import SandboxSettings

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from tooling import jobstatus
+from tooling.job import status
 from tooling.remote import RemoteResult, SshTarget
 from tooling.soak import jobs
 from tooling.soak.causes import explain
-from tooling.soak.jobs import ClusterJob, LocalJob
+from tooling.soak.jobs import ClusterSoakJob, LocalSoakJob
 
 KILL = "E1125 15:55:13.048000 4348 api.py:1002] failed (exitcode: -9) local_rank: 1 (pid: 4353) of binary: x"
 
@@ -30,8 +30,8 @@ while sys.argv[2] == "stubborn" or not stop.exists():
 """
 
 
-def local_job(tmp_path: Path, pid: int = 999_999) -> LocalJob:
-    return LocalJob("r1", tmp_path / "r1", tmp_path / "launcher.log", pid, 2)
+def local_job(tmp_path: Path, pid: int = 999_999) -> LocalSoakJob:
+    return LocalSoakJob("r1", tmp_path / "r1", tmp_path / "launcher.log", pid, 2)
 
 
 def test_launcher_log_is_read_once_line_by_line_keeping_failures(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_launcher_log_is_read_once_line_by_line_keeping_failures(tmp_path: Path)
         log.write("ed (exitcode: 1) local_rank: 0 (pid: 12) of binary: x\n")
     # The half line from the first look is read whole by the next; the earlier lines are not read again.
     assert job.observe().events == ["failed (exitcode: 1) local_rank: 0 (pid: 12) of binary: x"]
-    again = LocalJob.from_json({**job.to_json(), "position": job.position()})
+    again = LocalSoakJob.from_json({**job.to_json(), "position": job.position()})
     assert again.observe().events == []
 
 
@@ -67,10 +67,10 @@ def test_stop_uses_the_stop_file_then_signals_the_process_group(tmp_path: Path, 
     run_dir = tmp_path / "r1"
     run_dir.mkdir()
     command = [sys.executable, "-c", FAKE_TORCHRUN, str(run_dir), mode, "torch.distributed.run"]
-    job = LocalJob.launch(command, {}, run_dir, tmp_path / "launcher.log", 2)
+    job = LocalSoakJob.launch(command, {}, run_dir, tmp_path / "launcher.log", 2)
     try:
         # Found again from its saved state, as by `--resume` in a new process (not its parent).
-        found = LocalJob.from_json(job.to_json())
+        found = LocalSoakJob.from_json(job.to_json())
         deadline = time.monotonic() + 10
         while not found.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -84,7 +84,7 @@ def test_stop_uses_the_stop_file_then_signals_the_process_group(tmp_path: Path, 
 
 
 def test_cluster_journal_lines_are_new_only_and_name_their_node() -> None:
-    job = ClusterJob(Path("inv"), ["node1", "node2"], "r1", "/var/lib/ddp/runs/r1", 8)
+    job = ClusterSoakJob(Path("inv"), ["node1", "node2"], "r1", "/var/lib/ddp/runs/r1", 8)
     text = (
         "active\n--ddp-journal--\n"
         "1700000000.250000 node1 ddp-launch[311]: E1125 api.py:1002] failed (exitcode: -9) local_rank: 2 "
@@ -103,16 +103,16 @@ def test_cluster_journal_lines_are_new_only_and_name_their_node() -> None:
 
 
 def test_cluster_observe_reads_statuses_and_journal_from_every_node(monkeypatch: pytest.MonkeyPatch) -> None:
-    job = ClusterJob(Path("inv"), ["node1", "node2"], "r1", "/runs/r1", 8, "trainer")
+    job = ClusterSoakJob(Path("inv"), ["node1", "node2"], "r1", "/runs/r1", 8, "trainer")
     targets = [SshTarget("node1", "10.0.0.1"), SshTarget("node2", "10.0.0.2")]
-    monkeypatch.setattr(job, "_targets", lambda: targets)
+    monkeypatch.setattr(job, "targets", lambda: targets)
     ranks = [{"rank": r, "step": 10} for r in range(4)]
     monkeypatch.setattr(
-        jobstatus,
+        status,
         "collect",
         lambda t, run_dir: [
-            jobstatus.NodeReport("node1", ranks, 1.0),
-            jobstatus.NodeReport("node2", [], None, "10.0.0.2:22: timed out"),
+            status.NodeReport("node1", ranks, 1.0),
+            status.NodeReport("node2", [], None, "10.0.0.2:22: timed out"),
         ],
     )
     commands: list[str] = []

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.unit.test_soak_watch import FakeClock, FakeJob, new_state
+from tests.unit.test_soak_watch import FakeClock, FakeJob, RestartingJob, new_state
 from tooling.cli import app
 from tooling.console import ToolingError
 from tooling.soak import cli as soak_cli
@@ -74,7 +74,7 @@ class CliJob(FakeJob):
         self.stopped.append(self.clock.t)
         return "stopped cleanly (STOP file)"
 
-    def final_summary(self) -> tuple[dict[str, Any], str]:
+    def fetch_summary(self) -> tuple[dict[str, Any], str]:
         step = self.step_at(self.clock.t)
         summary = {
             "status": "stopped",
@@ -167,3 +167,52 @@ def test_job_that_ends_early_exits_1_with_the_window_counted_down(
     assert record["status"] == "ended-early" and record["ended"]["at"] == 2030.0
     assert record["uptime"]["ratio"] == pytest.approx(30 / 60)
     assert job.stopped == []
+
+
+class KilledNearTheEndJob(CliJob):
+    """Rank 1 killed 15 s before the end of a 60 s soak; the restarted group never reports while the soak
+    looks, but the run summary written at the final stop has its incarnation."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.restarting = RestartingJob(clock, kill_at=2045, back_at=10_000, resumed=400, up_at=2000)
+
+    def observe(self) -> Any:
+        return self.restarting.observe()
+
+    def fetch_summary(self) -> tuple[dict[str, Any], str]:
+        summary, where = super().fetch_summary()
+        summary["steps"] = summary["checkpoints"]["last_step"] = 420
+        summary["incarnations"] = [
+            {"restart_count": 0, "resumed_from_step": None, "started_at": 1990.0},
+            {"restart_count": 1, "resumed_from_step": 400, "started_at": self.clock.t},
+        ]
+        return summary, where
+
+
+def test_a_restart_under_way_at_the_end_is_in_the_record(
+    tmp_path: Path, fake_soak: tuple[FakeClock, CliJob], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, _ = fake_soak
+    job = KilledNearTheEndJob(clock)
+    monkeypatch.setattr(soak_cli, "_start_local", lambda *args: job)
+    result = runner.invoke(
+        app,
+        ["soak", "--soak-dir", str(tmp_path), "--phase", "1", "--local", "--nproc", "2", "--duration", "60s",
+         "--interval", "10s", "--run-id", "s3"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "the planned end came while the worker group was restarting" in _flat(result.output)
+    record = json.loads((tmp_path / "s3" / "soak.json").read_text())
+    assert record["status"] == "completed" and record["end"] - record["start"] == 60
+    assert record["restarts"]["count"] == 1 and record["restarts"]["failures_without_restart"] == []
+    [event] = record["restarts"]["events"]
+    assert event["seen_in"] == "run summary" and event["resumed_from_step"] == 400
+    assert event["causes"] == ["rank 1 (local rank 1, pid 11) killed by SIGKILL at step 450"]
+    # Down from 2050 in the window; the wait past the end (2 looks, 20 s) is lost time too.
+    assert record["uptime"]["ratio"] == pytest.approx(50 / 60)
+    assert record["after_end"]["looks"] == 2 and record["after_end"]["back_at"] is None
+    assert record["time_lost_s"] == 10 + 20
+    assert job.stopped == [2080.0]
+    text = (tmp_path / "s3" / "soak.md").read_text()
+    assert "killed by SIGKILL" in text and "seen in the run summary" in text

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tooling.soak.samples import RankObs, Sample, sample_from_statuses
-from tooling.soak.uptime import MAX_REASONS, analyse, judge_intervals
+from tooling.soak.uptime import MAX_REASONS, analyse, judge_intervals, restart_in_progress
 
-KILL_LINE = (
-    "E1125 15:55:13.048000 4348 torch/distributed/elastic/multiprocessing/api.py:1002] "
-    "failed (exitcode: -9) local_rank: 1 (pid: 4353) of binary: /usr/bin/python3"
-)
+
+def kill_line(pid: int) -> str:
+    """What torchrun logs when the worker with this pid (local rank 1) was SIGKILLed."""
+    return (
+        "E1125 15:55:13.048000 4348 torch/distributed/elastic/multiprocessing/api.py:1002] "
+        f"failed (exitcode: -9) local_rank: 1 (pid: {pid}) of binary: /usr/bin/python3"
+    )
+
+
+KILL_LINE = kill_line(4353)
 
 
 def sample(
@@ -23,6 +31,7 @@ def sample(
     failed: tuple[int, ...] = (),
     events: tuple[str, ...] = (),
     pid_base: int = 4352,
+    after_end: bool = False,
 ) -> Sample:
     per_rank = steps if isinstance(steps, list) else [steps] * world
     ranks = {
@@ -30,7 +39,7 @@ def sample(
         for r in range(world)
         if r not in absent
     }
-    return Sample(float(t), ranks, {}, events)
+    return Sample(float(t), ranks, {}, events, after_end)
 
 
 def steady(n: int, start: int = 0, per: int = 100, interval: float = 10.0) -> list[Sample]:
@@ -87,7 +96,7 @@ def test_a_restart_counts_with_its_cause_and_redone_steps_are_not_progress() -> 
         sample(50, 170, restart=1, pid_base=5000),  # above 150 again: progress resumes
         sample(60, 270, restart=1, pid_base=5000),
     ]
-    incarnations = [
+    incarnations: list[dict[str, Any]] = [
         {"restart_count": 0, "resumed_from_step": None},
         {"restart_count": 1, "resumed_from_step": 100},
     ]
@@ -175,7 +184,7 @@ def test_failure_with_no_restart_after_it_is_kept() -> None:
 
 
 def test_status_files_become_samples_robustly() -> None:
-    statuses = [
+    statuses: list[dict[str, Any]] = [
         {"rank": 0, "step": 10, "state": "running", "restart_count": 0, "pid": 1, "updated_at": 5.0},
         {"rank": 1, "step": 3, "state": "running", "restart_count": 0, "pid": 2, "updated_at": 1.0},
         {"rank": 1, "step": 12, "state": "running", "restart_count": 1, "pid": 3, "updated_at": 6.0},
@@ -217,3 +226,111 @@ def test_a_long_outage_keeps_its_first_reasons_and_counts_the_rest() -> None:
     [incident] = analyse(samples, 2, 32, 10).incidents
     assert incident.intervals == 20
     assert len(incident.reasons) == MAX_REASONS and incident.more_reasons > 0
+
+
+# Rank 1 killed after t=20 (its status stays at step 160); the launcher's line is read at t=30. Under load
+# the restarted workers had not written a status by the last look at t=40, the planned end.
+KILLED_BEFORE_THE_END = [
+    sample(0, 0),
+    sample(10, 100),
+    sample(20, [150, 160]),
+    sample(30, [150, 160], events=(KILL_LINE,)),
+    sample(40, [150, 160]),
+]
+RESTARTED: list[dict[str, Any]] = [
+    {"restart_count": 0, "resumed_from_step": None, "started_at": -30.0},
+    {"restart_count": 1, "resumed_from_step": 100, "started_at": 47.5},
+]
+
+
+def test_a_restart_the_looks_missed_is_counted_from_the_run_summary_with_its_cause() -> None:
+    # Only the looks: a failure and no restart (what the soak recorded before it read the summary).
+    looks_only = analyse(KILLED_BEFORE_THE_END, 2, 32, 10, planned_end=40)
+    assert looks_only.restarts == [] and len(looks_only.unrestarted_failures) == 1
+
+    result = analyse(KILLED_BEFORE_THE_END, 2, 32, 10, planned_end=40, incarnations=RESTARTED)
+    [restart] = result.restarts
+    assert restart.seen_in == "run summary"
+    assert (restart.count_before, restart.count_after) == (0, 1)
+    assert restart.causes == ["rank 1 (local rank 1, pid 4353, node vm) killed by SIGKILL at step 160"]
+    assert (restart.after, restart.detected_at) == (40, 47.5)
+    assert (restart.step_before, restart.step_after, restart.resumed_from_step) == (150, None, 100)
+    assert restart.lost_steps == 50
+    assert result.unrestarted_failures == [], "the summary's restart followed the failure"
+    # The window itself is judged as before: down from t=20, the restart among the incident's causes.
+    assert result.uptime_ratio == pytest.approx(20 / 40)
+    [incident] = result.incidents
+    assert incident.restarts == restart.causes
+
+
+def test_a_failure_logged_after_the_last_look_names_the_summary_s_restart() -> None:
+    # Killed between the last two looks: the launcher logged it only after the last one (read at the stop).
+    samples = [sample(0, 0), sample(10, 100), sample(20, [150, 160])]
+    result = analyse(samples, 2, 32, 10, incarnations=RESTARTED, final_lines=[KILL_LINE])
+    [restart] = result.restarts
+    assert restart.seen_in == "run summary"
+    assert restart.causes == ["rank 1 (local rank 1, pid 4353, node vm) killed by SIGKILL at step 160"]
+    # Without a restart after it, the same line is a failure no restart followed.
+    assert analyse(samples, 2, 32, 10, final_lines=[KILL_LINE]).unrestarted_failures == restart.causes
+
+
+def test_restarts_the_looks_saw_are_not_counted_again_from_the_summary() -> None:
+    samples = [*KILLED_BEFORE_THE_END[:4], sample(40, 120, restart=1, pid_base=5000)]
+    result = analyse(samples, 2, 32, 10, incarnations=RESTARTED)
+    assert [(r.seen_in, r.count_after) for r in result.restarts] == [("samples", 1)]
+    # A second restart after the last look (count 2 in the summary only) is added, without a cause line.
+    later: list[dict[str, Any]] = [
+        *RESTARTED,
+        {"restart_count": 2, "resumed_from_step": 100, "started_at": 55.0},
+    ]
+    result = analyse(samples, 2, 32, 10, incarnations=later)
+    assert [(r.seen_in, r.count_before, r.count_after) for r in result.restarts] == [
+        ("samples", 0, 1),
+        ("run summary", 1, 2),
+    ]
+    assert "logged no failed worker" in result.restarts[1].causes[0]
+
+
+def test_restart_in_progress_tells_a_restart_from_a_stall() -> None:
+    assert restart_in_progress(steady(4), 2, 20) is None
+    # A failure logged and no new group yet.
+    assert "killed by SIGKILL" in (restart_in_progress(KILLED_BEFORE_THE_END, 2, 20) or "")
+    # The new group reports, but is redoing steps below the old high.
+    redoing = [*KILLED_BEFORE_THE_END[:4], sample(40, 120, restart=1, pid_base=5000)]
+    assert "restarted (0 -> 1) and is at step 120, not past 150 again" in (
+        restart_in_progress(redoing, 2, 20) or ""
+    )
+    # Past the old high: up again.
+    assert restart_in_progress([*redoing, sample(50, 170, restart=1, pid_base=5000)], 2, 20) is None
+    # A rank that stopped reporting.
+    assert restart_in_progress([*steady(3), sample(30, 300, absent=(1,))], 2, 20) == "rank(s) 1 not reporting"
+    # Every rank running and the step stuck: a hang, not a restart.
+    assert restart_in_progress([*steady(3), sample(30, 200)], 2, 20) is None
+    # A failure read at the last look, while the statuses (written before it) still show progress.
+    assert "killed by SIGKILL" in (
+        restart_in_progress([*steady(3), sample(30, 300, events=(KILL_LINE,))], 2, 20) or ""
+    )
+    # A worker that failed at the launch, restarted before the first look: the job runs, nothing to wait for.
+    launch = [
+        sample(0, 0, restart=1, events=(KILL_LINE,)),
+        sample(10, 100, restart=1),
+        sample(20, 200, restart=1),
+    ]
+    assert restart_in_progress(launch, 2, 20) is None
+
+
+def test_looks_after_the_planned_end_count_restarts_but_stay_out_of_the_uptime_window() -> None:
+    after = [
+        sample(50, 120, restart=1, pid_base=5000, after_end=True),
+        sample(60, 170, restart=1, pid_base=5000, after_end=True),
+    ]
+    result = analyse([*KILLED_BEFORE_THE_END, *after], 2, 32, 10, planned_end=40, incarnations=RESTARTED)
+    # The same window as without the looks after the end.
+    assert [i.end for i in result.intervals] == [10, 20, 30, 40]
+    assert result.uptime_ratio == pytest.approx(20 / 40) and result.throughput["intervals"] == 2
+    [restart] = result.restarts
+    assert (restart.seen_in, restart.after, restart.detected_at) == ("samples", 40, 50)
+    assert result.after_end == {"looks": 2, "until": 60, "back_at": 60, "down_s": 20}
+    [incident] = result.incidents
+    assert (incident.end, incident.after_end_s) == (40, 20)
+    assert incident.restarts == restart.causes

@@ -1,5 +1,6 @@
 """The soak watcher driven by a fake clock and a fake job: sampling grid, the partial last interval, stop
-requests, a job that ends by itself, persistence after every sample, and resuming from the saved state."""
+requests, a job that ends by itself, persistence after every sample, resuming from the saved state, and a
+restart still under way at the planned end."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_soak_uptime import kill_line
 from tooling.soak import state as states
 from tooling.soak.state import SoakState
 from tooling.soak.uptime import analyse
@@ -72,6 +74,38 @@ class FakeJob:
 
     def position(self) -> dict[str, Any]:
         return {"looks": self.looks}
+
+
+class RestartingJob(FakeJob):
+    """Rank 1 (pid 11) is killed at `kill_at`: both status files stay at that step and the launcher logs the
+    failure once; the restarted group (restart count 1, new pids) reports from `back_at`, stepping on from
+    the checkpoint of step `resumed`."""
+
+    def __init__(
+        self, clock: FakeClock, kill_at: float, back_at: float, resumed: int, up_at: float = 1000.0
+    ) -> None:
+        super().__init__(clock, up_at=up_at)
+        self.kill_at = kill_at
+        self.back_at = back_at
+        self.resumed = resumed
+        self.logged = False
+
+    def observe(self) -> Observation:
+        t = self.clock.t
+        if t < self.kill_at:
+            return super().observe()
+        self.looks += 1
+        if t < self.back_at:
+            events = [] if self.logged else [kill_line(11)]
+            self.logged = True
+            step, count, pid = self.step_at(self.kill_at), 0, 10
+        else:
+            events, step, count, pid = [], self.resumed + int(10 * (t - self.back_at)), 1, 20
+        statuses = [
+            {"rank": r, "step": step, "state": "running", "restart_count": count, "pid": pid + r}
+            for r in range(2)
+        ]
+        return Observation(statuses, {}, events)
 
 
 def new_state(duration: float = 60.0, interval: float = 10.0) -> SoakState:
@@ -201,3 +235,64 @@ def test_resumed_long_after_the_planned_end_does_not_sample_outside_the_window(t
     assert [s.t for s in resumed.samples] == [1000, 1010]
     result = analyse(resumed.samples, 2, 32, 10, planned_end=resumed.end_at)
     assert result.unobserved_seconds == 30 and result.uptime_ratio == 1.0
+
+
+def restarting_at_the_end(tmp_path: Path, back_at: float) -> tuple[SoakState, Watcher]:
+    """A 60 s soak from t=1000 whose job took 30 s to start and loses rank 1 at 1045, 15 s before the end."""
+    clock = FakeClock()
+    state = new_state(duration=60.0)
+    state.started_at = clock.t - 30.0
+    w, _ = watcher(state, RestartingJob(clock, kill_at=1045, back_at=back_at, resumed=400), clock, tmp_path)
+    assert w.wait_for_ranks(60) is None
+    return state, w
+
+
+def test_the_planned_end_waits_for_a_restarting_group_outside_the_uptime_window(tmp_path: Path) -> None:
+    state, w = restarting_at_the_end(tmp_path, back_at=1065)
+    assert w.grace_s() == 40  # one interval and the 30 s the job took to start
+    assert w.watch() == "completed"
+    # Back from 400 at 1065: at 1070 it is at 450 (the old high, not past it), at 1080 at 550.
+    assert [(s.t, s.after_end) for s in state.samples][-3:] == [(1060, False), (1070, True), (1080, True)]
+    assert (
+        "the planned end came while the worker group was restarting (the launcher logged rank 1"
+        in (state.notes[0])
+    )
+    assert state.notes[-1] == "the worker group was back 20 s after the planned end, at step 550"
+    assert states.load(tmp_path, "soak-test").samples == state.samples
+
+    result = analyse(state.samples, 2, 32, 10, planned_end=state.end_at)
+    [restart] = result.restarts
+    assert restart.seen_in == "samples" and restart.causes == [
+        "rank 1 (local rank 1, pid 11) killed by SIGKILL at step 450"
+    ]
+    # The window is the planned 60 s: only 1050 -> 1060 (no progress after the kill) is down in it.
+    assert result.uptime_ratio == pytest.approx(50 / 60)
+    assert result.after_end == {"looks": 2, "until": 1080, "back_at": 1080, "down_s": 20}
+    assert result.incidents[-1].after_end_s == 20
+
+
+def test_a_group_that_does_not_come_back_in_time_is_left_to_the_summary(tmp_path: Path) -> None:
+    state, w = restarting_at_the_end(tmp_path, back_at=10_000)
+    assert w.watch() == "completed"
+    assert [s.t for s in state.samples if s.after_end] == [1070, 1080, 1090, 1100]
+    assert state.notes[-1].startswith("the worker group was not back 40 s after the planned end")
+    # The looks never saw the restart; the run summary, read after the stop, has its incarnation.
+    incarnations: list[dict[str, Any]] = [
+        {"restart_count": 0, "resumed_from_step": None, "started_at": 970.0},
+        {"restart_count": 1, "resumed_from_step": 400, "started_at": 1101.0},
+    ]
+    result = analyse(state.samples, 2, 32, 10, planned_end=state.end_at, incarnations=incarnations)
+    [restart] = result.restarts
+    assert restart.seen_in == "run summary" and (restart.after, restart.detected_at) == (1100, 1101)
+    assert "killed by SIGKILL" in restart.causes[0] and result.unrestarted_failures == []
+    assert result.after_end is not None and result.after_end["back_at"] is None
+    assert result.after_end["down_s"] == 40
+
+
+def test_a_stall_at_the_planned_end_is_not_waited_for(tmp_path: Path) -> None:
+    clock = FakeClock()
+    state = new_state(duration=60.0)
+    w, _ = watcher(state, FakeJob(clock, up_at=1000, stall=(1045, 2000)), clock, tmp_path)
+    assert w.wait_for_ranks(60) is None
+    assert w.watch() == "completed"
+    assert state.samples[-1].t == 1060 and not any(s.after_end for s in state.samples)

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from ddp.config import load_config
 from tests.unit.sweep_fakes import FakeTrials, install_fake, summary, use_production_dir
-from tooling import deploy as deploy_module
-from tooling import deployment
 from tooling.cli import app
 from tooling.console import CheckFailed
-from tooling.phases import load_phases
+from tooling.job import deploy as deploy_module
+from tooling.job import records
+from tooling.plan.phases import load_phases
 from tooling.sweep import trials as trials_module
 from tooling.sweep.cli import EtaColumn
 from tooling.sweep.records import SweepStore
@@ -156,12 +156,12 @@ def test_cluster_sweep_checks_the_inventory_before_anything_runs(
 
 
 def _cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ClusterTrials:
-    monkeypatch.chdir(tmp_path)  # deployment records go to ./runs/deployments
+    monkeypatch.chdir(tmp_path)  # _record's relative inventory "inv" resolves under tmp_path
     return ClusterTrials(load_phases(), "1", tmp_path / "inv", tmp_path / "trials", timeout_s=60)
 
 
-def _record(run_id: str) -> deployment.Deployment:
-    return deployment.Deployment("1", "phase1", run_id, str(Path("inv").resolve()), ["node1"], "/r", 4)
+def _record(run_id: str) -> records.Deployment:
+    return records.Deployment("1", "phase1", run_id, str(Path("inv").resolve()), ["node1"], "/r", 4)
 
 
 def test_cluster_trial_relaunches_and_fetches_the_summary(
@@ -170,7 +170,7 @@ def test_cluster_trial_relaunches_and_fetches_the_summary(
     trials = _cluster(monkeypatch, tmp_path)
     requests: list[Any] = []
 
-    def fake_deploy(request: Any, _plan: Any) -> deployment.Deployment:
+    def fake_deploy(request: Any, _plan: Any) -> records.Deployment:
         requests.append(request)
         return _record(request.run_id)
 
@@ -202,7 +202,7 @@ def test_cluster_launch_failures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     def ranks_died(request: Any, _plan: Any) -> None:
         restarts.append(request.restart)
         # deploy records the run once the launch went through, then waits for the ranks.
-        deployment.save(_record(request.run_id))
+        records.save(_record(request.run_id))
         raise CheckFailed(f"run {request.run_id} failed while starting")
 
     monkeypatch.setattr(trials_module, "deploy", ranks_died)

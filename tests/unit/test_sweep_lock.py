@@ -14,13 +14,13 @@ import yaml
 from ddp.config import load_config
 from ddp.config_errors import ConfigError
 from tests.unit.sweep_fakes import use_production_dir
-from tooling import deploy as deploy_module
 from tooling.console import ToolingError
-from tooling.deploy import DeployRequest, build_plan
-from tooling.local_run import local_command
-from tooling.phases import load_phases
+from tooling.job import deploy as deploy_module
+from tooling.job import production
+from tooling.job.deploy import DeployRequest, build_plan
+from tooling.job.torchrun import local_launch
+from tooling.plan.phases import load_phases
 from tooling.sweep import lock as lock_module
-from tooling.sweep import production
 from tooling.sweep.grid import parse_grid
 from tooling.sweep.lock import lock
 from tooling.sweep.records import SweepPlan, TrialRecord
@@ -229,9 +229,9 @@ def test_deploy_lays_the_locked_config_under_config_and_set(
 
 
 def test_local_runs_start_from_the_locked_config(locked_v1: Path, tmp_path: Path) -> None:
-    command = local_command(load_phases(), "1", tmp_path, "r1", [])
+    command = local_launch(load_phases(), "1", tmp_path, "r1", []).command
     assert command[command.index("--config") + 1] == str(locked_v1)
-    other = local_command(load_phases(), "2a", tmp_path, "r2", [])
+    other = local_launch(load_phases(), "2a", tmp_path, "r2", []).command
     assert other[other.index("--config") + 1].endswith("ddp/configs/phase2a.yaml")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tooling.phases import load_phases
+from tooling.plan.phases import load_phases
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "ddp_trainer"
@@ -95,7 +95,11 @@ def _render_tasks(out: Path) -> list[dict]:
 def _run(tmp: Path, plays: list[dict], *args: str) -> subprocess.CompletedProcess[str]:
     (tmp / "inventory.yml").write_text(yaml.safe_dump(_inventory()))
     (tmp / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
-    (tmp / "ansible.cfg").write_text("[defaults]\nretry_files_enabled = false\nnocows = true\n")
+    # The project's filters (the launch derivation), as its own ansible.cfg registers them.
+    filters = ROOT / "plugins" / "filter"
+    (tmp / "ansible.cfg").write_text(
+        f"[defaults]\nretry_files_enabled = false\nnocows = true\nfilter_plugins = {filters}\n"
+    )
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(tmp / "ansible.cfg"),

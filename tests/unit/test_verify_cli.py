@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import runpy
 import shutil
 import socket
 import sys
@@ -15,9 +16,17 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tooling.console import ToolingError
-from tooling.verify.cli import default_inventory, group_hosts, resolve_target, run_verify, verify_node
+from tooling.verify.cli import (
+    VIEW,
+    default_inventory,
+    group_hosts,
+    print_report,
+    resolve_target,
+    run_verify,
+    summary_line,
+    verify_node,
+)
 from tooling.verify.judge import CheckResult
-from tooling.verify.report import print_report, summary_line, to_json
 
 INVENTORY = {
     "_meta": {"hostvars": {"node1": {}, "node2": {}, "node3": {}, "node10": {}, "monitor1": {}}},
@@ -101,7 +110,7 @@ def test_module_entry_point_exits_with_the_verdict(
     monkeypatch.setattr(cli, "run_verify", lambda *args, **kwargs: code)
     monkeypatch.setattr(sys, "argv", ["tooling.verify", "verify-node", "--phase", "1"])
     with pytest.raises(SystemExit) as info:
-        cli.main()
+        runpy.run_module("tooling.verify", run_name="__main__")
     assert info.value.code == expected
 
 
@@ -132,7 +141,7 @@ def test_report_table_summary_and_json() -> None:
     assert "network across the nodes" in text
     line = summary_line(rows, "phase 2a", "production")
     assert "2 node(s)" in line and "1 pass, 0 warn, 1 fail, 1 skip" in line and "node2: ssh" in line
-    document = json.loads(to_json(rows, scope="phase 2a"))
+    document = json.loads(VIEW.to_json(rows, scope="phase 2a"))
     assert document["verdict"] == "FAIL"
     assert document["results"][1]["reason"] == "No route to host"
 

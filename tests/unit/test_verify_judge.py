@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from tooling.findings import counts
 from tooling.verify.judge import (
     CLUSTER,
     CheckResult,
-    counts,
     judge_all,
     judge_band,
     judge_version,

@@ -37,7 +37,7 @@ def test_sandbox_node_reports_the_host_resources() -> None:
     assert p.parse_free_bytes(fixture("free_sandbox_node.txt")).total_bytes == (
         p.parse_meminfo(fixture("meminfo_sandbox_node.txt")).total_bytes
     )
-    disk = p.parse_df_bytes(fixture("df_sandbox_node_overlay.txt"))
+    disk = p.parse_df(fixture("df_sandbox_node_overlay.txt"))
     assert (disk.filesystem, disk.mount) == ("overlay", "/")
 
 
@@ -93,12 +93,12 @@ def test_memory_from_meminfo_and_free_agree() -> None:
 
 
 def test_df_bytes() -> None:
-    disk = p.parse_df_bytes(fixture("df_vm.txt"))
+    disk = p.parse_df(fixture("df_vm.txt"))
     assert disk.mount == "/"
-    assert disk.available_bytes == 82861944832
+    assert disk.avail_bytes == 82861944832
     header = "Filesystem 1B-blocks Used Available Use% Mounted on\n"
     wrapped = header + "/dev/mapper/very-long-name\n  100 40 60 40% /data\n"
-    assert p.parse_df_bytes(wrapped).available_bytes == 60
+    assert p.parse_df(wrapped).avail_bytes == 60
 
 
 def test_mpirun_versions() -> None:
@@ -202,7 +202,7 @@ ALL_PARSERS: list[Callable[[str], Any]] = [
     p.parse_numactl_hardware,
     p.parse_meminfo,
     p.parse_free_bytes,
-    p.parse_df_bytes,
+    p.parse_df,
     p.parse_mpirun_version,
     p.parse_torch_json,
     p.parse_nvidia_smi_csv,

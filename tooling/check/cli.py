@@ -2,7 +2,7 @@
 
 Exit codes: 0 no check failed (WARN and SKIP allowed), 1 a check failed, 2 usage error (unknown schedule
 or phase, bad settings file, missing inventory, no phase to check). Every run appends its snapshot to
-<runs-dir>/checks/<UTC date>.jsonl, which the next days' disk trend reads.
+<home>/checks/<UTC date>.jsonl (tooling.home), which the next days' disk trend reads.
 """
 
 from __future__ import annotations
@@ -15,33 +15,35 @@ from typing import Annotated, Any
 
 import typer
 
+from tooling import home
 from tooling.check import snapshots
 from tooling.check.cluster import Cluster, resolve
-from tooling.check.judge import Row, counts, overall
+from tooling.check.judge import VIEW, overall
 from tooling.check.probes import Session, run_checks
-from tooling.check.report import print_report, to_json
 from tooling.check.schedules import load_settings
-from tooling.console import EXIT_CHECK_FAILED, cli_edge, console, err_console
+from tooling.cli_options import InventoryOption, JsonOption, phase_option
+from tooling.console import EXIT_CHECK_FAILED, console, err_console
+from tooling.findings import Finding
 from tooling.inventory import default_inventory, load_inventory
-from tooling.phases import load_phases
+from tooling.plan.phases import load_phases
 
 
 def snapshot_record(
-    session: Session, rows: list[Row], schedule: str | None, checks: list[str]
+    session: Session, rows: list[Finding], schedule: str | None, checks: list[str]
 ) -> dict[str, Any]:
     cluster = session.cluster
-    return {
-        "ts": session.now,
-        "at": datetime.datetime.fromtimestamp(session.now, datetime.UTC).isoformat(timespec="seconds"),
-        "schedule": schedule or "all",
-        "checks": checks,
-        "inventory": str(cluster.inventory_path),
-        "phase": cluster.phase,
-        "run_id": cluster.run.run_id if cluster.run else None,
-        "prometheus": cluster.prometheus_url,
-        "verdict": overall(rows),
-        "counts": counts(rows),
-        "disk": {
+    # The findings as the JSON output has them (verdict, counts, results), plus what tomorrow's trend needs.
+    return VIEW.document(
+        rows,
+        ts=session.now,
+        at=datetime.datetime.fromtimestamp(session.now, datetime.UTC).isoformat(timespec="seconds"),
+        schedule=schedule or "all",
+        checks=checks,
+        inventory=str(cluster.inventory_path),
+        phase=cluster.phase,
+        run_id=cluster.run.run_id if cluster.run else None,
+        prometheus=cluster.prometheus_url,
+        disk={
             host: {
                 "avail_bytes": usage.avail_bytes,
                 "size_bytes": usage.size_bytes,
@@ -50,8 +52,7 @@ def snapshot_record(
             }
             for host, usage in session.disk.items()
         },
-        "results": [row.as_dict() for row in rows],
-    }
+    )
 
 
 def _title(cluster: Cluster, schedule: str | None) -> str:
@@ -59,7 +60,6 @@ def _title(cluster: Cluster, schedule: str | None) -> str:
     return f"{schedule or 'all'} checks, phase {cluster.phase} ({', '.join(cluster.hosts)}), {run}"
 
 
-@cli_edge
 def check_command(
     schedule: Annotated[
         str | None,
@@ -69,20 +69,12 @@ def check_command(
             help="morning, afternoon, evening or nightly (a site may add more); default: all.",
         ),
     ] = None,
-    inventory: Annotated[
-        Path | None, typer.Option("--inventory", "-i", help="Inventory directory (default: ansible.cfg's).")
-    ] = None,
-    phase: Annotated[
-        str | None, typer.Option("--phase", "-p", help="Phase to check (default: the active run's).")
-    ] = None,
+    inventory: InventoryOption = None,
+    phase: Annotated[str | None, phase_option("Phase to check (default: the active run's).")] = None,
     prometheus_url: Annotated[
         str | None,
         typer.Option("--prometheus", help="Prometheus base URL (default: the inventory's monitoring host)."),
     ] = None,
-    runs_dir: Annotated[
-        Path,
-        typer.Option("--runs-dir", help="Holds deployments/ (the active run) and checks/ (daily snapshots)."),
-    ] = Path("runs"),
     settings_file: Annotated[
         Path | None,
         typer.Option(
@@ -91,9 +83,7 @@ def check_command(
             help="Site schedules and thresholds laid over tooling/check/schedules.yml.",
         ),
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document instead of the table.")
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the daily operations checks: job and ranks, balance, alerts, disk, checkpoints, network, heat."""
     settings = load_settings(settings_file)
@@ -102,19 +92,19 @@ def check_command(
     if phase is not None:
         plan.get(phase)
     path = (inventory or default_inventory()).resolve()
-    cluster = resolve(load_inventory(path), path, plan, phase, runs_dir / "deployments", prometheus_url)
+    cluster = resolve(load_inventory(path), path, plan, phase, home.deployments(), prometheus_url)
     now = time.time()
     session = Session.open(
         cluster,
         settings.thresholds,
-        history=snapshots.load_recent(runs_dir, settings.thresholds.trend_window_days, now),
+        history=snapshots.load_recent(home.checks(), settings.thresholds.trend_window_days, now),
         now=now,
     )
     with err_console.status("checking") as spinner:
         rows = run_checks(session, checks, lambda name: spinner.update(f"checking {name}"))
-    written = snapshots.append(runs_dir, snapshot_record(session, rows, schedule, checks))
+    written = snapshots.append(home.checks(), snapshot_record(session, rows, schedule, checks))
     if as_json:
-        text = to_json(
+        text = VIEW.to_json(
             rows,
             schedule=schedule or "all",
             checks=checks,
@@ -127,6 +117,11 @@ def check_command(
         )
         sys.stdout.write(text + "\n")
     else:
-        print_report(console, rows, _title(cluster, schedule), [f"snapshot appended to {written}"])
+        VIEW.print(
+            console,
+            [VIEW.table(rows, _title(cluster, schedule))],
+            VIEW.summary(rows),
+            [f"snapshot appended to {written}"],
+        )
     if overall(rows) == "FAIL":
         raise typer.Exit(EXIT_CHECK_FAILED)

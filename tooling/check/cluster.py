@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tooling import deployment
 from tooling.console import ToolingError
-from tooling.deploy import DEFAULT_RUN_ROOT
 from tooling.inventory import group_exists, group_hosts, phase_hosts, ssh_targets
-from tooling.phases import PhasePlan
+from tooling.job import records
+from tooling.plan.launch import DEFAULT_RUN_ROOT
+from tooling.plan.phases import PhasePlan
 from tooling.remote import SshTarget
 
 DEFAULT_VENV = "/opt/ddp/venv"  # pytorch_venv_path's default in roles/pytorch
@@ -46,7 +46,7 @@ class Cluster:
     phase: str
     nproc_per_node: int
     nodes: list[Node]
-    run: deployment.Deployment | None
+    run: records.Deployment | None
     run_note: str  # why there is no run to look at, when there is none
     run_root: str
     rendezvous: Rendezvous
@@ -120,9 +120,9 @@ def prometheus_url(inventory: dict[str, Any]) -> tuple[str | None, str]:
 
 def active_run(
     inventory_path: Path, phase: str | None, state_dir: Path
-) -> tuple[deployment.Deployment | None, str]:
+) -> tuple[records.Deployment | None, str]:
     try:
-        record = deployment.load(inventory_path, state_dir)
+        record = records.load(inventory_path, state_dir)
     except ToolingError as exc:
         return None, str(exc)
     if phase is not None and record.phase != phase:

@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from tooling import jobstatus
+from tooling.job import status
 
 NVIDIA_MARK = "--nvidia-smi--"
 LISTEN_MARK = "--listening--"
@@ -32,7 +32,7 @@ class ProbeTarget:
 
 
 def rank_status(run_dir: str) -> str:
-    return jobstatus.status_command(run_dir)
+    return status.status_command(run_dir)
 
 
 def disk_free(path: str) -> str:

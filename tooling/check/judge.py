@@ -1,5 +1,5 @@
-"""Verdicts of the daily checks: pure functions from parsed measurements to rows of
-check / host / PASS|WARN|FAIL|SKIP / measured / expected / detail.
+"""Verdicts of the daily checks: pure functions from parsed measurements to findings (tooling.findings) of
+host / check / PASS|WARN|FAIL|SKIP / measured / expected / reason.
 
 A check that could not be done (node unreachable, Prometheus down, tool missing) is never a PASS: it is
 a FAIL when the node itself is the problem, a WARN when the check could not look, a SKIP when the check
@@ -11,17 +11,16 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tooling.check.commands import ProbeTarget
 from tooling.check.parsers import Alert, CheckpointReport, ConnectivityReport, DiskUsage, ThermalReport
 from tooling.check.schedules import Thresholds
 from tooling.check.trend import Trend
-from tooling.jobstatus import NodeReport, job_state
-from tooling.verdicts import Status, tally
+from tooling.findings import CLUSTER, Finding, FindingsView
+from tooling.job.status import NodeReport, job_state
+from tooling.verdicts import Status
 
-CLUSTER = "(cluster)"
 PROMETHEUS = "(prometheus)"
 
 # nvidia-smi clocks_throttle_reasons bits that mean heat (or a board forcing clocks down).
@@ -29,21 +28,8 @@ GPU_FAIL_BITS = {0x40: "HW thermal slowdown", 0x08: "HW slowdown"}
 GPU_WARN_BITS = {0x20: "SW thermal slowdown", 0x80: "HW power brake slowdown"}
 
 
-@dataclass(frozen=True)
-class Row:
-    check: str
-    host: str
-    status: Status
-    measured: str
-    expected: str
-    detail: str
-    data: dict[str, Any] = field(default_factory=dict)  # the numbers behind `measured`, for machines
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def overall(rows: Iterable[Row]) -> Status:
+def overall(rows: Iterable[Finding]) -> Status:
+    """The worst verdict; nothing but SKIP stays SKIP (a check run that could look at nothing)."""
     statuses = {r.status for r in rows}
     for status in ("FAIL", "WARN", "PASS"):
         if status in statuses:
@@ -51,8 +37,8 @@ def overall(rows: Iterable[Row]) -> Status:
     return "SKIP"
 
 
-def counts(rows: Iterable[Row]) -> dict[str, int]:
-    return tally(row.status for row in rows)
+# The check's findings as people and machines see them; "detail" is the reason's name in its JSON.
+VIEW = FindingsView(overall=overall, reason_key="detail")
 
 
 def fmt_bytes(value: float) -> str:
@@ -72,16 +58,16 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def unreachable(check: str, host: str, reason: str) -> Row:
-    return Row(check, host, "FAIL", "unreachable", "node answers over SSH", reason)
+def unreachable(check: str, host: str, reason: str) -> Finding:
+    return Finding(host, check, "FAIL", "unreachable", "node answers over SSH", reason)
 
 
-def command_failed(check: str, host: str, what: str, reason: str, expected: str) -> Row:
-    return Row(check, host, "FAIL", f"{what} failed", expected, reason)
+def command_failed(check: str, host: str, what: str, reason: str, expected: str) -> Finding:
+    return Finding(host, check, "FAIL", f"{what} failed", expected, reason)
 
 
-def no_run(check: str, host: str, note: str) -> Row:
-    return Row(check, host, "SKIP", "no run", "an active run", note)
+def no_run(check: str, host: str, note: str) -> Finding:
+    return Finding(host, check, "SKIP", "no run", "an active run", note)
 
 
 # --- job and ranks ---------------------------------------------------------------------------------------
@@ -95,7 +81,7 @@ def _rank_label(rank: dict[str, Any]) -> str:
     return f"rank {rank.get('rank')} ({rank.get('node', '?')})"
 
 
-def judge_job(run_id: str, reports: Sequence[NodeReport], world_size: int) -> Row:
+def judge_job(run_id: str, reports: Sequence[NodeReport], world_size: int) -> Finding:
     state = job_state(list(reports), world_size)
     ranks = [r for report in reports for r in report.ranks]
     measured = f"{state}, {len(ranks)}/{world_size} ranks"
@@ -105,11 +91,11 @@ def judge_job(run_id: str, reports: Sequence[NodeReport], world_size: int) -> Ro
     data = {"state": state, "ranks": len(ranks), "world_size": world_size, "run": run_id}
     if state == "partial":
         down = "; ".join(f"{r.host}: {r.error}" for r in reports if r.error)
-        return Row("job", CLUSTER, "FAIL", measured, expected, f"run {run_id}: cannot read {down}", data)
+        return Finding(CLUSTER, "job", "FAIL", measured, expected, f"run {run_id}: cannot read {down}", data)
     if state == "failed":
         failed = [r for r in ranks if r.get("state") == "failed"]
         why = "; ".join(f"{_rank_label(r)}: {r.get('error') or 'failed'}" for r in failed[:3])
-        return Row("job", CLUSTER, "FAIL", measured, expected, f"run {run_id} failed: {why}", data)
+        return Finding(CLUSTER, "job", "FAIL", measured, expected, f"run {run_id} failed: {why}", data)
     status: Status = "PASS" if state in ("running", "completed") else "WARN"
     if state == "starting":
         detail = f"run {run_id}: only {len(ranks)} of {world_size} ranks have reported ({progress})"
@@ -117,10 +103,10 @@ def judge_job(run_id: str, reports: Sequence[NodeReport], world_size: int) -> Ro
         detail = f"run {run_id} was stopped at {progress}; nothing is training"
     else:
         detail = f"run {run_id} {state}, {progress}"
-    return Row("job", CLUSTER, status, measured, expected, detail, data)
+    return Finding(CLUSTER, "job", status, measured, expected, detail, data)
 
 
-def judge_ranks(report: NodeReport, nproc: int, state: str, stale_s: float) -> Row:
+def judge_ranks(report: NodeReport, nproc: int, state: str, stale_s: float) -> Finding:
     host = report.host
     expected = f"{nproc} ranks reporting, none silent > {stale_s:g} s"
     if report.error:
@@ -143,17 +129,19 @@ def judge_ranks(report: NodeReport, nproc: int, state: str, stale_s: float) -> R
     data = {"reported": len(ranks), "expected": nproc, "missing_local_ranks": missing}
     states = sorted({str(r.get("state")) for r in ranks})
     if failed or stale or (missing and state in ("running", "partial", "failed")):
-        return Row("ranks", host, "FAIL", measured, expected, "; ".join(problems), data)
+        return Finding(host, "ranks", "FAIL", measured, expected, "; ".join(problems), data)
     if missing:
-        return Row("ranks", host, "WARN", measured, expected, f"job {state}: " + "; ".join(problems), data)
+        return Finding(
+            host, "ranks", "WARN", measured, expected, f"job {state}: " + "; ".join(problems), data
+        )
     if "stopped" in states:
-        return Row("ranks", host, "WARN", measured, expected, "ranks are stopped, not training", data)
+        return Finding(host, "ranks", "WARN", measured, expected, "ranks are stopped, not training", data)
     steps = _steps(ranks)
     where = ""
     if steps:
         low, high = min(steps), max(steps)
         where = f", step {low}" if low == high else f", step {low}-{high}"
-    return Row("ranks", host, "PASS", measured, expected, f"{'/'.join(states)}{where}", data)
+    return Finding(host, "ranks", "PASS", measured, expected, f"{'/'.join(states)}{where}", data)
 
 
 def step_times(reports: Sequence[NodeReport]) -> tuple[list[tuple[dict[str, Any], float]], str]:
@@ -170,11 +158,11 @@ def step_times(reports: Sequence[NodeReport]) -> tuple[list[tuple[dict[str, Any]
     return derived, "per-rank samples/s (same batch on every rank)"
 
 
-def judge_balance(reports: Sequence[NodeReport], t: Thresholds) -> Row:
+def judge_balance(reports: Sequence[NodeReport], t: Thresholds) -> Finding:
     expected = f"slowest/fastest < {t.balance_warn_ratio:g} (fail >= {t.balance_fail_ratio:g})"
     times, source = step_times(reports)
     if len(times) < 2:
-        return Row("balance", CLUSTER, "SKIP", "-", expected, "fewer than 2 ranks report a step rate yet")
+        return Finding(CLUSTER, "balance", "SKIP", "-", expected, "fewer than 2 ranks report a step rate yet")
     slowest = max(times, key=lambda item: item[1])
     fastest = min(times, key=lambda item: item[1])
     ratio = slowest[1] / fastest[1]
@@ -187,15 +175,15 @@ def judge_balance(reports: Sequence[NodeReport], t: Thresholds) -> Row:
         else f"slowest {_rank_label(slowest[0])}, fastest {_rank_label(fastest[0])}"
     )
     detail = f"{spread}; {len(times)} ranks, from {source}"
-    return Row(
-        "balance", CLUSTER, status, f"{ratio:.2f}", expected, detail, {"ratio": ratio, "ranks": len(times)}
+    return Finding(
+        CLUSTER, "balance", status, f"{ratio:.2f}", expected, detail, {"ratio": ratio, "ranks": len(times)}
     )
 
 
 # --- alerts ----------------------------------------------------------------------------------------------
 
 
-def judge_alerts_now(alerts: Sequence[Alert]) -> Row:
+def judge_alerts_now(alerts: Sequence[Alert]) -> Finding:
     expected = "no alert firing"
     firing = [a for a in alerts if a.state == "firing"]
     pending = [a for a in alerts if a.state == "pending"]
@@ -210,10 +198,10 @@ def judge_alerts_now(alerts: Sequence[Alert]) -> Row:
         detail += f"; pending: {names(pending)}"
     measured = f"{len(firing)} firing" + (f" ({len(critical)} critical)" if critical else "")
     status: Status = "FAIL" if critical else "WARN" if firing else "PASS"
-    return Row("alerts", PROMETHEUS, status, measured, expected, detail, data)
+    return Finding(PROMETHEUS, "alerts", status, measured, expected, detail, data)
 
 
-def judge_alert_history(series: Sequence[tuple[dict[str, str], float]], hours: float) -> Row:
+def judge_alert_history(series: Sequence[tuple[dict[str, str], float]], hours: float) -> Finding:
     """`series`: count_over_time(ALERTS{alertstate="firing"}[H:1m]) per alert series (minutes firing)."""
     expected = f"no alert fired in the last {hours:g} h"
     minutes: dict[str, float] = defaultdict(float)
@@ -221,14 +209,14 @@ def judge_alert_history(series: Sequence[tuple[dict[str, str], float]], hours: f
         where = labels.get("node") or labels.get("instance") or labels.get("phase") or ""
         minutes[f"{labels.get('alertname', '?')}{f' ({where})' if where else ''}"] += value
     if not minutes:
-        return Row("alerts.history", PROMETHEUS, "PASS", "0 fired", expected, "quiet")
+        return Finding(PROMETHEUS, "alerts.history", "PASS", "0 fired", expected, "quiet")
     listed = sorted(minutes.items(), key=lambda item: -item[1])
     detail = "; ".join(f"{name} ~{value:.0f} min" for name, value in listed[:8])
     if len(listed) > 8:
         detail += f" (+{len(listed) - 8} more)"
-    return Row(
-        "alerts.history",
+    return Finding(
         PROMETHEUS,
+        "alerts.history",
         "WARN",
         f"{len(listed)} fired",
         expected,
@@ -237,23 +225,23 @@ def judge_alert_history(series: Sequence[tuple[dict[str, str], float]], hours: f
     )
 
 
-def prometheus_unavailable(check: str, reason: str, configured: bool) -> Row:
+def prometheus_unavailable(check: str, reason: str, configured: bool) -> Finding:
     """Not looked at is not the same as quiet: WARN when Prometheus should be there, SKIP when none is."""
     status: Status = "WARN" if configured else "SKIP"
-    return Row(check, PROMETHEUS, status, "not checked", "Prometheus answers", reason)
+    return Finding(PROMETHEUS, check, status, "not checked", "Prometheus answers", reason)
 
 
 # --- disk ------------------------------------------------------------------------------------------------
 
 
-def judge_disk(host: str, usage: DiskUsage, t: Thresholds) -> Row:
+def judge_disk(host: str, usage: DiskUsage, t: Thresholds) -> Finding:
     ratio = usage.free_ratio
     status: Status = (
         "FAIL" if ratio < t.disk_free_fail_ratio else "WARN" if ratio < t.disk_free_warn_ratio else "PASS"
     )
-    return Row(
-        "disk",
+    return Finding(
         host,
+        "disk",
         status,
         f"{fmt_bytes(usage.avail_bytes)} free ({ratio:.0%})",
         f"free >= {t.disk_free_warn_ratio:.0%} (fail < {t.disk_free_fail_ratio:.0%})",
@@ -262,17 +250,17 @@ def judge_disk(host: str, usage: DiskUsage, t: Thresholds) -> Row:
     )
 
 
-def judge_trend(host: str, usage: DiskUsage, trend: Trend | None, why_none: str, t: Thresholds) -> Row:
+def judge_trend(host: str, usage: DiskUsage, trend: Trend | None, why_none: str, t: Thresholds) -> Finding:
     warn, fail = fmt_duration(t.time_to_full_warn_h * 3600), fmt_duration(t.time_to_full_fail_h * 3600)
     expected = f"full in > {warn} (fail < {fail})"
     if trend is None:
-        return Row("disk.trend", host, "SKIP", "-", expected, why_none)
+        return Finding(host, "disk.trend", "SKIP", "-", expected, why_none)
     ttf = trend.time_to_full_s(usage.avail_bytes)
     rate = f"{fmt_bytes(abs(trend.slope_bytes_per_s) * 86400)}/day"
     data = {"slope_bytes_per_s": trend.slope_bytes_per_s, "time_to_full_s": ttf}
     if ttf is None:
-        return Row(
-            "disk.trend", host, "PASS", "not filling", expected, f"free space +{rate}; {trend.source}", data
+        return Finding(
+            host, "disk.trend", "PASS", "not filling", expected, f"free space +{rate}; {trend.source}", data
         )
     status: Status = (
         "FAIL"
@@ -281,9 +269,9 @@ def judge_trend(host: str, usage: DiskUsage, trend: Trend | None, why_none: str,
         if ttf < t.time_to_full_warn_h * 3600
         else "PASS"
     )
-    return Row(
-        "disk.trend",
+    return Finding(
         host,
+        "disk.trend",
         status,
         f"full in {fmt_duration(ttf)}",
         expected,
@@ -295,19 +283,19 @@ def judge_trend(host: str, usage: DiskUsage, trend: Trend | None, why_none: str,
 # --- checkpoints -----------------------------------------------------------------------------------------
 
 
-def judge_checkpoint(host: str, report: CheckpointReport, now: float | None = None) -> Row:
+def judge_checkpoint(host: str, report: CheckpointReport, now: float | None = None) -> Finding:
     now = time.time() if now is None else now
     expected = "newest checkpoint matches its sha256 and loads"
     data: dict[str, Any] = {"verdict": report.verdict, "files": [c.file for c in report.checked]}
     if report.verdict == "none":
-        return Row(
-            "checkpoint", host, "WARN", "no checkpoint", expected, report.problem or report.directory, data
+        return Finding(
+            host, "checkpoint", "WARN", "no checkpoint", expected, report.problem or report.directory, data
         )
     if report.verdict != "ok" or not report.checked:
         bad = [c for c in report.checked if not c.ok]
         measured = f"{bad[0].file} corrupt" if bad else "manifest broken"
         why = report.problem or f"verdict {report.verdict!r} names no checked file"
-        return Row("checkpoint", host, "FAIL", measured, expected, why, data)
+        return Finding(host, "checkpoint", "FAIL", measured, expected, why, data)
     newest = report.checked[0]
     age = fmt_duration(max(0.0, now - newest.saved_at))
     others = f" (+{len(report.checked) - 1} older verified)" if len(report.checked) > 1 else ""
@@ -315,7 +303,7 @@ def judge_checkpoint(host: str, report: CheckpointReport, now: float | None = No
         f"{report.directory}/{newest.file}: step {newest.step}, {fmt_bytes(newest.bytes)}, saved {age} ago; "
         f"sha256 ok, torch.load ok{others}"
     )
-    return Row("checkpoint", host, "PASS", newest.file, expected, detail, data)
+    return Finding(host, "checkpoint", "PASS", newest.file, expected, detail, data)
 
 
 # --- network ---------------------------------------------------------------------------------------------
@@ -327,7 +315,7 @@ def judge_network(
     asked: Sequence[ProbeTarget],
     t: Thresholds,
     listeners: dict[str, set[int] | None] | None = None,
-) -> list[Row]:
+) -> list[Finding]:
     """One row per endpoint this node was asked to reach; `listeners`: what each target listens on."""
     expected = f"connects in < {t.latency_warn_ms:g} ms"
     by_key = {(c.host, c.port): c for c in report.connects}
@@ -337,7 +325,9 @@ def judge_network(
         probe = by_key.get((target.host, target.port))
         if probe is None:
             rows.append(
-                Row("network", source, "FAIL", "no answer", expected, f"{where}: the probe printed nothing")
+                Finding(
+                    source, "network", "FAIL", "no answer", expected, f"{where}: the probe printed nothing"
+                )
             )
             continue
         if not probe.ok:
@@ -346,9 +336,9 @@ def judge_network(
             if listening is not None and target.port not in listening:
                 hint = f"; {target.host} does not listen on {target.port}"
             rows.append(
-                Row(
-                    "network",
+                Finding(
                     source,
+                    "network",
                     "FAIL",
                     "no connect",
                     expected,
@@ -360,7 +350,9 @@ def judge_network(
         ms = probe.ms or 0.0
         status: Status = "WARN" if ms >= t.latency_warn_ms else "PASS"
         rows.append(
-            Row("network", source, status, f"{ms:.2f} ms", expected, where, {"target": target.host, "ms": ms})
+            Finding(
+                source, "network", status, f"{ms:.2f} ms", expected, where, {"target": target.host, "ms": ms}
+            )
         )
     return rows
 
@@ -372,7 +364,7 @@ def _bits(mask: int, names: dict[int, str]) -> list[str]:
     return [name for bit, name in names.items() if mask & bit]
 
 
-def judge_thermal(host: str, report: ThermalReport, t: Thresholds) -> Row:
+def judge_thermal(host: str, report: ThermalReport, t: Thresholds) -> Finding:
     expected = f"CPU < {t.cpu_temp_warn_c:g} C, GPU < {t.gpu_temp_warn_c:g} C, no thermal throttling"
     if not report.zones and not report.gpus:
         why = "no readable /sys/class/thermal sensor"
@@ -386,7 +378,7 @@ def judge_thermal(host: str, report: ThermalReport, t: Thresholds) -> Row:
             )
         )
         status: Status = "WARN" if report.nvidia_error else "SKIP"
-        return Row("thermal", host, status, "-", expected, f"{why} (a container or VM exposes none)")
+        return Finding(host, "thermal", status, "-", expected, f"{why} (a container or VM exposes none)")
     fails: list[str] = []
     warns: list[str] = []
     parts: list[str] = []
@@ -415,4 +407,4 @@ def judge_thermal(host: str, report: ThermalReport, t: Thresholds) -> Row:
     measured = hottest_text if not report.gpus else f"{len(report.gpus)} GPU(s), " + hottest_text
     detail = "; ".join(fails + warns) or ", ".join(parts)
     status = "FAIL" if fails else "WARN" if warns else "PASS"
-    return Row("thermal", host, status, measured, expected, detail, data)
+    return Finding(host, "thermal", status, measured, expected, detail, data)

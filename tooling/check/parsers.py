@@ -14,54 +14,11 @@ from typing import Any
 
 from tooling.check.commands import LISTEN_MARK, NVIDIA_MARK
 
-
-class ParseError(ValueError):
-    def __init__(self, tool: str, reason: str) -> None:
-        super().__init__(f"{tool}: {reason}")
-        self.tool = tool
-        self.reason = reason
-
-
-# --- df ------------------------------------------------------------------------------------------------
-
-_DF_LINE = re.compile(
-    r"^(?P<fs>\S+)\s+(?P<size>\d+)\s+(?P<used>\d+)\s+(?P<avail>\d+)\s+(?P<pct>\d+)%\s+(?P<mount>.+)$"
-)
-
-
-@dataclass(frozen=True)
-class DiskUsage:
-    path: str  # the directory df was pointed at
-    filesystem: str
-    size_bytes: int
-    used_bytes: int
-    avail_bytes: int
-    mount: str
-
-    @property
-    def free_ratio(self) -> float:
-        # df's Available excludes root's reserve: what the trainer can really still write.
-        return self.avail_bytes / self.size_bytes if self.size_bytes else 0.0
-
-
-def parse_df(text: str) -> DiskUsage:
-    path = ""
-    for line in text.splitlines():
-        if line.startswith("path "):
-            path = line[5:].strip()
-            continue
-        match = _DF_LINE.match(line.strip())
-        if match:
-            return DiskUsage(
-                path=path,
-                filesystem=match["fs"],
-                size_bytes=int(match["size"]),
-                used_bytes=int(match["used"]),
-                avail_bytes=int(match["avail"]),
-                mount=match["mount"].strip(),
-            )
-    raise ParseError("df", "no filesystem line in the output" if text.strip() else "no output")
-
+# verify-node and check share one df reader and one parse error; re-exported so that check's modules read
+# every node output through this module.
+from tooling.verify.parsers import DiskUsage as DiskUsage
+from tooling.verify.parsers import ParseError as ParseError
+from tooling.verify.parsers import parse_df as parse_df
 
 # --- checkpoint_verify -----------------------------------------------------------------------------------
 

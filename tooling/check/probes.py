@@ -15,7 +15,6 @@ from typing import Any
 
 from tooling.check import commands, judge
 from tooling.check.cluster import Cluster
-from tooling.check.judge import CLUSTER, Row
 from tooling.check.nodes import NodeShell
 from tooling.check.parsers import (
     DiskUsage,
@@ -28,7 +27,8 @@ from tooling.check.parsers import (
 from tooling.check.prom import CheckPrometheus, PrometheusError
 from tooling.check.schedules import Thresholds
 from tooling.check.trend import Trend, daily_points, from_snapshots
-from tooling.jobstatus import NodeReport, job_state, parse_status_output
+from tooling.findings import CLUSTER, Finding
+from tooling.job.status import NodeReport, job_state, parse_status_output
 from tooling.remote import RemoteResult
 
 
@@ -101,14 +101,14 @@ class Session:
         return self._slopes
 
 
-def check_job(s: Session) -> list[Row]:
+def check_job(s: Session) -> list[Finding]:
     if s.cluster.run is None:
         note = f"{s.cluster.run_note}; start one with `tooling deploy --phase {s.cluster.phase}`"
-        return [Row("job", CLUSTER, "WARN", "no run", f"a run of phase {s.cluster.phase}", note)]
+        return [Finding(CLUSTER, "job", "WARN", "no run", f"a run of phase {s.cluster.phase}", note)]
     return [judge.judge_job(s.cluster.run.run_id, s.rank_reports(), s.cluster.world_size)]
 
 
-def check_ranks(s: Session) -> list[Row]:
+def check_ranks(s: Session) -> list[Finding]:
     if s.cluster.run is None:
         return [judge.no_run("ranks", CLUSTER, s.cluster.run_note)]
     reports = s.rank_reports()
@@ -119,13 +119,13 @@ def check_ranks(s: Session) -> list[Row]:
     ]
 
 
-def check_balance(s: Session) -> list[Row]:
+def check_balance(s: Session) -> list[Finding]:
     if s.cluster.run is None:
         return [judge.no_run("balance", CLUSTER, s.cluster.run_note)]
     return [judge.judge_balance(s.rank_reports(), s.thresholds)]
 
 
-def check_alerts(s: Session) -> list[Row]:
+def check_alerts(s: Session) -> list[Finding]:
     configured = s.cluster.prometheus_url is not None
     if not s.prometheus_ready():
         reason = s.prometheus_error or "no Prometheus"
@@ -166,8 +166,8 @@ def _trend(s: Session, host: str, usage: DiskUsage) -> tuple[Trend | None, str]:
     )
 
 
-def check_disk(s: Session) -> list[Row]:
-    rows: list[Row] = []
+def check_disk(s: Session) -> list[Finding]:
+    rows: list[Finding] = []
     expected = "df of the checkpoint directory"
     for host, result in s.each(commands.disk_free(s.cluster.disk_path)).items():
         if result.error:
@@ -187,7 +187,7 @@ def check_disk(s: Session) -> list[Row]:
     return rows
 
 
-def check_checkpoint(s: Session) -> list[Row]:
+def check_checkpoint(s: Session) -> list[Finding]:
     run = s.cluster.run
     if run is None:
         return [judge.no_run("checkpoint", CLUSTER, s.cluster.run_note)]
@@ -218,10 +218,12 @@ def check_checkpoint(s: Session) -> list[Row]:
     return rows
 
 
-def check_network(s: Session) -> list[Row]:
+def check_network(s: Session) -> list[Finding]:
     nodes = s.cluster.nodes
     if len(nodes) < 2:
-        return [Row("network", CLUSTER, "SKIP", "-", "node-to-node links", "a one-node phase has no links")]
+        return [
+            Finding(CLUSTER, "network", "SKIP", "-", "node-to-node links", "a one-node phase has no links")
+        ]
     rdzv = s.cluster.rendezvous
     runs = s.job_runs()
     asked: dict[str, list[commands.ProbeTarget]] = {}
@@ -244,7 +246,7 @@ def check_network(s: Session) -> list[Row]:
         timeout,
     )
     parsed = {}
-    rows: dict[str, list[Row]] = {}
+    rows: dict[str, list[Finding]] = {}
     for host, result in results.items():
         if result.error:
             rows[host] = [judge.unreachable("network", host, result.error)]
@@ -262,7 +264,7 @@ def check_network(s: Session) -> list[Row]:
     return [row for host in s.cluster.hosts for row in rows.get(host, [])]
 
 
-def check_thermal(s: Session) -> list[Row]:
+def check_thermal(s: Session) -> list[Finding]:
     rows = []
     for host, result in s.each(commands.thermal()).items():
         if result.error:
@@ -272,7 +274,7 @@ def check_thermal(s: Session) -> list[Row]:
     return rows
 
 
-CHECK_FUNCTIONS: dict[str, Callable[[Session], list[Row]]] = {
+CHECK_FUNCTIONS: dict[str, Callable[[Session], list[Finding]]] = {
     "job": check_job,
     "ranks": check_ranks,
     "balance": check_balance,
@@ -284,8 +286,8 @@ CHECK_FUNCTIONS: dict[str, Callable[[Session], list[Row]]] = {
 }
 
 
-def run_checks(s: Session, checks: list[str], progress: Callable[[str], None] | None = None) -> list[Row]:
-    rows: list[Row] = []
+def run_checks(s: Session, checks: list[str], progress: Callable[[str], None] | None = None) -> list[Finding]:
+    rows: list[Finding] = []
     for name in checks:
         if progress:
             progress(name)

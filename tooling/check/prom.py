@@ -1,12 +1,12 @@
-"""The Prometheus questions of the daily checks, over the gate's HTTP client (same errors, same URL
-handling): alerts firing now, alert history, and the checkpoint filesystem's slope per node."""
+"""The Prometheus questions of the daily checks, over the HTTP API client the gates use too (same errors,
+same URL handling): alerts firing now, alert history, and the checkpoint filesystem's slope per node."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tooling.check.parsers import Alert, parse_alerts, parse_vector
-from tooling.gates.prometheus import PrometheusClient, PrometheusError
+from tooling.prometheus_api import PrometheusClient, PrometheusError
 
 __all__ = ["CheckPrometheus", "PrometheusError"]
 

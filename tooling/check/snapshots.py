@@ -1,4 +1,5 @@
-"""The daily record of check runs: one JSON line per run in <runs>/checks/<UTC date>.jsonl.
+"""The daily record of check runs: one JSON line per run in <checks dir>/<UTC date>.jsonl (by default
+<home>/checks, tooling.home).
 
 The day file is rewritten whole (temp file, fsync, rename) under a lock, so a crash leaves the old file
 or the new one and never half a line, and two check runs at once do not lose each other's line.
@@ -17,16 +18,11 @@ from typing import Any
 
 from ddp.atomic import atomic_write_bytes
 
-CHECKS_SUBDIR = "checks"
 LOCK_NAME = ".lock"
 
 
-def checks_dir(runs_dir: Path) -> Path:
-    return runs_dir / CHECKS_SUBDIR
-
-
-def day_file(runs_dir: Path, ts: float) -> Path:
-    return checks_dir(runs_dir) / f"{time.strftime('%Y-%m-%d', time.gmtime(ts))}.jsonl"
+def day_file(directory: Path, ts: float) -> Path:
+    return directory / f"{time.strftime('%Y-%m-%d', time.gmtime(ts))}.jsonl"
 
 
 @contextmanager
@@ -40,9 +36,9 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def append(runs_dir: Path, record: dict[str, Any]) -> Path:
+def append(directory: Path, record: dict[str, Any]) -> Path:
     """Add `record` (which carries its own `ts`) as the last line of its day's file; returns the file."""
-    path = day_file(runs_dir, float(record["ts"]))
+    path = day_file(directory, float(record["ts"]))
     line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
     with _locked(path.parent):
         try:
@@ -71,9 +67,9 @@ def read_day(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def load_recent(runs_dir: Path, days: int, now: float) -> list[dict[str, Any]]:
+def load_recent(directory: Path, days: int, now: float) -> list[dict[str, Any]]:
     """Records of the last `days` UTC days (today included), oldest day first."""
     records: list[dict[str, Any]] = []
     for back in range(days, -1, -1):
-        records.extend(read_day(day_file(runs_dir, now - back * 86400.0)))
+        records.extend(read_day(day_file(directory, now - back * 86400.0)))
     return records

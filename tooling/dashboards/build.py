@@ -8,15 +8,73 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tooling.dashboards.dashboards import all_dashboards
-from tooling.dashboards.model import Dashboard, render_dashboard
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from tooling.dashboards import checkpoints, overview, performance, ranks, resources, training_health
+from tooling.dashboards.common import AnyPanel, dashboard
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = ROOT / "roles" / "grafana" / "files" / "dashboards"
+
+
+@dataclass(frozen=True)
+class Board:
+    """One dashboard: its uid (also its file name), title and description, and its module's panels."""
+
+    uid: str
+    title: str
+    description: str
+    panels: Callable[[], Sequence[AnyPanel]]
+
+    def build(self) -> Dashboard:
+        return dashboard(self.uid, self.title, self.description, self.panels())
+
+
+# One module per dashboard, in the order of the dashboards menu.
+BOARDS: tuple[Board, ...] = (
+    Board(
+        "ddp-overview",
+        "DDP cluster overview",
+        "One phase at a glance: ranks, throughput, balance, correctness, checkpoints, memory.",
+        overview.panels,
+    ),
+    Board(
+        "ddp-performance",
+        "DDP throughput, step time and communication",
+        "Throughput and its spread, per-rank step-time balance and the cost of gradient sync.",
+        performance.panels,
+    ),
+    Board(
+        "ddp-resources",
+        "DDP CPU, GPU and memory",
+        "Utilisation and memory pressure of the ranks and their nodes.",
+        resources.panels,
+    ),
+    Board(
+        "ddp-training-health",
+        "DDP loss and gradient sync",
+        "Is the job learning, and do the ranks agree: loss, non-finite steps, gradient sync.",
+        training_health.panels,
+    ),
+    Board(
+        "ddp-checkpoints",
+        "DDP checkpoints",
+        "Checkpoint age against the expected interval, writes and failures, and their disk.",
+        checkpoints.panels,
+    ),
+    Board(
+        "ddp-ranks",
+        "DDP ranks",
+        "Which ranks and nodes answer, restarts, progress and the run each rank belongs to.",
+        ranks.panels,
+    ),
+)
 
 # What Grafana puts in place of its variables before a query reaches Prometheus, with values a test (or a
 # check against a live Prometheus) can use: a phase key of tooling/phases.yml and "all nodes".
@@ -73,27 +131,49 @@ def substitute(expr: str, values: dict[str, str] | None = None) -> str:
 
 def render(dashboard: Dashboard) -> str:
     """The dashboard's file content: sorted keys and a trailing newline, byte-identical on every run."""
-    return json.dumps(render_dashboard(dashboard), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(dashboard, cls=JSONEncoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def render_all() -> dict[str, str]:
-    dashboards = all_dashboards()
+def _built() -> dict[str, Dashboard]:
+    """Every dashboard by its file name; a uid used twice would make one file overwrite another."""
+    dashboards = [board.build() for board in BOARDS]
     uids = [d.uid for d in dashboards]
     if len(set(uids)) != len(uids):
         raise ValueError(f"dashboard uids used twice: {uids}")
-    return {d.file_name: render(d) for d in dashboards}
+    return {f"{d.uid}.json": d for d in dashboards}
+
+
+def render_all() -> dict[str, str]:
+    return {name: render(dashboard) for name, dashboard in _built().items()}
+
+
+# A query variable's PromQL: `label_values(<series selector>, <label>)`.
+_LABEL_VALUES = re.compile(r"label_values\((?P<selector>.+),\s*(?P<label>\w+)\)")
+
+
+def _variable_selector(dashboard: str, variable: dict[str, Any]) -> str:
+    text = variable["query"]["query"]
+    match = _LABEL_VALUES.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"dashboard {dashboard}: variable ${variable['name']}: query {text!r}, "
+            "expected label_values(<selector>, <label>)"
+        )
+    return match.group("selector")
 
 
 def queries() -> list[Query]:
     """Every (dashboard, panel title, expr) of the rendered dashboards, variables' selectors included."""
     found: list[Query] = []
-    for dashboard in all_dashboards():
-        rendered: dict[str, Any] = render_dashboard(dashboard)
-        for variable in dashboard.variables:
-            found.append(Query(dashboard.uid, f"variable ${variable.name}", "var", variable.selector))
+    for content in render_all().values():
+        rendered: dict[str, Any] = json.loads(content)
+        uid = rendered["uid"]
+        for variable in rendered["templating"]["list"]:
+            selector = _variable_selector(uid, variable)
+            found.append(Query(uid, f"variable ${variable['name']}", "var", selector))
         for panel in rendered["panels"]:
             for target in panel["targets"]:
-                found.append(Query(dashboard.uid, panel["title"], target["refId"], target["expr"]))
+                found.append(Query(uid, panel["title"], target["refId"], target["expr"]))
     return found
 
 

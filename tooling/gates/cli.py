@@ -14,8 +14,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tooling.console import EXIT_CHECK_FAILED, ToolingError, cli_edge, console, err_console
-from tooling.gates.criteria import KINDS
+from tooling import home
+from tooling.cli_options import DecisionsOption, JsonOption, RunsDirOption, SoakDirOption, phase_option
+from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console
 from tooling.gates.display import (
     DECISION_STYLE,
     VERDICT_STYLE,
@@ -27,29 +28,19 @@ from tooling.gates.display import (
 from tooling.gates.evidence import find_latest_run, load_summary, resolve_summary_path, run_info
 from tooling.gates.gate import GateResult, evaluate, gather
 from tooling.gates.markdown import render
-from tooling.gates.records import DEFAULT_DECISIONS_DIR, latest_record, write_record
+from tooling.gates.records import latest_record, write_record
 from tooling.gates.scaling import Baseline, baseline_from_record
 from tooling.gates.site import effective_criteria, load_site
-from tooling.phases import PhasePlan, load_phases
+from tooling.plan.criteria import KINDS
+from tooling.plan.phases import PhasePlan, load_phases
 from tooling.soak.evidence import soak_evidence
-from tooling.soak.state import DEFAULT_SOAK_DIR
-
-DecisionsOption = Annotated[
-    Path,
-    typer.Option(
-        "--decisions",
-        envvar="TOOLING_DECISIONS_DIR",
-        help="Directory of decision records (written by gate, read by phases and report).",
-    ),
-]
-RunsOption = Annotated[
-    Path, typer.Option("--runs-dir", help="Where runs are looked for when --run is not given.")
-]
 
 
-def locate_run(run: Path | None, runs_dir: Path, phase: str) -> Path:
+def locate_run(run: Path | None, runs_dir: Path | None, phase: str) -> Path:
+    """The run to judge: --run, else the newest of the phase's runs under runs_dir (default <home>/runs)."""
     if run is not None:
         return resolve_summary_path(run)
+    runs_dir = runs_dir or home.runs()
     found = find_latest_run(runs_dir, phase)
     if found is None:
         raise ToolingError(
@@ -122,9 +113,8 @@ def gate_table(result: GateResult) -> Table:
     return table
 
 
-@cli_edge
 def gate(
-    phase: Annotated[str, typer.Option("--phase", "-p", help="Phase to judge: 1, 2a, 2b or 2c.")],
+    phase: Annotated[str, phase_option("Phase to judge.")],
     run: Annotated[
         Path | None, typer.Option("--run", help="Run directory or its summary.json (default: newest run)")
     ] = None,
@@ -155,18 +145,17 @@ def gate(
         str | None,
         typer.Option("--soak", help="Soak id or soak.json for uptime (default: the phase's latest soak)."),
     ] = None,
-    soak_dir: Annotated[
-        Path, typer.Option("--soak-dir", envvar="TOOLING_SOAK_DIR", help="Where soak records are kept.")
-    ] = DEFAULT_SOAK_DIR,
-    decisions: DecisionsOption = DEFAULT_DECISIONS_DIR,
-    runs_dir: RunsOption = Path("runs"),
+    soak_dir: SoakDirOption = None,
+    decisions: DecisionsOption = None,
+    runs_dir: RunsDirOption = None,
     prometheus_step: Annotated[
         float | None,
         typer.Option("--prometheus-step", help="Range-query step in seconds (default: 2 scrapes)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the decision record as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Judge a run against its phase's criteria: GO (exit 0) or NO-GO (exit 1), and keep the decision."""
+    decisions = decisions or home.decisions()
     plan = load_phases()
     phase_def = plan.get(phase)
     site = load_site(criteria_file, plan) if criteria_file else None
@@ -179,7 +168,7 @@ def gate(
     )
     sources.criteria_file = str(criteria_file) if criteria_file else None
     # A soak watched the job for hours: its figures replace a shorter window's, unless it has none.
-    from_soak, soak_line = soak_evidence(phase, phase_def.world_size, soak, soak_dir)
+    from_soak, soak_line = soak_evidence(phase, phase_def.world_size, soak, soak_dir or home.soak())
     for name, m in from_soak.items():
         if m.value is not None or name not in figures or figures[name].value is None:
             figures[name] = m
@@ -235,13 +224,9 @@ def critical_path(plan: PhasePlan, decisions: Path) -> list[dict[str, Any]]:
     return rows
 
 
-@cli_edge
-def phases(
-    decisions: DecisionsOption = DEFAULT_DECISIONS_DIR,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the path as JSON.")] = False,
-) -> None:
+def phases(decisions: DecisionsOption = None, as_json: JsonOption = False) -> None:
     """Show the critical path: each phase, its size, its latest gate decision and which phase is next."""
-    rows = critical_path(load_phases(), decisions)
+    rows = critical_path(load_phases(), decisions or home.decisions())
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return

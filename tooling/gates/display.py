@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tooling.gates.criteria import KINDS
+from tooling.plan.criteria import KINDS
 
 VERDICT_STYLE = {
     "PASS": "green",

@@ -1,7 +1,5 @@
-"""Measurements a gate judges, each with where it came from, read from a run's summary.json.
-
-A figure the source cannot give is a Measurement with value None and a note saying why: the judge turns
-it into NO DATA, never into a pass.
+"""A run's evidence for the gate: its summary.json found, read and turned into Measurements
+(tooling/plan/measurements.py), and the run's identity and time window for Prometheus.
 """
 
 from __future__ import annotations
@@ -13,22 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from tooling.console import ToolingError
+from tooling.plan.measurements import Measurement, missing
 
 SUMMARY_FILE = "summary.json"
-
-
-@dataclass(frozen=True)
-class Measurement:
-    value: float | None
-    source: str  # "summary", "prometheus", "given", "previous phase"
-    note: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def missing(source: str, note: str) -> Measurement:
-    return Measurement(None, source, note)
 
 
 @dataclass

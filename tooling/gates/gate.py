@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from tooling.gates import prometheus
-from tooling.gates.criteria import KINDS
-from tooling.gates.evidence import Measurement, RunInfo, from_summary, missing, run_info
+from tooling.gates.evidence import RunInfo, from_summary, run_info
 from tooling.gates.judge import Decision, Row, decide, judge, tally
 from tooling.gates.records import SCHEMA
 from tooling.gates.scaling import Baseline, Scaling, compute
 from tooling.gates.site import Criterion
-from tooling.phases import PhasePlan
+from tooling.plan.criteria import KINDS
+from tooling.plan.measurements import Measurement, missing
+from tooling.plan.phases import PhasePlan
+from tooling.prometheus_api import PrometheusClient, PrometheusError
 
 
 @dataclass
@@ -94,12 +96,12 @@ def gather(
         if info.start is None or info.end is None:
             sources.prometheus_error = "the run summary has no time window to query"
         else:
-            client = prometheus.PrometheusClient(prometheus_url)
+            client = PrometheusClient(prometheus_url)
             try:
                 from_prom, used_step = prometheus.measure(
                     client, info.start, info.end, expected_ranks, step_s
                 )
-            except prometheus.PrometheusError as exc:
+            except PrometheusError as exc:
                 sources.prometheus_error = str(exc)
             else:
                 sources.prometheus_step_s = used_step

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tooling.gates.criteria import KINDS
-from tooling.gates.evidence import Measurement
 from tooling.gates.site import Criterion
+from tooling.plan.criteria import KINDS
+from tooling.plan.measurements import Measurement
 
 Verdict = Literal["PASS", "WARN", "FAIL", "NO DATA", "SKIP"]
 Decision = Literal["GO", "NO-GO"]

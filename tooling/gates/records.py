@@ -1,7 +1,8 @@
 """Decision records: what each gate decided and on what evidence, as JSON (for tools) and Markdown (people).
 
-Files are `<decisions dir>/phase<P>-<UTC time>.{json,md}`, written atomically; the newest JSON for a
-phase is that phase's decision of record (the next phase's scaling baseline, `tooling phases`, reports).
+Files are `<decisions dir>/phase<P>-<UTC time>.{json,md}` (by default <home>/decisions, tooling.home),
+written atomically; the newest JSON for a phase is that phase's decision of record (the next phase's
+scaling baseline, `tooling phases`, reports).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 
 from ddp.atomic import atomic_write_json, atomic_write_text
 
-DEFAULT_DECISIONS_DIR = Path("runs/decisions")
 SCHEMA = 1
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tooling.gates.evidence import Measurement, missing
+from tooling.plan.measurements import Measurement, missing
 
 SUPERLINEAR_CAUSES = (
     "the baseline was oversubscribed (its processes shared CPU cores, GPUs or memory bandwidth), "

@@ -25,9 +25,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ddp.config_errors import ConfigError, format_validation_error, load_yaml_mapping
-from tooling.gates.bounds import Bound
-from tooling.gates.criteria import KINDS, SiteSection, check_order, specs_of
-from tooling.phases import Phase, PhasePlan
+from tooling.plan.bounds import Bound
+from tooling.plan.criteria import KINDS, SiteSection, check_order, specs_of
+from tooling.plan.phases import Phase, PhasePlan
 
 ALL = "all"
 

@@ -13,9 +13,9 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from ddp.atomic import atomic_write_bytes, atomic_write_text
-from tooling.gates.bounds import Bound
 from tooling.gates.markdown import table_rows
-from tooling.phases import PhasePlan
+from tooling.plan.bounds import Bound
+from tooling.plan.phases import PhasePlan
 from tooling.report import plots
 from tooling.report.data import phase_rows, priorities, when
 

@@ -11,16 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
-from tooling.console import ToolingError, cli_edge, console, err_console
-from tooling.gates.cli import DecisionsOption, RunsOption, baseline_for, locate_run
+from tooling import home
+from tooling.cli_options import DecisionsOption, RunsDirOption, phase_option
+from tooling.console import ToolingError, console, err_console
+from tooling.gates.cli import baseline_for, locate_run
 from tooling.gates.evidence import load_summary
 from tooling.gates.gate import evaluate, gather
-from tooling.gates.records import DEFAULT_DECISIONS_DIR, latest_record
+from tooling.gates.records import latest_record
 from tooling.gates.site import effective_criteria, load_site
-from tooling.phases import PhasePlan, load_phases
+from tooling.plan.phases import PhasePlan, load_phases
 from tooling.report.build import build_phase_report, build_weekly
-
-DEFAULT_REPORTS_DIR = Path("runs/reports")
 
 
 def gate_record(
@@ -53,11 +53,8 @@ def gate_record(
     return result.record(plan), lines
 
 
-@cli_edge
 def report(
-    phase: Annotated[
-        str | None, typer.Option("--phase", "-p", help="Phase to report on: 1, 2a, 2b or 2c.")
-    ] = None,
+    phase: Annotated[str | None, phase_option("Phase to report on.")] = None,
     run: Annotated[
         Path | None, typer.Option("--run", help="Run directory or its summary.json (default: newest run)")
     ] = None,
@@ -65,7 +62,7 @@ def report(
         bool, typer.Option("--weekly", help="Write the executive briefing from the decision records.")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Report directory (default: runs/reports/<name>-<time>).")
+        Path | None, typer.Option("--out", help="Report directory (default: <home>/reports/<name>-<time>).")
     ] = None,
     prometheus_url: Annotated[
         str | None, typer.Option("--prometheus", help="Prometheus base URL for the gate table.")
@@ -73,16 +70,17 @@ def report(
     criteria_file: Annotated[
         Path | None, typer.Option("--criteria", help="Site criteria file, as for `tooling gate`.")
     ] = None,
-    decisions: DecisionsOption = DEFAULT_DECISIONS_DIR,
-    runs_dir: RunsOption = Path("runs"),
+    decisions: DecisionsOption = None,
+    runs_dir: RunsDirOption = None,
 ) -> None:
     """Write a performance report (Markdown + HTML + PNG plots) for a phase's run, or the weekly briefing."""
+    decisions = decisions or home.decisions()
     plan = load_phases()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     if weekly:
         if phase is not None or run is not None:
             raise ToolingError("--weekly covers every phase: leave out --phase and --run")
-        written = build_weekly(plan, decisions, out or DEFAULT_REPORTS_DIR / f"weekly-{stamp}")
+        written = build_weekly(plan, decisions, out or home.reports() / f"weekly-{stamp}")
     else:
         if phase is None:
             raise ToolingError("which phase? pass --phase P (or --weekly for the briefing)")
@@ -91,7 +89,7 @@ def report(
         record, lines = gate_record(
             plan, phase, summary, summary_path, decisions, criteria_file, prometheus_url
         )
-        target = out or DEFAULT_REPORTS_DIR / f"phase{phase}-{stamp}"
+        target = out or home.reports() / f"phase{phase}-{stamp}"
         written = build_phase_report(plan, summary, record, decisions, target, lines)
     console.print(f"report: {written.markdown}")
     console.print(f"        {written.html}")

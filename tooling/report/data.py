@@ -8,7 +8,7 @@ from typing import Any
 
 from tooling.gates.display import fmt_value
 from tooling.gates.records import latest_record
-from tooling.phases import PhasePlan
+from tooling.plan.phases import PhasePlan
 
 
 def when(t: float | None) -> str:

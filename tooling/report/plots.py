@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from tooling.gates.bounds import Bound
+from tooling.plan.bounds import Bound
 
 SIZE = (8.0, 3.6)
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from tooling.console import EXIT_CHECK_FAILED, cli_edge, console
-from tooling.phases import load_phases
+from tooling.plan.phases import load_phases
 from tooling.sandbox import cluster
 from tooling.sandbox.image import ensure_image
 from tooling.sandbox.inventory import omitted_groups

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ddp.atomic import atomic_write_text
-from tooling.phases import PhasePlan, load_phases
+from tooling.plan.phases import PhasePlan, load_phases
 from tooling.sandbox.addresses import Endpoint
 from tooling.sandbox.settings import MONITOR_HOST, SandboxSettings
 

@@ -7,7 +7,6 @@ Exit codes: 0 the soak ran to its end (the record says how well the job did; `to
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,22 +16,31 @@ import typer
 from rich.table import Table
 
 from ddp.config import load_config
+from tooling import home
+from tooling.cli_options import InventoryOption, OutputDirOption, SetOption, SoakDirOption, phase_option
 from tooling.console import EXIT_CHECK_FAILED, CheckFailed, ToolingError, console, err_console
-from tooling.deploy import DeployRequest
 from tooling.inventory import default_inventory
-from tooling.local_run import local_command
-from tooling.phases import PhasePlan, load_phases
+from tooling.job import production
+from tooling.job.deploy import DeployRequest
+from tooling.job.torchrun import local_launch
+from tooling.plan.phases import PhasePlan, load_phases
 from tooling.soak import record as records
 from tooling.soak import state as states
 from tooling.soak.duration import format_duration, parse_duration
-from tooling.soak.jobs import SOAK_MAX_STEPS, ClusterJob, LocalJob, final_from_summary, job_from_state
+from tooling.soak.jobs import (
+    SOAK_MAX_STEPS,
+    ClusterSoakJob,
+    LocalSoakJob,
+    final_from_summary,
+    job_from_state,
+)
 from tooling.soak.samples import Sample
-from tooling.soak.state import DEFAULT_SOAK_DIR, SoakState
+from tooling.soak.state import SoakState
 from tooling.soak.uptime import analyse
 from tooling.soak.watch import RealClock, StopRequest, Watcher
-from tooling.sweep import production
+from tooling.verify.cli import preflight
 
-Job = LocalJob | ClusterJob
+Job = LocalSoakJob | ClusterSoakJob
 
 
 def _clock(t: float) -> str:
@@ -43,27 +51,14 @@ def _utc(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if t else "-"
 
 
-def local_launch_command(
-    plan: PhasePlan, phase: str, output_dir: Path, run_id: str, sets: list[str], nproc: int
-) -> list[str]:
-    """The rehearsal's local torchrun command, with the process count a soak on this machine asks for."""
-    command = local_command(plan, phase, output_dir, run_id, sets)
-    flag = "--nproc-per-node="
-    index = next(i for i, arg in enumerate(command) if arg.startswith(flag))
-    command[index] = f"{flag}{nproc}"
-    return command
-
-
 def _start_local(
     plan: PhasePlan, state: SoakState, root: Path, output_dir: Path, sets: list[str]
-) -> LocalJob:
+) -> LocalSoakJob:
     output = output_dir.resolve()
-    command = local_launch_command(plan, state.phase, output, state.id, sets, state.world_size)
-    env = dict(os.environ)
-    if plan.rendezvous.disable_shared_tcp_store:
-        env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
+    # The process count a soak on this machine asks for (--nproc), not necessarily the phase's.
+    launch = local_launch(plan, state.phase, output, state.id, sets, nproc=state.world_size)
     log_path = (root / state.id / "launcher.log").resolve()
-    job = LocalJob.launch(command, env, output / state.id, log_path, state.world_size)
+    job = LocalSoakJob.start(launch, output / state.id, log_path, state.world_size)
     console.print(
         f"[bold]phase {state.phase}[/bold]: {state.world_size} local processes (torchrun pid "
         f"{job.launcher_pid}), run directory {job.run_dir}, launcher log {log_path}"
@@ -102,6 +97,7 @@ def write_soak_record(
         planned_end=state.end_at if status in records.FINISHED else None,
         ended=ended,
         incarnations=(final or {}).get("incarnations"),
+        final_lines=(final or {}).get("launcher_lines"),
     )
     record = records.build_record(state, analysis, status, final=final, job_left_running=job_left_running)
     json_path, md_path = records.write_record(root, record)
@@ -148,7 +144,7 @@ def _finish(
         state.status = "interrupted"
         states.save(state, root)
         # A cluster job cannot be asked cheaply here; the soak never stops it on an interrupt.
-        running = job.alive() if isinstance(job, LocalJob) else True
+        running = job.alive() if isinstance(job, LocalSoakJob) else True
         record, json_path, _ = write_soak_record(root, state, "interrupted", job_left_running=running)
         print_record(record, json_path)
         job_line = (
@@ -168,8 +164,10 @@ def _finish(
         how = job.stop(stop_timeout_s)
     else:
         how = f"ended by itself: {state.ended['reason'] if state.ended else 'unknown'}"
-    summary, where = job.final_summary()
+    summary, where = job.fetch_summary()
     final = final_from_summary(summary, where, how)
+    # The launcher's lines since the last look: the cause of a restart that only the run summary shows.
+    final["launcher_lines"] = job.observe().events
     if summary is None:
         state.notes.append(f"no run summary at {where}: the final checkpoint could not be confirmed")
     state.status = "finished"
@@ -274,20 +272,16 @@ def _first_sample(
 
 
 def soak_command(
-    phase: Annotated[str | None, typer.Option("--phase", "-p", help="Phase: 1, 2a, 2b or 2c.")] = None,
+    phase: Annotated[str | None, phase_option("Phase to soak.")] = None,
     duration: Annotated[
         str | None, typer.Option(help="How long to watch the job: 24h, 90m, 45s, 1h30m.")
     ] = None,
-    inventory: Annotated[
-        Path | None, typer.Option("--inventory", "-i", help="Inventory directory (default: ansible.cfg's).")
-    ] = None,
+    inventory: InventoryOption = None,
     interval: Annotated[str, typer.Option(help="Time between two looks at the job.")] = "30s",
     run_id: Annotated[
         str | None, typer.Option(help="Id of the soak and its run (default: soak-phase<P>-<UTC time>).")
     ] = None,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Trainer setting KEY.PATH=VALUE.")
-    ] = None,
+    overrides: SetOption = None,
     local: Annotated[
         bool, typer.Option(help="Run the phase's processes on this machine (torchrun --standalone).")
     ] = False,
@@ -297,12 +291,8 @@ def soak_command(
     resume: Annotated[
         str | None, typer.Option(help="Carry on watching soak ID's job until its planned end.")
     ] = None,
-    soak_dir: Annotated[
-        Path, typer.Option(envvar="TOOLING_SOAK_DIR", help="Where soak states and records are kept.")
-    ] = DEFAULT_SOAK_DIR,
-    output_dir: Annotated[Path, typer.Option(help="With --local: where the run directory is made.")] = Path(
-        "runs"
-    ),
+    soak_dir: SoakDirOption = None,
+    output_dir: OutputDirOption = None,
     start_timeout: Annotated[str, typer.Option(help="How long the ranks may take to report.")] = "10m",
     stop_timeout: Annotated[str, typer.Option(help="How long the final checkpoint may take.")] = "5m",
     skip_provision: Annotated[bool, typer.Option(help="Cluster: launch without running site.yml.")] = False,
@@ -310,6 +300,7 @@ def soak_command(
 ) -> None:
     """Soak test: run the phase's job for a duration, sample it every interval, stop it cleanly and record
     uptime, incidents, restarts (with causes) and throughput stability for the gate."""
+    soak_dir = soak_dir or home.soak()
     start_timeout_s = parse_duration(start_timeout, "--start-timeout")
     stop_timeout_s = parse_duration(stop_timeout, "--stop-timeout")
     stop = StopRequest()
@@ -338,7 +329,7 @@ def soak_command(
             state = _new_soak(plan, phase, duration, interval, run_id, sets, local, nproc, soak_dir)
             states.save(state, soak_dir)  # before launching: a soak that dies starting still leaves a trace
             if local:
-                job = _start_local(plan, state, soak_dir, output_dir, sets)
+                job = _start_local(plan, state, soak_dir, output_dir or home.runs(), sets)
             else:
                 request = DeployRequest(
                     phase=phase,
@@ -348,7 +339,7 @@ def soak_command(
                     verify=not skip_verify,
                     run_id=state.id,
                 )
-                job = ClusterJob.launch(request, plan)
+                job = ClusterSoakJob.launch(request, plan, preflight)
             state.job = job.to_json()
             states.save(state, soak_dir)
         watcher = Watcher(

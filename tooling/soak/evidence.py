@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tooling.console import ToolingError
-from tooling.gates.evidence import Measurement, missing
+from tooling.plan.measurements import Measurement, missing
 from tooling.soak.duration import format_duration
 from tooling.soak.record import FINISHED, latest_record, read_record, resolve_record
 

@@ -1,4 +1,4 @@
-"""The soak record: runs/soak/<id>/soak.json (for the gate and reports) and soak.md (for people).
+"""The soak record: <home>/soak/<id>/soak.json (for the gate and reports) and soak.md (for people).
 
 Both are written atomically, so the gate never reads half a record. An interrupted soak still gets a
 record (status "interrupted") so the figures so far are not lost; the gate does not take it as evidence.
@@ -82,7 +82,7 @@ def build_record(
         "duration_s": state.duration_s,
         "watched_s": watched,
         "interval_s": state.interval_s,
-        "samples": len(samples),
+        "samples": sum(1 for s in samples if not s.after_end),  # in the window; after_end has the rest
         "resumed_at": state.resumed_at,
         "uptime": {
             "ratio": analysis.uptime_ratio,
@@ -95,7 +95,9 @@ def build_record(
             "definition": UPTIME_DEFINITION,
         },
         "incidents": [i.as_dict() for i in analysis.incidents],
-        "time_lost_s": sum(i.seconds for i in analysis.incidents),
+        # Down time past the planned end (the soak waiting for a restart to finish) is lost time too.
+        "time_lost_s": sum(i.seconds + i.after_end_s for i in analysis.incidents),
+        "after_end": analysis.after_end,
         "restarts": {
             "count": sum(r.count_after - r.count_before for r in analysis.restarts),
             "events": [r.as_dict() for r in analysis.restarts],

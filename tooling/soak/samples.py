@@ -1,5 +1,9 @@
 """One look at the job: every rank's step, state and restart count at one moment, plus what the launcher
-logged about failed workers since the previous look. Samples are what the soak persists and judges."""
+logged about failed workers since the previous look. Samples are what the soak persists and judges.
+
+A look taken after the planned end (the soak waiting for a restarting worker group to come back before
+its final stop, tooling/soak/watch.py) is marked `after_end`: it counts restarts but is outside the
+uptime window."""
 
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ class Sample:
     ranks: dict[int, RankObs]
     unreachable: dict[str, str] = field(default_factory=dict)  # node -> why its ranks could not be read
     events: tuple[str, ...] = ()  # launcher log lines about failed workers, read with this sample
+    after_end: bool = False  # taken after the planned end, while waiting for a restart to finish
 
     def missing(self, expected: int) -> list[int]:
         """Expected ranks (0..expected-1) without a status file, or whose status says they failed."""
@@ -57,6 +62,8 @@ class Sample:
             out["unreachable"] = self.unreachable
         if self.events:
             out["events"] = list(self.events)
+        if self.after_end:
+            out["after_end"] = True
         return out
 
     @classmethod
@@ -67,6 +74,7 @@ class Sample:
             {r.rank: r for r in ranks},
             dict(data.get("unreachable", {})),
             tuple(data.get("events", ())),
+            bool(data.get("after_end", False)),
         )
 
 
@@ -85,6 +93,8 @@ def sample_from_statuses(
     statuses: list[dict[str, Any]],
     unreachable: dict[str, str] | None = None,
     events: list[str] | tuple[str, ...] = (),
+    *,
+    after_end: bool = False,
 ) -> Sample:
     """A sample from raw rank status files (ddp/status.py). Unreadable entries are skipped; when two files
     claim one rank (a stale file left beside a new one), the most recently updated wins."""
@@ -106,4 +116,4 @@ def sample_from_statuses(
         if rank not in chosen or when >= chosen[rank][0]:
             chosen[rank] = (when, obs)
     ranks = {rank: obs for rank, (_, obs) in sorted(chosen.items())}
-    return Sample(t, ranks, dict(unreachable or {}), tuple(events))
+    return Sample(t, ranks, dict(unreachable or {}), tuple(events), after_end)

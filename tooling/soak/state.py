@@ -1,4 +1,4 @@
-"""A soak's working state (runs/soak/<id>/state.json), rewritten atomically after every sample.
+"""A soak's working state (<home>/soak/<id>/state.json), rewritten atomically after every sample.
 
 It holds everything `tooling soak --resume ID` needs to find the same job again and carry on: the
 settings, the planned end, where the launcher log was read up to, and every sample so far. Killing the soak
@@ -20,7 +20,6 @@ from tooling.soak.samples import Sample
 
 SCHEMA = 1
 STATE_FILE = "state.json"
-DEFAULT_SOAK_DIR = Path("runs") / "soak"
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

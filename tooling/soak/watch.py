@@ -2,6 +2,12 @@
 
 The clock and the job probe are injected, so the loop runs under a fake clock in tests and against a local
 torchrun or a cluster over SSH in real use.
+
+When the planned end finds the worker group restarting, the watcher does not hand a half-restarted job to
+the final stop (the STOP file would race the new workers' start and the final checkpoint would be the one
+resumed from): it keeps looking, one interval apart and marked after the end, until the job is up again,
+ends, or a grace runs out (one interval plus the time this job took from launch to every rank
+reporting). tooling/soak/uptime.py keeps those looks out of the uptime window.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Literal, Protocol
 
+from tooling.console import console
 from tooling.soak.samples import Sample, sample_from_statuses
 from tooling.soak.state import SoakState
+from tooling.soak.uptime import judge_intervals, restart_in_progress
 
 Outcome = Literal["completed", "ended-early", "interrupted"]
 
@@ -113,10 +121,11 @@ class Watcher:
         self.stop_requested = stop_requested
         self.on_sample = on_sample
 
-    def _take(self, carried: list[str] | None = None) -> tuple[Sample, Observation]:
+    def _take(self, carried: list[str] | None = None, after_end: bool = False) -> tuple[Sample, Observation]:
         t = self.clock.time()
         obs = self.probe.observe()
-        sample = sample_from_statuses(t, obs.statuses, obs.unreachable, [*(carried or []), *obs.events])
+        events = [*(carried or []), *obs.events]
+        sample = sample_from_statuses(t, obs.statuses, obs.unreachable, events, after_end=after_end)
         return sample, obs
 
     def _keep(self, sample: Sample) -> None:
@@ -169,7 +178,7 @@ class Watcher:
             if self.stop_requested():
                 return "interrupted"
             if self.state.samples[-1].t >= self.state.end_at:
-                return "completed"
+                return self._let_restart_finish()
             if self.clock.time() >= self.state.end_at + self.state.interval_s:
                 # Resumed long after the planned end: a sample now would judge time outside the window.
                 return "completed"
@@ -183,3 +192,56 @@ class Watcher:
                 self.state.ended = {"at": sample.t, "reason": reason}
                 self.persist(self.state)
                 return "ended-early"
+
+    def grace_s(self) -> float:
+        """How long the planned end waits for a restarting group: one interval, plus the job's start-up as
+        this soak saw it (launch to every rank reporting: import, rendezvous, first step; on a cluster it
+        includes the deploy, so it is an upper bound there)."""
+        state = self.state
+        startup = (state.watch_start - state.started_at) if state.watch_start is not None else 0.0
+        return state.interval_s + max(startup, state.interval_s)
+
+    def _note(self, text: str) -> None:
+        self.state.notes.append(text)
+        self.persist(self.state)
+        console.print(f"soak {self.state.id}: {text}", style="yellow")
+
+    def _let_restart_finish(self) -> Outcome:
+        """At the planned end: when the group is restarting, look again every interval until it is up,
+        the job ends, or the grace runs out; then the soak is complete either way."""
+        state = self.state
+        assert state.end_at is not None
+        max_gap_s = 2 * state.interval_s
+        why = restart_in_progress(state.samples, state.world_size, max_gap_s)
+        if why is None:
+            return "completed"
+        grace = self.grace_s()
+        start = self.clock.time()
+        self._note(
+            f"the planned end came while the worker group was restarting ({why}): waiting up to "
+            f"{grace:.0f} s for it to come back before the final stop (down time past the end, outside "
+            "the uptime window)"
+        )
+        while True:
+            left = start + grace - self.clock.time()
+            if left <= 0:
+                self._note(f"the worker group was not back {grace:.0f} s after the planned end ({why})")
+                return "completed"
+            self.clock.sleep(min(state.interval_s, left))
+            if self.stop_requested():
+                return "interrupted"
+            sample, obs = self._take(after_end=True)
+            self._keep(sample)
+            reason = self.probe.ended(obs)
+            if reason is not None:
+                self._note(f"the job ended while the soak waited for its restart: {reason}")
+                return "completed"
+            why = restart_in_progress(state.samples, state.world_size, max_gap_s)
+            if why is None:
+                after = f"{sample.t - state.end_at:.0f} s after the planned end"
+                if judge_intervals(state.samples, state.world_size, None, max_gap_s)[-1].kind == "up":
+                    step = sample.global_step(state.world_size)
+                    self._note(f"the worker group was back {after}, at step {step}")
+                else:
+                    self._note(f"the worker group had restarted {after} but was not making progress")
+                return "completed"

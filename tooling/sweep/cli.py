@@ -21,10 +21,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
+from tooling import home
+from tooling.cli_options import InventoryOption, SweepsDirOption, phase_option
 from tooling.console import CheckFailed, ToolingError, console, err_console
 from tooling.inventory import default_inventory
-from tooling.phases import PhasePlan, load_phases
-from tooling.sweep import production, report
+from tooling.job import production
+from tooling.plan.phases import PhasePlan, load_phases
+from tooling.sweep import report
 from tooling.sweep.grid import (
     Axis,
     as_overrides,
@@ -37,7 +40,6 @@ from tooling.sweep.grid import (
 from tooling.sweep.lock import lock
 from tooling.sweep.ranking import loss_problem, rank
 from tooling.sweep.records import (
-    DEFAULT_SWEEPS_DIR,
     SweepPlan,
     SweepStore,
     TrialRecord,
@@ -363,7 +365,7 @@ def lock_sweep(
 
 
 def sweep_command(
-    phase: Annotated[str | None, typer.Option("--phase", "-p", help="Phase: 1, 2a, 2b or 2c.")] = None,
+    phase: Annotated[str | None, phase_option("Phase to sweep (with --lock: to lock).")] = None,
     grid: Annotated[
         list[str] | None,
         typer.Option(
@@ -379,9 +381,7 @@ def sweep_command(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Trainer setting KEY.PATH=VALUE for every trial.")
     ] = None,
-    inventory: Annotated[
-        Path | None, typer.Option("--inventory", "-i", help="Inventory directory (default: ansible.cfg's).")
-    ] = None,
+    inventory: InventoryOption = None,
     local: Annotated[bool, typer.Option("--local", help="Run the trials on this machine.")] = False,
     sweep_id: Annotated[
         str | None,
@@ -413,12 +413,11 @@ def sweep_command(
     restart: Annotated[
         bool, typer.Option(help="Let the first trial replace a run already active on the phase's nodes.")
     ] = False,
-    sweeps_dir: Annotated[
-        Path, typer.Option(envvar="TOOLING_SWEEPS_DIR", help="Where sweeps are recorded.")
-    ] = DEFAULT_SWEEPS_DIR,
+    sweeps_dir: SweepsDirOption = None,
 ) -> None:
     """Run a short trial of every combination of a grid of trainer settings on a phase, rank them by
     throughput among those whose loss behaves, and (--lock) make the best the phase's production config."""
+    sweeps_dir = sweeps_dir or home.sweeps()
     phases = load_phases()
     if lock_:
         _forbid(

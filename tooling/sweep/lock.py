@@ -23,7 +23,7 @@ from ddp.atomic import atomic_write_text, fsync_dir
 from ddp.config import _deep_merge, read_with_base, validate_config
 from ddp.config_errors import ConfigError
 from tooling.console import ToolingError
-from tooling.sweep import production
+from tooling.job import production
 from tooling.sweep.grid import describe
 from tooling.sweep.ranking import Ranking, rank
 from tooling.sweep.records import SweepPlan, TrialRecord, who

@@ -1,4 +1,4 @@
-"""A sweep on disk: runs/sweeps/<id>/ with plan.json (what to run), trials.jsonl (one complete line per
+"""A sweep on disk: <home>/sweeps/<id>/ with plan.json (what to run), trials.jsonl (one complete line per
 finished trial, appended and fsynced as each one ends) and, once every trial has run, sweep.json and sweep.md.
 
 An interrupted sweep therefore keeps every trial that finished, and `--resume ID` runs only the rest.
@@ -21,7 +21,6 @@ from ddp.atomic import atomic_write_json, atomic_write_text
 from tooling.console import ToolingError
 from tooling.sweep.grid import Axis, Combination
 
-DEFAULT_SWEEPS_DIR = Path("runs") / "sweeps"
 PLAN_FILE = "plan.json"
 TRIALS_FILE = "trials.jsonl"
 RESULT_FILE = "sweep.json"

@@ -5,20 +5,19 @@ machine (the local launcher). Both sit behind `TrialRunner`, so the sweep's flow
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from ddp.atomic import atomic_write_json
-from tooling import deployment
 from tooling.console import CheckFailed, ToolingError
-from tooling.deploy import DeployRequest, build_plan, deploy
-from tooling.local_run import local_command
-from tooling.phases import PhasePlan
-from tooling.rehearse import fetch_summary
+from tooling.job import records
+from tooling.job.cluster import fetch_summary
+from tooling.job.deploy import DeployRequest, build_plan, deploy
+from tooling.job.local import read_json
+from tooling.job.torchrun import local_launch
+from tooling.plan.phases import PhasePlan
 
 # A trial is a measurement, not a run to keep: checkpoints would only add their I/O to the figures.
 TRIAL_DEFAULTS = ["checkpoint.enabled=false"]
@@ -55,14 +54,6 @@ class TrialRunner(Protocol):
         """Run the trial to its end. Failures of the trial itself are returned, not raised."""
 
 
-def _read_summary(path: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return data
-    except (FileNotFoundError, ValueError):
-        return None
-
-
 class LocalTrials:
     """Every process of the phase as torchrun workers on this machine; output goes to a log per trial."""
 
@@ -70,17 +61,14 @@ class LocalTrials:
         self.plan, self.phase, self.out_dir, self.timeout_s = plan, phase, out_dir.resolve(), timeout_s
 
     def prepare(self, overrides: list[str]) -> None:
-        local_command(self.plan, self.phase, self.out_dir, "check", overrides)
+        local_launch(self.plan, self.phase, self.out_dir, "check", overrides)
 
     def run(self, spec: TrialSpec) -> TrialResult:
-        command = local_command(self.plan, self.phase, self.out_dir, spec.run_id, spec.overrides)
-        env = dict(os.environ)
-        if self.plan.rendezvous.disable_shared_tcp_store:
-            env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
+        launch = local_launch(self.plan, self.phase, self.out_dir, spec.run_id, spec.overrides)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         log = self.out_dir / f"{spec.run_id}.log"
         with log.open("wb") as handle:
-            proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(launch.command, stdout=handle, stderr=subprocess.STDOUT, env=launch.env)
             try:
                 rc: int | None = proc.wait(timeout=self.timeout_s)
             except subprocess.TimeoutExpired:
@@ -95,7 +83,7 @@ class LocalTrials:
                         proc.kill()
                         proc.wait()
         summary_path = self.out_dir / spec.run_id / "summary.json"
-        summary = _read_summary(summary_path)
+        summary = read_json(summary_path)
         error = None
         if rc is None:
             error = f"did not finish within {self.timeout_s:.0f} s (see {log})"
@@ -142,7 +130,7 @@ class ClusterTrials:
     def _launched(self, run_id: str) -> bool:
         """deploy records a run once its launch succeeded, before waiting for the ranks."""
         try:
-            return deployment.load(self.inventory).run_id == run_id
+            return records.load(self.inventory).run_id == run_id
         except ToolingError:
             return False
 

@@ -6,7 +6,7 @@ missing inventory, bad profile).
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,17 +15,22 @@ import typer
 from rich.console import Console
 
 from ddp.config_errors import ConfigError
+from tooling import home
+from tooling.cli_options import InventoryOption, JsonOption, phase_option
 from tooling.console import EXIT_CHECK_FAILED, EXIT_OK, ToolingError, console, err_console
+from tooling.findings import CLUSTER, Finding, FindingsView
 from tooling.inventory import all_hosts, default_inventory, group_hosts, natural_key
 from tooling.inventory import phase_hosts as phase_group_hosts
-from tooling.phases import load_phases
-from tooling.runner import PROJECT_ROOT, RunResult, get_inventory, run_playbook
-from tooling.verify.judge import CheckResult, judge_all, overall
+from tooling.job.deploy import DeployRequest
+from tooling.plan.phases import load_phases
+from tooling.runner import RunResult, get_inventory, run_playbook
+from tooling.verify.judge import judge_all, overall
 from tooling.verify.profiles import BUILTIN_PROFILES, Profile, load_profile
-from tooling.verify.report import print_report, to_json
 
 PLAYBOOK = "playbooks/verify.yml"
 DEFAULT_GROUP = "nodes"
+# A table per node, then the cluster-wide network findings; a JSON finding's reason is "reason".
+VIEW = FindingsView(overall=overall, host_titles={CLUSTER: "network across the nodes"})
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ def collect(
         raise ToolingError(str(exc)) from None
 
 
-def judge_run(result: RunResult, target: Target, profile: Profile) -> list[CheckResult]:
+def judge_run(result: RunResult, target: Target, profile: Profile) -> list[Finding]:
     if not result.events or (
         not result.custom_stats
         and not result.unreachable
@@ -142,6 +147,15 @@ def judge_run(result: RunResult, target: Target, profile: Profile) -> list[Check
     if raw_net is None and len(target.hosts) < 2:
         raw_net = {"nodes": [h for h in target.hosts if h not in result.unreachable]}
     return judge_all(profile, target.hosts, raw_nodes, raw_net, result.unreachable, failures)
+
+
+def summary_line(rows: Sequence[Finding], scope: str, profile: str) -> str:
+    nodes = {r.host for r in rows if r.host != CLUSTER}
+    return f"{scope}: {len(nodes)} node(s), profile {profile}: {VIEW.summary(rows)}"
+
+
+def print_report(console: Console, rows: Sequence[Finding], scope: str, profile: str) -> None:
+    VIEW.print(console, VIEW.host_tables(rows), summary_line(rows, scope, profile))
 
 
 def run_verify(
@@ -167,7 +181,7 @@ def run_verify(
         raise ToolingError(str(exc)) from None
     profile_label, profile = pick_profile(profile_name, is_sandbox_inventory(inventory_data, inventory_path))
     target = resolve_target(inventory_data, hosts, phase, inventory_path)
-    runs = (runs_dir or PROJECT_ROOT / "runs" / "verify").resolve()
+    runs = (runs_dir or home.verify()).resolve()
     result = collect(
         target,
         inventory_path,
@@ -178,7 +192,7 @@ def run_verify(
     rows = judge_run(result, target, profile)
     if as_json:
         out.print_json(
-            to_json(
+            VIEW.to_json(
                 rows,
                 scope=target.scope,
                 hosts=target.hosts,
@@ -198,6 +212,13 @@ def run_verify(
     return EXIT_CHECK_FAILED if overall(rows) == "FAIL" else EXIT_OK
 
 
+def preflight(request: DeployRequest) -> int:
+    """deploy's pre-flight verification of the phase's nodes (tooling.job.deploy runs it before launching)."""
+    return run_verify(
+        [], request.phase, request.inventory, request.profile, as_json=False, runs_dir=request.runs_dir
+    )
+
+
 def verify_node(
     hosts: Annotated[
         list[str] | None,
@@ -205,58 +226,25 @@ def verify_node(
             help="Hosts to check (default: the phase's nodes, or group 'nodes').", show_default=False
         ),
     ] = None,
-    phase: Annotated[
-        str | None, typer.Option("--phase", "-p", help="Check every node of this phase (1, 2a, 2b, 2c).")
-    ] = None,
-    inventory: Annotated[
-        Path | None, typer.Option("--inventory", "-i", help="Inventory directory (default: ansible.cfg's).")
-    ] = None,
+    phase: Annotated[str | None, phase_option("Check every node of this phase.")] = None,
+    inventory: InventoryOption = None,
     profile: Annotated[
         str | None,
         typer.Option(
             "--profile", help="production, sandbox or a YAML file (default: sandbox for inventory/sandbox)."
         ),
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print machine-readable results on stdout.")
-    ] = False,
+    as_json: JsonOption = False,
     install_iperf3: Annotated[
         bool,
         typer.Option("--install-iperf3", help="Install iperf3 with the package manager where it is missing."),
     ] = False,
     runs_dir: Annotated[
         Path | None,
-        typer.Option("--runs-dir", help="Where ansible-runner keeps its artifacts (default: runs/verify)."),
+        typer.Option("--runs-dir", help="Where ansible-runner keeps its artifacts (default: <home>/verify)."),
     ] = None,
 ) -> None:
     """Check that nodes match the plan: CPU, memory, NUMA, disk, MPI, torch, GPUs and the network."""
     code = run_verify(list(hosts or []), phase, inventory, profile, as_json, install_iperf3, runs_dir)
     if code != EXIT_OK:
         raise typer.Exit(code)
-
-
-def main() -> None:
-    """`python -m tooling.verify` until the command is mounted on the main `tooling` app."""
-    from tooling.console import display_error
-
-    app = typer.Typer(add_completion=False)
-
-    @app.callback()
-    def _group() -> None:
-        """Node verification (mounted as `tooling verify-node` on the main app)."""
-
-    app.command("verify-node")(verify_node)
-    try:
-        # Without standalone mode click returns typer.Exit's code instead of exiting.
-        code = app(standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
-    except ToolingError as exc:
-        display_error(str(exc), exc.hint)
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

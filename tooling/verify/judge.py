@@ -9,29 +9,17 @@ judged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tooling.verdicts import Status, tally
+from tooling.findings import CLUSTER
+from tooling.findings import Finding as CheckResult  # verify-node's name for the shared finding row
+from tooling.verdicts import Status
 from tooling.verify import parsers as p
 from tooling.verify.profiles import Band, Profile, VersionRule
 
-CLUSTER = "(cluster)"
 _SEVERITY: dict[str, int] = {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2}
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    host: str
-    check: str
-    status: Status
-    measured: str
-    expected: str
-    reason: str
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -261,9 +249,9 @@ def _numa_check(c: _Checker, profile: Profile, cpu: p.CpuInfo | None) -> None:
 
 def _disk_check(c: _Checker, profile: Profile) -> None:
     expected = profile.disk_free_gb.describe("GB free")
-    disk = c.parsed("disk.free", expected, [("df", p.parse_df_bytes)])
+    disk = c.parsed("disk.free", expected, [("df", p.parse_df)])
     if disk is not None:
-        gb = disk.available_bytes / 1e9
+        gb = disk.avail_bytes / 1e9
         status, reason = judge_band(gb, profile.disk_free_gb)
         c.add("disk.free", status, _fmt(gb, "GB"), expected, f"{reason}; {disk.mount} ({disk.filesystem})")
 
@@ -473,7 +461,3 @@ def judge_all(
 def overall(rows: Iterable[CheckResult]) -> Status:
     worst = max((_SEVERITY[r.status] for r in rows), default=0)
     return "FAIL" if worst == 2 else "WARN" if worst == 1 else "PASS"
-
-
-def counts(rows: Iterable[CheckResult]) -> dict[str, int]:
-    return tally(row.status for row in rows)

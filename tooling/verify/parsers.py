@@ -219,28 +219,43 @@ def parse_free_bytes(text: str) -> MemInfo:
 
 
 @dataclass(frozen=True)
-class DiskInfo:
+class DiskUsage:
+    path: str  # the directory df was pointed at, when the command names it ("" otherwise)
     filesystem: str
     size_bytes: int
     used_bytes: int
-    available_bytes: int
+    avail_bytes: int
     mount: str
 
+    @property
+    def free_ratio(self) -> float:
+        # df's Available excludes root's reserve: what the trainer can really still write.
+        return self.avail_bytes / self.size_bytes if self.size_bytes else 0.0
 
-def parse_df_bytes(text: str) -> DiskInfo:
-    """`df -B1 PATH`: one filesystem row after the header (coreutils may wrap a long device name)."""
-    tool = "df -B1"
-    lines = [line for line in _require(text, tool).splitlines() if line.strip()]
-    if not lines or not lines[0].startswith("Filesystem"):
-        raise ParseError(tool, "no 'Filesystem' header")
-    tokens = " ".join(lines[1:]).split()
+
+def parse_df(text: str) -> DiskUsage:
+    """`df -B1 PATH` or `df -P -B1 PATH`, after an optional `path DIR` line (`tooling check` names the
+    directory it measured): the filesystem row after the header, which coreutils may wrap after a long
+    device name. The one df reader of `verify-node` and `check`."""
+    tool = "df"
+    path = ""
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("path "):
+            path = line[5:].strip()
+        elif line.strip():
+            lines.append(line)
+    header = next((i for i, line in enumerate(lines) if line.startswith("Filesystem")), None)
+    if header is None:
+        raise ParseError(tool, "no filesystem line in the output" if lines else "no output")
+    tokens = " ".join(lines[header + 1 :]).split()
     if len(tokens) < 6:
-        raise ParseError(tool, "no filesystem row")
+        raise ParseError(tool, "no filesystem line in the output")
     try:
         size, used, available = (int(t) for t in tokens[1:4])
     except ValueError:
         raise ParseError(tool, f"expected byte counts, got {tokens[1:4]}") from None
-    return DiskInfo(tokens[0], size, used, available, " ".join(tokens[5:]))
+    return DiskUsage(path, tokens[0], size, used, available, " ".join(tokens[5:]))
 
 
 # --- MPI and torch -------------------------------------------------------------------------------------

@@ -1,0 +1,360 @@
+"""What a rank reports while it trains: Prometheus series, ECS log records, its status file and (rank 0)
+summary.json. The loop hands it what happened (a step, a sync check, a heartbeat, a checkpoint, the end);
+this module turns that into figures.
+
+It also keeps the history a summary carries across restarts of the worker group: the heartbeat timeline
+and one incarnation per start.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.distributed as dist
+
+from ddp.comm_probe import CommOverhead
+from ddp.config import TrainerConfig
+from ddp.dist import DistEnv
+from ddp.distributed_checkpoint import SaveOutcome
+from ddp.metrics import TrainerMetrics
+from ddp.progress import Counters, Position
+from ddp.status import RankStatus
+from ddp.summary import SUMMARY_FILE, RankStats, build_summary, load_previous, write_summary
+from ddp.sync_check import SyncCheck
+from ddp.sysstats import SystemSampler
+from ddp.window import Decimated, StepWindow
+from ddp.workloads.base import Workload
+
+# The trainer's records keep its logger name wherever they are written from: Filebeat files them under
+# the logs-ddp.trainer-* data stream.
+log = logging.getLogger("ddp.trainer")
+
+# Sums a tensor across ranks in place (torch.distributed.all_reduce in a job).
+AllReduce = Callable[[torch.Tensor], Any]
+
+
+@dataclass(frozen=True)
+class ProbeTiming:
+    """One communication probe (ddp/comm_probe.py) taken during a step."""
+
+    sync_fwd_bwd: float
+    nosync_fwd_bwd: float
+    step_seconds: float  # the step without the probe's own extra pass
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: float  # NaN/inf on a skipped step
+    seconds: float
+    probe: ProbeTiming | None = None
+
+
+class Agreement(NamedTuple):
+    """What every rank decided together at a heartbeat."""
+
+    stop: bool
+    checkpoint: bool
+
+
+class Telemetry:
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        env: DistEnv,
+        metrics: TrainerMetrics,
+        run_dir: Path,
+        counters: Counters,
+        position: Position,
+        workload: Workload,
+        all_reduce: AllReduce = dist.all_reduce,
+    ) -> None:
+        self.cfg = cfg
+        self.env = env
+        self.metrics = metrics
+        self.run_dir = run_dir
+        # Shared with the trainer, which advances them; a resume loads them in place (ddp/progress.py).
+        self.counters = counters
+        self.position = position
+        self.workload = workload
+        self._all_reduce = all_reduce
+        self.samples_per_step = cfg.training.batch_size * cfg.ddp.grad_accum_steps
+        self.stats = RankStats(env.rank, env.local_rank, env.node)
+        self.window = StepWindow(cfg.metrics.window_steps)
+        self.overhead = CommOverhead(cfg.metrics.comm_probe_every_steps)
+        self.sampler = SystemSampler(env.device)
+        self.status = RankStatus(run_dir / "status", env, cfg.run.name)
+        self.timeline = Decimated()
+        self.incarnations: list[dict[str, Any]] = []
+        self.checkpoint_info: dict[str, Any] = {
+            "last_step": None,
+            "last_file": None,
+            "resumed_from_step": None,
+        }
+        self._heartbeat_loss: list[float] = []
+
+    # ----- cadence -----
+    def probe_due(self, step: int) -> bool:
+        return self.overhead.due(step)
+
+    def heartbeat_due(self, step: int) -> bool:
+        # The last step always beats, so the summary's timeline ends where the run does.
+        return step % self.cfg.training.log_every_steps == 0 or step == self.cfg.training.max_steps
+
+    # ----- start -----
+    def on_resume(self, step: int) -> None:
+        """The group resumed from the checkpoint of `step`."""
+        self.metrics.mark_checkpoint(time.time())
+        self.checkpoint_info.update(last_step=step, resumed_from_step=step)
+
+    def start(self) -> None:
+        """Record this incarnation (carrying the run's history over when it resumed) and announce it."""
+        previous = load_previous(self.run_dir) if self.env.is_main else None
+        if previous and self.checkpoint_info["resumed_from_step"] is not None:
+            # Same run, new incarnation (torchrun restart or relaunch): keep the history up to the step
+            # resumed from; heartbeats after it are replayed by this incarnation.
+            self.timeline.extend_from(
+                [p for p in previous.get("timeline", []) if p[1] <= self.counters.steps]
+            )
+            self.incarnations.extend(previous.get("incarnations", []))
+        self.incarnations.append(
+            {
+                "restart_count": self.env.restart_count,
+                "started_at": time.time(),
+                "world_size": self.env.world_size,
+                "resumed_from_step": self.checkpoint_info["resumed_from_step"],
+            }
+        )
+        self.metrics.step.set(self.counters.steps)
+        log.info(
+            "training %s: world size %d (%d nodes x %d), backend %s, %d parameters, from step %d",
+            self.workload.description,
+            self.env.world_size,
+            self.env.nodes,
+            self.env.local_world_size,
+            self.env.backend,
+            self.workload.parameter_count,
+            self.counters.steps,
+            extra={"trainer": {"event": "start", "step": self.counters.steps}},
+        )
+        self.write_status("running")
+
+    # ----- every step -----
+    def on_step(self, result: StepResult) -> None:
+        if result.probe is not None:
+            p = result.probe
+            self.overhead.add(p.sync_fwd_bwd, p.nosync_fwd_bwd, p.step_seconds)
+        m, n, loss = self.metrics, self.samples_per_step, result.loss
+        self.window.add(result.seconds, n)
+        self.stats.add_step(result.seconds, n)
+        m.steps.inc()
+        m.samples.inc(n)
+        m.step_duration.observe(result.seconds)
+        if math.isfinite(loss):  # skipped non-finite steps are counted, not averaged into the loss
+            self.stats.last_loss = loss
+            self._heartbeat_loss.append(loss)
+            m.loss.set(loss)
+        m.step.set(self.counters.steps)
+        m.epoch.set(self.position.epoch)
+        m.samples_per_second.set(self.window.samples_per_second())
+        m.throughput_stddev.set(self.window.rate_stddev(scale=self.env.world_size))
+        estimate = self.overhead.estimate()
+        if estimate is not None:
+            m.comm_overhead.set(estimate.ratio)
+            m.sync_step_seconds.set(estimate.sync_seconds)
+            m.nosync_step_seconds.set(estimate.nosync_seconds)
+            self.stats.comm_overhead_ratio = estimate.ratio
+            self.stats.sync_step_seconds = estimate.sync_seconds
+            self.stats.nosync_step_seconds = estimate.nosync_seconds
+
+    def on_sync_check(self, result: SyncCheck) -> None:
+        c = self.counters
+        c.sync_checks += 1
+        self.metrics.sync_checks.inc()
+        if not result.agree:
+            c.sync_mismatches += 1
+            self.metrics.sync_mismatches.inc()
+            log.error(
+                "ranks disagree on the parameters at step %d (relative spread %.3g)",
+                c.steps,
+                result.max_relative_spread,
+                extra={
+                    "trainer": {
+                        "step": c.steps,
+                        "event": "grad_sync_mismatch",
+                        "checksums": result.checksums,
+                    }
+                },
+            )
+        self.metrics.sync_accuracy.set((c.sync_checks - c.sync_mismatches) / c.sync_checks)
+
+    # ----- heartbeat -----
+    def heartbeat(self, stop_requested: bool, checkpoint_due: bool) -> Agreement:
+        """Collective. All-reduce rate, loss and this rank's requests; a request of any rank binds all."""
+        local = torch.tensor(
+            [
+                self.window.samples_per_second(),
+                sum(self._heartbeat_loss),
+                len(self._heartbeat_loss),
+                float(stop_requested),
+                float(checkpoint_due),
+            ],
+            dtype=torch.float64,
+            device=self.env.device,
+        )
+        self._heartbeat_loss.clear()
+        self._all_reduce(local)
+        rate, loss_sum, loss_count, stop, ckpt = local.tolist()
+        mean_loss = loss_sum / loss_count if loss_count else math.nan
+        sigma = self.window.rate_stddev(scale=self.env.world_size)
+        self.metrics.global_samples_per_second.set(rate)
+        self.timeline.add(time.time(), self.counters.steps, rate, mean_loss, sigma)
+        self._sample_system()
+        self._update_checkpoint_interval()
+        step = self.counters.steps
+        log.info(
+            "step %d/%d loss %.4f %.1f samples/s (job) sigma %.1f",
+            step,
+            self.cfg.training.max_steps,
+            mean_loss,
+            rate,
+            sigma,
+            extra={
+                "trainer": {
+                    "step": step,
+                    "epoch": self.position.epoch,
+                    "loss": mean_loss,
+                    "global_samples_per_second": rate,
+                    "throughput_stddev": sigma,
+                    "comm_overhead_ratio": self.stats.comm_overhead_ratio,
+                    "event": "heartbeat",
+                }
+            },
+        )
+        return Agreement(stop > 0, ckpt > 0)
+
+    def _sample_system(self) -> None:
+        sample = self.sampler.sample()
+        m, s = self.metrics, self.stats
+        m.cpu_utilisation.set(sample.cpu_utilisation_ratio)
+        m.memory_pressure.set(sample.memory_pressure_ratio)
+        s.cpu_utilisation.append(sample.cpu_utilisation_ratio)
+        s.memory_pressure_max = max(s.memory_pressure_max, sample.memory_pressure_ratio)
+        if sample.gpu_utilisation_ratio is not None:
+            m.gpu_utilisation.set(sample.gpu_utilisation_ratio)
+            s.gpu_utilisation.append(sample.gpu_utilisation_ratio)
+        if sample.gpu_memory_pressure_ratio is not None:
+            m.gpu_memory_pressure.set(sample.gpu_memory_pressure_ratio)
+            s.gpu_memory_pressure_max = max(
+                s.gpu_memory_pressure_max or 0.0, sample.gpu_memory_pressure_ratio
+            )
+        if len(s.cpu_utilisation) > 4096:
+            del s.cpu_utilisation[::2]
+
+    def _update_checkpoint_interval(self) -> None:
+        c = self.cfg.checkpoint
+        if c.every_minutes is not None:
+            self.metrics.checkpoint_interval.set(c.every_minutes * 60)
+        elif c.every_steps is not None:
+            self.metrics.checkpoint_interval.set(c.every_steps * self.window.mean_duration())
+
+    # ----- checkpoints -----
+    def digest(self) -> dict[str, Any]:
+        """This rank's figures, as rank 0 gathers them for the summary."""
+        return self.stats.digest()
+
+    def on_checkpoint(self, outcome: SaveOutcome, directory: Path, seconds: float, when: float) -> None:
+        """Count one collective checkpoint round that ended at unix time `when` and took `seconds`."""
+        step = self.counters.steps
+        if outcome.entry is not None:
+            self.counters.checkpoints_saved += 1
+            self.metrics.checkpoints_saved.inc()
+            self.metrics.mark_checkpoint(when)
+            self.checkpoint_info.update(last_step=step, last_file=str(directory / outcome.entry.file))
+            log.info(
+                "checkpoint step %d written in %.2fs",
+                step,
+                seconds,
+                extra={"trainer": {"step": step, "event": "checkpoint", "file": outcome.entry.file}},
+            )
+        elif outcome.error is not None:
+            self.counters.checkpoint_failures += 1
+            self.metrics.checkpoint_failures.inc()
+        else:
+            self.metrics.mark_checkpoint(when)  # non-writers: the collective round completed
+
+    # ----- summary and status -----
+    @property
+    def summary_path(self) -> Path | None:
+        """Where rank 0 writes the summary; other ranks write none."""
+        return self.run_dir / SUMMARY_FILE if self.env.is_main else None
+
+    def write_summary(self, status: str, reason: str | None, digests: list[dict[str, Any]]) -> Path:
+        summary = build_summary(
+            header={
+                "run": self.cfg.run.name,
+                "config": self.cfg.model_dump(mode="json"),
+                "world_size": self.env.world_size,
+                "nodes": self.env.nodes,
+                "nproc_per_node": self.env.local_world_size,
+                "backend": self.env.backend,
+                "device": self.env.device.type,
+                "workload": self.workload.description,
+                "parameters": self.workload.parameter_count,
+                "samples_per_step": self.samples_per_step * self.env.world_size,
+            },
+            status=status,
+            reason=reason,
+            ranks=digests,
+            timeline=self.timeline,
+            counters=vars(self.counters),
+            checkpoints={
+                **self.checkpoint_info,
+                "saved": self.counters.checkpoints_saved,
+                "failures": self.counters.checkpoint_failures,
+            },
+            incarnations=self.incarnations,
+        )
+        return write_summary(self.run_dir, summary)
+
+    def gather_summary(self, status: str, reason: str | None) -> None:
+        """Collective: every rank's digest to rank 0, which writes the summary (no checkpoint to ride on)."""
+        digests: list[Any] = [None] * self.env.world_size
+        dist.all_gather_object(digests, self.digest())
+        if self.env.is_main:
+            self.write_summary(status, reason, digests)
+
+    def write_status(self, state: str, loss: float | None = None, **extra: Any) -> None:
+        self.status.write(
+            state,
+            step=self.counters.steps,
+            max_steps=self.cfg.training.max_steps,
+            epoch=self.position.epoch,
+            loss=loss,
+            samples_per_second=self.window.samples_per_second(),
+            last_checkpoint_step=self.checkpoint_info["last_step"],
+            **extra,
+        )
+
+    # ----- the end -----
+    def failed(self, error: str, loss: float | None) -> None:
+        """No collective here: a failing rank cannot count on the others reaching this point, so rank 0
+        summarises with its own figures."""
+        self.write_status("failed", loss, error=error)
+        if self.env.is_main:
+            self.write_summary("failed", error, [self.digest()])
+
+    def finished(self, status: str, loss: float | None) -> None:
+        self.write_status(status, loss)
+        log.info(
+            "%s at step %d",
+            status,
+            self.counters.steps,
+            extra={"trainer": {"event": status, "step": self.counters.steps}},
+        )

@@ -1,0 +1,48 @@
+"""The one provisioned sandbox cluster every test in this directory shares.
+
+Its tests form one xdist group (`--dist loadgroup`): they run on one worker, in file order, while the other
+worker takes the unit, trainer and molecule tests. The files are numbered because the order matters: the
+read-only checks first, runs that change what is running next, and the node-down scenario last (it stops
+node2 and brings it back once), then `sandbox down`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.sandbox_harness import Sandbox, explain
+
+# Overridable so a developer can run the cluster tests beside a CI run on the same machine.
+CLUSTER_PREFIX = os.environ.get("DDP_ITEST_PREFIX", "ddp-itest")
+CLUSTER_SUBNET = os.environ.get("DDP_ITEST_SUBNET", "10.213.34.0/24")
+# A directory here keeps the cluster up after the session and reuses it next time (`up` is a no-op on a
+# running sandbox, the re-provisioning is warm): minutes saved per iteration while writing a cluster test.
+KEEP_DIR = os.environ.get("DDP_ITEST_KEEP_DIR")
+
+
+@pytest.fixture(scope="session")
+def phase2a_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """Two nodes and a monitoring host provisioned by `site.yml -l phase2a:monitoring` (as `tooling deploy`
+    does). Tests that break a node put it back; the last test takes the cluster down and checks that
+    nothing is left (the finalizer's `down` is then a no-op)."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed")
+    home = Path(KEEP_DIR) if KEEP_DIR else tmp_path_factory.mktemp("cluster")
+    home.mkdir(parents=True, exist_ok=True)
+    box = Sandbox(home, CLUSTER_PREFIX, CLUSTER_SUBNET, kept=bool(KEEP_DIR))
+    try:
+        started = box.cli("up", "--nodes", "2")
+        assert started.returncode == 0, explain(started)
+        box.first_up = started
+        first = box.site("phase2a:monitoring", "site-phase2a")
+        assert first.ok, f"{first.explanation}: {first.hard_failures()[:5]} (see {first.artifact_dir})"
+        box.first_provisioning = first
+        yield box
+    finally:
+        if not KEEP_DIR:
+            box.cli("down")

@@ -1,0 +1,147 @@
+"""Faults put on the shared cluster's runs and what the tests read back: node2 lost (its container killed)
+or cut off (its traffic to node1 dropped in its own network namespace, the host untouched), a rank
+SIGKILLed right after a checkpoint, and the run's checkpoints, incarnations and unit state on the nodes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.integration.sandbox_harness import Sandbox, explain
+from tests.integration.sandbox_jobs import corrupt_newest_checkpoint, on_node
+from tooling.inventory import load_inventory
+from tooling.plan.phases import DEFAULT_PHASES_FILE
+
+VENV_PYTHON = "/opt/ddp/venv/bin/python"
+# distributed.timeout_s: how long a collective waits for a silent peer before the rank gives up.
+COLLECTIVE_TIMEOUT_S = 30
+# rendezvous.join_timeout_s of the tests' site phases file: how long torchrun waits for a lost node to
+# rejoin. The plan's 120 s suits real clusters; the fault tests pay it in wall time, so they use less.
+JOIN_TIMEOUT_S = 45
+
+
+def site_phases(box: Sandbox, name: str, **phase2a: int) -> Path:
+    """A site's own phases file (`tooling --phases`): the project's plan with a shorter join timeout and
+    phase 2a's settings changed by `phase2a` (e.g. min_nodes=1)."""
+    plan = yaml.safe_load(DEFAULT_PHASES_FILE.read_text())
+    plan["rendezvous"]["join_timeout_s"] = JOIN_TIMEOUT_S
+    plan["phases"]["2a"].update(phase2a)
+    path = box.tmp / f"site-phases-{name}.yml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def newest_checkpoint(box: Sandbox, run_dir: str, host: str = "node1") -> int | None:
+    shown = on_node(box, host, f"cat {run_dir}/checkpoints/manifest.json")
+    if shown.rc != 0:
+        return None
+    return max((int(e["step"]) for e in json.loads(shown.stdout).get("checkpoints", [])), default=None)
+
+
+def wait_for_checkpoint(box: Sandbox, run_dir: str, step: int, max_steps: int) -> int:
+    """The newest checkpoint once one at `step` or later exists, checking the run has not ended yet."""
+    deadline = time.monotonic() + 300
+    while (newest_checkpoint(box, run_dir) or 0) < step:
+        assert time.monotonic() < deadline, f"no checkpoint at step {step} within 5 minutes"
+        time.sleep(2)
+    newest = newest_checkpoint(box, run_dir)
+    assert newest is not None and newest < max_steps, "the run ended before the fault: raise its max_steps"
+    return newest
+
+
+def summary_with_status(box: Sandbox, run_dir: str, status: str = "completed", timeout: float = 600) -> dict:
+    """node1's summary once it says `status`: a failed incarnation may have left one saying "failed"."""
+    deadline = time.monotonic() + timeout
+    summary: dict = {}
+    while time.monotonic() < deadline:
+        shown = on_node(box, "node1", f"cat {run_dir}/summary.json")
+        if shown.rc == 0:
+            summary = json.loads(shown.stdout)
+            if summary["status"] == status:
+                return summary
+        time.sleep(3)
+    raise AssertionError(f"the run did not reach {status} within {timeout:.0f} s: {summary.get('status')}")
+
+
+def unit_state(box: Sandbox, host: str) -> str:
+    return on_node(box, host, "systemctl show -p ActiveState --value ddp-trainer").stdout.strip()
+
+
+def wait_for_unit_end(box: Sandbox, host: str, since: float, limit: float) -> float:
+    """Seconds from `since` until `host`'s trainer unit stopped running; fails past `limit` (a hang)."""
+    while unit_state(box, host) in ("active", "activating", "deactivating"):
+        assert time.monotonic() - since < limit, f"{host}'s job still runs {limit:.0f} s after the fault"
+        time.sleep(3)
+    return time.monotonic() - since
+
+
+def checkpoints_verify(box: Sandbox, run_dir: str) -> None:
+    verified = on_node(box, "node1", f"{VENV_PYTHON} -m ddp.checkpoint_verify {run_dir} --json")
+    assert verified.rc == 0, verified
+
+
+def lose_node2(box: Sandbox) -> None:
+    killed = box.podman("kill", "--signal", "KILL", box.container("node2"))
+    assert killed.returncode == 0, killed.stderr
+
+
+def _node2_netns(box: Sandbox, action: str) -> None:
+    pid = box.podman("inspect", "--format", "{{.State.Pid}}", box.container("node2")).stdout.strip()
+    node1 = load_inventory(box.inventory)["_meta"]["hostvars"]["node1"]["ansible_host"]
+    for rule in (["INPUT", "-s", node1], ["OUTPUT", "-d", node1]):
+        done = box.run(["nsenter", "-t", pid, "-n", "iptables", action, rule[0], *rule[1:], "-j", "DROP"])
+        assert done.returncode == 0, explain(done)
+
+
+def partition_node2(box: Sandbox) -> None:
+    """Drop node2's traffic to and from node1 in node2's own network namespace (the host is untouched)."""
+    _node2_netns(box, "-I")
+
+
+def heal_node2(box: Sandbox) -> None:
+    """Undo partition_node2 and end whatever node2's trainer unit is still trying."""
+    _node2_netns(box, "-D")
+    on_node(box, "node2", "systemctl stop ddp-trainer; systemctl reset-failed ddp-trainer || true")
+
+
+def _node2_worker(box: Sandbox, run_dir: str, local_rank: int) -> dict:
+    """The status record (rank, pid, step) of the worker with `local_rank` on node2."""
+    read = "import glob, json, sys; print(json.dumps([json.load(open(p)) for p in glob.glob(sys.argv[1])]))"
+    shown = on_node(box, "node2", f"python3 -c {shlex.quote(read)} '{run_dir}/status/rank*.json'")
+    assert shown.rc == 0, shown
+    return next(r for r in json.loads(shown.stdout) if r.get("local_rank") == local_rank)
+
+
+def kill_rank_after_next_checkpoint(box: Sandbox, run_dir: str, damage: bool = False) -> tuple[int, dict]:
+    """SIGKILL node2's local rank 1 right after a new checkpoint lands, so none lands in between; with
+    `damage`, that newest checkpoint is first corrupted on both nodes."""
+    seen = newest_checkpoint(box, run_dir)
+    deadline = time.monotonic() + 300
+    while (newest := newest_checkpoint(box, run_dir)) == seen:
+        assert time.monotonic() < deadline, "no new checkpoint within 5 minutes"
+        time.sleep(0.5)
+    assert newest is not None
+    for host in ("node1", "node2") if damage else ():
+        damaged = corrupt_newest_checkpoint(box, host, run_dir)
+        assert damaged.endswith(f"step-{newest:09d}.pt"), (host, damaged, newest)
+    victim = _node2_worker(box, run_dir, local_rank=1)
+    killed = on_node(box, "node2", f"kill -KILL {victim['pid']}")
+    assert killed.rc == 0, killed
+    return newest, victim
+
+
+def incarnations(box: Sandbox, run_dir: str, count: int) -> list[dict]:
+    """The run's incarnations once there are `count`."""
+    deadline = time.monotonic() + 300
+    found: list[dict] = []
+    while time.monotonic() < deadline:
+        shown = on_node(box, "node1", f"cat {run_dir}/summary.json")
+        found = json.loads(shown.stdout).get("incarnations", []) if shown.rc == 0 else []
+        if len(found) >= count:
+            return found
+        time.sleep(3)
+    raise AssertionError(f"{count} incarnations expected within 5 minutes, saw {found}")

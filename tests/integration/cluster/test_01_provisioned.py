@@ -1,0 +1,148 @@
+"""The provisioned phase-2a cluster, read before anything runs on it: the sandbox is up with a host key per
+node, `site.yml` re-runs with changed=0, each role's own verify playbook passes on the nodes it provisioned,
+MPI and a hand-started torchrun span both nodes, verify-node passes, and bad input to `deploy` fails
+clearly."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from tests.integration.sandbox_harness import ROOT, Sandbox, explain
+from tests.integration.sandbox_jobs import SMALL_RUN, wait_for_summary
+from tooling.inventory import load_inventory, ssh_targets
+from tooling.remote import run_everywhere
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
+
+# Roles whose converge and changed=0 this cluster proves, so only their molecule `verify` runs here (on the
+# hosts the role was applied to); tests/integration/test_molecule.py runs the full scenario of the others.
+# ddp_trainer's verify needs node1 converged for phase 1: test_02_rollout runs it after deploying phase 1.
+CLUSTER_VERIFIED_ROLES = {
+    "numa_tuning": "nodes",
+    "cuda_nccl": "nodes",
+    "openmpi": "nodes",
+    "pytorch": "nodes",
+}
+
+
+def run_role_verify(box: Sandbox, role: str, limit: str) -> subprocess.CompletedProcess[str]:
+    """The role's molecule verify playbook against the cluster's inventory, as ansible-playbook runs it."""
+    playbook = ROOT / "roles" / role / "molecule" / "default" / "verify.yml"
+    return box.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(box.inventory), "-l", limit,
+         str(playbook)],
+        timeout=900,
+    )  # fmt: skip
+
+
+def test_sandbox_is_up_with_a_host_key_per_node(phase2a_cluster: Sandbox) -> None:
+    box = phase2a_cluster
+    status = box.cli("status")
+    assert status.returncode == 0, explain(status)
+    for host in ("node1", "node2", "monitor"):
+        line = next(ln for ln in status.stdout.splitlines() if f" {host} " in ln)
+        assert "running" in line and "answers" in line, status.stdout
+
+    ping = box.run(
+        [str(Path(sys.executable).with_name("ansible")), "-i", str(box.inventory / "hosts.yml"), "all", "-m",
+         "ansible.builtin.ping"],
+        timeout=300,
+    )  # fmt: skip
+    assert ping.returncode == 0, explain(ping)
+    for host in ("node1", "node2", "monitor"):
+        assert f"{host} | SUCCESS" in ping.stdout, ping.stdout
+
+    again = box.cli("up", "--nodes", "2")
+    assert again.returncode == 0, explain(again)
+    assert "already up" in again.stdout
+
+    known_hosts = (box.state_dir / "known_hosts").read_text()
+    ed25519 = [line.split()[2] for line in known_hosts.splitlines() if " ssh-ed25519 " in line]
+    assert len(ed25519) == 3 and len(set(ed25519)) == 3, "every node must have its own host key"
+
+
+def test_site_rerun_changes_nothing(phase2a_cluster: Sandbox) -> None:
+    first = phase2a_cluster.first_provisioning
+    assert sum(s.changed for s in first.stats.values()) > 0, "the first run must really have provisioned"
+    again = phase2a_cluster.site("phase2a", "site-phase2a-again")
+    assert again.ok, again.explanation
+    assert {"node1", "node2"} <= set(again.stats)
+    changed = {host: s.changed for host, s in again.stats.items() if s.changed}
+    assert changed == {}, f"second run changed something: {changed} (see {again.artifact_dir})"
+
+
+@pytest.mark.parametrize("role", sorted(CLUSTER_VERIFIED_ROLES))
+def test_role_verify_passes_on_the_cluster(phase2a_cluster: Sandbox, role: str) -> None:
+    verified = run_role_verify(phase2a_cluster, role, CLUSTER_VERIFIED_ROLES[role])
+    assert verified.returncode == 0, explain(verified)
+    assert "failed=0" in verified.stdout and "unreachable=0" in verified.stdout, verified.stdout[-3000:]
+
+
+def test_torchrun_two_nodes_by_two_processes(phase2a_cluster: Sandbox) -> None:
+    """The launcher started by hand on each node, as an operator without `tooling` would."""
+    run_id = "torchrun-2x2"
+    sets = " ".join(f"--set {s}" for s in [*SMALL_RUN, "training.max_steps=40"])
+    targets = ssh_targets(load_inventory(phase2a_cluster.inventory), ["node1", "node2"])
+    results = run_everywhere(
+        targets, f"DDP_RUN_ID={run_id} ddp-launch --nproc-per-node 2 {sets}", timeout_s=600
+    )
+    for host, result in results.items():
+        assert result.rc == 0, f"{host}: {result.stderr[-3000:]}"
+    summary = wait_for_summary(phase2a_cluster, f"/var/lib/ddp/runs/{run_id}", timeout=30)
+    assert summary["status"] == "completed"
+    assert (summary["world_size"], summary["nodes"], summary["steps"]) == (4, 2, 40)
+    assert {r["node"] for r in summary["ranks"]} == {"node1", "node2"}
+    assert summary["grad_sync"]["mismatches"] == 0 and summary["grad_sync"]["checks"] >= 1
+
+
+def verify_phase(box: Sandbox, phase: str = "2a") -> tuple[int, dict[str, Any]]:
+    """`tooling verify-node --json` on the cluster, in this process (no CLI start-up to pay)."""
+    from tooling.verify.cli import run_verify
+
+    buffer = io.StringIO()
+    code = run_verify(
+        [],
+        phase,
+        box.inventory,
+        "sandbox",
+        as_json=True,
+        install_iperf3=True,
+        runs_dir=box.runs,
+        out=Console(file=buffer, width=200),
+    )
+    return code, json.loads(buffer.getvalue())
+
+
+def test_healthy_phase_passes_the_sandbox_profile(phase2a_cluster: Sandbox) -> None:
+    code, document = verify_phase(phase2a_cluster)
+    failing = [r for r in document["results"] if r["status"] == "FAIL"]
+    assert code == 0, failing
+    assert document["hosts"] == ["node1", "node2"]
+    checks = {(r["host"], r["check"]): r["status"] for r in document["results"]}
+    for host in ("node1", "node2"):
+        assert checks[(host, "torch.version")] == "PASS"
+        assert checks[(host, "mpi.version")] == "PASS"
+        assert checks[(host, "gpu.count")] == "SKIP"
+    assert checks[("node1", "net.iperf3 -> node2")] in ("PASS", "WARN")
+    assert checks[("(cluster)", "net.gloo_allreduce")] in ("PASS", "WARN")
+
+
+def test_deploy_bad_input_fails_clearly(phase2a_cluster: Sandbox) -> None:
+    """Refused before anything runs; an unreachable node is the node-down scenario's (test_05)."""
+    box = phase2a_cluster
+    unknown = box.tooling("deploy", "--phase", "3", "--inventory", str(box.inventory))
+    assert unknown.returncode == 2 and "unknown phase '3'" in unknown.stderr, explain(unknown)
+
+    too_big = box.tooling("deploy", "--phase", "2b", "--inventory", str(box.inventory))
+    assert too_big.returncode == 2 and "no group 'phase2b'" in too_big.stderr, explain(too_big)
+
+    missing = box.tooling("deploy", "--phase", "1", "--inventory", str(box.tmp / "nowhere"))
+    assert missing.returncode == 2 and "inventory not found" in missing.stderr, explain(missing)

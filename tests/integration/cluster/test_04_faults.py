@@ -1,0 +1,134 @@
+"""Launch and network faults on the cluster. A taken rendezvous port stops the launch on every node. node2
+cut off from node1 during a phase-2a run: phase 2a allows no fewer nodes than it has (min_nodes 2), so the
+job must stop on node1 within the configured timeouts, not hang, with its checkpoints intact, and
+`tooling deploy --phase 2a --fallback 1` resumes the same run on node1 from its newest checkpoint. With a
+site's phases file that lets 2a go down to one node (min_nodes 1) the same cut is absorbed instead: torchrun
+re-forms the group on node1 alone and training continues from the checkpoint. (node2 lost outright, its
+container killed, is the node-down scenario of test_05.)"""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+import pytest
+
+from tests.integration.cluster.faults import (
+    COLLECTIVE_TIMEOUT_S,
+    JOIN_TIMEOUT_S,
+    checkpoints_verify,
+    heal_node2,
+    newest_checkpoint,
+    partition_node2,
+    site_phases,
+    summary_with_status,
+    unit_state,
+    wait_for_checkpoint,
+    wait_for_unit_end,
+)
+from tests.integration.sandbox_harness import Sandbox, explain
+from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, deploy_run, forget_run, on_node
+from tooling.plan.phases import load_phases
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
+
+MAX_STEPS = 600
+FAULT_SETS = [*SMALL_RUN, f"training.max_steps={MAX_STEPS}", f"distributed.timeout_s={COLLECTIVE_TIMEOUT_S}"]
+
+
+def test_taken_rendezvous_port_stops_the_launch_on_every_node(phase2a_cluster: Sandbox) -> None:
+    """Something else listens on node1's rendezvous port: deploy refuses before any unit starts, naming the
+    node, the port and the setting, instead of torchrun talking to a stranger or node2 waiting forever."""
+    box = phase2a_cluster
+    port = load_phases().rendezvous.port
+    hold = (
+        f"import socket, time; s = socket.socket(); s.bind(('0.0.0.0', {port})); s.listen(); time.sleep(900)"
+    )
+    forget_run(box, "port-taken")
+    held = on_node(box, "node1", f"systemd-run --unit ddp-test-port-holder python3 -c {shlex.quote(hold)}")
+    assert held.rc == 0, held
+    try:
+        deadline = time.monotonic() + 30
+        while not on_node(box, "node1", f"ss -Hltn 'sport = :{port}'").stdout.strip():
+            assert time.monotonic() < deadline, f"the holder never listened on {port}"
+            time.sleep(1)
+        refused = box.tooling(
+            "deploy", "--phase", "2a", "--inventory", str(box.inventory), "--skip-provision", "--skip-verify",
+            "--restart", "--run-id", "port-taken", *[a for s in SMALL_RUN for a in ("--set", s)],
+        )  # fmt: skip
+        output = refused.stdout + refused.stderr
+        assert refused.returncode == 1, explain(refused)
+        assert f"node1: port {port} (rendezvous.port" in output and "in use" in output, output[-4000:]
+        for host in ("node1", "node2"):
+            assert unit_state(box, host) not in ("active", "activating"), f"{host} started a unit"
+            started = on_node(box, host, f"test -e {RUN_ROOT}/port-taken/status")
+            assert started.rc != 0, f"{host} started ranks of the refused run"
+    finally:
+        on_node(box, "node1", "systemctl stop ddp-test-port-holder")
+
+
+def test_node_cut_off_stops_cleanly_and_the_run_falls_back_to_phase1(phase2a_cluster: Sandbox) -> None:
+    box = phase2a_cluster
+    run_id = "fault-partitioned"
+    run_dir = f"{RUN_ROOT}/{run_id}"
+    plan = site_phases(box, "fallback")
+    forget_run(box, run_id)
+    deploy_run(box, "2a", run_id, FAULT_SETS, "--skip-verify", site_phases=plan)
+    try:
+        before = wait_for_checkpoint(box, run_dir, 40, MAX_STEPS)
+        partition_node2(box)
+        # A rank notices within the collective timeout; torchrun then waits join_timeout for the lost node
+        # to rejoin (min_nodes = nodes) and gives up. Anything past that (plus slack for 2 busy cores) hangs.
+        stopped_after = wait_for_unit_end(
+            box, "node1", time.monotonic(), COLLECTIVE_TIMEOUT_S + JOIN_TIMEOUT_S + 90
+        )
+        assert unit_state(box, "node1") == "failed"
+        checkpoints_verify(box, run_dir)
+        newest = newest_checkpoint(box, run_dir)
+        assert newest is not None and newest >= before, "a checkpoint was lost"
+
+        fallback = box.tooling(
+            "--phases", str(plan), "deploy", "--phase", "2a", "--fallback", "1", "--inventory",
+            str(box.inventory), "--skip-verify",
+        )  # fmt: skip
+        assert fallback.returncode == 0, explain(fallback)
+        assert f"run {run_id} of phase 2a" in fallback.stdout, fallback.stdout
+        summary = summary_with_status(box, run_dir)
+        assert (summary["world_size"], summary["nodes"], summary["steps"]) == (4, 1, MAX_STEPS)
+        assert summary["checkpoints"]["resumed_from_step"] == newest
+        worlds = [i["world_size"] for i in summary["incarnations"]]
+        assert worlds[-1] == 4 and set(worlds) <= {8, 4}, summary["incarnations"]
+        print(f"node cut off: job stopped {stopped_after:.0f} s after the fault; resumed from step {newest}")
+    finally:
+        heal_node2(box)
+
+
+def test_node_cut_off_is_absorbed_when_the_site_allows_fewer_nodes(phase2a_cluster: Sandbox) -> None:
+    box = phase2a_cluster
+    run_id = "fault-elastic"
+    run_dir = f"{RUN_ROOT}/{run_id}"
+    forget_run(box, run_id)
+    deploy_run(
+        box, "2a", run_id, FAULT_SETS, "--skip-verify", site_phases=site_phases(box, "elastic", min_nodes=1)
+    )
+    try:
+        launcher = on_node(box, "node1", "cat /usr/local/bin/ddp-launch")
+        assert "--nnodes 1:2" in launcher.stdout, "the site's min_nodes did not reach torchrun"
+        before = wait_for_checkpoint(box, run_dir, 40, MAX_STEPS)
+        partition_node2(box)
+        injected = time.monotonic()
+        # The job must finish on node1 alone, without ever leaving its unit (no operator, no fallback).
+        summary = summary_with_status(box, run_dir, timeout=600)
+        absorbed_in = time.monotonic() - injected
+        assert (summary["world_size"], summary["nodes"], summary["steps"]) == (4, 1, MAX_STEPS), summary
+        worlds = [i["world_size"] for i in summary["incarnations"]]
+        assert worlds[0] == 8 and worlds[-1] == 4, summary["incarnations"]
+        resumed = summary["checkpoints"]["resumed_from_step"]
+        assert resumed is not None and resumed >= before, summary["checkpoints"]
+        wait_for_unit_end(box, "node1", time.monotonic(), 60)
+        result = on_node(box, "node1", "systemctl show -p Result --value ddp-trainer").stdout.strip()
+        assert result == "success", result
+        checkpoints_verify(box, run_dir)
+        print(f"node cut off: finished on node1 alone {absorbed_in:.0f} s later, resumed from step {resumed}")
+    finally:
+        heal_node2(box)

@@ -1,0 +1,365 @@
+"""One long phase-2a run serves every check that reads a running job, then loses node2 for good.
+
+While it runs: `tooling status` shows all eight ranks; Prometheus scrapes exactly phase 2a's ranks and
+nodes and answers every dashboard panel's PromQL; `tooling check` passes; a SIGKILLed rank restarts the
+group on both nodes from the newest checkpoint, and from the one before when the newest is damaged.
+Then node2's container is killed (the node-down scenario, once for the whole suite): its ranks fire
+TrainerRankDown into Alertmanager, the job stops on node1 within the configured timeouts with its
+checkpoints intact, `sandbox status`, `verify-node`, `check` and `deploy` each name node2 and the reason,
+`deploy --fallback 1` resumes the run on node1 from the newest checkpoint that verifies, and `sandbox up`
+brings node2 back at its address with its host keys. Last, `sandbox down` leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.cluster.faults import (
+    COLLECTIVE_TIMEOUT_S,
+    JOIN_TIMEOUT_S,
+    checkpoints_verify,
+    incarnations,
+    kill_rank_after_next_checkpoint,
+    lose_node2,
+    newest_checkpoint,
+    site_phases,
+    summary_with_status,
+    unit_state,
+    wait_for_unit_end,
+)
+from tests.integration.cluster.test_01_provisioned import verify_phase
+from tests.integration.cluster.test_02_rollout import rank_down_alerts
+from tests.integration.sandbox_harness import Sandbox, explain
+from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, corrupt_newest_checkpoint, forget_run, on_node
+from tests.integration.sandbox_monitor import instant_query, monitor_url, prometheus_api, wait_until
+from tooling.dashboards.build import queries
+from tooling.job import records
+from tooling.soak.causes import WorkerFailure, parse_failure
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
+
+PHASE = "2a"
+NODES = ("node1", "node2")
+RANKS = 8
+RUN_ID = "long-2a"
+RUN_DIR = f"{RUN_ROOT}/{RUN_ID}"
+# Steps between checkpoints: a window of seconds for a test to damage one and kill a rank before the next.
+EVERY = 200
+# Grafana's own placeholders, as Grafana would fill them for a 5-minute view of this phase.
+PANEL_VARIABLES = {"$__rate_interval": "1m", "$__range": "5m", "$phase": PHASE, "$node": ".*"}
+# Rates over 1m windows and the per-rank step-time means need this much history before they answer.
+HISTORY_S = 75
+# The sandbox's nodes share this machine's disk: its fill level and how fast other work fills it say
+# nothing about the cluster, so the disk bands are widened. Eight ranks on two cores also delay the
+# connect probe's own process, so its latency band is widened too; every other threshold is the package's.
+CHECK_SETTINGS = """\
+thresholds:
+  disk_free_warn_ratio: 0.02
+  disk_free_fail_ratio: 0.01
+  time_to_full_warn_h: 0.02
+  time_to_full_fail_h: 0.01
+  latency_warn_ms: 100
+"""
+
+
+@dataclass
+class LongRun:
+    box: Sandbox
+    plan: Path  # the site phases file it was deployed with (a shorter rendezvous join timeout)
+    prometheus: str
+    scraped_since: float = 0.0  # when Prometheus first had all eight ranks
+
+
+@pytest.fixture(scope="module")
+def long_run(phase2a_cluster: Sandbox) -> Iterator[LongRun]:
+    box = phase2a_cluster
+    plan = site_phases(box, "long-run")
+    forget_run(box, RUN_ID)
+    sets = [
+        *SMALL_RUN, "training.max_steps=1000000", f"checkpoint.every_steps={EVERY}",
+        f"distributed.timeout_s={COLLECTIVE_TIMEOUT_S}",
+    ]  # fmt: skip
+    deployed = box.tooling(
+        "--phases", str(plan), "deploy", "--phase", PHASE, "--inventory", str(box.inventory),
+        "--skip-provision", "--skip-verify", "--restart", "--run-id", RUN_ID,
+        *[arg for s in sets for arg in ("--set", s)],
+    )  # fmt: skip
+    assert deployed.returncode == 0 and "is up" in deployed.stdout, explain(deployed)
+    yield LongRun(box, plan, monitor_url(box, 9090))
+    on_node(box, "node1", "systemctl stop ddp-trainer")
+
+
+def _status_rows(box: Sandbox) -> tuple[str, list[tuple[str, int, str]]]:
+    shown = box.tooling("status", "--inventory", str(box.inventory))
+    assert shown.returncode == 0, explain(shown)
+    # One table row per rank: node, rank, state, step ... (rich draws the cells between │ bars).
+    rows = [
+        [c.strip() for c in line.split("│")[1:-1]]
+        for line in shown.stdout.splitlines()
+        if line.count("│") >= 9
+    ]
+    return shown.stdout, [(row[0], int(row[1]), row[2]) for row in rows if len(row) > 2 and row[1].isdigit()]
+
+
+def test_status_shows_every_rank_and_prometheus_scrapes_exactly_the_phase(long_run: LongRun) -> None:
+    box, prometheus = long_run.box, long_run.prometheus
+
+    def all_ranks() -> list[dict[str, Any]]:
+        series = instant_query(prometheus, f'trainer_step{{job="trainer", phase="{PHASE}"}} > 0')
+        return series if len(series) == RANKS else []
+
+    ranks = wait_until("8 ranks stepping in Prometheus", all_ranks, timeout=240)
+    long_run.scraped_since = time.monotonic()
+    assert sorted(int(s["metric"]["rank"]) for s in ranks) == list(range(RANKS))
+    per_node = {n: sum(1 for s in ranks if s["metric"]["node"] == n) for n in NODES}
+    assert per_node == {"node1": 4, "node2": 4}, per_node
+    nodes = instant_query(prometheus, f'node_memory_MemAvailable_bytes{{job="node", phase="{PHASE}"}}')
+    assert sorted(s["metric"]["node"] for s in nodes) == list(NODES)
+    targets = prometheus_api(prometheus, "/api/v1/targets", state="active")["activeTargets"]
+    scraped = sorted((t["labels"]["job"], t["labels"]["node"]) for t in targets if "node" in t["labels"])
+    expected = [("node", n) for n in NODES] + [("trainer", n) for n in NODES for _ in range(4)]
+    assert scraped == sorted(expected), "Prometheus must scrape exactly phase 2a's nodes and ranks"
+
+    shown, rows = _status_rows(box)
+    assert "8/8 ranks reported" in shown, shown
+    assert sorted(rank for _, rank, _ in rows) == list(range(RANKS)), shown
+    assert sorted(node for node, _, _ in rows) == ["node1"] * 4 + ["node2"] * 4, shown
+    assert {state for _, _, state in rows} == {"running"}, shown
+
+
+def _check_runs_dir(box: Sandbox, name: str) -> Path:
+    """A runs directory of the test's own, holding a copy of the deployment record `tooling deploy` wrote
+    (under the sandbox's state root), so each check run has snapshots of its own."""
+    runs = box.tmp / name
+    record = records.load(box.inventory, box.home / "deployments")
+    records.save(record, runs / "deployments")
+    return runs
+
+
+def _check(box: Sandbox, runs: Path) -> tuple[int, dict[str, Any], str]:
+    settings = box.tmp / "check-settings.yml"
+    settings.write_text(CHECK_SETTINGS)
+    result = box.tooling(
+        "--home", str(runs), "check", "--inventory", str(box.inventory), "--settings", str(settings),
+        "--json", timeout=900,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), explain(result)
+    return result.returncode, json.loads(result.stdout), explain(result)
+
+
+def _rows(document: dict[str, Any], check: str, host: str | None = None) -> list[dict[str, Any]]:
+    return [r for r in document["results"] if r["check"] == check and (host is None or r["host"] == host)]
+
+
+def test_check_passes_on_the_running_phase(long_run: LongRun) -> None:
+    box = long_run.box
+    deadline = time.monotonic() + 300
+    while any(newest_checkpoint(box, RUN_DIR, host) is None for host in NODES):
+        assert time.monotonic() < deadline, "no checkpoint on both nodes within 5 minutes"
+        time.sleep(3)
+    runs = _check_runs_dir(box, "check-healthy")
+    code, document, shown = _check(box, runs)
+    assert code == 0, shown
+    assert document["phase"] == PHASE and document["run_id"] == RUN_ID
+    assert [r["status"] for r in _rows(document, "job")] == ["PASS"], _rows(document, "job")
+    for host in NODES:
+        for check in ("ranks", "disk", "checkpoint"):
+            rows = _rows(document, check, host)
+            assert [r["status"] for r in rows] == ["PASS"], (check, host, rows)
+    assert _rows(document, "ranks", "node1")[0]["measured"] == "4/4 ranks"
+    verified = _rows(document, "checkpoint", "node1")[0]
+    assert "sha256 ok, torch.load ok" in verified["detail"] and verified["measured"].startswith("step-")
+    # Every node reaches the other's sshd, and node2 reaches the rendezvous on node1 while the job runs.
+    network = _rows(document, "network")
+    assert network and all(r["status"] == "PASS" for r in network), network
+    links = {(r["host"], r["detail"].split()[1], r["detail"].rsplit("(", 1)[-1].rstrip(")")) for r in network}
+    assert {("node1", "node2", "ssh"), ("node2", "node1", "ssh"), ("node2", "node1", "rendezvous")} <= links
+    # Prometheus runs on the monitor host: the alert checks really looked.
+    assert _rows(document, "alerts")[0]["measured"] != "not checked", _rows(document, "alerts")
+    snapshot = Path(document["snapshot"])
+    assert snapshot.parent == runs / "checks"
+    record = json.loads(snapshot.read_text().splitlines()[-1])
+    assert record["run_id"] == RUN_ID and set(record["disk"]) == set(NODES)
+
+
+def _panel_expr(expr: str) -> str:
+    for name, value in PANEL_VARIABLES.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr.replace("$1", ""), f"unfilled dashboard variable in {expr}"
+    return expr
+
+
+def test_every_dashboard_query_answers_from_the_live_prometheus(long_run: LongRun) -> None:
+    assert long_run.scraped_since, "the scrape test did not see the ranks"
+    time.sleep(max(0.0, long_run.scraped_since + HISTORY_S - time.monotonic()))
+    empty: list[str] = []
+    gpu_only: list[str] = []
+    for query in queries():
+        expr = _panel_expr(query.expr)
+        answer = instant_query(long_run.prometheus, expr)
+        if "gpu" in expr:
+            # CPU nodes export no GPU series: those panels must stay empty here, not show made-up zeros.
+            gpu_only.append(expr)
+            assert answer == [], f"{query.dashboard} / {query.panel}: GPU data on CPU nodes: {answer[:2]}"
+        elif not answer:
+            empty.append(f"{query.dashboard} / {query.panel}: {expr}")
+    assert empty == [], "dashboard queries with no data from the live Prometheus:\n" + "\n".join(empty)
+    assert len(gpu_only) <= 6, gpu_only  # only the GPU panels are excused
+
+
+def test_killed_rank_restarts_from_the_last_good_checkpoint(long_run: LongRun) -> None:
+    """A SIGKILLed rank: torchrun restarts the whole group on both nodes from the newest checkpoint; then
+    with that newest checkpoint damaged on every node, the restart falls back to the one before it."""
+    box = long_run.box
+    before = len(incarnations(box, RUN_DIR, 1))
+    newest, victim = kill_rank_after_next_checkpoint(box, RUN_DIR)
+    second = incarnations(box, RUN_DIR, before + 1)[-1]
+    # Node1's agent counts the restart only when its own workers failed first (the dead peer breaks their
+    # collective) rather than seeing node2 rejoin: 0 or 1, and the summary counts incarnations instead.
+    assert second["world_size"] == RANKS and second["restart_count"] in (0, 1), second
+    assert second["resumed_from_step"] == newest, (second, newest)
+    # The victim's last reported step is at most a status interval behind where it died.
+    assert 0 <= victim["step"] - newest <= EVERY, (victim, newest)
+    # The cause, as torchrun's agent logged it and as `tooling soak` reads it.
+    agent_log = on_node(box, "node2", "journalctl -u ddp-trainer --no-pager -o cat").stdout
+    failures = [f for f in map(parse_failure, agent_log.splitlines()) if f is not None]
+    assert WorkerFailure(-9, 1, victim["pid"]) in failures, agent_log[-3000:]
+
+    damaged_step, _ = kill_rank_after_next_checkpoint(box, RUN_DIR, damage=True)
+    third = incarnations(box, RUN_DIR, before + 2)[-1]
+    assert third["resumed_from_step"] == damaged_step - EVERY, (third, damaged_step)
+    skipped = on_node(box, "node1", f"grep -h 'skipping checkpoint' {RUN_DIR}/logs/rank*.ndjson").stdout
+    assert f"step-{damaged_step:09d}.pt" in skipped and "sha256 does not match" in skipped, skipped
+    summary = json.loads(on_node(box, "node1", f"cat {RUN_DIR}/summary.json").stdout)
+    assert summary["restarts"] == before + 1, summary["incarnations"]
+
+
+def _node2_firing(prometheus: str) -> list[dict[str, Any]]:
+    firing = [a for a in rank_down_alerts(prometheus, "firing") if a["labels"]["node"] == "node2"]
+    return firing if len(firing) == 4 else []
+
+
+def test_node_down_is_named_everywhere_and_the_run_falls_back_to_phase1(long_run: LongRun) -> None:
+    box, prometheus = long_run.box, long_run.prometheus
+    before = newest_checkpoint(box, RUN_DIR)
+    assert before is not None
+    lose_node2(box)
+    lost = time.monotonic()
+    try:
+        # Monitoring: node2's four ranks alert, in Prometheus and in Alertmanager.
+        firing = wait_until(
+            "TrainerRankDown firing for node2's 4 ranks", lambda: _node2_firing(prometheus), 240
+        )
+        assert sorted(a["labels"]["local_rank"] for a in firing) == ["0", "1", "2", "3"]
+        assert all(a["labels"]["phase"] == PHASE and a["labels"]["severity"] == "critical" for a in firing)
+
+        def in_alertmanager() -> list[dict[str, Any]]:
+            alerts = prometheus_api(monitor_url(box, 9093), "/api/v2/alerts")
+            wanted = {"alertname": "TrainerRankDown", "node": "node2"}
+            return [a for a in alerts if wanted.items() <= a["labels"].items()]
+
+        received = wait_until("TrainerRankDown in Alertmanager", in_alertmanager, timeout=60)
+        assert received[0]["status"]["state"] == "active"
+
+        # The job: min_nodes is 2, so node1 gives up once the collective and join timeouts have passed.
+        stopped_after = wait_for_unit_end(box, "node1", lost, COLLECTIVE_TIMEOUT_S + JOIN_TIMEOUT_S + 90)
+        assert unit_state(box, "node1") == "failed"
+        checkpoints_verify(box, RUN_DIR)
+        newest = newest_checkpoint(box, RUN_DIR)
+        assert newest is not None and newest >= before, "a checkpoint was lost"
+
+        # The sandbox, verify-node and check each name node2 and why.
+        degraded = box.cli("status")
+        assert degraded.returncode == 1, explain(degraded)
+        assert "node2" in degraded.stdout and "does not answer" in degraded.stdout
+        assert "node1 (" not in degraded.stdout  # only the stopped node is named
+
+        code, document = verify_phase(box)
+        assert code == 1
+        node2 = [r for r in document["results"] if r["host"] == "node2"]
+        assert [(r["check"], r["status"]) for r in node2] == [("ssh", "FAIL")]
+        reason = node2[0]["reason"]
+        assert box.subnet.rsplit(".", 1)[0] in reason or "node2" in reason, reason
+        checks = {(r["host"], r["check"]): r["status"] for r in document["results"]}
+        assert checks[("node1", "torch.version")] == "PASS" and checks[("node1", "cpu.cores")] == "PASS"
+
+        corrupt_file = corrupt_newest_checkpoint(box, "node1", RUN_DIR)
+        code, document, shown = _check(box, _check_runs_dir(box, "check-broken"))
+        assert code == 1, shown
+        failing = [r for r in document["results"] if r["status"] == "FAIL"]
+        on_node2 = {r["check"]: r for r in failing if r["host"] == "node2"}
+        assert {"ranks", "disk", "checkpoint", "network", "thermal"} <= set(on_node2), failing
+        assert all(r["measured"] == "unreachable" and r["detail"] for r in on_node2.values()), on_node2
+        link = _rows(document, "network", "node1")
+        assert [r["status"] for r in link] == ["FAIL"] and "-> node2" in link[0]["detail"], link
+        job = _rows(document, "job")[0]
+        assert job["status"] == "FAIL" and "node2" in job["detail"], job
+        checkpoint = _rows(document, "checkpoint", "node1")[0]
+        assert checkpoint["status"] == "FAIL", checkpoint
+        assert corrupt_file in checkpoint["detail"] and "sha256" in checkpoint["detail"], checkpoint
+        assert Path(corrupt_file).name in checkpoint["measured"]
+
+        # The same run, continued on phase 1's node from the newest checkpoint that still verifies.
+        fallback = box.tooling(
+            "--phases", str(long_run.plan), "deploy", "--phase", PHASE, "--fallback", "1", "--inventory",
+            str(box.inventory), "--skip-verify",
+        )  # fmt: skip
+        assert fallback.returncode == 0, explain(fallback)
+        assert f"run {RUN_ID} of phase {PHASE}" in fallback.stdout, fallback.stdout
+        resumed = incarnations(box, RUN_DIR, 1)
+        deadline = time.monotonic() + 300
+        while resumed[-1]["world_size"] != 4:
+            assert time.monotonic() < deadline, f"the fallback never started on node1: {resumed}"
+            time.sleep(3)
+            resumed = incarnations(box, RUN_DIR, 1)
+        assert resumed[-1]["resumed_from_step"] == newest - EVERY, (resumed[-1], newest)
+        stopped = box.tooling("stop", "--inventory", str(box.inventory))
+        assert stopped.returncode == 0, explain(stopped)
+        summary = summary_with_status(box, RUN_DIR, status="stopped")
+        assert (summary["world_size"], summary["nodes"]) == (4, 1), summary
+
+        # A phase that needs node2 is refused before anything launches, naming it.
+        unreachable = box.tooling(
+            "deploy", "--phase", PHASE, "--inventory", str(box.inventory), "--skip-provision"
+        )
+        assert unreachable.returncode == 1, explain(unreachable)
+        output = unreachable.stdout + unreachable.stderr
+        assert "node2" in output and "nothing was launched" in output, output[-4000:]
+        print(f"node2 lost: job stopped {stopped_after:.0f} s later; fell back from step {newest - EVERY}")
+    finally:
+        known_hosts = (box.state_dir / "known_hosts").read_text()
+        box.podman("stop", "--time", "2", box.container("node2"))
+        repaired = box.cli("up", "--nodes", "2")
+    # `up` brings the lost node back at the same address with the same host keys.
+    assert repaired.returncode == 0, explain(repaired)
+    assert box.cli("status").returncode == 0
+    assert (box.state_dir / "known_hosts").read_text() == known_hosts
+    address = box.podman(
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        box.container("node2"),
+    )
+    assert address.stdout.strip() == box.subnet.rsplit(".", 1)[0] + ".12"
+
+
+def test_sandbox_down_leaves_nothing(phase2a_cluster: Sandbox) -> None:
+    box = phase2a_cluster
+    if box.kept:
+        pytest.skip("DDP_ITEST_KEEP_DIR keeps the cluster for the next session")
+    hosts_file = box.inventory / "hosts.yml"
+    removed = box.cli("down")
+    assert removed.returncode == 0, explain(removed)
+    left = box.podman(
+        "ps", "-a", "--filter", f"label=ddp.sandbox.prefix={box.prefix}", "--format", "{{.Names}}"
+    )
+    assert left.stdout.strip() == ""
+    assert box.podman("network", "exists", box.prefix).returncode != 0
+    assert not hosts_file.exists()
+    assert not (box.state_dir / "id_ed25519").exists()

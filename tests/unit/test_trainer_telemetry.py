@@ -1,0 +1,261 @@
+"""The trainer's telemetry: heartbeat agreement, step records, restart history, summary and status files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from ddp.checkpoint import CheckpointEntry
+from ddp.config import validate_config
+from ddp.dist import DistEnv
+from ddp.distributed_checkpoint import SaveOutcome
+from ddp.metrics import TrainerMetrics
+from ddp.progress import Counters, Position
+from ddp.summary import write_summary
+from ddp.sync_check import SyncCheck
+from ddp.telemetry import AllReduce, ProbeTiming, StepResult, Telemetry
+from ddp.workloads.base import Workload
+
+RUN = "telemetry-test"
+
+
+def _env(rank: int = 0, restart_count: int = 0) -> DistEnv:
+    return DistEnv(rank, rank, 2, 2, "node1", restart_count, "gloo", torch.device("cpu"))
+
+
+def _peer(rate: float, loss_sum: float, loss_count: int, stop: bool, checkpoint: bool) -> AllReduce:
+    """The sum all-reduce of a two-rank job whose other rank contributed these heartbeat figures."""
+
+    def all_reduce(local: torch.Tensor) -> None:
+        local += torch.tensor([rate, loss_sum, loss_count, float(stop), float(checkpoint)], dtype=local.dtype)
+
+    return all_reduce
+
+
+def _telemetry(
+    run_dir: Path,
+    env: DistEnv | None = None,
+    all_reduce: AllReduce | None = None,
+    **sections: Any,
+) -> Telemetry:
+    cfg = validate_config(
+        {
+            "run": {"name": RUN},
+            "workload": {"kind": "digits"},
+            "training": {"batch_size": 4, "max_steps": 25, "log_every_steps": 10},
+            "ddp": {"grad_accum_steps": 2},
+            **sections,
+        }
+    )
+    env = env or _env()
+    workload = Workload(
+        nn.Linear(3, 2), TensorDataset(torch.zeros(4, 3)), nn.functional.mse_loss, "linear 3->2"
+    )
+    return Telemetry(
+        cfg,
+        env,
+        TrainerMetrics(env, RUN),
+        run_dir,
+        Counters(),
+        Position(),
+        workload,
+        all_reduce or _peer(0.0, 0.0, 0, False, False),
+    )
+
+
+def _sample(t: Telemetry, name: str) -> float | None:
+    labels = {"rank": str(t.env.rank), "local_rank": str(t.env.local_rank), "node": t.env.node}
+    return t.metrics.registry.get_sample_value(name, labels)
+
+
+def _steps(t: Telemetry, *losses: float, seconds: float = 0.5) -> None:
+    for loss in losses:
+        t.counters.steps += 1
+        t.on_step(StepResult(loss, seconds))
+
+
+def test_heartbeat_cadence_includes_the_last_step(tmp_path: Path) -> None:
+    t = _telemetry(tmp_path)
+    assert [s for s in range(1, 26) if t.heartbeat_due(s)] == [10, 20, 25]
+
+
+@pytest.mark.parametrize(
+    ("local", "peer", "expected"),
+    [
+        ((False, False), (False, False), (False, False)),
+        # A STOP file or signal seen by one rank stops every rank at the same step.
+        ((False, False), (True, False), (True, False)),
+        ((True, False), (False, False), (True, False)),
+        # Rank 0's clock asks for a checkpoint; the other ranks learn it here.
+        ((False, True), (False, False), (False, True)),
+    ],
+)
+def test_heartbeat_agrees_on_any_ranks_request(
+    tmp_path: Path, local: tuple[bool, bool], peer: tuple[bool, bool], expected: tuple[bool, bool]
+) -> None:
+    t = _telemetry(tmp_path, all_reduce=_peer(100.0, 3.0, 2, *peer))
+    _steps(t, 1.0)
+    agreed = t.heartbeat(*local)
+    assert (agreed.stop, agreed.checkpoint) == expected
+
+
+def test_heartbeat_reports_job_rate_and_mean_loss_since_the_last_one(tmp_path: Path) -> None:
+    t = _telemetry(tmp_path, all_reduce=_peer(100.0, 3.0, 2, False, False))
+    _steps(t, 1.0, math.nan, 2.0)  # the skipped step is not averaged into the loss
+    t.heartbeat(False, False)
+    local_rate = 2 * 4 / 0.5  # batch 4 x 2 micro-batches per 0.5 s step
+    assert _sample(t, "trainer_global_samples_per_second") == pytest.approx(100.0 + local_rate)
+    _when, step, rate, loss, sigma = t.timeline.points[-1]
+    assert step == 3 and rate == pytest.approx(100.0 + local_rate)
+    assert loss == pytest.approx((1.0 + 2.0 + 3.0) / (2 + 2))
+    assert sigma == 0.0  # steady steps
+    assert _sample(t, "trainer_memory_pressure_ratio") is not None  # the system sample rides along
+    # every_steps (default 200) x the mean step time.
+    assert _sample(t, "trainer_checkpoint_interval_seconds") == pytest.approx(200 * 0.5)
+
+    # The next heartbeat averages only what came after this one; with no finite loss anywhere it is NaN.
+    t._all_reduce = _peer(100.0, 0.0, 0, False, False)
+    t.heartbeat(False, False)
+    assert math.isnan(t.timeline.points[-1][3])
+
+
+def test_checkpoint_interval_follows_configured_minutes(tmp_path: Path) -> None:
+    t = _telemetry(tmp_path, checkpoint={"every_steps": None, "every_minutes": 1.5})
+    _steps(t, 1.0)
+    t.heartbeat(False, False)
+    assert _sample(t, "trainer_checkpoint_interval_seconds") == 90.0
+
+
+def test_step_record_counts_skipped_steps_and_takes_the_probe(tmp_path: Path) -> None:
+    t = _telemetry(tmp_path)
+    _steps(t, 0.7)
+    t.counters.steps += 1
+    t.on_step(StepResult(math.nan, 0.25, ProbeTiming(0.2, 0.15, 0.25)))
+    assert _sample(t, "trainer_steps_total") == 2
+    assert _sample(t, "trainer_samples_total") == 2 * 8
+    assert _sample(t, "trainer_loss") == 0.7  # the NaN step leaves the last finite loss
+    assert _sample(t, "trainer_step") == 2
+    assert _sample(t, "trainer_comm_overhead_ratio") == pytest.approx((0.2 - 0.15) / 0.25)
+    digest = t.digest()
+    assert digest["steps"] == 2 and digest["last_loss"] == 0.7
+    assert digest["comm_overhead_ratio"] == pytest.approx(0.2)
+
+
+def test_sync_check_mismatch_counts_and_lowers_accuracy(tmp_path: Path) -> None:
+    t = _telemetry(tmp_path)
+    t.on_sync_check(SyncCheck(True, [[1.0, 2.0], [1.0, 2.0]]))
+    t.on_sync_check(SyncCheck(False, [[1.0, 2.0], [1.5, 2.0]]))
+    assert (t.counters.sync_checks, t.counters.sync_mismatches) == (2, 1)
+    assert _sample(t, "trainer_grad_sync_mismatches_total") == 1
+    assert _sample(t, "trainer_grad_sync_accuracy_ratio") == 0.5
+
+
+def _previous_run(run_dir: Path) -> None:
+    """The summary an earlier incarnation left: heartbeats up to step 30, one incarnation."""
+    write_summary(
+        run_dir,
+        {
+            "timeline": [[1.0, 10, 50.0, 2.0, 1.0], [2.0, 20, 60.0, None, 1.0], [3.0, 30, 70.0, 1.0, 1.0]],
+            "incarnations": [
+                {"restart_count": 0, "started_at": 1.0, "world_size": 2, "resumed_from_step": None}
+            ],
+        },
+    )
+
+
+def test_resumed_start_carries_history_up_to_the_resumed_step(tmp_path: Path) -> None:
+    _previous_run(tmp_path)
+    t = _telemetry(tmp_path, env=_env(restart_count=1))
+    t.counters.steps = 20
+    t.on_resume(20)
+    t.start()
+    # Heartbeats after step 20 are replayed by this incarnation, so they are dropped, not doubled.
+    assert [p[1] for p in t.timeline.points] == [10, 20]
+    assert math.isnan(t.timeline.points[1][3])
+    assert [i["resumed_from_step"] for i in t.incarnations] == [None, 20]
+    assert t.incarnations[-1]["restart_count"] == 1
+    assert t.checkpoint_info == {"last_step": 20, "last_file": None, "resumed_from_step": 20}
+    assert _sample(t, "trainer_step") == 20
+    status = json.loads((tmp_path / "status" / "rank0.json").read_text())
+    assert (status["state"], status["step"], status["last_checkpoint_step"]) == ("running", 20, 20)
+
+
+@pytest.mark.parametrize(
+    ("rank", "resumed"),
+    [(0, False), (1, True)],  # a fresh start is a new run; only rank 0 reads and writes the summary
+)
+def test_start_without_history_records_one_incarnation(tmp_path: Path, rank: int, resumed: bool) -> None:
+    _previous_run(tmp_path)
+    t = _telemetry(tmp_path, env=_env(rank))
+    if resumed:
+        t.counters.steps = 20
+        t.on_resume(20)
+    t.start()
+    assert t.timeline.points == []
+    assert len(t.incarnations) == 1
+    assert t.summary_path == (tmp_path / "summary.json" if rank == 0 else None)
+
+
+def test_summary_assembles_header_checkpoints_and_restarts(tmp_path: Path) -> None:
+    _previous_run(tmp_path)
+    t = _telemetry(tmp_path, env=_env(restart_count=1))
+    t.counters.steps = 20
+    t.on_resume(20)
+    t.start()
+    _steps(t, 0.9, 0.8)
+    t.on_checkpoint(
+        SaveOutcome(CheckpointEntry("step-000000022.pt", 22, "0" * 64, 10, 5.0), None), tmp_path, 0.1, 6.0
+    )
+    t.on_checkpoint(SaveOutcome(None, "disk full"), tmp_path, 0.1, 7.0)
+    t.on_checkpoint(SaveOutcome(None, None), tmp_path, 0.1, 8.0)  # a non-writer's round
+    assert _sample(t, "trainer_checkpoint_last_success_timestamp_seconds") == 8.0
+    path = t.write_summary("completed", None, [t.digest(), {**t.digest(), "rank": 1}])
+
+    summary = json.loads(path.read_text())
+    assert summary["run"] == RUN and summary["config"]["run"]["name"] == RUN
+    assert (summary["world_size"], summary["nodes"], summary["nproc_per_node"]) == (2, 1, 2)
+    assert (summary["workload"], summary["parameters"]) == ("linear 3->2", 3 * 2 + 2)
+    assert summary["samples_per_step"] == 4 * 2 * 2  # batch x accumulation x world size
+    assert (summary["status"], summary["steps"]) == ("completed", 22)
+    assert summary["checkpoints"] == {
+        "last_step": 22,
+        "last_file": str(tmp_path / "step-000000022.pt"),
+        "resumed_from_step": 20,
+        "saved": 1,
+        "failures": 1,
+    }
+    assert summary["restarts"] == 1 and len(summary["incarnations"]) == 2
+    assert [r["rank"] for r in summary["ranks"]] == [0, 1]
+    assert summary["samples_total"] == 2 * 2 * 8
+
+
+def test_failure_writes_status_and_a_rank0_summary(tmp_path: Path) -> None:
+    t = _telemetry(tmp_path)
+    t.start()
+    _steps(t, 1.5)
+    t.failed("non-finite loss at step 2", 1.5)
+    status = json.loads((tmp_path / "status" / "rank0.json").read_text())
+    assert (status["state"], status["error"], status["loss"]) == ("failed", "non-finite loss at step 2", 1.5)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["status"], summary["reason"]) == ("failed", "non-finite loss at step 2")
+    assert [r["rank"] for r in summary["ranks"]] == [0]
+
+
+def test_progress_loads_in_place_and_rejects_unknown_keys() -> None:
+    counters = Counters(steps=5, skipped=2)
+    shared = counters
+    counters.load({"steps": 40, "nonfinite": 1})  # a checkpoint without the newer keys
+    assert shared is counters and counters == Counters(steps=40, nonfinite=1)
+    with pytest.raises(TypeError):
+        counters.load({"steps": 1, "bogus": 3})
+    assert counters.steps == 40  # a rejected checkpoint leaves the counts alone
+    position = Position()
+    position.load({"epoch": 3, "batch_in_epoch": 7})
+    assert position == Position(3, 7)

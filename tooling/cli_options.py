@@ -1,0 +1,89 @@
+"""Option declarations every `tooling` command shares, declared once.
+
+The phase names in `--help` come from the plan (tooling/phases.yml, or the site file given with
+`--phases`) when the help is shown (show_plan_phases), so a site with other phases sees its own. The
+directory options default to None, meaning "the state root's" (tooling.home), resolved when the command
+runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ddp.config_errors import ConfigError
+from tooling.home import HOME_ENV
+
+PHASE_METAVAR = "PHASE"  # replaced by the plan's phase names when help is shown (show_plan_phases)
+
+
+def phase_option(help: str) -> Any:
+    """`--phase/-p`; `help` says what the phase is for, the metavar lists the plan's phases."""
+    return typer.Option("--phase", "-p", metavar=PHASE_METAVAR, help=help)
+
+
+def show_plan_phases(command: Any) -> None:
+    """Give every phase option under `command` (a click command or group) the plan's phase names as its
+    metavar, e.g. [1|2a|2b|2c]. Called by the entry point before a subcommand parses its arguments, so
+    `--help` shows the phases of the plan in force (a site file given with --phases included), and a plan
+    that does not load leaves PHASE (the command itself then reports the plan's error)."""
+    from tooling.plan.phases import load_phases  # at call time: --phases has set the plan by then
+
+    try:
+        names = "[" + "|".join(name for name, _ in load_phases().ordered()) + "]"
+    except (ConfigError, OSError):
+        return
+    stack = [command]
+    while stack:
+        current = stack.pop()
+        stack.extend(getattr(current, "commands", {}).values())
+        for param in getattr(current, "params", []):
+            if getattr(param, "metavar", None) == PHASE_METAVAR:
+                param.metavar = names
+
+
+PhaseOption = Annotated[str, phase_option("Phase to act on.")]
+OptionalPhaseOption = Annotated[str | None, phase_option("Phase to act on.")]
+InventoryOption = Annotated[
+    Path | None, typer.Option("--inventory", "-i", help="Inventory directory (default: ansible.cfg's).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Trainer setting KEY.PATH=VALUE.")]
+HomeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        file_okay=False,
+        resolve_path=True,
+        metavar="DIR",
+        help=f"State root for every command (sets {HOME_ENV}; default: $XDG_STATE_HOME/ddp-toolkit "
+        "or ~/.local/state/ddp-toolkit).",
+    ),
+]
+RunsDirOption = Annotated[
+    Path | None,
+    typer.Option("--runs-dir", help="Where run directories are looked for or made (default: <home>/runs)."),
+]
+OutputDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-dir", help="Where this machine's run directories are made (default: <home>/runs)."
+    ),
+]
+DecisionsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--decisions",
+        help="Directory of decision records, written by gate, read by phases and report "
+        "(default: <home>/decisions).",
+    ),
+]
+SoakDirOption = Annotated[
+    Path | None,
+    typer.Option("--soak-dir", help="Where soak states and records are kept (default: <home>/soak)."),
+]
+SweepsDirOption = Annotated[
+    Path | None, typer.Option("--sweeps-dir", help="Where sweeps are recorded (default: <home>/sweeps).")
+]

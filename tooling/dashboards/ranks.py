@@ -1,0 +1,68 @@
+"""Dashboard ddp-ranks.
+
+Which ranks and nodes answer, restarts, progress and the run each rank belongs to.
+"""
+
+from __future__ import annotations
+
+from tooling.dashboards.common import (
+    JOB,
+    NODE,
+    RANK,
+    TRAINER,
+    AnyPanel,
+    query,
+    state_timeline_panel,
+    table_panel,
+    timeseries_panel,
+)
+
+
+def panels() -> tuple[AnyPanel, ...]:
+    return (
+        state_timeline_panel(
+            "Rank endpoints up",
+            (query(f"up{{{TRAINER}}}", "{{node}} local rank {{local_rank}}"),),
+            "TrainerRankDown pages when an endpoint is not scraped for 1m.",
+        ),
+        state_timeline_panel(
+            "Node exporters up",
+            (query(f"up{{{NODE}}}", "{{node}}"),),
+            "NodeDown pages when a node's exporter is not scraped for 2m.",
+        ),
+        timeseries_panel(
+            "Ranks up / expected",
+            (
+                query(f"job:trainer_ranks_up:sum{{{JOB}}}", "up"),
+                query(f"job:trainer_ranks:count{{{JOB}}}", "expected"),
+                query(f"job:node_exporters_up:sum{{{JOB}}}", "node exporters up"),
+            ),
+            min=0,
+            decimals=0,
+        ),
+        timeseries_panel(
+            "Worker group restarts",
+            (query(f"max by (node) (trainer_restart_count{{{TRAINER}}})", "{{node}}"),),
+            "torchrun restarts of each node's worker group since the run started.",
+            min=0,
+            decimals=0,
+        ),
+        timeseries_panel(
+            "Current step per rank",
+            (query(f"trainer_step{{{TRAINER}}}", RANK),),
+            "A flat line while the others climb is a stalled rank (TrainerStalled after 10m).",
+            decimals=0,
+        ),
+        timeseries_panel(
+            "Worker uptime",
+            (query(f"time() - trainer_start_time_seconds{{{TRAINER}}}", RANK),),
+            unit="s",
+            min=0,
+        ),
+        table_panel(
+            "Run of each rank",
+            (query(f"trainer_info{{{TRAINER}}}", instant=True, table=True),),
+            "Run name, backend and world size each rank reports; all rows should agree.",
+            width=24,
+        ),
+    )

@@ -1,0 +1,276 @@
+"""`tooling deploy --phase P`: validate -> provision -> pre-flight verification -> launch -> wait for ranks.
+
+Everything that changes a node goes through Ansible (ansible-runner); the wait reads the ranks' status
+files over SSH. Nothing is provisioned or launched until the phase, the inventory and the trainer config
+have all been checked.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ddp.config import load_config
+from tooling import home
+from tooling.console import CheckFailed, ToolingError, console, err_console
+from tooling.inventory import group_exists, load_inventory, phase_hosts, ssh_targets
+from tooling.job import production, records, status
+from tooling.plan.launch import Launch, LaunchError, ansible_groups, derive_launch
+from tooling.plan.phases import PhasePlan
+from tooling.runner import PROJECT_ROOT, RunResult, run_playbook
+
+# What playbooks/launch.yml publishes with set_stats (roles/ddp_trainer/tasks/launch.yml).
+LAUNCH_STATS_KEY = "ddp_launch"
+
+
+@dataclass
+class DeployRequest:
+    phase: str
+    inventory: Path
+    config: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    provision: bool = True
+    verify: bool = True
+    profile: str | None = None
+    run_id: str | None = None
+    restart: bool = False
+    wait_s: float = 180.0
+    runs_dir: Path = field(default_factory=home.ansible)
+    fallback_from: str | None = None  # the phase whose run this deploy continues (--fallback)
+
+
+# The pre-flight verification deploy runs before launching (verify=True): it lives a layer above jobs
+# (tooling.verify.cli.preflight), so whoever deploys hands it in. Returns the exit code, 0 = passed.
+Preflight = Callable[[DeployRequest], int]
+
+
+def fallback_request(
+    request: DeployRequest, plan: PhasePlan, fallback: str, state_dir: Path | None = None
+) -> DeployRequest:
+    """`deploy --phase P --fallback F`: continue the run recorded for phase P on the smaller phase F.
+
+    F's nodes must all belong to P's run (phase groups nest, so node1 and its checkpoints stay), and the run
+    keeps its id, so every node of F resumes from the newest checkpoint in the same run directory."""
+    failed = plan.get(request.phase)
+    smaller = plan.get(fallback)
+    if smaller.world_size >= failed.world_size:
+        raise ToolingError(
+            f"--fallback {fallback}: phase {fallback} has {smaller.world_size} processes, not fewer than "
+            f"phase {request.phase}'s {failed.world_size}",
+            hint=f"the plan's fallback for phase {request.phase}: {failed.fallback or 'none set'}",
+        )
+    if request.run_id:
+        raise ToolingError("--fallback continues the recorded run: leave out --run-id")
+    record = records.load(request.inventory, state_dir)
+    if record.phase != request.phase:
+        raise ToolingError(
+            f"the run recorded for {request.inventory} is phase {record.phase}'s {record.run_id!r}, "
+            f"not phase {request.phase}'s",
+            hint=f"use --phase {record.phase} --fallback {fallback}",
+        )
+    hosts = derive_phase_launch(load_inventory(request.inventory), request.inventory, plan, fallback).hosts
+    strangers = [h for h in hosts if h not in record.hosts]
+    if strangers:
+        raise ToolingError(
+            f"--fallback {fallback}: {', '.join(strangers)} did not take part in run {record.run_id!r} "
+            f"(phase {request.phase} on {', '.join(record.hosts)}) and holds none of its checkpoints"
+        )
+    console.print(
+        f"[bold]fallback[/bold]: run {record.run_id} of phase {request.phase} ({failed.world_size} "
+        f"processes) continues as phase {fallback} ({smaller.world_size} processes on {', '.join(hosts)}) "
+        "from its newest checkpoint"
+    )
+    # Same model and settings as the run being continued; what is given now comes last and wins.
+    return replace(
+        request,
+        phase=fallback,
+        run_id=record.run_id,
+        restart=True,
+        provision=False,
+        fallback_from=request.phase,
+        overrides=[*record.overrides, *request.overrides],
+        config=request.config or (Path(record.config) if record.config else None),
+    )
+
+
+def derive_phase_launch(
+    inventory: dict[str, Any], inventory_path: Path, plan: PhasePlan, phase_name: str
+) -> Launch:
+    """The phase's launch as role ddp_trainer will derive it (tooling/plan/launch.py), refused before
+    anything runs when the inventory cannot make it."""
+    # The inventory's own checks first: they name the file, and also want an address for every node and
+    # the earlier phases' groups nested inside this one.
+    phase_hosts(inventory, phase_name, plan.get(phase_name), inventory_path, plan=plan)
+    hostvars = (inventory.get("_meta") or {}).get("hostvars") or {}
+    try:
+        return derive_launch(plan, ansible_groups(inventory), hostvars, phase=phase_name)
+    except LaunchError as exc:
+        raise ToolingError(f"inventory {inventory_path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a deploy will do, worked out (and checked) before anything runs."""
+
+    phase: str
+    group: str
+    hosts: list[str]
+    world_size: int
+    run_id: str
+    extravars: dict[str, Any]
+    inventory: dict[str, Any]
+
+
+def build_plan(request: DeployRequest, plan: PhasePlan) -> Plan:
+    phase = plan.get(request.phase)
+    inventory = load_inventory(request.inventory)
+    hosts = derive_phase_launch(inventory, request.inventory, plan, request.phase).hosts
+    # The config that will run on the nodes: the phase's, its locked production settings (`tooling sweep
+    # --lock`), the --config file laid over them, then --set.
+    locked = production.current(request.phase, phase.config)
+    if locked is not None:
+        console.print(f"production config: {locked.describe()}")
+    config_overlay = production.overlay(locked, request.config)
+    load_config(locked.path if locked else PROJECT_ROOT / phase.config, request.overrides, request.config)
+    run_id = request.run_id or f"{phase.group}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    extravars: dict[str, Any] = {
+        "ddp_trainer_phase": request.phase,
+        "ddp_trainer_run_id": run_id,
+        "ddp_trainer_restart": request.restart,
+        "ddp_trainer_launch_overrides": list(request.overrides),
+        # Each node's own wait for its ranks in launch.yml: --wait, not the role's default.
+        "ddp_trainer_launch_wait_s": math.ceil(request.wait_s),
+    }
+    if config_overlay:
+        extravars["ddp_trainer_config_overrides"] = config_overlay
+    return Plan(request.phase, phase.group, hosts, phase.world_size, run_id, extravars, inventory)
+
+
+def _raise_for(result: RunResult, what: str, before_launch: bool = True) -> None:
+    if result.ok:
+        return
+    if before_launch:
+        what += " (nothing was launched)"
+    lines = [f"{host}: unreachable: {reason}" for host, reason in result.unreachable.items()]
+    lines += [f"{f.host}: task {f.task!r}: {f.message}" for f in result.hard_failures()]
+    detail = "\n".join(lines[:20]) or result.explanation
+    raise CheckFailed(
+        f"{what} failed:\n{detail}", hint=f"ansible's output is in {result.artifact_dir}/stdout"
+    )
+
+
+def _playbook(
+    request: DeployRequest, deploy_plan: Plan, playbook: str, label: str, limit: str | None = None
+) -> RunResult:
+    console.print(f"[bold]{label}[/bold]: {playbook} on {limit or ', '.join(deploy_plan.hosts)}")
+    return run_playbook(
+        playbook,
+        inventory=request.inventory,
+        runs_dir=request.runs_dir,
+        limit=limit or deploy_plan.group,
+        extravars=deploy_plan.extravars,
+        label=label,
+        console=err_console,
+    )
+
+
+def wait_for_ranks(
+    record: records.Deployment, inventory: dict[str, Any], timeout_s: float, started: float | None = None
+) -> list[status.NodeReport]:
+    """Read the ranks' status files until every rank of the run reported, up to `timeout_s` after `started`
+    (time.monotonic(); default now); at least once, however little of that time is left."""
+    targets = ssh_targets(inventory, record.hosts)
+    deadline = (time.monotonic() if started is None else started) + timeout_s
+    with err_console.status(f"waiting for {record.world_size} ranks to report") as spinner:
+        while True:
+            reports = status.collect(targets, record.run_dir)
+            ranks = sum(len(r.ranks) for r in reports)
+            spinner.update(f"{ranks}/{record.world_size} ranks reported")
+            state = status.job_state(reports, record.world_size)
+            if state == "failed":
+                raise CheckFailed(f"run {record.run_id} failed while starting", hint="see `tooling status`")
+            if ranks >= record.world_size and state in ("running", "completed", "stopped"):
+                return reports
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(2)
+    missing = [r.host for r in reports if r.error or not r.ranks]
+    raise CheckFailed(
+        f"only {sum(len(r.ranks) for r in reports)} of {record.world_size} ranks reported within "
+        f"{timeout_s:.0f} s" + (f"; silent nodes: {', '.join(missing)}" if missing else ""),
+        hint="see `tooling status` and the unit's journal (journalctl -u ddp-trainer) on those nodes",
+    )
+
+
+def launched_record(request: DeployRequest, result: RunResult) -> records.Deployment:
+    """The record of the run launch.yml published (set_stats `ddp_launch`): its hosts, run directory and
+    endpoints as the role derived them, never worked out again here."""
+    published = result.published(LAUNCH_STATS_KEY)
+    try:
+        return records.Deployment(
+            phase=str(published["phase"]),
+            group=str(published["group"]),
+            run_id=str(published["run_id"]),
+            inventory=str(request.inventory.resolve()),
+            hosts=[str(host) for host in published["hosts"]],
+            run_root=str(published["run_root"]),
+            world_size=int(published["world_size"]),
+            rendezvous_endpoint=str(published["rendezvous_endpoint"]),
+            metrics_endpoints=[str(url) for url in published["metrics_endpoints"]],
+            fallback_from=request.fallback_from,
+            overrides=list(request.overrides),
+            config=str(request.config.resolve()) if request.config else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckFailed(
+            f"playbooks/launch.yml finished without publishing the run it started (set_stats "
+            f"{LAUNCH_STATS_KEY}: {type(exc).__name__} {exc}; got {published or 'nothing'})",
+            hint=f"ansible's output is in {result.artifact_dir}/stdout; `tooling status` cannot find the run",
+        ) from None
+
+
+def deploy(request: DeployRequest, plan: PhasePlan, preflight: Preflight | None = None) -> records.Deployment:
+    deploy_plan = build_plan(request, plan)
+    if request.provision:
+        # The monitoring host comes along so the phase is watched from its first step (idempotent).
+        limit = deploy_plan.group + (
+            ":monitoring" if group_exists(deploy_plan.inventory, "monitoring") else ""
+        )
+        result = _playbook(request, deploy_plan, "site.yml", f"provision-{deploy_plan.group}", limit)
+        _raise_for(result, "provisioning")
+    else:
+        # A re-launch still points each node's launcher at this phase: provisioning another phase since
+        # (phase 1 after 2a, say) rewrote node1's rendezvous and node count.
+        result = _playbook(request, deploy_plan, "playbooks/trainer.yml", f"configure-{deploy_plan.group}")
+        _raise_for(result, "configuring the trainer")
+        # ... and Prometheus, which still scrapes the phase provisioned last.
+        if group_exists(deploy_plan.inventory, "monitoring"):
+            result = _playbook(request, deploy_plan, "playbooks/targets.yml", f"targets-{deploy_plan.group}")
+            _raise_for(result, "pointing Prometheus at the phase")
+    if request.verify:
+        if preflight is None:
+            raise ToolingError(
+                f"deploy of phase {request.phase}: verify is set but no pre-flight verification was given",
+                hint="pass tooling.verify.cli.preflight, or set verify=False to launch without it",
+            )
+        if preflight(request) != 0:
+            raise CheckFailed(
+                "pre-flight verification failed: nothing was launched",
+                hint="fix the FAIL rows above, or pass --skip-verify to launch anyway",
+            )
+    launch_started = time.monotonic()
+    launched = _playbook(request, deploy_plan, "playbooks/launch.yml", f"launch-{deploy_plan.group}")
+    _raise_for(launched, "launch", before_launch=False)
+    record = launched_record(request, launched)
+    records.save(record)
+    console.print(
+        f"[bold]launched[/bold]: run {record.run_id} on {', '.join(record.hosts)}, "
+        f"rendezvous {record.rendezvous_endpoint}"
+    )
+    # One --wait for the whole start: launch.yml's per-node wait took its part of it already.
+    wait_for_ranks(record, deploy_plan.inventory, request.wait_s, started=launch_started)
+    return record

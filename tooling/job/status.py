@@ -1,0 +1,121 @@
+"""What the running job is doing: every rank's status file, read from every node over SSH in parallel,
+and the table `tooling status` (and `tooling stop`, once stopped) prints of it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from tooling.console import console
+from tooling.inventory import load_inventory, ssh_targets
+from tooling.job.records import Deployment
+from tooling.remote import SshTarget, run_everywhere
+
+SEPARATOR = "--ddp-status--"
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    host: str
+    ranks: list[dict[str, Any]]
+    node_time: float | None
+    error: str | None = None
+
+
+def status_command(run_dir: str) -> str:
+    status_dir = shlex.quote(f"{run_dir}/status")
+    return (
+        f"date +%s.%N; echo {SEPARATOR}; for f in {status_dir}/rank*.json; do "
+        f'[ -f "$f" ] && {{ cat "$f"; echo {SEPARATOR}; }}; done; true'
+    )
+
+
+def parse_status_output(host: str, text: str) -> NodeReport:
+    chunks = [c.strip() for c in text.split(SEPARATOR)]
+    node_time: float | None
+    try:
+        node_time = float(chunks[0])
+    except (ValueError, IndexError):
+        node_time = None
+    ranks = []
+    for chunk in chunks[1:]:
+        if not chunk:
+            continue
+        try:
+            ranks.append(json.loads(chunk))
+        except ValueError:
+            continue  # a status file mid-rename is simply skipped this round
+    return NodeReport(host, sorted(ranks, key=lambda r: r.get("rank", 0)), node_time)
+
+
+def collect(targets: list[SshTarget], run_dir: str, timeout_s: float = 10.0) -> list[NodeReport]:
+    results = run_everywhere(targets, status_command(run_dir), timeout_s)
+    reports = []
+    for target in targets:
+        result = results[target.name]
+        if result.error is not None or result.rc not in (0, None):
+            reason = result.error or f"status command exited {result.rc}: {result.stderr.strip()[:200]}"
+            reports.append(NodeReport(target.name, [], None, reason))
+        else:
+            reports.append(parse_status_output(target.name, result.stdout))
+    return reports
+
+
+def job_state(reports: list[NodeReport], world_size: int) -> str:
+    """running / completed / stopped / failed / starting / partial: one word for the whole job."""
+    ranks = [r for report in reports for r in report.ranks]
+    states = {r.get("state") for r in ranks}
+    if any(report.error for report in reports):
+        return "partial"
+    if "failed" in states:
+        return "failed"
+    if len(ranks) < world_size:
+        return "starting"
+    if states == {"completed"}:
+        return "completed"
+    if states <= {"completed", "stopped"}:
+        return "stopped"
+    return "running"
+
+
+def _age(now: float | None, then: float | None) -> str:
+    if now is None or then is None:
+        return "-"
+    return f"{max(0.0, now - then):.0f}s"
+
+
+def show(record: Deployment, inventory: Path) -> str:
+    """Print every rank of the recorded run, per node; returns the job's state (job_state)."""
+    reports = collect(ssh_targets(load_inventory(inventory), record.hosts), record.run_dir)
+    state = job_state(reports, record.world_size)
+    table = Table(title=f"run {record.run_id} (phase {record.phase}): {state}")
+    for column in ("node", "rank", "state", "step", "samples/s", "loss", "last ckpt", "restarts", "updated"):
+        table.add_column(column, justify="right" if column not in ("node", "state") else "left")
+    for report in reports:
+        if report.error:
+            table.add_row(report.host, "-", f"[red]unreachable: {report.error}[/red]", *["-"] * 6)
+            continue
+        if not report.ranks:
+            table.add_row(report.host, "-", "[yellow]no rank has reported[/yellow]", *["-"] * 6)
+        for rank in report.ranks:
+            loss = rank.get("loss")
+            table.add_row(
+                report.host,
+                str(rank.get("rank")),
+                str(rank.get("state")),
+                f"{rank.get('step')}/{rank.get('max_steps')}",
+                f"{rank.get('samples_per_second') or 0:.1f}",
+                "-" if loss is None else f"{loss:.4f}",
+                str(rank.get("last_checkpoint_step") or "-"),
+                str(rank.get("restart_count", 0)),
+                _age(report.node_time, rank.get("updated_at")),
+            )
+    console.print(table)
+    up = sum(len(r.ranks) for r in reports)
+    console.print(f"{up}/{record.world_size} ranks reported; job {state}")
+    return state
