@@ -74,10 +74,6 @@ def test_every_role_is_verified_somewhere() -> None:
 
 @pytest.mark.parametrize("role", ROLES, ids=[role.name for role in ROLES])
 def test_molecule_default_scenario(role: Path, molecule_env: dict[str, str]) -> None:
-    if role.name == "prometheus":
-        # Its verify still expects targets by container name; on a podman network without DNS Prometheus
-        # scrapes the node by address (being fixed: issue 14's follow-up).
-        pytest.skip("prometheus scenario: targets by address not yet reflected in its verify")
     env = {**molecule_env, "MOLECULE_ROLE_NAME": role.name}
     started = time.monotonic()
     try:
