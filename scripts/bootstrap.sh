@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(podman debootstrap runc uidmap iproute2 openssh-client prometheus prometheus-alertmanager
+APT_PACKAGES=(podman debootstrap runc uidmap iproute2 iptables openssh-client prometheus prometheus-alertmanager
               numactl openmpi-bin iperf3)
 
 missing=()

@@ -44,3 +44,8 @@ def wait_until(what: str, probe: Any, timeout: float, every: float = 5) -> Any:
             return last
         time.sleep(every)
     raise AssertionError(f"{what}: not seen within {timeout:.0f} s (last answer: {last!r})")
+
+
+def rank_down_alerts(url: str, *states: str) -> list[dict[str, Any]]:
+    alerts = prometheus_api(url, "/api/v1/alerts")["alerts"]
+    return [a for a in alerts if a["labels"]["alertname"] == "TrainerRankDown" and a["state"] in states]

@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.sandbox_harness import Sandbox, explain
 
+UNGROUPED = pytest.StashKey[list[str]]()
 # Overridable so a developer can run the cluster tests beside a CI run on the same machine.
 CLUSTER_PREFIX = os.environ.get("DDP_ITEST_PREFIX", "ddp-itest")
 CLUSTER_SUBNET = os.environ.get("DDP_ITEST_SUBNET", "10.213.34.0/24")
@@ -25,11 +26,29 @@ CLUSTER_SUBNET = os.environ.get("DDP_ITEST_SUBNET", "10.213.34.0/24")
 KEEP_DIR = os.environ.get("DDP_ITEST_KEEP_DIR")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup` pytest-xdist marks each test's id with its group; a pytest/xdist pair that
+    loses the mark (pytest 9.2 with xdist 3.8 did) splits these tests over both workers, each provisioning
+    the same cluster. The cluster fixture then fails saying so instead of provisioning."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    here = Path(__file__).parent
+    lost = [
+        item.nodeid for item in items if here in item.path.parents and not item.nodeid.endswith("@cluster")
+    ]
+    config.stash[UNGROUPED] = lost
+
+
 @pytest.fixture(scope="session")
-def phase2a_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+def phase2a_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sandbox]:
     """Two nodes and a monitoring host provisioned by `site.yml -l phase2a:monitoring` (as `tooling deploy`
     does). Tests that break a node put it back; the last test takes the cluster down and checks that
     nothing is left (the finalizer's `down` is then a no-op)."""
+    ungrouped = request.config.stash.get(UNGROUPED, [])
+    assert not ungrouped, f"xdist_group is not honoured by this pytest/pytest-xdist pair: {ungrouped[0]}"
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed")
     home = Path(KEEP_DIR) if KEEP_DIR else tmp_path_factory.mktemp("cluster")

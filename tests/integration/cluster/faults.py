@@ -13,6 +13,7 @@ import yaml
 
 from tests.integration.sandbox_harness import Sandbox, explain
 from tests.integration.sandbox_jobs import corrupt_newest_checkpoint, on_node
+from tests.integration.sandbox_monitor import wait_until
 from tooling.inventory import load_inventory
 from tooling.plan.phases import DEFAULT_PHASES_FILE
 
@@ -44,27 +45,14 @@ def newest_checkpoint(box: Sandbox, run_dir: str, host: str = "node1") -> int | 
 
 def wait_for_checkpoint(box: Sandbox, run_dir: str, step: int, max_steps: int) -> int:
     """The newest checkpoint once one at `step` or later exists, checking the run has not ended yet."""
-    deadline = time.monotonic() + 300
-    while (newest_checkpoint(box, run_dir) or 0) < step:
-        assert time.monotonic() < deadline, f"no checkpoint at step {step} within 5 minutes"
-        time.sleep(2)
-    newest = newest_checkpoint(box, run_dir)
-    assert newest is not None and newest < max_steps, "the run ended before the fault: raise its max_steps"
+
+    def reached() -> int | None:
+        newest = newest_checkpoint(box, run_dir)
+        return newest if newest is not None and newest >= step else None
+
+    newest: int = wait_until(f"a checkpoint at step {step} or later in {run_dir}", reached, 300, every=2)
+    assert newest < max_steps, "the run ended before the fault: raise its max_steps"
     return newest
-
-
-def summary_with_status(box: Sandbox, run_dir: str, status: str = "completed", timeout: float = 600) -> dict:
-    """node1's summary once it says `status`: a failed incarnation may have left one saying "failed"."""
-    deadline = time.monotonic() + timeout
-    summary: dict = {}
-    while time.monotonic() < deadline:
-        shown = on_node(box, "node1", f"cat {run_dir}/summary.json")
-        if shown.rc == 0:
-            summary = json.loads(shown.stdout)
-            if summary["status"] == status:
-                return summary
-        time.sleep(3)
-    raise AssertionError(f"the run did not reach {status} within {timeout:.0f} s: {summary.get('status')}")
 
 
 def unit_state(box: Sandbox, host: str) -> str:
@@ -135,13 +123,12 @@ def kill_rank_after_next_checkpoint(box: Sandbox, run_dir: str, damage: bool = F
 
 
 def incarnations(box: Sandbox, run_dir: str, count: int) -> list[dict]:
-    """The run's incarnations once there are `count`."""
-    deadline = time.monotonic() + 300
-    found: list[dict] = []
-    while time.monotonic() < deadline:
+    """The run's incarnations (node1's summary) once there are at least `count`."""
+
+    def read() -> list[dict]:
         shown = on_node(box, "node1", f"cat {run_dir}/summary.json")
-        found = json.loads(shown.stdout).get("incarnations", []) if shown.rc == 0 else []
-        if len(found) >= count:
-            return found
-        time.sleep(3)
-    raise AssertionError(f"{count} incarnations expected within 5 minutes, saw {found}")
+        found: list[dict] = json.loads(shown.stdout).get("incarnations", []) if shown.rc == 0 else []
+        return found if len(found) >= count else []
+
+    found: list[dict] = wait_until(f"{count} incarnations of {run_dir}", read, 300, every=3)
+    return found

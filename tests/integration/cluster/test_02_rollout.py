@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from matplotlib import pyplot as plt
 
-from tests.integration.cluster.test_01_provisioned import run_role_verify
+from tests.integration.cluster.checks import run_role_verify
 from tests.integration.sandbox_harness import Sandbox, explain
 from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, forget_run, on_node, wait_for_summary
-from tests.integration.sandbox_monitor import instant_query, monitor_url, prometheus_api, wait_until
+from tests.integration.sandbox_monitor import instant_query, monitor_url, rank_down_alerts, wait_until
 from tooling.gates.records import latest_record
 from tooling.report.build import phase_figures
 
@@ -65,11 +65,6 @@ def _rfc3339(text: str) -> float:
     whole, _, rest = text.rstrip("Z").partition(".")
     fraction = float("0." + "".join(c for c in rest if c.isdigit())) if rest else 0.0
     return datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp() + fraction
-
-
-def rank_down_alerts(url: str, *states: str) -> list[dict[str, Any]]:
-    alerts = prometheus_api(url, "/api/v1/alerts")["alerts"]
-    return [a for a in alerts if a["labels"]["alertname"] == "TrainerRankDown" and a["state"] in states]
 
 
 def test_phase1_then_phase2a_are_deployed_gated_and_reported(phase2a_cluster: Sandbox) -> None:

@@ -21,13 +21,19 @@ from tests.integration.cluster.faults import (
     newest_checkpoint,
     partition_node2,
     site_phases,
-    summary_with_status,
     unit_state,
     wait_for_checkpoint,
     wait_for_unit_end,
 )
 from tests.integration.sandbox_harness import Sandbox, explain
-from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, deploy_run, forget_run, on_node
+from tests.integration.sandbox_jobs import (
+    RUN_ROOT,
+    SMALL_RUN,
+    deploy_run,
+    forget_run,
+    on_node,
+    wait_for_summary,
+)
 from tooling.plan.phases import load_phases
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
@@ -93,7 +99,7 @@ def test_node_cut_off_stops_cleanly_and_the_run_falls_back_to_phase1(phase2a_clu
         )  # fmt: skip
         assert fallback.returncode == 0, explain(fallback)
         assert f"run {run_id} of phase 2a" in fallback.stdout, fallback.stdout
-        summary = summary_with_status(box, run_dir)
+        summary = wait_for_summary(box, run_dir, stop_on_failed=False)
         assert (summary["world_size"], summary["nodes"], summary["steps"]) == (4, 1, MAX_STEPS)
         assert summary["checkpoints"]["resumed_from_step"] == newest
         worlds = [i["world_size"] for i in summary["incarnations"]]
@@ -118,7 +124,7 @@ def test_node_cut_off_is_absorbed_when_the_site_allows_fewer_nodes(phase2a_clust
         partition_node2(box)
         injected = time.monotonic()
         # The job must finish on node1 alone, without ever leaving its unit (no operator, no fallback).
-        summary = summary_with_status(box, run_dir, timeout=600)
+        summary = wait_for_summary(box, run_dir, stop_on_failed=False)
         absorbed_in = time.monotonic() - injected
         assert (summary["world_size"], summary["nodes"], summary["steps"]) == (4, 1, MAX_STEPS), summary
         worlds = [i["world_size"] for i in summary["incarnations"]]

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.cluster.checks import verify_phase
 from tests.integration.cluster.faults import (
     COLLECTIVE_TIMEOUT_S,
     JOIN_TIMEOUT_S,
@@ -29,17 +30,26 @@ from tests.integration.cluster.faults import (
     lose_node2,
     newest_checkpoint,
     site_phases,
-    summary_with_status,
     unit_state,
     wait_for_unit_end,
 )
-from tests.integration.cluster.test_01_provisioned import verify_phase
-from tests.integration.cluster.test_02_rollout import rank_down_alerts
 from tests.integration.sandbox_harness import Sandbox, explain
-from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, corrupt_newest_checkpoint, forget_run, on_node
-from tests.integration.sandbox_monitor import instant_query, monitor_url, prometheus_api, wait_until
+from tests.integration.sandbox_jobs import (
+    RUN_ROOT,
+    SMALL_RUN,
+    corrupt_newest_checkpoint,
+    forget_run,
+    on_node,
+    wait_for_summary,
+)
+from tests.integration.sandbox_monitor import (
+    instant_query,
+    monitor_url,
+    prometheus_api,
+    rank_down_alerts,
+    wait_until,
+)
 from tooling.dashboards.build import queries
-from tooling.job import records
 from tooling.soak.causes import WorkerFailure, parse_failure
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
@@ -133,20 +143,12 @@ def test_status_shows_every_rank_and_prometheus_scrapes_exactly_the_phase(long_r
     assert {state for _, _, state in rows} == {"running"}, shown
 
 
-def _check_runs_dir(box: Sandbox, name: str) -> Path:
-    """A runs directory of the test's own, holding a copy of the deployment record `tooling deploy` wrote
-    (under the sandbox's state root), so each check run has snapshots of its own."""
-    runs = box.tmp / name
-    record = records.load(box.inventory, box.home / "deployments")
-    records.save(record, runs / "deployments")
-    return runs
-
-
-def _check(box: Sandbox, runs: Path) -> tuple[int, dict[str, Any], str]:
+def _check(box: Sandbox) -> tuple[int, dict[str, Any], str]:
+    """`tooling check --json` as the operator who deployed the run (the sandbox's state root)."""
     settings = box.tmp / "check-settings.yml"
     settings.write_text(CHECK_SETTINGS)
     result = box.tooling(
-        "--home", str(runs), "check", "--inventory", str(box.inventory), "--settings", str(settings),
+        "check", "--inventory", str(box.inventory), "--settings", str(settings),
         "--json", timeout=900,
     )  # fmt: skip
     assert result.returncode in (0, 1), explain(result)
@@ -163,8 +165,7 @@ def test_check_passes_on_the_running_phase(long_run: LongRun) -> None:
     while any(newest_checkpoint(box, RUN_DIR, host) is None for host in NODES):
         assert time.monotonic() < deadline, "no checkpoint on both nodes within 5 minutes"
         time.sleep(3)
-    runs = _check_runs_dir(box, "check-healthy")
-    code, document, shown = _check(box, runs)
+    code, document, shown = _check(box)
     assert code == 0, shown
     assert document["phase"] == PHASE and document["run_id"] == RUN_ID
     assert [r["status"] for r in _rows(document, "job")] == ["PASS"], _rows(document, "job")
@@ -183,7 +184,7 @@ def test_check_passes_on_the_running_phase(long_run: LongRun) -> None:
     # Prometheus runs on the monitor host: the alert checks really looked.
     assert _rows(document, "alerts")[0]["measured"] != "not checked", _rows(document, "alerts")
     snapshot = Path(document["snapshot"])
-    assert snapshot.parent == runs / "checks"
+    assert snapshot.parent == box.home / "checks"
     record = json.loads(snapshot.read_text().splitlines()[-1])
     assert record["run_id"] == RUN_ID and set(record["disk"]) == set(NODES)
 
@@ -290,7 +291,7 @@ def test_node_down_is_named_everywhere_and_the_run_falls_back_to_phase1(long_run
         assert checks[("node1", "torch.version")] == "PASS" and checks[("node1", "cpu.cores")] == "PASS"
 
         corrupt_file = corrupt_newest_checkpoint(box, "node1", RUN_DIR)
-        code, document, shown = _check(box, _check_runs_dir(box, "check-broken"))
+        code, document, shown = _check(box)
         assert code == 1, shown
         failing = [r for r in document["results"] if r["status"] == "FAIL"]
         on_node2 = {r["check"]: r for r in failing if r["host"] == "node2"}
@@ -321,7 +322,7 @@ def test_node_down_is_named_everywhere_and_the_run_falls_back_to_phase1(long_run
         assert resumed[-1]["resumed_from_step"] == newest - EVERY, (resumed[-1], newest)
         stopped = box.tooling("stop", "--inventory", str(box.inventory))
         assert stopped.returncode == 0, explain(stopped)
-        summary = summary_with_status(box, RUN_DIR, status="stopped")
+        summary = wait_for_summary(box, RUN_DIR, status="stopped", stop_on_failed=False)
         assert (summary["world_size"], summary["nodes"]) == (4, 1), summary
 
         # A phase that needs node2 is refused before anything launches, naming it.

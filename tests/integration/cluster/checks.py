@@ -1,0 +1,52 @@
+"""What several cluster test files share: the roles verified on the cluster and how, and verify-node."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tests.integration.sandbox_harness import ROOT, Sandbox
+
+# Roles whose converge and changed=0 this cluster proves, so only their molecule `verify` runs here (on the
+# hosts the role was applied to); tests/integration/test_molecule.py runs the full scenario of the others.
+# ddp_trainer's verify needs node1 converged for phase 1: test_02_rollout runs it after deploying phase 1.
+CLUSTER_VERIFIED_ROLES = {
+    "numa_tuning": "nodes",
+    "cuda_nccl": "nodes",
+    "openmpi": "nodes",
+    "pytorch": "nodes",
+}
+
+
+def run_role_verify(box: Sandbox, role: str, limit: str) -> subprocess.CompletedProcess[str]:
+    """The role's molecule verify playbook against the cluster's inventory, as ansible-playbook runs it."""
+    playbook = ROOT / "roles" / role / "molecule" / "default" / "verify.yml"
+    return box.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(box.inventory), "-l", limit,
+         str(playbook)],
+        timeout=900,
+    )  # fmt: skip
+
+
+def verify_phase(box: Sandbox, phase: str = "2a") -> tuple[int, dict[str, Any]]:
+    """`tooling verify-node --json` on the cluster, in this process (no CLI start-up to pay)."""
+    from tooling.verify.cli import run_verify
+
+    buffer = io.StringIO()
+    code = run_verify(
+        [],
+        phase,
+        box.inventory,
+        "sandbox",
+        as_json=True,
+        install_iperf3=True,
+        runs_dir=box.runs,
+        out=Console(file=buffer, width=200),
+    )
+    return code, json.loads(buffer.getvalue())
