@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import psutil
 
 from ddp.addresses import resolve_bind_address
 from ddp.config import MetricsSection, load_config
@@ -31,46 +32,17 @@ class PreflightError(Exception):
     """A check could not be made (bad arguments or trainer config); the message is printable."""
 
 
-def _ss_hint(port: int) -> str:
-    return f"another process (`ss -ltnp 'sport = :{port}'` as root names it)"
-
-
-def _listening_inodes(port: int) -> set[str]:
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as file:
-                rows = file.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            # state 0A is LISTEN; local_address is HEXIP:HEXPORT.
-            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
-    return inodes
-
-
 def port_holder(port: int) -> str:
-    """Who listens on `port`, from /proc (complete for root; another account sees only its own sockets)."""
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return _ss_hint(port)
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
+    """Who listens on `port` (complete for root; another account sees only its own processes' sockets)."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port or conn.pid is None:
             continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") not in inodes:
-                    continue
-                with open(f"/proc/{pid}/cmdline", "rb") as file:
-                    command = " ".join(file.read().decode(errors="replace").replace("\0", " ").split())
-            except OSError:
-                continue
-            return f"pid {pid} ({command[:100]})"
-    return _ss_hint(port)
+        try:
+            command = " ".join(psutil.Process(conn.pid).cmdline())
+        except psutil.Error:  # gone since, or not ours to read
+            continue
+        return f"pid {conn.pid} ({command[:100]})"
+    return f"another process (`ss -ltnp 'sport = :{port}'` as root names it)"
 
 
 def port_taken(address: str, port: int, family: int = 0, warn: Warn | None = None) -> bool:
@@ -156,8 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def plan_from_args(argv: Sequence[str]) -> PortPlan:
-    """The ports to check, from the launcher's arguments; PreflightError for a bad count or config."""
+def plan_from_args(argv: Sequence[str] | None = None) -> PortPlan:
+    """The ports to check, from the launcher's arguments (the command line's when None); PreflightError
+    for a bad count or config."""
     args = _parser().parse_args(argv)
     node, nproc = args.node, args.nproc_per_node
     if not nproc.isdigit() or int(nproc) < 1:
@@ -171,7 +144,7 @@ def plan_from_args(argv: Sequence[str]) -> PortPlan:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        ports = plan_from_args(sys.argv[1:] if argv is None else argv)
+        ports = plan_from_args(argv)
     except PreflightError as exc:
         print(exc, file=sys.stderr)
         return EXIT_PROBLEM

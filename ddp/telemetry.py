@@ -1,6 +1,6 @@
 """What a rank reports while it trains: Prometheus series, ECS log records, its status file and (rank 0)
-summary.json. The loop hands it what happened (a step, a sync check, a heartbeat, a checkpoint, the end);
-this module turns that into figures.
+summary.json. The loop hands it what happened (a step, a non-finite step, a sync check, a heartbeat, a
+checkpoint, the end); this module turns that into figures.
 
 It also keeps the history a summary carries across restarts of the worker group: the heartbeat timeline
 and one incarnation per start.
@@ -193,6 +193,21 @@ class Telemetry:
                 },
             )
         self.metrics.sync_accuracy.set((c.sync_checks - c.sync_mismatches) / c.sync_checks)
+
+    def on_nonfinite(self, step: int, what: str, skipped: bool) -> None:
+        """Step `step` produced NaN/inf (`what` says which); `skipped` when its update was dropped and
+        training goes on (otherwise the trainer stops with `what`)."""
+        self.counters.nonfinite += 1
+        self.metrics.nonfinite_loss.inc()
+        if not skipped:
+            return
+        self.counters.skipped += 1
+        self.metrics.skipped_steps.inc()
+        log.warning(
+            "%s; skipping the update (training.nonfinite_policy=skip)",
+            what,
+            extra={"trainer": {"step": step, "event": "nonfinite_skip"}},
+        )
 
     # ----- heartbeat -----
     def heartbeat(self, stop_requested: bool, checkpoint_due: bool) -> Agreement:

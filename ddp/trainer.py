@@ -6,7 +6,6 @@ Everything the loop reports (metrics, log records, status files, the summary) go
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import time
 from collections.abc import Iterator
@@ -33,8 +32,6 @@ from ddp.sync_check import check_in_sync
 from ddp.telemetry import ProbeTiming, StepResult, Telemetry
 from ddp.workloads import build_workload
 
-log = logging.getLogger("ddp.trainer")
-
 
 class NonFiniteLossError(RuntimeError):
     """nonfinite_policy=stop and a step produced NaN/inf: training must not continue on it."""
@@ -58,8 +55,6 @@ class Trainer:
     def __init__(self, cfg: TrainerConfig, env: DistEnv, metrics: TrainerMetrics, run_dir: Path) -> None:
         self.cfg = cfg
         self.env = env
-        self.metrics = metrics
-        self.run_dir = run_dir
         tcfg = cfg.training
 
         rng.seed_everything(tcfg.seed)
@@ -206,19 +201,12 @@ class Trainer:
         return StepResult(loss, seconds, probe)
 
     def _on_nonfinite(self, step: int, loss: float, grad_norm: float) -> None:
-        self.counters.nonfinite += 1
-        self.metrics.nonfinite_loss.inc()
         what = f"non-finite loss or gradients at step {step} (loss={loss}, grad_norm={grad_norm})"
-        if self.cfg.training.nonfinite_policy == "stop" or math.isfinite(grad_norm):
-            # A finite global gradient with a NaN local loss would make ranks disagree on skipping: stop.
+        # A finite global gradient with a NaN local loss would make ranks disagree on skipping: stop.
+        skip = self.cfg.training.nonfinite_policy == "skip" and not math.isfinite(grad_norm)
+        self.telemetry.on_nonfinite(step, what, skip)
+        if not skip:
             raise NonFiniteLossError(f"{what}; training.nonfinite_policy=stop, so training stops here")
-        self.counters.skipped += 1
-        self.metrics.skipped_steps.inc()
-        log.warning(
-            "%s; skipping the update (training.nonfinite_policy=skip)",
-            what,
-            extra={"trainer": {"step": step, "event": "nonfinite_skip"}},
-        )
 
     def _sync_check(self) -> None:
         self.telemetry.on_sync_check(check_in_sync(self.model.module, self.env.device))

@@ -157,6 +157,23 @@ def test_sync_check_mismatch_counts_and_lowers_accuracy(tmp_path: Path) -> None:
     assert _sample(t, "trainer_grad_sync_accuracy_ratio") == 0.5
 
 
+def test_nonfinite_steps_count_and_only_skipped_ones_count_as_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = _telemetry(tmp_path)
+    t.on_nonfinite(3, "non-finite loss at step 3", skipped=True)
+    t.on_nonfinite(4, "non-finite loss at step 4", skipped=False)  # the trainer stops on this one itself
+    assert (t.counters.nonfinite, t.counters.skipped) == (2, 1)
+    assert _sample(t, "trainer_nonfinite_loss_total") == 2
+    assert _sample(t, "trainer_skipped_steps_total") == 1
+    (record,) = [r for r in caplog.records if r.name == "ddp.trainer"]
+    assert (
+        record.getMessage()
+        == "non-finite loss at step 3; skipping the update (training.nonfinite_policy=skip)"
+    )
+    assert record.trainer == {"step": 3, "event": "nonfinite_skip"}
+
+
 def _previous_run(run_dir: Path) -> None:
     """The summary an earlier incarnation left: heartbeats up to step 30, one incarnation."""
     write_summary(
