@@ -427,9 +427,10 @@ def test_targets_follow_a_site_phases_file(tmp_path: Path) -> None:
     assert [t["targets"][0] for t in trainer] == expected
 
 
-def test_trainer_targets_are_the_node_addresses_the_launch_uses(tmp_path: Path) -> None:
+def test_targets_are_the_node_addresses_the_launch_uses(tmp_path: Path) -> None:
     """A node's training address (ddp_trainer_node_address) is where its ranks listen and what `tooling
-    deploy` records: the scrape targets come from the same derivation (tooling/plan/launch.py)."""
+    deploy` records: the scrape targets, node_exporter's too, come from the same derivation
+    (tooling/plan/launch.py)."""
     node_vars = {"node2": {"ddp_trainer_node_address": "172.16.0.2"}}
     node, trainer = _write_targets(tmp_path, "phase2a", node_vars=node_vars)
     groups = {"nodes": [f"node{i}" for i in range(1, 5)], "phase1": ["node1"], "phase2a": ["node1", "node2"]}
@@ -440,8 +441,8 @@ def test_trainer_targets_are_the_node_addresses_the_launch_uses(tmp_path: Path) 
     launch = derive_launch(load_phases(), groups, hostvars, phase="2a")
     assert [f"http://{t['targets'][0]}/metrics" for t in trainer] == launch.metrics_endpoints
     assert {t["targets"][0].rsplit(":", 1)[0] for t in trainer} == {"10.0.0.1", "172.16.0.2"}
-    # node_exporter keeps ansible_host, where it listens.
-    assert [t["targets"][0] for t in node] == ["10.0.0.1:9100", "10.0.0.2:9100"]
+    assert [t["targets"][0] for t in node] == [f"{launch.addresses[h]}:9100" for h in launch.hosts]
+    assert [t["targets"][0] for t in node] == ["10.0.0.1:9100", "172.16.0.2:9100"]
 
 
 def test_targets_refuse_a_limit_that_is_no_phase(tmp_path: Path) -> None:
