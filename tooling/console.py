@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -43,10 +43,6 @@ class CheckFailed(ToolingError):
 def display_error(message: str, hint: str | None = None) -> None:
     body = message if hint is None else f"{message}\n\n[bold]fix:[/bold] {hint}"
     err_console.print(Panel(body, title="error", border_style="red", expand=False))
-
-
-def abort(message: str, *, hint: str | None = None, code: int = EXIT_USAGE) -> NoReturn:
-    raise ToolingError(message, hint=hint, exit_code=code)
 
 
 P = ParamSpec("P")

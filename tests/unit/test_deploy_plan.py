@@ -235,7 +235,6 @@ PUBLISHED = {
     "rendezvous_endpoint": "10.0.0.1:29400",
     "metrics_endpoints": ["http://10.0.0.1:9500/metrics", "http://10.0.0.2:9500/metrics"],
     "run_root": "/scratch/runs",
-    "run_dir": "/scratch/runs/r1",
 }
 
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from tooling.job import status
+from tooling.console import ToolingError
+from tooling.job import cluster, records, status
+from tooling.job.torchrun import TorchrunLaunch
 from tooling.remote import RemoteResult, SshTarget
 from tooling.soak import jobs
 from tooling.soak.causes import explain
@@ -67,7 +69,7 @@ def test_stop_uses_the_stop_file_then_signals_the_process_group(tmp_path: Path, 
     run_dir = tmp_path / "r1"
     run_dir.mkdir()
     command = [sys.executable, "-c", FAKE_TORCHRUN, str(run_dir), mode, "torch.distributed.run"]
-    job = LocalSoakJob.launch(command, {}, run_dir, tmp_path / "launcher.log", 2)
+    job = LocalSoakJob.start(TorchrunLaunch(command, {}), run_dir, tmp_path / "launcher.log", 2)
     try:
         # Found again from its saved state, as by `--resume` in a new process (not its parent).
         found = LocalSoakJob.from_json(job.to_json())
@@ -130,3 +132,17 @@ def test_cluster_observe_reads_statuses_and_journal_from_every_node(monkeypatch:
     assert obs.unreachable == {"node2": "10.0.0.2:22: timed out"}
     assert "systemctl is-active trainer" in commands[0]
     assert job.ended(obs) is None, "an unreachable node is not a stopped job"
+
+
+def test_cluster_stop_refuses_a_run_the_inventory_started_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inventory = tmp_path / "inv"
+    inventory.mkdir()
+    records.save(records.Deployment("2a", "phase2a", "newer", str(inventory), ["node1"], "/runs", 4))
+    ran: list[str] = []
+    monkeypatch.setattr(cluster, "run_playbook", lambda playbook, **_: ran.append(playbook))
+    job = ClusterSoakJob(inventory, ["node1"], "older", "/runs/older", 4)
+    with pytest.raises(ToolingError, match="current run is newer, not this job's older"):
+        job.stop(timeout_s=5)
+    assert ran == [], "the stop playbook must not run against another run"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,10 @@ def test_sync_check_mismatch_counts_and_lowers_accuracy(tmp_path: Path) -> None:
 
 
 def test_nonfinite_steps_count_and_only_skipped_ones_count_as_skipped(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A trainer started earlier in this process (ddp.logs.setup_logging) stops "ddp" propagating to caplog.
+    monkeypatch.setattr(logging.getLogger("ddp"), "propagate", True)
     t = _telemetry(tmp_path)
     t.on_nonfinite(3, "non-finite loss at step 3", skipped=True)
     t.on_nonfinite(4, "non-finite loss at step 4", skipped=False)  # the trainer stops on this one itself

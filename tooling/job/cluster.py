@@ -41,9 +41,15 @@ def fetch_summary(inventory: Path, host: str, run_dir: str, timeout_s: float) ->
     raise CheckFailed(f"the run did not finish within {timeout_s:.0f} s", hint="see `tooling status`")
 
 
-def stop(inventory: Path, timeout_s: int) -> records.Deployment:
-    """Stop the run recorded for `inventory` cleanly (playbooks/stop.yml), then print every rank's state."""
+def stop(inventory: Path, timeout_s: int, run_id: str | None = None) -> records.Deployment:
+    """Stop the run recorded for `inventory` cleanly (playbooks/stop.yml), then print every rank's state.
+    With `run_id`, only that run: refused when the inventory has started another one since."""
     record = records.load(inventory)
+    if run_id is not None and record.run_id != run_id:
+        raise ToolingError(
+            f"the inventory's current run is {record.run_id}, not this job's {run_id}: not stopping it",
+            hint=f"stop {run_id} with playbooks/stop.yml -e ddp_trainer_run_id={run_id}",
+        )
     started = time.monotonic()
     result = run_playbook(
         "playbooks/stop.yml",
@@ -112,14 +118,7 @@ class ClusterJob:
 
     def stop(self, timeout_s: float) -> str:
         """Stop this run, never another one the inventory has started since."""
-        current = records.load(self.inventory)
-        if current.run_id != self.run_id:
-            raise ToolingError(
-                f"the inventory's current run is {current.run_id}, not this job's {self.run_id}: "
-                "not stopping it",
-                hint=f"stop {self.run_id} with playbooks/stop.yml -e ddp_trainer_run_id={self.run_id}",
-            )
-        stop(self.inventory, int(timeout_s))
+        stop(self.inventory, int(timeout_s), run_id=self.run_id)
         return "stopped with playbooks/stop.yml (STOP file, final checkpoint)"
 
     def fetch_summary(self, timeout_s: float = 60.0) -> tuple[dict[str, Any] | None, str]:

@@ -50,27 +50,21 @@ class LocalJob:
     kind: ClassVar[str] = "local"
 
     @classmethod
-    def launch(
-        cls, command: list[str], env: dict[str, str], run_dir: Path, log_path: Path, world_size: int
-    ) -> Self:
+    def start(cls, launch: TorchrunLaunch, run_dir: Path, log_path: Path, world_size: int) -> Self:
+        """The launch worked out by tooling.job.torchrun, its output in `log_path`."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                command,
+                launch.command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=launch.env,
                 start_new_session=True,
             )
         job = cls(run_dir.name, run_dir, log_path, proc.pid, world_size)
         job._proc = proc
         return job
-
-    @classmethod
-    def start(cls, launch: TorchrunLaunch, run_dir: Path, log_path: Path, world_size: int) -> Self:
-        """The launch worked out by tooling.job.torchrun, its output in `log_path`."""
-        return cls.launch(launch.command, launch.env, run_dir, log_path, world_size)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -127,6 +127,12 @@ def _names(ranks: list[int]) -> str:
     return ", ".join(str(r) for r in ranks)
 
 
+def max_gap_s(interval_s: float) -> float:
+    """The longest time between two looks that still counts as watched: two intervals (one look late).
+    The soak's record and the watcher's wait at the planned end judge the looks with the same bound."""
+    return 2 * interval_s
+
+
 def judge_intervals(
     samples: list[Sample], expected: int, samples_per_step: int | None, max_gap_s: float
 ) -> list[Interval]:
@@ -378,9 +384,9 @@ def analyse(
     `planned_end` (a soak resumed too late to sample again) is unobserved. `incarnations` (the run
     summary's, read after the job stopped) give each restart its checkpoint and add the restarts that
     came after the last sample; `final_lines` (the launcher's, read after the stop) name their causes."""
-    max_gap_s = 2 * interval_s
+    max_gap = max_gap_s(interval_s)
     window = [s for s in samples if not s.after_end]
-    intervals = judge_intervals(window, expected, samples_per_step, max_gap_s)
+    intervals = judge_intervals(window, expected, samples_per_step, max_gap)
     if window and planned_end is not None and planned_end > window[-1].t:
         last = window[-1].t
         if ended is not None:
@@ -400,7 +406,7 @@ def analyse(
             found.extend(missed)
             leftover = []  # the summary's restart followed them
     down = incidents(intervals)
-    after_end = _after_end(samples, window, expected, max_gap_s, planned_end)
+    after_end = _after_end(samples, window, expected, max_gap, planned_end)
     if after_end is not None and down and intervals and down[-1].end == intervals[-1].end:
         down[-1].after_end_s = after_end["down_s"]  # the incident still open at the end went on past it
     for incident in down:

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 from tooling.console import console
 from tooling.soak.samples import Sample, sample_from_statuses
 from tooling.soak.state import SoakState
-from tooling.soak.uptime import judge_intervals, restart_in_progress
+from tooling.soak.uptime import judge_intervals, max_gap_s, restart_in_progress
 
 Outcome = Literal["completed", "ended-early", "interrupted"]
 
@@ -211,8 +211,8 @@ class Watcher:
         the job ends, or the grace runs out; then the soak is complete either way."""
         state = self.state
         assert state.end_at is not None
-        max_gap_s = 2 * state.interval_s
-        why = restart_in_progress(state.samples, state.world_size, max_gap_s)
+        max_gap = max_gap_s(state.interval_s)
+        why = restart_in_progress(state.samples, state.world_size, max_gap)
         if why is None:
             return "completed"
         grace = self.grace_s()
@@ -236,10 +236,10 @@ class Watcher:
             if reason is not None:
                 self._note(f"the job ended while the soak waited for its restart: {reason}")
                 return "completed"
-            why = restart_in_progress(state.samples, state.world_size, max_gap_s)
+            why = restart_in_progress(state.samples, state.world_size, max_gap)
             if why is None:
                 after = f"{sample.t - state.end_at:.0f} s after the planned end"
-                if judge_intervals(state.samples, state.world_size, None, max_gap_s)[-1].kind == "up":
+                if judge_intervals(state.samples, state.world_size, None, max_gap)[-1].kind == "up":
                     step = sample.global_step(state.world_size)
                     self._note(f"the worker group was back {after}, at step {step}")
                 else:
