@@ -10,27 +10,30 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from matplotlib import pyplot as plt
 
 from tests.integration.cluster.checks import run_role_verify
-from tests.integration.sandbox_harness import Sandbox, explain
+from tests.integration.sandbox_harness import ROOT, Sandbox, explain
 from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, forget_run, on_node, wait_for_summary
-from tests.integration.sandbox_monitor import instant_query, monitor_url, rank_down_alerts, wait_until
+from tests.integration.sandbox_monitor import instant_query, monitor_url, wait_until
 from tooling.gates.records import latest_record
 from tooling.report.build import phase_figures
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Long enough for Prometheus to hold several throughput samples of the run at the gate's query step.
-RUN_S = 50
+# Scrapes of a rank (5 s apart) before phase 1 is stopped: several throughput points at the gate's step.
+SCRAPES = 8
 GATE_STEP_S = "10"  # two scrapes of the trainer's 5 s interval
 SOAK_RUN = "rollout-soak-2a"
+# How often Prometheus evaluates its rules, as the prometheus role configures it.
+PROMETHEUS_DEFAULTS = yaml.safe_load((ROOT / "roles/prometheus/defaults/main.yml").read_text())
+EVALUATION_S = int(PROMETHEUS_DEFAULTS["prometheus_evaluation_interval"].removesuffix("s"))
 
 
 def _sets(*extra: str) -> list[str]:
@@ -60,13 +63,6 @@ def _gate(box: Sandbox, phase: str, summary: Path, decisions: Path, soaks: Path)
     return record
 
 
-def _rfc3339(text: str) -> float:
-    """Prometheus' activeAt (RFC 3339, nanoseconds, Z) as Unix time."""
-    whole, _, rest = text.rstrip("Z").partition(".")
-    fraction = float("0." + "".join(c for c in rest if c.isdigit())) if rest else 0.0
-    return datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp() + fraction
-
-
 def test_phase1_then_phase2a_are_deployed_gated_and_reported(phase2a_cluster: Sandbox) -> None:
     box = phase2a_cluster
     prometheus = monitor_url(box, 9090)
@@ -88,7 +84,16 @@ def test_phase1_then_phase2a_are_deployed_gated_and_reported(phase2a_cluster: Sa
         lambda: instant_query(prometheus, 'trainer_global_samples_per_second{phase="1"} > 0'),
         240,
     )
-    time.sleep(RUN_S)
+    # Enough of the run in Prometheus for the gate's steady throughput and its spread (several points at
+    # the gate's query step): polled, not slept.
+    wait_until(
+        f"{SCRAPES} scrapes of phase 1's throughput",
+        lambda: instant_query(
+            prometheus, f'count_over_time(trainer_global_samples_per_second{{phase="1"}}[5m]) >= {SCRAPES}'
+        ),
+        120,
+        every=3,
+    )
     stopped = box.tooling("stop", "--inventory", str(box.inventory))
     assert stopped.returncode == 0, explain(stopped)
     phase1_path, phase1 = _fetch_summary(box, "rollout-phase1", "stopped")
@@ -102,11 +107,11 @@ def test_phase1_then_phase2a_are_deployed_gated_and_reported(phase2a_cluster: Sa
 
     # The role's own checks (unit, launcher, standalone and unit runs, refusal, clean stop, hand edits put
     # back) on the node `deploy` just converged for phase 1.
-    verified = run_role_verify(box, "ddp_trainer", "node1")
+    verified = run_role_verify(box, ["ddp_trainer"], "node1")
     assert verified.returncode == 0, explain(verified)
 
     soaked = box.tooling(
-        "soak", "--phase", "2a", "--inventory", str(box.inventory), "--duration", "60s", "--interval", "10s",
+        "soak", "--phase", "2a", "--inventory", str(box.inventory), "--duration", "40s", "--interval", "10s",
         "--run-id", SOAK_RUN, "--soak-dir", str(soaks), "--skip-provision", "--skip-verify",
         *_sets("training.max_steps=1000000"),
     )  # fmt: skip
@@ -160,8 +165,10 @@ def test_phase1_then_phase2a_are_deployed_gated_and_reported(phase2a_cluster: Sa
     plt.close("all")
     assert SOAK_RUN in (out / "report.md").read_text()
 
-    # The soak ended the run as planned: each unit records a successful end, and no rank alert is raised
-    # (TrainerRankDown waits 1 minute before firing, so watch for 90 s after the end).
+    # The soak ended the run as planned: each unit records a successful end, Prometheus scrapes that record,
+    # and from then on TrainerRankDown cannot become true. Prometheus' own ALERTS series (written at every
+    # rule evaluation, pending included) must then hold nothing for it since the end: stronger than polling
+    # the alerts API, which misses a pending that came and went between two polls.
     for host in ("node1", "node2"):
         wait_until(
             f"{host}'s unit recording a successful end",
@@ -172,13 +179,15 @@ def test_phase1_then_phase2a_are_deployed_gated_and_reported(phase2a_cluster: Sa
             timeout=90,
             every=3,
         )
-    while True:
-        raised = [
-            a for a in rank_down_alerts(prometheus, "firing", "pending") if _rfc3339(a["activeAt"]) > ended
-        ]
-        assert raised == [], f"a run that ended as planned raised TrainerRankDown: {raised}"
-        if time.time() > ended + 90:
-            break
-        time.sleep(5)
+    wait_until(
+        "Prometheus scraping both nodes' successful end",
+        lambda: len(instant_query(prometheus, 'ddp_trainer_job_expected{job="node"} == 0')) == 2,
+        timeout=60,
+        every=3,
+    )
+    time.sleep(EVALUATION_S + 5)  # one more rule evaluation after the record was scraped
+    since = max(1, int(time.time() - ended) + 1)
+    raised = instant_query(prometheus, f'max_over_time(ALERTS{{alertname="TrainerRankDown"}}[{since}s])')
+    assert raised == [], f"a run that ended as planned raised TrainerRankDown: {raised}"
     down = instant_query(prometheus, 'up{job="trainer", phase="2a"} == 0')
     assert len(down) == 8, "the endpoints of the ended run should be scraped as down"

@@ -1,7 +1,7 @@
 """Launch and network faults on the cluster. A taken rendezvous port stops the launch on every node. node2
 cut off from node1 during a phase-2a run: phase 2a allows no fewer nodes than it has (min_nodes 2), so the
-job must stop on node1 within the configured timeouts, not hang, with its checkpoints intact, and
-`tooling deploy --phase 2a --fallback 1` resumes the same run on node1 from its newest checkpoint. With a
+job must stop on node1 within the configured timeouts, not hang, with its checkpoints intact (the fallback
+to phase 1 that follows is the node-down scenario's, test_05: the same `deploy --fallback 1`). With a
 site's phases file that lets 2a go down to one node (min_nodes 1) the same cut is absorbed instead: torchrun
 re-forms the group on node1 alone and training continues from the checkpoint. (node2 lost outright, its
 container killed, is the node-down scenario of test_05.)"""
@@ -73,7 +73,7 @@ def test_taken_rendezvous_port_stops_the_launch_on_every_node(phase2a_cluster: S
         on_node(box, "node1", "systemctl stop ddp-test-port-holder")
 
 
-def test_node_cut_off_stops_cleanly_and_the_run_falls_back_to_phase1(phase2a_cluster: Sandbox) -> None:
+def test_node_cut_off_stops_cleanly_with_its_checkpoints(phase2a_cluster: Sandbox) -> None:
     box = phase2a_cluster
     run_id = "fault-partitioned"
     run_dir = f"{RUN_ROOT}/{run_id}"
@@ -92,19 +92,7 @@ def test_node_cut_off_stops_cleanly_and_the_run_falls_back_to_phase1(phase2a_clu
         checkpoints_verify(box, run_dir)
         newest = newest_checkpoint(box, run_dir)
         assert newest is not None and newest >= before, "a checkpoint was lost"
-
-        fallback = box.tooling(
-            "--phases", str(plan), "deploy", "--phase", "2a", "--fallback", "1", "--inventory",
-            str(box.inventory), "--skip-verify",
-        )  # fmt: skip
-        assert fallback.returncode == 0, explain(fallback)
-        assert f"run {run_id} of phase 2a" in fallback.stdout, fallback.stdout
-        summary = wait_for_summary(box, run_dir, stop_on_failed=False)
-        assert (summary["world_size"], summary["nodes"], summary["steps"]) == (4, 1, MAX_STEPS)
-        assert summary["checkpoints"]["resumed_from_step"] == newest
-        worlds = [i["world_size"] for i in summary["incarnations"]]
-        assert worlds[-1] == 4 and set(worlds) <= {8, 4}, summary["incarnations"]
-        print(f"node cut off: job stopped {stopped_after:.0f} s after the fault; resumed from step {newest}")
+        print(f"node cut off: job stopped {stopped_after:.0f} s after the fault; newest checkpoint {newest}")
     finally:
         heal_node2(box)
 
