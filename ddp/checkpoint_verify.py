@@ -1,11 +1,13 @@
 """Spot-check the newest checkpoints of a directory on this machine: sha256 against the manifest, then a
-real torch.load, using CheckpointStore's own checks so the verdict means what a resume would find.
+real torch.load (weights only: nothing in the file runs), using CheckpointStore's own checks so the verdict
+means what a resume would find.
 
     python -m ddp.checkpoint_verify DIR [--newest N] [--json]
 
 DIR is a checkpoint directory (it holds manifest.json) or a run directory (its checkpoint directory is
 taken from summary.json's config, else `checkpoints`). Exit status: 0 the checked checkpoints are good
-(or there are none yet), 1 one is corrupt, missing or unloadable (or the manifest is), 2 usage error.
+(or there are none yet), 1 one is corrupt, missing, unloadable or unsafe (a code payload; or the manifest
+is broken), 2 usage error.
 The JSON verdict is what `tooling check` reads over SSH; it names every file it judged.
 """
 
@@ -20,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ddp.checkpoint import MANIFEST, CheckpointEntry, CheckpointStore
+from ddp.checkpoint_format import UnsafeCheckpointError
 
 OK = "ok"
 NONE = "none"  # no checkpoint written yet: not a defect by itself
 CORRUPT = "corrupt"
+UNSAFE = "unsafe"  # a file asks the unpickler to import code: tampered with, or no checkpoint of ours
 SUMMARY_FILE = "summary.json"
 MISSING = "file is missing"  # CheckpointStore.verify's words for a listed file that is not on disk
 RETRIES_WHILE_PRUNED = 3
@@ -38,6 +42,7 @@ class FileVerdict:
     saved_at: float
     ok: bool
     problem: str | None = None
+    unsafe: bool = False
 
 
 @dataclass
@@ -87,6 +92,9 @@ def _check_one(store: CheckpointStore, entry: CheckpointEntry) -> FileVerdict:
     if problem is None:
         try:
             store.load(entry)
+        except UnsafeCheckpointError as exc:
+            problem = exc.reason
+            verdict.unsafe = True
         except Exception as exc:  # unpickling garbage raises many types
             problem = f"cannot be loaded by torch ({type(exc).__name__}: {exc})"
     verdict.ok = problem is None
@@ -130,7 +138,7 @@ def verify_directory(path: Path, newest: int = 1) -> Verdict:
             break
     bad = [c for c in result.checked if not c.ok]
     if bad:
-        result.verdict = CORRUPT
+        result.verdict = UNSAFE if any(c.unsafe for c in bad) else CORRUPT
         result.problem = "; ".join(f"{directory / c.file}: {c.problem}" for c in bad)
     return result
 
@@ -158,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--newest must be at least 1")
     verdict = verify_directory(args.directory, args.newest)
     print(json.dumps(verdict.as_dict(), sort_keys=True) if args.json else render_text(verdict))
-    return 1 if verdict.verdict == CORRUPT else 0
+    return 1 if verdict.verdict in (CORRUPT, UNSAFE) else 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Writers are each node's local rank 0 (every_node) or global rank 0 (rank0). On resume every writer looks
 for its newest valid checkpoint; the group takes the newest step any writer has, and that writer
 broadcasts the state, so nodes that never held a copy (a fallback or replacement node) resume too.
+What ranks tell each other travels as JSON or as a checkpoint read back with the weights-only loader
+(ddp/plain_collectives.py): a peer's bytes are never unpickled.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import torch.distributed as dist
-
 from ddp import rng
 from ddp.checkpoint import CheckpointEntry, CheckpointStore
+from ddp.checkpoint_format import decode_state, encode_state
 from ddp.dist import DistEnv
+from ddp.plain_collectives import all_gather_json, broadcast_bytes
 
 log = logging.getLogger("ddp.checkpoint")
 
@@ -35,11 +37,10 @@ class DistributedCheckpointer:
     def save(
         self, state: dict[str, Any], step: int, rank_payload: Any = None
     ) -> tuple[SaveOutcome, list[Any]]:
-        """Collective. Gathers each rank's RNG state (and `rank_payload`), writers write.
+        """Collective. Gathers each rank's RNG state (and its JSON-able `rank_payload`), writers write.
 
         Returns this rank's outcome and every rank's payload (in rank order)."""
-        gathered: list[Any] = [None] * self.env.world_size
-        dist.all_gather_object(gathered, {"rng": rng.capture(), "payload": rank_payload})
+        gathered = all_gather_json({"rng": rng.capture(), "payload": rank_payload}, self.env.device)
         outcome = SaveOutcome(None, None)
         if self.is_writer:
             try:
@@ -53,24 +54,52 @@ class DistributedCheckpointer:
                 outcome = SaveOutcome(None, message)
         return outcome, [g["payload"] for g in gathered]
 
+    def start_fresh(self) -> None:
+        """checkpoint.resume is false: this start begins a new run in the checkpoint directory.
+
+        Checkpoints already there (a reused run id, or an earlier incarnation of this job) are moved
+        into a subdirectory rather than refused or deleted: refusing would fail every torchrun restart
+        of such a job (each finds its previous incarnation's checkpoints), deleting would lose another
+        run's work to a mistyped run id. Left listed, a later resume would take them for this run's.
+        """
+        if not self.is_writer:
+            return
+        try:
+            moved = self.store.set_aside()
+        except OSError as exc:
+            log.error(
+                "checkpoint.resume is false but the checkpoints in %s cannot be moved aside (%s): a later "
+                "resume could still find them until this run's first checkpoint supersedes them",
+                self.store.directory,
+                exc,
+            )
+            return
+        if moved is not None:
+            log.warning(
+                "checkpoint.resume is false: moved the checkpoints of %s (steps %s) from %s to %s; this "
+                "run starts a new manifest (delete that directory once it is not needed)",
+                f"run {moved.run!r}" if moved.run else "an earlier run",
+                moved.steps or "none listed",
+                self.store.directory,
+                moved.directory,
+            )
+
     def resume(self) -> dict[str, Any] | None:
         """Collective. The newest valid state any writer holds, on every rank; None for a fresh start."""
         found = self.store.load_newest() if self.is_writer else None
-        step = found[0].step if found else -1
-        steps: list[int] = [0] * self.env.world_size
-        dist.all_gather_object(steps, step)
+        steps = [int(s) for s in all_gather_json(found[0].step if found else -1, self.env.device)]
         best = max(steps)
         if best < 0:
             return None
         source = steps.index(best)
-        holder: list[Any] = [found[1] if (found and self.env.rank == source) else None]
-        dist.broadcast_object_list(holder, src=source)
-        if self.env.rank == source and found:
+        mine = found[1] if found is not None and self.env.rank == source else None
+        data = broadcast_bytes(None if mine is None else encode_state(mine), source, self.env.device)
+        if mine is not None and found is not None:
             log.info(
                 "resuming from %s (step %d), broadcast by rank %d",
                 self.store.directory / found[0].file,
                 best,
                 source,
             )
-        state: dict[str, Any] = holder[0]
-        return state
+            return mine
+        return decode_state(data, f"the checkpoint of step {best} broadcast by rank {source}")

@@ -16,6 +16,8 @@ from ddp.config import MetricsSection
 from ddp.dist import DistEnv
 
 LABELS = ("rank", "local_rank", "node")
+# What a refused write was for (ddp/best_effort.py); each series exists from the start at 0.
+WRITE_TARGETS = ("status", "summary", "log")
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -110,6 +112,13 @@ class TrainerMetrics:
         )
         self.checkpoints_saved = counter("trainer_checkpoints_saved", "Checkpoints written by this rank")
         self.checkpoint_failures = counter("trainer_checkpoint_failures", "Checkpoint writes that failed")
+        write_errors = Counter(
+            "trainer_write_errors",
+            "Status, summary and log writes the disk refused (full, read-only); training went on",
+            (*LABELS, "target"),
+            registry=r,
+        )
+        self._write_errors = {t: write_errors.labels(**labels, target=t) for t in WRITE_TARGETS}
         self.restart_count = gauge("trainer_restart_count", "torchrun restarts of this worker group")
         self.step = gauge("trainer_step", "Current optimizer step")
         self.epoch = gauge("trainer_epoch", "Current epoch")
@@ -120,6 +129,9 @@ class TrainerMetrics:
         self._last_checkpoint = time.time()
         self.checkpoint_age.set_function(lambda: time.time() - self._last_checkpoint)
         self._server: Any = None
+
+    def count_write_error(self, target: str) -> None:
+        self._write_errors[target].inc()
 
     def mark_checkpoint(self, when: float) -> None:
         self._last_checkpoint = when

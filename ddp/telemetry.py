@@ -19,11 +19,14 @@ from typing import Any, NamedTuple
 import torch
 import torch.distributed as dist
 
+from ddp.best_effort import BestEffortWrites
 from ddp.comm_probe import CommOverhead
 from ddp.config import TrainerConfig
 from ddp.dist import DistEnv
 from ddp.distributed_checkpoint import SaveOutcome
+from ddp.logs import on_log_write_error
 from ddp.metrics import TrainerMetrics
+from ddp.plain_collectives import all_gather_json
 from ddp.progress import Counters, Position
 from ddp.status import RankStatus
 from ddp.summary import SUMMARY_FILE, RankStats, build_summary, load_previous, write_summary
@@ -90,6 +93,9 @@ class Telemetry:
         self.overhead = CommOverhead(cfg.metrics.comm_probe_every_steps)
         self.sampler = SystemSampler(env.device)
         self.status = RankStatus(run_dir / "status", env, cfg.run.name)
+        # A full or read-only disk must not stop training over a report about it (ddp/best_effort.py).
+        self.writes = BestEffortWrites(metrics.count_write_error)
+        on_log_write_error(lambda _error: metrics.count_write_error("log"))
         self.timeline = Decimated()
         self.incarnations: list[dict[str, Any]] = []
         self.checkpoint_info: dict[str, Any] = {
@@ -310,7 +316,8 @@ class Telemetry:
         """Where rank 0 writes the summary; other ranks write none."""
         return self.run_dir / SUMMARY_FILE if self.env.is_main else None
 
-    def write_summary(self, status: str, reason: str | None, digests: list[dict[str, Any]]) -> Path:
+    def write_summary(self, status: str, reason: str | None, digests: list[dict[str, Any]]) -> Path | None:
+        """The summary's path, or None when the disk refused it (counted, logged, training goes on)."""
         summary = build_summary(
             header={
                 "run": self.cfg.run.name,
@@ -336,26 +343,26 @@ class Telemetry:
             },
             incarnations=self.incarnations,
         )
-        return write_summary(self.run_dir, summary)
+        path = self.run_dir / SUMMARY_FILE
+        return self.writes.attempt("summary", path, lambda: write_summary(self.run_dir, summary))
 
     def gather_summary(self, status: str, reason: str | None) -> None:
         """Collective: every rank's digest to rank 0, which writes the summary (no checkpoint to ride on)."""
-        digests: list[Any] = [None] * self.env.world_size
-        dist.all_gather_object(digests, self.digest())
+        digests = all_gather_json(self.digest(), self.env.device)
         if self.env.is_main:
             self.write_summary(status, reason, digests)
 
     def write_status(self, state: str, loss: float | None = None, **extra: Any) -> None:
-        self.status.write(
-            state,
-            step=self.counters.steps,
-            max_steps=self.cfg.training.max_steps,
-            epoch=self.position.epoch,
-            loss=loss,
-            samples_per_second=self.window.samples_per_second(),
-            last_checkpoint_step=self.checkpoint_info["last_step"],
+        fields = {
+            "step": self.counters.steps,
+            "max_steps": self.cfg.training.max_steps,
+            "epoch": self.position.epoch,
+            "loss": loss,
+            "samples_per_second": self.window.samples_per_second(),
+            "last_checkpoint_step": self.checkpoint_info["last_step"],
             **extra,
-        )
+        }
+        self.writes.attempt("status", self.status.path, lambda: self.status.write(state, **fields))
 
     # ----- the end -----
     def failed(self, error: str, loss: float | None) -> None:

@@ -78,7 +78,7 @@ class Trainer:
             self.workload.dataset, tcfg.batch_size, env.rank, env.world_size, tcfg.seed, tcfg.num_workers
         )
         self.checkpointer = DistributedCheckpointer(
-            CheckpointStore(run_dir / cfg.checkpoint.dir, cfg.checkpoint.keep_last),
+            CheckpointStore(run_dir / cfg.checkpoint.dir, cfg.checkpoint.keep_last, cfg.run.name),
             env,
             cfg.checkpoint.writers,
         )
@@ -97,6 +97,8 @@ class Trainer:
 
     # ----- state -----
     def _state(self) -> dict[str, Any]:
+        # Tensors and plain data only, so the weights-only loader reads it back (ddp/checkpoint_format.py);
+        # the data position (epoch, batch) is all the sampler needs to resume.
         return {
             "step": self.counters.steps,
             "position": vars(self.position).copy(),
@@ -243,6 +245,8 @@ class Trainer:
             if state is not None:
                 self._restore(state)
                 self.telemetry.on_resume(state["step"])
+        elif self.cfg.checkpoint.enabled:
+            self.checkpointer.start_fresh()
         self.telemetry.start()
 
     def run(self) -> RunResult:

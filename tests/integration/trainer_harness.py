@@ -85,7 +85,8 @@ def final_params(tmp_path: Path, name: str) -> dict[str, torch.Tensor]:
     ckpt_dir = run_dir(tmp_path, name) / "checkpoints"
     manifest = json.loads((ckpt_dir / "manifest.json").read_text())
     newest = max(manifest["checkpoints"], key=lambda e: e["step"])
-    state = torch.load(ckpt_dir / newest["file"], map_location="cpu", weights_only=False)
+    # weights_only, as the trainer itself loads: the real files must pass it.
+    state = torch.load(ckpt_dir / newest["file"], map_location="cpu", weights_only=True)
     model: dict[str, torch.Tensor] = state["model"]
     return model
 
