@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
+import socket
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +18,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ddp.config_errors import (
+    AliasExpansionError,
     ConfigError,
     annotations_at,
     format_validation_error,
@@ -42,6 +45,31 @@ def _usable_path(value: str) -> str:
 
 
 PathText = Annotated[str, AfterValidator(_usable_path)]
+
+
+def _is_wildcard(address: str) -> bool:
+    """0.0.0.0, ::, [::] and the shorthands the socket layer reads as 0.0.0.0 ("0", "0.0")."""
+    host = address.strip().removeprefix("[").removesuffix("]")
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        pass
+    try:
+        return socket.inet_aton(host) == bytes(4)
+    except (OSError, ValueError):  # not an IPv4 address at all (a host name, NUL, a lone surrogate)
+        return False
+
+
+def _concrete_address(value: str) -> str:
+    if _is_wildcard(value):
+        raise ValueError(
+            "a wildcard address listens on every interface of the node; expected the node's cluster "
+            "address, or null for the address its hostname resolves to"
+        )
+    return value
+
+
+BindAddress = Annotated[str, AfterValidator(_concrete_address)]
 
 
 class Strict(BaseModel):
@@ -127,7 +155,7 @@ class TrainingSection(Strict):
 
 class CheckpointSection(Strict):
     enabled: bool = True
-    # Relative paths are under run.output_dir.
+    # Relative paths are under the run's directory (run.output_dir/run.name).
     dir: PathText = "checkpoints"
     every_steps: PositiveInt | None = 200
     every_minutes: PositiveFloat | None = None
@@ -148,8 +176,9 @@ class MetricsSection(Strict):
     enabled: bool = True
     # Rank r on a node listens on base_port + local_rank.
     base_port: Port = 9500
-    # None: the address the node's hostname resolves to (the cluster interface), never 0.0.0.0 by accident.
-    bind_address: str | None = None
+    # None: the address the node's hostname resolves to (the cluster interface). Wildcards are refused:
+    # the endpoints would be reachable from every network the node is on.
+    bind_address: BindAddress | None = None
     window_steps: Annotated[int, Field(ge=2, le=MAX_INT)] = 50
     sync_check_every_steps: PositiveInt = 50
     comm_probe_every_steps: PositiveInt = 100
@@ -177,8 +206,13 @@ class TrainerConfig(Strict):
         return Path(self.run.output_dir)
 
     @property
+    def run_dir(self) -> Path:
+        """Where the run's logs, status files and summary go."""
+        return self.output_dir / self.run.name
+
+    @property
     def checkpoint_dir(self) -> Path:
-        return self.output_dir / self.checkpoint.dir
+        return self.run_dir / self.checkpoint.dir
 
 
 _KEY_PART = re.compile(r"^[^\s.=]+$")
@@ -204,6 +238,8 @@ def _override_value(parts: list[str], raw: str) -> Any:
     """
     try:
         value = parse_yaml(raw)
+    except AliasExpansionError:
+        raise  # not text that merely looks like YAML: refused, never taken as a string
     except yaml.YAMLError:
         return raw
     if value is None or isinstance(value, str | dict | list):
@@ -242,7 +278,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
                     [f"override {item!r}: {where} is a value ({child!r}), not a section with keys"],
                 )
             node = child
-        node[parts[-1]] = _override_value(parts, raw)
+        try:
+            node[parts[-1]] = _override_value(parts, raw)
+        except AliasExpansionError as exc:
+            raise ConfigError(source, [f"override {item[:60]!r}: {exc.problem}"]) from None
     return result
 
 

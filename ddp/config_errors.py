@@ -15,6 +15,8 @@ from pydantic import BaseModel, ValidationError
 
 _MAX_SHOWN = 60
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# Values a document may stand for once its aliases are expanded. Trainer configs hold hundreds.
+MAX_EXPANDED_NODES = 100_000
 
 
 class ConfigError(Exception):
@@ -24,6 +26,10 @@ class ConfigError(Exception):
         self.source = str(source)
         self.problems = list(problems)
         super().__init__("\n".join(f"{self.source}: {p}" for p in self.problems))
+
+
+class AliasExpansionError(yaml.constructor.ConstructorError):
+    """A document whose aliases would expand past MAX_EXPANDED_NODES, or into themselves."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -76,16 +82,63 @@ def _duplicate_key(root: yaml.Node) -> yaml.MarkedYAMLError | None:
     return None
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _alias_bomb(root: yaml.Node) -> AliasExpansionError | None:
+    """The first collection whose aliases expand past MAX_EXPANDED_NODES, or that an alias puts inside itself.
+
+    An alias (`*a`) repeats the node its anchor names without copying it, so ten lines can stand for a
+    billion values ("billion laughs"). Loading shares them, but anything that walks the data later (merging
+    layers, the summary's config dump, a factory's kwargs) expands them. The expanded size is counted on the
+    composed nodes, each distinct node once, so the bound is found without expanding anything.
+    """
+    expanded: dict[int, int] = {}
+    on_path: set[int] = set()
+    pending: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while pending:
+        node, children_done = pending.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            size = 1 + sum(expanded[id(child)] for child in _children(node))
+            if size > MAX_EXPANDED_NODES:
+                return AliasExpansionError(
+                    problem=(
+                        f"aliases here expand to more than {MAX_EXPANDED_NODES} values, far more than any "
+                        "trainer config holds (a YAML alias bomb?); expected each anchor reused a few times"
+                    ),
+                    problem_mark=node.start_mark,
+                )
+            expanded[key] = size
+        elif key in on_path:
+            return AliasExpansionError(
+                problem="an alias refers to a collection that contains it; expected data without cycles",
+                problem_mark=node.start_mark,
+            )
+        elif key not in expanded:
+            on_path.add(key)
+            pending.append((node, True))
+            pending.extend((child, False) for child in _children(node))
+    return None
+
+
 def parse_yaml(text: str) -> Any:
-    """YAML text to data: safe types only, `1e-3` is a float, a key given twice is an error."""
+    """YAML text to data: safe types only, `1e-3` is a float, a key given twice is an error, aliases are
+    bounded (MAX_EXPANDED_NODES)."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        duplicate = _duplicate_key(node)
-        if duplicate is not None:
-            raise duplicate
+        problem = _alias_bomb(node) or _duplicate_key(node)
+        if problem is not None:
+            raise problem
         return loader.construct_document(node)
     finally:
         loader.dispose()

@@ -12,6 +12,25 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+def rank_share(num_samples: int, world_size: int) -> int:
+    """Samples each rank draws per epoch. DistributedSampler (drop_last=False) pads the shards to one size
+    by repeating samples, so every rank gets ceil(num_samples / world_size)."""
+    return -(-num_samples // world_size)
+
+
+def shard_problem(num_samples: int, world_size: int, batch_size: int) -> str | None:
+    """Why `batch_size` cannot train on a rank's shard, or None when it can."""
+    share = rank_share(num_samples, world_size)
+    if batch_size <= share:
+        return None
+    return (
+        f"training.batch_size: {batch_size} is more than one rank's share of the data ({num_samples} "
+        f"samples over {world_size} rank(s) is {share} each); a rank drops its short last batch (it would "
+        "weigh differently in DDP's gradient average), so it would train on nothing: expected "
+        f"training.batch_size <= {share}, or more samples, or fewer ranks"
+    )
+
+
 class ShardedBatches:
     def __init__(
         self,
@@ -28,12 +47,10 @@ class ShardedBatches:
         self.sampler: DistributedSampler[Any] = DistributedSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
         )
+        problem = shard_problem(len(dataset), world_size, batch_size)  # type: ignore[arg-type]
+        if problem is not None:
+            raise ValueError(problem)
         self.batches_per_epoch = len(self.sampler) // batch_size
-        if self.batches_per_epoch == 0:
-            raise ValueError(
-                f"training.batch_size {batch_size} is larger than this rank's share of the dataset "
-                f"({len(self.sampler)} samples of {len(dataset)} across {world_size} ranks)"  # type: ignore[arg-type]
-            )
 
     def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[Batch]:
         """Batches of `epoch`, starting after the first `skip_batches` (used on resume)."""

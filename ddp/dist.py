@@ -38,11 +38,27 @@ class DistEnv:
         return max(1, self.world_size // max(1, self.local_world_size))
 
 
+def launched_world_size() -> int:
+    """The job's process count as torchrun announces it; 1 for a process started on its own."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def backend_problem(requested: str) -> str | None:
+    """Why `distributed.backend` cannot work on this node, or None."""
+    if requested == "nccl" and not torch.cuda.is_available():
+        return (
+            "distributed.backend: nccl needs a CUDA device and none is visible on this node; "
+            "expected auto or gloo here"
+        )
+    return None
+
+
 def resolve_backend(requested: str) -> str:
+    problem = backend_problem(requested)
+    if problem is not None:
+        raise RuntimeError(problem)
     if requested == "auto":
         return "nccl" if torch.cuda.is_available() else "gloo"
-    if requested == "nccl" and not torch.cuda.is_available():
-        raise RuntimeError("distributed.backend is nccl but no CUDA device is visible on this node")
     return requested
 
 

@@ -10,6 +10,9 @@ from torch.utils.data import TensorDataset
 from ddp.config import DigitsWorkload
 from ddp.workloads.base import Workload, mlp
 
+# Fixed by the dataset; known without loading it, so a start-up check can size the ranks' shards.
+DIGITS_SAMPLES = 1797
+
 
 def build_digits(section: DigitsWorkload, seed: int) -> Workload:
     data = load_digits()

@@ -78,6 +78,14 @@ BAD_CASES = [
         "distributed.backend: expected 'auto', 'gloo' or 'nccl'",
     ),
     ({"workload": {"kind": "digits"}, "optimizer": {"lr": -1}}, "optimizer.lr: expected greater than 0"),
+    *(
+        (
+            {"workload": {"kind": "digits"}, "metrics": {"bind_address": wildcard}},
+            f"metrics.bind_address: a wildcard address listens on every interface of the node; expected the "
+            f"node's cluster address, or null for the address its hostname resolves to (got {wildcard!r})",
+        )
+        for wildcard in ("0.0.0.0", "::", "[::]", "0")
+    ),
 ]
 
 
@@ -127,6 +135,11 @@ def test_overrides_are_typed_and_validated(tmp_path: Path) -> None:
         load_config(path, ["training.max_steps=lots"])
     with pytest.raises(ConfigError, match=r"expected KEY\.PATH=VALUE"):
         load_config(path, ["training.max_steps"])
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.7", "::1", "node1.cluster.local"])
+def test_concrete_metrics_addresses_are_accepted(address: str) -> None:
+    assert validate_config({**MINIMAL, "metrics": {"bind_address": address}}).metrics.bind_address == address
 
 
 def test_valid_minimal_config_has_defaults() -> None:

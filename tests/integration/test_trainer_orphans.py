@@ -1,0 +1,99 @@
+"""The torchrun agent SIGKILLed mid-run (as the OOM killer does): its workers, in sessions of their own,
+stop within seconds and free their metrics ports, so a relaunch does not meet "Address already in use"."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from ddp.preflight import port_taken
+from tests.integration.trainer_harness import (
+    free_port_block,
+    run_dir,
+    torchrun_command,
+    trainer_env,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.1)
+
+
+def gone(pid: int) -> bool:
+    """Exited; a zombie counts (reaping it is the adopting parent's business)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def statuses(directory: Path) -> dict[int, dict[str, Any]]:
+    found = {}
+    for rank in (0, 1):
+        with contextlib.suppress(FileNotFoundError, ValueError):  # not written yet, or being replaced
+            found[rank] = json.loads((directory / "status" / f"rank{rank}.json").read_text())
+    return found
+
+
+def test_workers_of_a_killed_agent_stop_and_free_their_ports(tmp_path: Path) -> None:
+    base = free_port_block(2)
+    config = write_config(
+        tmp_path,
+        "orphans",
+        {
+            "training": {"max_steps": 1_000_000},
+            "checkpoint": {"enabled": False},
+            "metrics": {
+                "enabled": True,
+                "base_port": base,
+                "bind_address": "127.0.0.1",
+                "status_every_steps": 5,
+            },
+        },
+    )
+    directory = run_dir(tmp_path, "orphans")
+    with (tmp_path / "torchrun.log").open("w") as log:
+        agent = subprocess.Popen(
+            torchrun_command(config, 2), stdout=log, stderr=subprocess.STDOUT, env=trainer_env(), cwd=tmp_path
+        )
+    workers: list[int] = []
+    try:
+        wait_until(
+            lambda: (
+                all(s.get("step", 0) >= 5 for s in statuses(directory).values())
+                and len(statuses(directory)) == 2
+            ),
+            180,
+            "both ranks training",
+        )
+        workers = [status["pid"] for status in statuses(directory).values()]
+        assert all(port_taken("127.0.0.1", base + rank) for rank in (0, 1)), "the metrics ports are served"
+
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait(timeout=10)
+        wait_until(lambda: all(gone(pid) for pid in workers), 10, f"workers {workers} exited")
+        wait_until(lambda: not any(port_taken("127.0.0.1", base + rank) for rank in (0, 1)), 5, "ports freed")
+    finally:
+        for pid in [agent.pid, *workers]:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    for rank, status in statuses(directory).items():
+        assert status["state"] == "failed", (rank, status)
+        assert status["error"].startswith(f"the torchrun agent (pid {agent.pid}) is gone"), status
+        assert status["step"] >= 5, "the last status keeps the rank's progress"
