@@ -9,6 +9,7 @@ first node once the run has ended.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ def fetch_summary(inventory: Path, host: str, run_dir: str, timeout_s: float) ->
     target = ssh_targets(load_inventory(inventory), [host])[0]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        result = run_command(target, f"cat {run_dir}/summary.json")
+        result = run_command(target, f"cat {shlex.quote(run_dir + '/summary.json')}")
         if result.rc == 0:
             summary: dict[str, Any] = json.loads(result.stdout)
             if summary["status"] != "running":
