@@ -13,7 +13,15 @@ from typer.core import TyperGroup
 
 from tooling import home
 from tooling.check.cli import check_command
-from tooling.cli_options import HomeOption, OutputDirOption, SetOption, phase_option, show_plan_phases
+from tooling.cli_options import (
+    HomeOption,
+    OutputDirOption,
+    SetOption,
+    VaultIdOption,
+    VaultPasswordFileOption,
+    phase_option,
+    show_plan_phases,
+)
 from tooling.console import console, err_console, error_edge
 from tooling.gates.cli import gate, phases
 from tooling.job.local import run_local
@@ -24,6 +32,7 @@ from tooling.report.cli import report
 from tooling.sandbox.cli import sandbox_app
 from tooling.soak.cli import soak_command
 from tooling.sweep.cli import sweep_command
+from tooling.vault import vault_environment
 from tooling.verify.cli import verify_node
 
 
@@ -62,14 +71,18 @@ def _site_options(
         ),
     ] = None,
     state_root: HomeOption = None,
+    vault_ids: VaultIdOption = None,
+    vault_password_file: VaultPasswordFileOption = None,
 ) -> None:
     # Through the environment rather than a parameter: every command's load_phases() and home.root() and
     # every child (ansible-runner, local torchrun runs) then see the same plan and state root, with
-    # nothing threaded through.
+    # nothing threaded through; the vault sources likewise reach every Ansible run and tooling's own
+    # inventory reading (the sources only, never a password).
     if phases_file is not None:
         os.environ[PHASES_FILE_ENV] = str(phases_file)
     if state_root is not None:
         os.environ[home.HOME_ENV] = str(state_root)
+    os.environ.update(vault_environment(vault_ids or [], vault_password_file))
     show_plan_phases(ctx.command)
     _hint_legacy_state()
 

@@ -84,6 +84,67 @@ SoakDirOption = Annotated[
     Path | None,
     typer.Option("--soak-dir", help="Where soak states and records are kept (default: <home>/soak)."),
 ]
+VaultIdOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--vault-id",
+        metavar="[LABEL@]FILE",
+        help="Vault password file or client script for ansible-vault values in the inventory and the "
+        "playbooks; repeat for more (sets ANSIBLE_VAULT_IDENTITY_LIST, after the ids ansible.cfg has).",
+    ),
+]
+VaultPasswordFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--vault-password-file",
+        metavar="FILE",
+        help="Vault password file, the same as --vault-id FILE.",
+    ),
+]
 SweepsDirOption = Annotated[
     Path | None, typer.Option("--sweeps-dir", help="Where sweeps are recorded (default: <home>/sweeps).")
+]
+
+
+# How to get past Prometheus' front door, for every command that reads Prometheus; the command makes one
+# PrometheusAccess of them.
+_FILE: dict[str, Any] = {"exists": True, "dir_okay": False, "resolve_path": True, "metavar": "FILE"}
+PrometheusUserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-user", help="Basic-auth user for Prometheus (with --prometheus-password-file)."
+    ),
+]
+PrometheusPasswordFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prometheus-password-file",
+        help="File holding that user's password (the password itself never goes on the command line).",
+        **_FILE,
+    ),
+]
+PrometheusCaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prometheus-ca", help="CA certificate (PEM) that signed Prometheus' TLS certificate.", **_FILE
+    ),
+]
+PrometheusClientCertOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prometheus-client-cert",
+        help="Client certificate (PEM, may hold the key too) for a Prometheus that asks for one.",
+        **_FILE,
+    ),
+]
+PrometheusClientKeyOption = Annotated[
+    Path | None,
+    typer.Option("--prometheus-client-key", help="Key of --prometheus-client-cert, when apart.", **_FILE),
+]
+AllowInsecureHttpOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-insecure-http",
+        help="Send the basic-auth password to an http:// Prometheus (refused otherwise).",
+    ),
 ]

@@ -3,7 +3,9 @@ CLI asks of it: which hosts a group holds, whether a phase's group matches the p
 
 Ansible skips an inventory file it cannot parse with a warning nobody sees, so a typo in hosts.yml shows
 up much later as "no group phase1". The YAML files of an inventory are therefore checked here first, and
-each problem names the file, the group path and the host.
+each problem names the file, the group path and the host. Ansible-vault is read as Ansible reads it (a
+vault-encrypted file, `!vault` values); the values tooling itself reads are then decrypted and checked in
+one place (tooling.inventory_values).
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ddp.config_errors import ConfigError, read_yaml
 from tooling.console import ToolingError
+from tooling.inventory_values import HOST_KEY, Setting, settings_in, settle
 from tooling.plan.phases import Phase, PhasePlan
 from tooling.remote import SshTarget
 from tooling.runner import PROJECT_ROOT, get_inventory
+from tooling.vault import VAULT_HEADER, Vault, VaultError, is_vaulted
 
 # What Ansible's yaml inventory plugin reads, and what it skips in an inventory directory
 # (ansible.inventory.manager IGNORED_ALWAYS and the default INVENTORY_IGNORE_EXTS).
@@ -40,9 +46,12 @@ _IGNORED_SUFFIXES = (
 )
 _VARS_DIRS = ("group_vars", "host_vars")
 GROUP_KEYS = ("hosts", "children", "vars")
+# Ansible's own YAML tags, which only its loader reads.
+_ANSIBLE_TAGS = {"!vault", "!unsafe"}
 # Connections that do not go to an address, so a host needs no ansible_host.
 _ADDRESSLESS_CONNECTIONS = {"local"}
 MAX_PROBLEMS = 20
+_UNREADABLE = object()  # a file whose problem is already noted
 
 
 def natural_key(name: str) -> list[Any]:
@@ -96,6 +105,8 @@ def group_exists(inventory: dict[str, Any], group: str) -> bool:
 
 
 def _kind(value: object) -> str:
+    if is_vaulted(value):
+        return "a vault-encrypted value"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
@@ -130,13 +141,36 @@ def _vars_files(path: Path) -> Iterator[Path]:
             )
 
 
+def _ansible_only(file: Path) -> bool:
+    """Whether `file` is vault-encrypted or uses Ansible's own tags: YAML only Ansible's loader reads."""
+    try:
+        raw = file.read_bytes()
+    except (OSError, ValueError):
+        return False  # read_yaml names the problem
+    if raw.startswith(VAULT_HEADER):
+        return True
+    try:
+        return any(getattr(e, "tag", None) in _ANSIBLE_TAGS for e in yaml.parse(raw, Loader=yaml.SafeLoader))
+    except yaml.YAMLError:
+        return False  # read_yaml names the line
+
+
+def _read_inventory_yaml(file: Path, vault: Vault) -> Any:
+    """One YAML file of the inventory. Plain YAML goes through read_yaml (a key given twice is an error
+    there, and a syntax error names its line); a vault-encrypted file or one with Ansible's tags through
+    Ansible's own loader, with the vault secrets (tooling.vault). ConfigError or VaultError name the file."""
+    return vault.load_yaml(file) if _ansible_only(file) else read_yaml(file)
+
+
 class _GroupChecker:
-    """Walks one YAML inventory file as Ansible's yaml plugin does, noting what it would skip or reject."""
+    """Walks one YAML inventory file as Ansible's yaml plugin does, noting what it would skip or reject,
+    and where it sets a variable tooling reads."""
 
     def __init__(self, file: Path) -> None:
         self.file = file
         self.problems: list[str] = []
         self.children: dict[str, set[str]] = {}
+        self.settings: list[Setting] = []
 
     def problem(self, where: str, text: str) -> None:
         self.problems.append(f"{self.file}: {where}: {text}")
@@ -166,7 +200,9 @@ class _GroupChecker:
                 self.hosts(name, value, f"{where}.hosts")
             elif key == "children":
                 self.children_of(name, value, f"{where}.children")
-            elif value is not None and not isinstance(value, dict):
+            elif isinstance(value, dict):
+                self.settings += settings_in(self.file, f"{where}.vars", value)
+            elif value is not None:
                 self.problem(f"{where}.vars", f"expected a mapping of variables, got {_kind(value)}")
 
     def hosts(self, group: str, value: object, where: str) -> None:
@@ -181,7 +217,11 @@ class _GroupChecker:
         for host, host_vars in value.items():
             if not isinstance(host, str) or not host.strip():
                 self.problem(where, f"host name {host!r} must be a non-empty string (quote it)")
-            elif host_vars is not None and not isinstance(host_vars, dict):
+                continue
+            self.settings.append(Setting(self.file, f"{where}.{host}", HOST_KEY, host))
+            if isinstance(host_vars, dict):
+                self.settings += settings_in(self.file, f"{where}.{host}", host_vars)
+            elif host_vars is not None:
                 self.problem(
                     f"{where}.{host}",
                     f"host {host!r}: expected its variables as a mapping (ansible_host: ...), "
@@ -229,16 +269,29 @@ def _cycle(children: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def check_inventory_files(path: Path) -> None:
-    """Raise ToolingError listing every problem of the inventory's YAML files (file, group path, host)."""
+def check_inventory_files(path: Path, vault: Vault | None = None) -> list[Setting]:
+    """Raise ToolingError listing every problem of the inventory's YAML files (file, group path, host);
+    return where they set the variables tooling reads (tooling.inventory_values)."""
+    vault = vault or Vault()
     problems: list[str] = []
+    hint = "see inventory/production/hosts.yml for the expected shape"
+    settings: list[Setting] = []
     children: dict[str, set[str]] = {}
-    sources = [f for f in inventory_sources(path) if f.suffix in YAML_SUFFIXES]
-    for file in sources:
+
+    def read(file: Path) -> Any:
+        nonlocal hint
         try:
-            data = read_yaml(file)
+            return _read_inventory_yaml(file, vault)
         except ConfigError as exc:
             problems.append(str(exc))
+        except VaultError as exc:
+            problems.append(str(exc))
+            hint = exc.hint or hint
+        return _UNREADABLE
+
+    for file in (f for f in inventory_sources(path) if f.suffix in YAML_SUFFIXES):
+        data = read(file)
+        if data is _UNREADABLE:
             continue
         if data is None:
             problems.append(f"{file}: file is empty; expected groups such as all: {{children: ...}}")
@@ -252,15 +305,14 @@ def check_inventory_files(path: Path) -> None:
         for name, entry in data.items():
             checker.group(name, entry, str(name))
         problems += checker.problems
+        settings += checker.settings
         for group, kids in checker.children.items():
             children.setdefault(group, set()).update(kids)
     for file in _vars_files(path):
-        try:
-            data = read_yaml(file)
-        except ConfigError as exc:
-            problems.append(str(exc))
-            continue
-        if data is not None and not isinstance(data, dict):
+        data = read(file)
+        if isinstance(data, dict):
+            settings += settings_in(file, "", data)
+        elif data is not None and data is not _UNREADABLE:
             problems.append(f"{file}: expected a mapping of variables, got {_kind(data)}")
     loop = _cycle(children)
     if loop:
@@ -271,22 +323,25 @@ def check_inventory_files(path: Path) -> None:
         shown = problems[:MAX_PROBLEMS]
         if len(problems) > MAX_PROBLEMS:
             shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
-        raise ToolingError(
-            f"inventory {path} is not valid:\n" + "\n".join(shown),
-            hint="see inventory/production/hosts.yml for the expected shape",
-        )
+        raise ToolingError(f"inventory {path} is not valid:\n" + "\n".join(shown), hint=hint)
+    return settings
 
 
-def load_inventory(path: Path) -> dict[str, Any]:
+def load_inventory(path: Path, vault: Vault | None = None) -> dict[str, Any]:
+    """`ansible-inventory --list` of `path`, after its files are checked; the values tooling reads are
+    decrypted where vaulted, and host names and addresses are known to be safe."""
     if not path.exists():
         raise ToolingError(
             f"inventory not found: {path}", hint="pass --inventory DIR (e.g. inventory/sandbox)"
         )
-    check_inventory_files(path)
+    vault = vault or Vault()
+    settings = check_inventory_files(path, vault)
     try:
-        return get_inventory(path)
+        inventory = get_inventory(path)
     except (FileNotFoundError, ValueError) as exc:
         raise ToolingError(str(exc)) from None
+    settle(inventory, sorted(all_hosts(inventory), key=natural_key), path, settings, vault)
+    return inventory
 
 
 # --- a phase's hosts ---------------------------------------------------------------------------------

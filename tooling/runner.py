@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -466,7 +467,12 @@ def run_playbook(
 
 
 def get_inventory(inventory: str | Path, project_dir: str | Path = PROJECT_ROOT) -> dict[str, Any]:
-    """`ansible-inventory --list` through ansible-runner: groups, their hosts and hostvars as a dict."""
+    """`ansible-inventory --list` through ansible-runner: groups, their hosts and hostvars as a dict.
+
+    The vault secrets configured for this process (tooling.vault) apply, so a vault-encrypted vars file is
+    listed decrypted; ansible-runner's private data dir, which keeps that output as an artifact, is
+    therefore a temporary one, removed before this returns.
+    """
     import json
 
     from ansible_runner.interface import get_inventory as _runner_get_inventory
@@ -480,13 +486,15 @@ def get_inventory(inventory: str | Path, project_dir: str | Path = PROJECT_ROOT)
     saved = os.environ.get("PATH")
     os.environ["PATH"] = path
     try:
-        out, err = _runner_get_inventory(
-            action="list",
-            inventories=[str(inventory_path)],
-            response_format="json",
-            quiet=True,
-            envvars={"ANSIBLE_CONFIG": str(project / "ansible.cfg"), "PATH": path},
-        )
+        with tempfile.TemporaryDirectory(prefix="tooling-inventory-") as private_data_dir:
+            out, err = _runner_get_inventory(
+                action="list",
+                inventories=[str(inventory_path)],
+                response_format="json",
+                quiet=True,
+                private_data_dir=private_data_dir,
+                envvars={"ANSIBLE_CONFIG": str(project / "ansible.cfg"), "PATH": path},
+            )
     finally:
         if saved is None:
             os.environ.pop("PATH", None)

@@ -16,6 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from ddp.checkpoint import CheckpointStore
+from tests.unit.tls_prometheus import PASSWORD, USER, make_pki, serve
 from tooling.check import cli as check_cli
 from tooling.check import nodes, snapshots
 from tooling.check.prom import CheckPrometheus, PrometheusError
@@ -267,6 +268,51 @@ def test_unreachable_prometheus_warns_never_passes(cluster: tuple[FakeNodes, Fak
     alerts = [r for r in document["results"] if r["check"].startswith("alerts")]
     assert [(r["status"], r["measured"]) for r in alerts] == [("WARN", "not checked")]
     assert "http://10.0.0.10:9090: cannot be reached (Connection refused)" in alerts[0]["detail"]
+
+
+def test_prometheus_behind_basic_auth_and_tls(
+    cluster: tuple[FakeNodes, FakePrometheus, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real HTTP client this time: the options reach it, and a refused password stops the run (exit 2,
+    no snapshot) rather than turning into a WARN nobody reads."""
+    _, _, tmp_path = cluster
+    monkeypatch.delattr(CheckPrometheus, "_get")  # the fixture's fake; the inherited client answers now
+    pki = make_pki(tmp_path / "pki")
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    right.write_text(PASSWORD)
+    wrong.write_text("guess")
+    with serve(pki) as url:
+        args = [
+            "-s",
+            "morning",
+            "--prometheus",
+            url,
+            "--prometheus-user",
+            USER,
+            "--prometheus-ca",
+            str(pki.ca),
+        ]
+        code, document, output = invoke(tmp_path, "--json", *args, "--prometheus-password-file", str(right))
+        refused = invoke(tmp_path, *args, "--prometheus-password-file", str(wrong))
+    assert code == 0 and document is not None, output
+    assert statuses(document)[("alerts", "(prometheus)")] == ["PASS"]
+    assert refused[0] == 2 and f"user '{USER}' and the password in {wrong} were refused" in " ".join(
+        refused[2].replace("│", " ").split()
+    )
+    snapshots_written = (tmp_path / "runs" / "checks").glob("*.jsonl")
+    assert [len(f.read_text().splitlines()) for f in snapshots_written] == [1]
+    assert PASSWORD not in output + refused[2]
+
+
+def test_inventory_prometheus_with_tls_is_https(
+    cluster: tuple[FakeNodes, FakePrometheus, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """roles/prometheus serves https once it has a certificate; the URL taken from the inventory follows."""
+    _, _, tmp_path = cluster
+    monitor = INVENTORY["_meta"]["hostvars"]["monitor"]
+    monkeypatch.setitem(monitor, "prometheus_tls_cert_file", "/etc/pki/prometheus.pem")
+    code, document, _ = invoke(tmp_path, "--json", "-s", "morning")
+    assert code == 0 and document is not None and document["prometheus"] == "https://10.0.0.10:9090"
 
 
 def test_firing_critical_alert_fails(cluster: tuple[FakeNodes, FakePrometheus, Path]) -> None:

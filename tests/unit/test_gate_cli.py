@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.unit.fixtures.gates.recorded import FIXTURES
+from tests.unit.tls_prometheus import PASSWORD, USER, make_pki, serve
 from tooling.cli import app
 
 runner = CliRunner()
@@ -141,3 +142,46 @@ def test_measured_elsewhere(tmp_path: Path) -> None:
     assert rows["uptime"]["measured"] == pytest.approx(0.9995) and rows["uptime"]["source"] == "given"
     code, out = _gate(tmp_path, "--phase", "1", "--run", str(run), "--measured", "uptim=1")
     assert code == 2 and "expected NAME=VALUE" in out
+
+
+def test_prometheus_behind_basic_auth_and_tls(tmp_path: Path) -> None:
+    """The Prometheus options reach the queries; a refused password stops the gate (exit 2) instead of a
+    decision from other evidence, and the password is in no output and no record."""
+    pki = make_pki(tmp_path / "pki")
+    run = _run_dir(tmp_path, "phase1_4rank_cpu")
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    right.write_text(PASSWORD + "\n")
+    wrong.write_text("guess\n")
+    with serve(pki) as url:
+        args = ["--phase", "1", "--run", str(run), "--prometheus", url, "--prometheus-user", USER]
+        trusted = [*args, "--prometheus-ca", str(pki.ca)]
+        decisions = ["--decisions", str(tmp_path / "decisions")]
+        ok = runner.invoke(
+            app, ["gate", *decisions, *trusted, "--json", "--prometheus-password-file", str(right)]
+        )
+        refused = _gate(tmp_path, *trusted, "--prometheus-password-file", str(wrong))
+        untrusted = _gate(tmp_path, *args, "--prometheus-password-file", str(right))
+    assert ok.exit_code in (0, 1), ok.output
+    sources = json.loads(ok.stdout)["sources"]
+    assert sources["prometheus_url"] == url and sources["prometheus_error"] is None
+    assert sources["prometheus_figures"], "no figure came from Prometheus"
+    assert refused[0] == 2 and f"user '{USER}' and the password in {wrong} were refused" in _flat(refused[1])
+    assert untrusted[0] == 2 and "--prometheus-ca" in _flat(untrusted[1])
+    records = list((tmp_path / "decisions").iterdir())
+    assert len(records) == 2, "only the run that got in keeps a decision (.json and .md)"
+    for text in [ok.output, refused[1], untrusted[1], *(r.read_text() for r in records)]:
+        assert PASSWORD not in text
+
+
+def test_prometheus_password_never_goes_over_plain_http_unasked(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path, "phase1_4rank_cpu")
+    secret = tmp_path / "secret"
+    secret.write_text(PASSWORD)
+    run_args = ["--phase", "1", "--run", str(run)]
+    auth = ["--prometheus-user", USER, "--prometheus-password-file", str(secret)]
+    code, out = _gate(tmp_path, *run_args, *auth, "--prometheus", "http://127.0.0.1:9")
+    assert code == 2 and "refusing to send the password of user" in _flat(out)
+    assert "--allow-insecure-http" in _flat(out)
+    code, out = _gate(tmp_path, *run_args, "--prometheus-user", USER)
+    assert code == 2 and "go together" in _flat(out)
+    assert not (tmp_path / "decisions").exists()

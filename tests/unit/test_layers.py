@@ -24,6 +24,8 @@ LAYERS: list[tuple[str, list[str]]] = [
         [
             "tooling.runner",
             "tooling.inventory",
+            "tooling.inventory_values",
+            "tooling.vault",
             "tooling.remote",
             "tooling.sandbox",
             "tooling.prometheus_api",

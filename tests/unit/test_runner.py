@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import ansible_runner
 import pytest
 from rich.console import Console
 
+from tests.unit.vault_fixtures import VAULT_PASSWORD, encrypt_file, password_file, vaulted
 from tooling.runner import (
     EventCollector,
     HostStats,
@@ -22,6 +24,7 @@ from tooling.runner import (
     get_inventory,
     run_playbook,
 )
+from tooling.vault import VAULT_IDS_ENV, vault_environment
 
 SECRET = "s3cr3t-token-value-do-not-print"
 
@@ -274,3 +277,68 @@ def test_get_inventory_lists_groups(tmp_path: Path) -> None:
     assert data["phase1"]["hosts"] == ["n1"]
     assert set(data["phase2a"]["children"]) == {"phase1"}
     assert data["_meta"]["hostvars"]["n1"]["ansible_host"] == "127.0.0.1"
+
+
+VAULT_PLAYBOOK = """\
+- name: Vault reaches the play
+  hosts: local
+  gather_facts: false
+  vars_files:
+    - vaulted_file.yml
+    - inline_values.yml
+  tasks:
+    - name: Compare the decrypted values
+      ansible.builtin.assert:
+        that:
+          - file_token == 'token-from-a-vaulted-file'
+          - inline_token == 'token-from-an-inline-value'
+        quiet: true
+"""
+
+
+def test_vault_options_reach_the_run_and_no_artifact_keeps_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tooling --vault-id` sets ANSIBLE_VAULT_IDENTITY_LIST (vault_environment); the run's command carries
+    it, the play decrypts both kinds of vault, and neither the password nor a plain value is kept."""
+    secret_dir = tmp_path / "secrets"
+    secret_dir.mkdir()
+    password = password_file(secret_dir)
+    vault_id = f"prod@{password}"
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "pb.yml").write_text(VAULT_PLAYBOOK)
+    file_vars = root / "vaulted_file.yml"
+    file_vars.write_text("file_token: token-from-a-vaulted-file\n")
+    encrypt_file(file_vars, vault_id)
+    (root / "inline_values.yml").write_text(vaulted("inline_token", "token-from-an-inline-value", vault_id))
+    inventory = root / "hosts.ini"
+    inventory.write_text(
+        f"[local]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    monkeypatch.delenv(VAULT_IDS_ENV, raising=False)
+    for name, value in vault_environment([vault_id], None).items():
+        monkeypatch.setenv(name, value)
+    runner_kwargs: list[dict[str, Any]] = []
+    real_run = ansible_runner.run
+
+    def recording_run(**kwargs: Any) -> Any:
+        runner_kwargs.append(kwargs)
+        return real_run(**kwargs)
+
+    monkeypatch.setattr(ansible_runner, "run", recording_run)
+    result = run_playbook(root / "pb.yml", inventory=inventory, runs_dir=tmp_path / "runs", progress=False)
+    assert result.ok, result.explanation
+    # The vault's sources reach ansible-playbook in the environment ansible-runner builds for it (its
+    # `command` artifact); the password is in neither that nor the runner call.
+    command = json.loads((result.artifact_dir / "command").read_text())
+    assert command["env"][VAULT_IDS_ENV] == vault_id
+    assert command["command"][0].endswith("ansible-playbook")
+    assert len(runner_kwargs) == 1 and VAULT_PASSWORD not in repr(runner_kwargs)
+    kept = [path for path in result.private_data_dir.rglob("*") if path.is_file()]
+    assert kept, "the run keeps its artifacts"
+    for path in kept:
+        text = path.read_text(errors="replace")
+        for secret in (VAULT_PASSWORD, "token-from-a-vaulted-file", "token-from-an-inline-value"):
+            assert secret not in text, f"{secret!r} in {path}"

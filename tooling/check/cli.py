@@ -21,11 +21,22 @@ from tooling.check.cluster import Cluster, resolve
 from tooling.check.judge import VIEW, overall
 from tooling.check.probes import Session, run_checks
 from tooling.check.schedules import load_settings
-from tooling.cli_options import InventoryOption, JsonOption, phase_option
+from tooling.cli_options import (
+    AllowInsecureHttpOption,
+    InventoryOption,
+    JsonOption,
+    PrometheusCaOption,
+    PrometheusClientCertOption,
+    PrometheusClientKeyOption,
+    PrometheusPasswordFileOption,
+    PrometheusUserOption,
+    phase_option,
+)
 from tooling.console import EXIT_CHECK_FAILED, console, err_console
 from tooling.findings import Finding
 from tooling.inventory import default_inventory, load_inventory
 from tooling.plan.phases import load_phases
+from tooling.prometheus_api import PrometheusAccess
 
 
 def snapshot_record(
@@ -75,6 +86,12 @@ def check_command(
         str | None,
         typer.Option("--prometheus", help="Prometheus base URL (default: the inventory's monitoring host)."),
     ] = None,
+    prometheus_user: PrometheusUserOption = None,
+    prometheus_password_file: PrometheusPasswordFileOption = None,
+    prometheus_ca: PrometheusCaOption = None,
+    prometheus_client_cert: PrometheusClientCertOption = None,
+    prometheus_client_key: PrometheusClientKeyOption = None,
+    allow_insecure_http: AllowInsecureHttpOption = False,
     settings_file: Annotated[
         Path | None,
         typer.Option(
@@ -86,13 +103,21 @@ def check_command(
     as_json: JsonOption = False,
 ) -> None:
     """Run the daily operations checks: job and ranks, balance, alerts, disk, checkpoints, network, heat."""
+    access = PrometheusAccess(
+        prometheus_user,
+        prometheus_password_file,
+        prometheus_ca,
+        prometheus_client_cert,
+        prometheus_client_key,
+        allow_insecure_http,
+    )
     settings = load_settings(settings_file)
     checks = settings.select(schedule)
     plan = load_phases()
     if phase is not None:
         plan.get(phase)
     path = (inventory or default_inventory()).resolve()
-    cluster = resolve(load_inventory(path), path, plan, phase, home.deployments(), prometheus_url)
+    cluster = resolve(load_inventory(path), path, plan, phase, home.deployments(), prometheus_url, access)
     now = time.time()
     session = Session.open(
         cluster,

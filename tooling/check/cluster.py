@@ -1,5 +1,6 @@
 """What a check run looks at: the phase's nodes (how to SSH to them, the address the other nodes use), the
-active run of that phase (from the deployment record), the rendezvous endpoint and Prometheus' URL.
+active run of that phase (from the deployment record), the rendezvous endpoint, Prometheus' URL and how to
+get in (PrometheusAccess).
 
 Values come from the inventory's host variables the way the roles read them; a value that is still a
 Jinja template in the inventory (group_vars) cannot be evaluated here, so the next source is used.
@@ -8,15 +9,17 @@ Jinja template in the inventory (group_vars) cannot be evaluated here, so the ne
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tooling.console import ToolingError
 from tooling.inventory import group_exists, group_hosts, phase_hosts, ssh_targets
+from tooling.inventory_values import is_template
 from tooling.job import records
 from tooling.plan.launch import DEFAULT_RUN_ROOT
 from tooling.plan.phases import PhasePlan
+from tooling.prometheus_api import PrometheusAccess
 from tooling.remote import SshTarget
 
 DEFAULT_VENV = "/opt/ddp/venv"  # pytorch_venv_path's default in roles/pytorch
@@ -52,6 +55,7 @@ class Cluster:
     rendezvous: Rendezvous
     prometheus_url: str | None
     prometheus_source: str
+    prometheus_access: PrometheusAccess = field(default_factory=PrometheusAccess)
 
     @property
     def world_size(self) -> int:
@@ -75,9 +79,7 @@ def plain(value: Any) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
-    if not text or "{{" in text or "{%" in text:
-        return None
-    return text
+    return None if not text or is_template(text) else text
 
 
 def _is_loopback(address: str) -> bool:
@@ -108,14 +110,16 @@ def node_python(hostvars: dict[str, Any]) -> str:
 
 
 def prometheus_url(inventory: dict[str, Any]) -> tuple[str | None, str]:
-    """Prometheus on the inventory's monitoring host, as roles/prometheus configures it."""
+    """Prometheus on the inventory's monitoring host, as roles/prometheus configures it (https when the
+    host has prometheus_tls_cert_file)."""
     if not group_exists(inventory, MONITORING_GROUP):
         return None, f"the inventory has no {MONITORING_GROUP!r} group and --prometheus was not given"
     host = group_hosts(inventory, MONITORING_GROUP)[0]
     hostvars = ((inventory.get("_meta") or {}).get("hostvars") or {}).get(host) or {}
     address = plain(hostvars.get("prometheus_listen_address")) or node_address(host, hostvars)[0]
     port = int(plain(hostvars.get("prometheus_port")) or DEFAULT_PROMETHEUS_PORT)
-    return f"http://{address}:{port}", f"monitoring host {host}"
+    scheme = "https" if plain(hostvars.get("prometheus_tls_cert_file")) else "http"
+    return f"{scheme}://{address}:{port}", f"monitoring host {host}"
 
 
 def active_run(
@@ -137,6 +141,7 @@ def resolve(
     phase: str | None,
     state_dir: Path,
     prometheus: str | None = None,
+    prometheus_access: PrometheusAccess | None = None,
 ) -> Cluster:
     run, note = active_run(inventory_path, phase, state_dir)
     chosen = phase or (run.phase if run else None)
@@ -170,4 +175,5 @@ def resolve(
         rendezvous=Rendezvous(rdzv_host, rdzv_address, plan.rendezvous.port),
         prometheus_url=url.rstrip("/") if url else None,
         prometheus_source=source,
+        prometheus_access=prometheus_access or PrometheusAccess(),
     )

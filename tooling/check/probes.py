@@ -24,7 +24,7 @@ from tooling.check.parsers import (
     parse_df,
     parse_thermal,
 )
-from tooling.check.prom import CheckPrometheus, PrometheusError
+from tooling.check.prom import CheckPrometheus, PrometheusAccessError, PrometheusError
 from tooling.check.schedules import Thresholds
 from tooling.check.trend import Trend, daily_points, from_snapshots
 from tooling.findings import CLUSTER, Finding
@@ -51,7 +51,9 @@ class Session:
         if cluster.prometheus_url is None:
             session.prometheus_error = cluster.prometheus_source
         else:
-            session.prometheus = CheckPrometheus(cluster.prometheus_url, timeout_s=thresholds.ssh_timeout_s)
+            session.prometheus = CheckPrometheus(
+                cluster.prometheus_url, timeout_s=thresholds.ssh_timeout_s, access=cluster.prometheus_access
+            )
         return session
 
     def each(
@@ -87,6 +89,10 @@ class Session:
         return self.prometheus is not None and self.prometheus_error is None
 
     def prometheus_failed(self, exc: PrometheusError | ParseError) -> None:
+        """Prometheus did not answer: the checks that need it say so. One that turned our credentials or
+        our TLS trust away stops the run (PrometheusAccessError): the operator's to fix, not a finding."""
+        if isinstance(exc, PrometheusAccessError):
+            raise exc
         self.prometheus_error = str(exc)
 
     def disk_slopes(self) -> dict[str, float]:

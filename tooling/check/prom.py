@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from tooling.check.parsers import Alert, parse_alerts, parse_vector
-from tooling.prometheus_api import PrometheusClient, PrometheusError
+from tooling.prometheus_api import PrometheusAccessError, PrometheusClient, PrometheusError
 
-__all__ = ["CheckPrometheus", "PrometheusError"]
+__all__ = ["CheckPrometheus", "PrometheusAccessError", "PrometheusError"]
 
 # The recording rule of roles/prometheus keeps only the filesystem that holds each node's checkpoints.
 CHECKPOINT_AVAIL = "instance:node_checkpoint_filesystem_avail_bytes:current"

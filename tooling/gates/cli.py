@@ -15,7 +15,19 @@ import typer
 from rich.table import Table
 
 from tooling import home
-from tooling.cli_options import DecisionsOption, JsonOption, RunsDirOption, SoakDirOption, phase_option
+from tooling.cli_options import (
+    AllowInsecureHttpOption,
+    DecisionsOption,
+    JsonOption,
+    PrometheusCaOption,
+    PrometheusClientCertOption,
+    PrometheusClientKeyOption,
+    PrometheusPasswordFileOption,
+    PrometheusUserOption,
+    RunsDirOption,
+    SoakDirOption,
+    phase_option,
+)
 from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console
 from tooling.gates.display import (
     DECISION_STYLE,
@@ -33,6 +45,7 @@ from tooling.gates.scaling import Baseline, baseline_from_record
 from tooling.gates.site import effective_criteria, load_site
 from tooling.plan.criteria import KINDS
 from tooling.plan.phases import PhasePlan, load_phases
+from tooling.prometheus_api import PrometheusAccess
 from tooling.soak.evidence import soak_evidence
 
 
@@ -152,9 +165,23 @@ def gate(
         float | None,
         typer.Option("--prometheus-step", help="Range-query step in seconds (default: 2 scrapes)."),
     ] = None,
+    prometheus_user: PrometheusUserOption = None,
+    prometheus_password_file: PrometheusPasswordFileOption = None,
+    prometheus_ca: PrometheusCaOption = None,
+    prometheus_client_cert: PrometheusClientCertOption = None,
+    prometheus_client_key: PrometheusClientKeyOption = None,
+    allow_insecure_http: AllowInsecureHttpOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Judge a run against its phase's criteria: GO (exit 0) or NO-GO (exit 1), and keep the decision."""
+    access = PrometheusAccess(
+        prometheus_user,
+        prometheus_password_file,
+        prometheus_ca,
+        prometheus_client_cert,
+        prometheus_client_key,
+        allow_insecure_http,
+    )
     decisions = decisions or home.decisions()
     plan = load_phases()
     phase_def = plan.get(phase)
@@ -164,7 +191,7 @@ def gate(
     summary_path = locate_run(run, runs_dir, phase)
     summary = load_summary(summary_path)
     info, figures, sources = gather(
-        summary, summary_path, phase_def.world_size, prometheus_url, prometheus_step
+        summary, summary_path, phase_def.world_size, prometheus_url, prometheus_step, access=access
     )
     sources.criteria_file = str(criteria_file) if criteria_file else None
     # A soak watched the job for hours: its figures replace a shorter window's, unless it has none.

@@ -16,7 +16,7 @@ from tooling.gates.site import Criterion
 from tooling.plan.criteria import KINDS
 from tooling.plan.measurements import Measurement, missing
 from tooling.plan.phases import PhasePlan
-from tooling.prometheus_api import PrometheusClient, PrometheusError
+from tooling.prometheus_api import PrometheusAccess, PrometheusAccessError, PrometheusClient, PrometheusError
 
 
 @dataclass
@@ -87,8 +87,14 @@ def gather(
     expected_ranks: int,
     prometheus_url: str | None,
     step_s: float | None = None,
+    *,
+    access: PrometheusAccess | None = None,
 ) -> tuple[RunInfo, dict[str, Measurement], Sources]:
-    """Summary figures, replaced by Prometheus's wherever Prometheus has them."""
+    """Summary figures, replaced by Prometheus's wherever Prometheus has them.
+
+    A Prometheus that cannot answer leaves the summary's figures (noted in the sources); one that turns
+    `access` away (PrometheusAccessError) stops the judgement, as the operator asked for its figures.
+    """
     info = run_info(summary, summary_path)
     measured = from_summary(summary, expected_ranks)
     sources = Sources(summary=str(summary_path) if summary_path else None, prometheus_url=prometheus_url)
@@ -96,11 +102,13 @@ def gather(
         if info.start is None or info.end is None:
             sources.prometheus_error = "the run summary has no time window to query"
         else:
-            client = PrometheusClient(prometheus_url)
+            client = PrometheusClient(prometheus_url, access=access or PrometheusAccess())
             try:
                 from_prom, used_step = prometheus.measure(
                     client, info.start, info.end, expected_ranks, step_s
                 )
+            except PrometheusAccessError:
+                raise
             except PrometheusError as exc:
                 sources.prometheus_error = str(exc)
             else:
