@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.unit.fixtures.gates.recorded import FIXTURES
+from tests.unit.panel_text import flat, squeezed
 from tests.unit.tls_prometheus import PASSWORD, USER, make_pki, serve
 from tooling.cli import app
 
@@ -27,11 +28,6 @@ WAIVE_HOST_LIMITS = {
         },
     }
 }
-
-
-def _flat(text: str) -> str:
-    """Error panels wrap and frame their text; compare words, not layout."""
-    return " ".join(text.replace("│", " ").split())
 
 
 def _run_dir(tmp_path: Path, fixture: str) -> Path:
@@ -101,7 +97,7 @@ def test_bad_criteria_file_is_a_usage_error(tmp_path: Path) -> None:
     code, out = _gate(tmp_path, "--phase", "1", "--run", str(run), "--criteria", str(site))
     assert code == 2
     # The panel may break the long temporary path anywhere, so compare without any whitespace.
-    dense = "".join(_flat(out).split())
+    dense = "".join(flat(out).split())
     assert "site.yml" in dense and "gate_criteria.1.throughput.target" in dense
     assert "expectedacomparisonlike'>=250'" in dense
     assert not (tmp_path / "decisions").exists()
@@ -111,7 +107,7 @@ def test_unknown_phase_and_missing_run_are_usage_errors(tmp_path: Path) -> None:
     code, out = _gate(tmp_path, "--phase", "3")
     assert code == 2 and "unknown phase '3'" in out
     code, out = _gate(tmp_path, "--phase", "1", "--run", str(tmp_path / "nowhere"))
-    assert code == 2 and "no run summary here" in _flat(out)
+    assert code == 2 and "no run summary here" in flat(out)
 
 
 def test_default_run_is_the_newest_of_the_phase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,8 +161,9 @@ def test_prometheus_behind_basic_auth_and_tls(tmp_path: Path) -> None:
     sources = json.loads(ok.stdout)["sources"]
     assert sources["prometheus_url"] == url and sources["prometheus_error"] is None
     assert sources["prometheus_figures"], "no figure came from Prometheus"
-    assert refused[0] == 2 and f"user '{USER}' and the password in {wrong} were refused" in _flat(refused[1])
-    assert untrusted[0] == 2 and "--prometheus-ca" in _flat(untrusted[1])
+    assert refused[0] == 2
+    assert squeezed(f"user '{USER}' and the password in {wrong} were refused") in squeezed(refused[1])
+    assert untrusted[0] == 2 and "--prometheus-ca" in flat(untrusted[1])
     records = list((tmp_path / "decisions").iterdir())
     assert len(records) == 2, "only the run that got in keeps a decision (.json and .md)"
     for text in [ok.output, refused[1], untrusted[1], *(r.read_text() for r in records)]:
@@ -180,8 +177,8 @@ def test_prometheus_password_never_goes_over_plain_http_unasked(tmp_path: Path) 
     run_args = ["--phase", "1", "--run", str(run)]
     auth = ["--prometheus-user", USER, "--prometheus-password-file", str(secret)]
     code, out = _gate(tmp_path, *run_args, *auth, "--prometheus", "http://127.0.0.1:9")
-    assert code == 2 and "refusing to send the password of user" in _flat(out)
-    assert "--allow-insecure-http" in _flat(out)
+    assert code == 2 and "refusing to send the password of user" in flat(out)
+    assert "--allow-insecure-http" in flat(out)
     code, out = _gate(tmp_path, *run_args, "--prometheus-user", USER)
-    assert code == 2 and "go together" in _flat(out)
+    assert code == 2 and "go together" in flat(out)
     assert not (tmp_path / "decisions").exists()

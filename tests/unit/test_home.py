@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ddp.config_errors import ConfigError
 from tests.unit.fixtures.gates.recorded import FIXTURES
+from tests.unit.panel_text import flat
 from tooling import home
 from tooling.cli import app
 from tooling.plan.phases import load_phases
@@ -31,10 +32,6 @@ UNTRACKED_NOISE = {
     ".ansible",
 }
 runner = CliRunner()
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.replace("│", " ").split())
 
 
 def _recorded_run(directory: Path) -> Path:
@@ -108,7 +105,7 @@ def test_commands_leave_the_source_tree_as_it_was(monkeypatch: pytest.MonkeyPatc
     assert report.exit_code == 0, report.output
     assert runner.invoke(app, ["phases"]).exit_code == 0
     status = runner.invoke(app, ["status", "--inventory", str(ROOT / "inventory" / "production")])
-    assert status.exit_code == 2 and "no deployment recorded" in _flat(status.output)
+    assert status.exit_code == 2 and "no deployment recorded" in flat(status.output)
     after = _tree(ROOT)
     changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
     assert changed == [], f"commands wrote into the source tree: {changed[:20]}"
@@ -118,7 +115,7 @@ def test_commands_leave_the_source_tree_as_it_was(monkeypatch: pytest.MonkeyPatc
 
 def test_status_names_the_state_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     result = runner.invoke(app, ["--home", str(tmp_path / "state"), "status", "--inventory", str(tmp_path)])
-    assert f"state root: {tmp_path / 'state'}" in _flat(result.output)
+    assert f"state root: {tmp_path / 'state'}" in flat(result.output)
     assert result.exit_code == 2  # no deployment recorded there
 
 
@@ -148,9 +145,9 @@ def test_old_runs_state_is_pointed_out_once_and_left_in_place(
     monkeypatch.chdir(tmp_path)
     first = runner.invoke(app, ["phases"])
     assert first.exit_code == 0, first.output
-    assert f"{tmp_path / 'runs'} holds state from before the state root" in _flat(first.output)
+    assert f"{tmp_path / 'runs'} holds state from before the state root" in flat(first.output)
     again = runner.invoke(app, ["phases"])
-    assert "holds state from before" not in _flat(again.output)
+    assert "holds state from before" not in flat(again.output)
     assert (old / "phase1-20260101T000000Z.json").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from tests.unit.panel_text import flat
 from tooling.cli import app
 from tooling.console import EXIT_USAGE, ToolingError
 from tooling.soak.duration import format_duration, parse_duration
@@ -53,10 +54,6 @@ def test_format_duration(seconds: float, text: str) -> None:
         assert parse_duration(text) == seconds
 
 
-def _flat(text: str) -> str:
-    return " ".join(text.replace("│", " ").split())
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -68,11 +65,11 @@ def _flat(text: str) -> str:
 def test_cli_bad_durations_exit_2_with_the_reason(tmp_path, args: list[str], message: str) -> None:
     result = runner.invoke(app, ["soak", "--phase", "1", "--local", "--soak-dir", str(tmp_path), *args])
     assert result.exit_code == EXIT_USAGE, result.output
-    assert message in _flat(result.output)
+    assert message in flat(result.output)
     assert not list(tmp_path.iterdir()), "nothing may be started or written for a usage error"
 
 
 def test_cli_new_soak_needs_phase_and_duration(tmp_path) -> None:
     result = runner.invoke(app, ["soak", "--soak-dir", str(tmp_path)])
     assert result.exit_code == EXIT_USAGE
-    assert "a new soak needs --phase and --duration" in _flat(result.output)
+    assert "a new soak needs --phase and --duration" in flat(result.output)

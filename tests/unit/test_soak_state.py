@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.unit.panel_text import flat
 from tests.unit.test_soak_watch import FakeClock, FakeJob, RestartingJob, new_state
 from tooling.cli import app
 from tooling.console import ToolingError
@@ -20,10 +21,6 @@ from tooling.soak import state as states
 from tooling.soak.samples import RankObs, Sample
 
 runner = CliRunner()
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.replace("│", " ").split())
 
 
 def test_state_round_trips_atomically(tmp_path: Path) -> None:
@@ -104,7 +101,7 @@ def test_interrupt_then_resume_finishes_the_record(
     new = [*base, "--phase", "1", "--local", "--nproc", "2", "--duration", "60s", "--interval", "10s"]
     result = runner.invoke(app, [*new, "--run-id", "s1", "--set", "training.batch_size=8"])
     assert result.exit_code == 1, result.output
-    out = _flat(result.output)
+    out = flat(result.output)
     assert "soak s1 interrupted (SIGINT)" in out
     assert "The job is still running (fake job 1; stop it with magic)" in out
     assert "tooling soak --resume s1" in out
@@ -123,7 +120,7 @@ def test_interrupt_then_resume_finishes_the_record(
 
     # The same id again is refused: it would overwrite the soak.
     again = runner.invoke(app, [*new, "--run-id", "s1"])
-    assert again.exit_code == 2 and "already exists" in _flat(again.output)
+    assert again.exit_code == 2 and "already exists" in flat(again.output)
 
     clock.t = 2035.0
     job.interrupt_at = None
@@ -140,14 +137,14 @@ def test_interrupt_then_resume_finishes_the_record(
     assert record["resumed_at"] and states.load(tmp_path, "s1").status == "finished"
 
     done = runner.invoke(app, [*base, "--resume", "s1"])
-    assert done.exit_code == 2 and "has already finished" in _flat(done.output)
+    assert done.exit_code == 2 and "has already finished" in flat(done.output)
 
 
 def test_resume_refuses_new_settings(tmp_path: Path, fake_soak: tuple[FakeClock, CliJob]) -> None:
     result = runner.invoke(app, ["soak", "--soak-dir", str(tmp_path), "--resume", "s1", "--duration", "1h"])
-    assert result.exit_code == 2 and "drop --duration" in _flat(result.output)
+    assert result.exit_code == 2 and "drop --duration" in flat(result.output)
     missing = runner.invoke(app, ["soak", "--soak-dir", str(tmp_path), "--resume", "nope"])
-    assert missing.exit_code == 2 and "no soak 'nope'" in _flat(missing.output)
+    assert missing.exit_code == 2 and "no soak 'nope'" in flat(missing.output)
 
 
 def test_job_that_ends_early_exits_1_with_the_window_counted_down(
@@ -162,7 +159,7 @@ def test_job_that_ends_early_exits_1_with_the_window_counted_down(
          "--interval", "10s", "--run-id", "s2"],
     )  # fmt: skip
     assert result.exit_code == 1, result.output
-    assert "the job ended before the soak's planned end" in _flat(result.output)
+    assert "the job ended before the soak's planned end" in flat(result.output)
     record = json.loads((tmp_path / "s2" / "soak.json").read_text())
     assert record["status"] == "ended-early" and record["ended"]["at"] == 2030.0
     assert record["uptime"]["ratio"] == pytest.approx(30 / 60)
@@ -202,7 +199,7 @@ def test_a_restart_under_way_at_the_end_is_in_the_record(
          "--interval", "10s", "--run-id", "s3"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "the planned end came while the worker group was restarting" in _flat(result.output)
+    assert "the planned end came while the worker group was restarting" in flat(result.output)
     record = json.loads((tmp_path / "s3" / "soak.json").read_text())
     assert record["status"] == "completed" and record["end"] - record["start"] == 60
     assert record["restarts"]["count"] == 1 and record["restarts"]["failures_without_restart"] == []

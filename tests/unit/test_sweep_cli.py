@@ -14,6 +14,7 @@ from rich.progress import Progress
 from typer.testing import CliRunner
 
 from ddp.config import load_config
+from tests.unit.panel_text import flat
 from tests.unit.sweep_fakes import FakeTrials, install_fake, summary, use_production_dir
 from tooling.cli import app
 from tooling.console import CheckFailed
@@ -26,10 +27,6 @@ from tooling.sweep.records import SweepStore
 from tooling.sweep.trials import ClusterTrials, TrialSpec
 
 runner = CliRunner()
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.replace("│", " ").split())
 
 
 @pytest.fixture
@@ -90,7 +87,7 @@ def test_sweep_ranks_records_and_locks_the_winner(
         "training.batch_size=16",
         "optimizer.lr=0.01",
     ]
-    out = _flat(result.output)
+    out = flat(result.output)
     assert "trial 3/4 batch_size=32 lr=0.01: 300.0 samples/s ± 3.0" in out
     assert "best: trial 3" in out and "--lock --phase 1 --id s1" in out
 
@@ -109,7 +106,7 @@ def test_sweep_ranks_records_and_locks_the_winner(
     # --lock without --id takes the phase's latest sweep.
     result = _sweep(tmp_path, "--lock", "--phase", "1")
     assert result.exit_code == 0, result.output
-    assert "version 1" in _flat(result.output)
+    assert "version 1" in flat(result.output)
     locked = folder / "phase1-v1.yaml"
     config = load_config(locked)
     assert (config.training.batch_size, config.optimizer.lr) == (32, 0.01)
@@ -118,11 +115,11 @@ def test_sweep_ranks_records_and_locks_the_winner(
     assert config.workload.model_dump()["hidden_dim"] == 1024 and config.checkpoint.enabled
 
     result = _sweep(tmp_path, "--lock", "--phase", "1", "--id", "s1", "--trial", "2")
-    assert result.exit_code == 2 and "trial 2 cannot be locked: 2 non-finite" in _flat(result.output)
+    assert result.exit_code == 2 and "trial 2 cannot be locked: 2 non-finite" in flat(result.output)
     result = _sweep(tmp_path, "--lock", "--phase", "2a", "--id", "s1")
-    assert result.exit_code == 2 and "a sweep of phase 1, not 2a" in _flat(result.output)
+    assert result.exit_code == 2 and "a sweep of phase 1, not 2a" in flat(result.output)
     result = _sweep(tmp_path, "--lock", "--phase", "1", "--grid", "lr=1")
-    assert result.exit_code == 2 and "--lock takes no --grid" in _flat(result.output)
+    assert result.exit_code == 2 and "--lock takes no --grid" in flat(result.output)
     assert sorted(p.name for p in folder.iterdir()) == [
         "phase1-v1.evidence.json",
         "phase1-v1.yaml",
@@ -136,7 +133,7 @@ def test_a_sweep_where_nothing_qualifies_exits_1_and_still_records(
     install_fake(monkeypatch, FakeTrials(default=summary(first=1.0, last=1.5)))
     result = _sweep(tmp_path, "--phase", "1", "--local", "--id", "bad", "--grid", "lr=0.5,0.9")
     assert result.exit_code == 1, result.output
-    assert "no trial qualifies" in _flat(result.output)
+    assert "no trial qualifies" in flat(result.output)
     done = json.loads((tmp_path / "sweeps" / "bad" / "sweep.json").read_text())
     assert done["best"] is None and len(done["ranking"]["excluded"]) == 2
     result = _sweep(tmp_path, "--lock", "--phase", "1")
@@ -151,7 +148,7 @@ def test_cluster_sweep_checks_the_inventory_before_anything_runs(
     monkeypatch.setattr(trials_module, "deploy", lambda *a, **k: launched.append(a))
     result = _sweep(tmp_path, "--phase", "2a", "--inventory", str(tmp_path), "--grid", "lr=0.1,0.2")
     assert result.exit_code == 2, result.output
-    assert "has no group 'phase2a'" in _flat(result.output)
+    assert "has no group 'phase2a'" in flat(result.output)
     assert launched == [] and not (tmp_path / "sweeps").exists()
 
 

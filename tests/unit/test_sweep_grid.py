@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ddp.config import load_config
+from tests.unit.panel_text import flat
 from tests.unit.sweep_fakes import FakeTrials, install_fake, use_production_dir
 from tooling.cli import app
 from tooling.console import ToolingError
@@ -24,11 +25,6 @@ from tooling.sweep.grid import (
 
 PHASE1 = Path(__file__).resolve().parents[2] / "ddp" / "configs" / "phase1.yaml"
 runner = CliRunner()
-
-
-def _flat(text: str) -> str:
-    """Error panels wrap and frame their text; compare words, not layout."""
-    return " ".join(text.replace("│", " ").split())
 
 
 def test_short_names_are_real_config_keys() -> None:
@@ -146,7 +142,7 @@ def test_cli_usage_errors_exit_2_launch_nothing_and_write_nothing(
     )
     assert result.exit_code == 2, result.output
     for word in words:
-        assert word in _flat(result.output)
+        assert word in flat(result.output)
     assert fake.modes == [] and fake.prepared == [] and fake.ran == []
     assert not sweeps.exists()
 
@@ -158,9 +154,9 @@ def test_cli_unknown_phase_and_bad_id_exit_2(monkeypatch: pytest.MonkeyPatch, tm
     result = runner.invoke(
         app, ["sweep", "--phase", "9", "--local", "--grid", "lr=0.1", "--sweeps-dir", sweeps]
     )
-    assert result.exit_code == 2 and "unknown phase '9'" in _flat(result.output)
+    assert result.exit_code == 2 and "unknown phase '9'" in flat(result.output)
     result = runner.invoke(
         app, ["sweep", "--phase", "1", "--local", "--grid", "lr=0.1", "--sweeps-dir", sweeps, "--id", "../x"]
     )
-    assert result.exit_code == 2 and "sweep id '../x'" in _flat(result.output)
+    assert result.exit_code == 2 and "sweep id '../x'" in flat(result.output)
     assert not Path(sweeps).exists()
