@@ -19,11 +19,11 @@ from tooling import home
 from tooling.cli_options import InventoryOption, JsonOption, phase_option
 from tooling.console import EXIT_CHECK_FAILED, EXIT_OK, ToolingError, console, err_console
 from tooling.findings import CLUSTER, Finding, FindingsView
-from tooling.inventory import all_hosts, default_inventory, group_hosts, natural_key
+from tooling.inventory import all_hosts, default_inventory, group_hosts, load_inventory, natural_key
 from tooling.inventory import phase_hosts as phase_group_hosts
 from tooling.job.deploy import DeployRequest
 from tooling.plan.phases import load_phases
-from tooling.runner import RunResult, get_inventory, run_playbook
+from tooling.runner import RunResult, run_playbook
 from tooling.verify.judge import judge_all, overall
 from tooling.verify.profiles import BUILTIN_PROFILES, Profile, load_profile
 
@@ -171,14 +171,10 @@ def run_verify(
     """The whole command; returns the exit code (0/1) and raises ToolingError for usage errors (2)."""
     out = out or console
     inventory_path = (inventory or default_inventory()).resolve()
-    if not inventory_path.exists():
-        raise ToolingError(f"inventory not found: {inventory_path}", hint="pass --inventory DIR")
     if profile_name is not None:
         pick_profile(profile_name, sandbox=False)  # a bad profile is reported before any SSH work
-    try:
-        inventory_data = get_inventory(inventory_path)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ToolingError(str(exc)) from None
+    # Checked, vault-aware and with safe addresses, as every other command reads it.
+    inventory_data = load_inventory(inventory_path)
     profile_label, profile = pick_profile(profile_name, is_sandbox_inventory(inventory_data, inventory_path))
     target = resolve_target(inventory_data, hosts, phase, inventory_path)
     runs = (runs_dir or home.verify()).resolve()
