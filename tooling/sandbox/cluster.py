@@ -234,7 +234,13 @@ def _ensure_network(settings: SandboxSettings, env: dict[str, str]) -> bool:
                 hint=f"remove it (`podman network rm {settings.network}`) or pass --subnet {subnet}",
             )
         return False
-    args = ["network", "create", "--subnet", settings.subnet, "--label", f"{LABEL}={settings.prefix}"]
+    # No DNS on purpose, whatever podman plugins this machine has: real clusters resolve names wrongly or
+    # not at all, so the launch and every probe must work from addresses alone (common's /etc/hosts gives
+    # the nodes' names for the tools that want them).
+    args = [
+        "network", "create", "--disable-dns", "--subnet", settings.subnet,
+        "--label", f"{LABEL}={settings.prefix}",
+    ]  # fmt: skip
     try:
         podman.run([*args, settings.network], env=env)
     except podman.PodmanError as exc:
@@ -248,7 +254,7 @@ def _create_container(settings: SandboxSettings, host: str, endpoint: Endpoint, 
     name = settings.container_name(host)
     args = [
         "run", "--detach", "--name", name, "--hostname", name,
-        "--network", settings.network, "--ip", endpoint.address, "--network-alias", host,
+        "--network", settings.network, "--ip", endpoint.address,
         # The default 64 MB /dev/shm breaks torch DataLoader workers ("No space left on device").
         "--systemd=always", "--shm-size=1g",
         "--label", f"{LABEL}={settings.prefix}", "--label", f"{HOST_LABEL}={host}",

@@ -5,6 +5,7 @@ clearly."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -39,6 +40,10 @@ def test_sandbox_is_up_with_a_host_key_per_node(phase2a_cluster: Sandbox) -> Non
     again = box.cli("up", "--nodes", "2")
     assert again.returncode == 0, explain(again)
     assert "already up" in again.stdout
+
+    # Without DNS on purpose: everything that passes here works from addresses alone.
+    network = json.loads(box.podman("network", "inspect", box.prefix).stdout)[0]
+    assert network["dns_enabled"] is False, network
 
     known_hosts = (box.state_dir / "known_hosts").read_text()
     ed25519 = [line.split()[2] for line in known_hosts.splitlines() if " ssh-ed25519 " in line]
