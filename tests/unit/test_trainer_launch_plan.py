@@ -239,6 +239,24 @@ def test_environment_and_unit(rendered: dict, phase_name: str, host: str) -> Non
     assert config == {"base": f"/etc/ddp/configs/{Path(PLAN.get(phase_name).config).name}"}
 
 
+@pytest.mark.parametrize(("phase_name", "host"), CASES)
+def test_nodes_wait_for_the_store_except_its_own(rendered: dict, phase_name: str, host: str) -> None:
+    """Every node but the store's checks it can reach the store before torchrun starts (ddp/store_wait.py),
+    for at most the join timeout; the store's node starts it."""
+    script = rendered[(phase_name, host)]["files"]["ddp-launch"]
+    waits = [line for line in script.splitlines() if "-m ddp.store_wait" in line]
+    if host == "node1":
+        assert waits == []
+        return
+    endpoint = f"{ADDRESS['node1']}:{PLAN.rendezvous.port}"
+    assert len(waits) == 1 and f"--endpoint {endpoint}" in waits[0], waits
+    follows = script[script.index("-m ddp.store_wait") :].splitlines()[1]
+    assert f"--timeout {PLAN.rendezvous.join_timeout_s}" in follows
+    # Before torchrun, after the port check (and not in --check-ports, which runs before any store is up).
+    assert script.index('[ "$check_only" = 0 ] || exit 0') < script.index("-m ddp.store_wait")
+    assert script.index("-m ddp.store_wait") < script.index('exec "${cmd[@]}"')
+
+
 def test_standalone_mode_drops_the_rendezvous(rendered: dict, tmp_path: Path) -> None:
     script = rendered[("2c", "node3")]["files"]["ddp-launch"]
     argv = _dry_run(
