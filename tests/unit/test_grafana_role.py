@@ -123,7 +123,7 @@ def test_grafana_ini_defaults_are_locked_down(rendered: dict[str, Path]) -> None
     assert ini.get("snapshots", "external_enabled") == "false"
     assert ini.get("paths", "provisioning") == "/etc/grafana/provisioning"
     home = Path(ini.get("dashboards", "default_home_dashboard_path"))
-    assert home.parent == Path("/var/lib/grafana/dashboards/ddp")
+    assert home.parent == Path("/etc/grafana/dashboards/ddp")
     assert (ROLE / "files" / "dashboards" / home.name).is_file(), f"home dashboard {home.name} is not shipped"
     assert "0.0.0.0" not in path.read_text()
 
@@ -172,7 +172,7 @@ def test_dashboard_provider_reads_the_installed_files(rendered: dict[str, Path])
     (provider,) = config["providers"]
     assert provider["type"] == "file"
     assert provider["folder"] == "DDP training"
-    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/ddp"
+    assert provider["options"]["path"] == "/etc/grafana/dashboards/ddp"
     assert provider["disableDeletion"] is True
     assert provider["allowUiUpdates"] is False
     assert provider["updateIntervalSeconds"] == 30

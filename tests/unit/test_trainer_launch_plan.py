@@ -234,6 +234,21 @@ def test_environment_and_unit(rendered: dict, phase_name: str, host: str) -> Non
     assert "WorkingDirectory=/var/lib/ddp/runs\n" in unit
     assert "EnvironmentFile=/etc/ddp/trainer.env\n" in unit
     assert "EnvironmentFile=-/etc/ddp/run.env\n" in unit
+    # The sandbox: nothing writable but the run root, no privileges to gain, homes hidden (the venv is in /opt).
+    settings = [line for line in unit.splitlines() if line and not line.startswith("#")]
+    for setting in (
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/ddp/runs",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+    ):
+        assert setting in settings, f"{setting!r} missing from the unit:\n{unit}"
+    # GPUs and PyTorch's JIT must keep working.
+    assert not [line for line in settings if line.startswith(("PrivateDevices=", "MemoryDenyWriteExecute="))]
 
     config = yaml.safe_load(files["trainer.yaml"])
     assert config == {"base": f"/etc/ddp/configs/{Path(PLAN.get(phase_name).config).name}"}
