@@ -66,3 +66,15 @@ def render_templates_task(name: str, out: Path, task_vars: dict[str, Any]) -> di
         "loop": "{{ templates | dict2items }}",
         "vars": task_vars,
     }
+
+
+def role_include(role: str, included: str, entry: str) -> dict[str, Any]:
+    """`role`'s own task in its tasks/install.yml that includes `included`'s `entry`, as written there."""
+    path = ROOT / "roles" / role / "tasks" / "install.yml"
+    tasks = yaml.safe_load(path.read_text())
+    wanted = {"name": included, "tasks_from": entry}
+    found = [t for t in tasks if t.get("ansible.builtin.include_role") == wanted]
+    assert len(found) == 1, (
+        f"{path.relative_to(ROOT)}: expected one include of {included} {entry}, got {found}"
+    )
+    return found[0]  # type: ignore[no-any-return]

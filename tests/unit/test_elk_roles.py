@@ -10,7 +10,8 @@
   is valid JSON carrying the ECS fields Filebeat's ndjson parser (expand_keys) turns into one document;
 - the preflight checks refuse 0.0.0.0 and a missing password source, with their messages;
 - each role's own include of the shared Elastic repository (package_source elastic_repo), run in check mode,
-  writes the same deb822 definition with Signed-By naming the key file, and a Filebeat-only node gets the key.
+  writes the same deb822 definition with Signed-By naming the key file, and a Filebeat-only node gets the key
+  (a throw-away key, pinned for the run: the key's fingerprint is checked in check mode too).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.local_playbook import run_local_playbook
+from tests.unit.gpg_keys import make_keys
+from tests.unit.local_playbook import role_include, run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ["elasticsearch", "logstash", "kibana", "filebeat"]
@@ -763,21 +765,8 @@ def test_kibana_and_logstash_read_what_elasticsearch_writes() -> None:
 # --- one Elastic repository for every role (package_source elastic_repo) ---------------------------------
 
 ELASTIC_KEY_FILE = "/etc/apt/keyrings/elastic-8.x.asc"
-TEST_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\nTEST-ONLY\n-----END PGP PUBLIC KEY BLOCK-----\n"
 # Where each role runs in the production layout: the monitoring host, or a node running Filebeat only.
 ROLE_HOSTS = {"elasticsearch": "monitor1", "logstash": "monitor1", "kibana": "monitor1", "filebeat": "node1"}
-
-
-def _shared_include(role: str, entry: str) -> dict[str, Any]:
-    """The role's own task that includes package_source's `entry`, as its install.yml writes it."""
-    path = ROOT / "roles" / role / "tasks" / "install.yml"
-    tasks = yaml.safe_load(path.read_text())
-    wanted = {"name": "package_source", "tasks_from": entry}
-    found = [t for t in tasks if t.get("ansible.builtin.include_role") == wanted]
-    assert len(found) == 1, (
-        f"{path.relative_to(ROOT)}: expected one include of package_source {entry}, got {found}"
-    )
-    return found[0]  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -787,8 +776,10 @@ def elastic_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str
     if not Path("/etc/debian_version").exists():
         pytest.skip("the APT tasks run on a Debian-family host only")
     tmp_path = tmp_path_factory.mktemp("elastic-repo")
+    # A mirror's copy of the key: a throw-away key, pinned for this run in place of Elastic's.
+    mirror_key = make_keys(tmp_path, "elastic-mirror")["elastic-mirror"]
     key = tmp_path / "GPG-KEY-elasticsearch"
-    key.write_text(TEST_KEY)
+    key.write_text(mirror_key.path.read_text())
     results = tmp_path / "results"
     results.mkdir()
     plays = [
@@ -802,11 +793,12 @@ def elastic_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str
                 str(ROOT / "roles" / role / "vars" / "main.yml"),
             ],
             "tasks": [
-                _shared_include(role, "elastic_repo"),
+                role_include(role, "package_source", "elastic_repo"),
                 {
                     "name": "Record what the key and repository tasks would write",
                     "ansible.builtin.copy": {
-                        "content": "{{ {'key': _package_source_elastic_key,"
+                        "content": "{{ {'key': _package_source_signing_key,"
+                        " 'download': _package_source_signing_key_download,"
                         " 'repo': _package_source_elastic_apt_repo} | to_json }}",
                         "dest": str(results / f"{role}.json"),
                         "mode": "0644",
@@ -827,6 +819,16 @@ def elastic_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str
         "--diff",
         "-e",
         f"elasticsearch_repo_gpg_key_url=file://{key}",
+        "-e",
+        json.dumps(
+            {
+                "package_source_elastic_gpg_key_fingerprints": [mirror_key.fingerprint],
+                # The key is staged (and its fingerprint read) for real in check mode too.
+                "package_source_cache_dir": str(tmp_path / "cache"),
+                # What the common role reads on a node; gpg is installed here (it made the key).
+                "common_installed_packages": {"gpg": []},
+            }
+        ),
     )
     assert proc.returncode == 0, f"ansible-playbook failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
     return {role: json.loads((results / f"{role}.json").read_text()) for role in ROLE_HOSTS}
@@ -862,7 +864,8 @@ def test_a_filebeat_only_node_gets_the_key(elastic_repo: dict[str, dict[str, Any
     groups = {name for name, group in inventory["all"]["children"].items() if "node1" in group["hosts"]}
     assert groups == {"filebeat"}
     key = elastic_repo["filebeat"]["key"]
-    assert not key.get("skipped"), "the filebeat role skipped the key download"
+    assert not key.get("skipped"), "the filebeat role skipped the key install"
     assert key["dest"] == ELASTIC_KEY_FILE and key["changed"], key
     # The key the elasticsearch role's mirror setting names, on a host where that role never runs.
-    assert key["url"].startswith("file://") and key["url"].endswith("/GPG-KEY-elasticsearch")
+    download = elastic_repo["filebeat"]["download"]
+    assert download["url"].startswith("file://") and download["url"].endswith("/GPG-KEY-elasticsearch")
