@@ -234,7 +234,7 @@ def test_environment_and_unit(rendered: dict, phase_name: str, host: str) -> Non
     assert "WorkingDirectory=/var/lib/ddp/runs\n" in unit
     assert "EnvironmentFile=/etc/ddp/trainer.env\n" in unit
     assert "EnvironmentFile=-/etc/ddp/run.env\n" in unit
-    # The sandbox: nothing writable but the run root, no privileges to gain, homes hidden (the venv is in /opt).
+    # The sandbox: nothing writable but the run root, no privileges to gain, homes hidden (venv in /opt).
     settings = [line for line in unit.splitlines() if line and not line.startswith("#")]
     for setting in (
         "NoNewPrivileges=yes",
