@@ -4,6 +4,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch._dynamo  # noqa: F401  (imported first on purpose: see below)
+
+# Any `import ansible...` replaces sys.intern with a wrapper class, and torch._dynamo, when it is imported
+# later in the same process, refuses to register its substitute for sys.intern ("substitute_in_graph expects
+# a function"). Tests that read vaulted inventories import Ansible in the test process, and trainer tests
+# that build an optimizer import dynamo; which comes first in a worker depends on scheduling. Importing
+# dynamo here, before any test, makes the order fixed. (Production processes never hold both: the trainer
+# does not import Ansible.)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Test-only workloads (tests/fixtures) are imported by trainer subprocesses by import path.
