@@ -66,3 +66,16 @@ def render_templates_task(name: str, out: Path, task_vars: dict[str, Any]) -> di
         "loop": "{{ templates | dict2items }}",
         "vars": task_vars,
     }
+
+
+def role_import_vars(role: str, tasks_file: str, imported: str, entry: str) -> dict[str, Any]:
+    """The variables roles/<role>/tasks/<tasks_file> passes to its one import_role of `imported`'s `entry`,
+    so a test renders a shared role's template exactly as that role feeds it."""
+    path = ROOT / "roles" / role / "tasks" / tasks_file
+    tasks = yaml.safe_load(path.read_text())
+    wanted = {"name": imported, "tasks_from": entry}
+    found = [t for t in tasks if t.get("ansible.builtin.import_role") == wanted]
+    assert len(found) == 1, (
+        f"{path.relative_to(ROOT)}: expected one import of {imported} {entry}, got {found}"
+    )
+    return found[0]["vars"]  # type: ignore[no-any-return]
