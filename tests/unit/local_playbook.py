@@ -68,13 +68,24 @@ def render_templates_task(name: str, out: Path, task_vars: dict[str, Any]) -> di
     }
 
 
-def role_include(role: str, included: str, entry: str) -> dict[str, Any]:
-    """`role`'s own task in its tasks/install.yml that includes `included`'s `entry`, as written there."""
-    path = ROOT / "roles" / role / "tasks" / "install.yml"
+def role_task(role: str, tasks_file: str, action: str, used: str, entry: str) -> dict[str, Any]:
+    """roles/<role>/tasks/<tasks_file>'s one task whose `action` (include_role or import_role) runs `used`'s
+    `entry`, as written there, so a test feeds a shared role exactly as that role does."""
+    path = ROOT / "roles" / role / "tasks" / tasks_file
     tasks = yaml.safe_load(path.read_text())
-    wanted = {"name": included, "tasks_from": entry}
-    found = [t for t in tasks if t.get("ansible.builtin.include_role") == wanted]
+    wanted = {"name": used, "tasks_from": entry}
+    found = [t for t in tasks if t.get(f"ansible.builtin.{action}") == wanted]
     assert len(found) == 1, (
-        f"{path.relative_to(ROOT)}: expected one include of {included} {entry}, got {found}"
+        f"{path.relative_to(ROOT)}: expected one {action} of {used} {entry}, got {found}"
     )
     return found[0]  # type: ignore[no-any-return]
+
+
+def role_include(role: str, included: str, entry: str) -> dict[str, Any]:
+    """`role`'s own task in its tasks/install.yml that includes `included`'s `entry`."""
+    return role_task(role, "install.yml", "include_role", included, entry)
+
+
+def role_import_vars(role: str, tasks_file: str, imported: str, entry: str) -> dict[str, Any]:
+    """The variables roles/<role>/tasks/<tasks_file> passes to its one import_role of `imported`'s `entry`."""
+    return role_task(role, tasks_file, "import_role", imported, entry)["vars"]  # type: ignore[no-any-return]

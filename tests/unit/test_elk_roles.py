@@ -1,14 +1,17 @@
 """ELK and Filebeat roles, checked without Elastic's packages (they cannot be installed here).
 
 - every template of roles elasticsearch, logstash, kibana and filebeat is rendered by Ansible from the roles'
-  defaults (and a variant with TLS, custom paths and vault passwords); the YAML ones parse;
+  defaults (and a variant with TLS, custom paths and vault passwords, and one with the beats link allowed
+  to be plain text); the YAML ones parse;
 - Elasticsearch's security settings are on, no password is in clear outside the services' 0600 environment
   files, and the configuration files refer to it only as ${VAR} defined there;
 - the Logstash pipeline is parsed by a small structural reader: input/filter/output, balanced braces, a beats
-  input on the configured port, an elasticsearch output with TLS and the CA path;
+  input on the configured port with TLS unless logstash_beats_allow_plaintext (Filebeat's output following
+  it), an elasticsearch output with TLS and the CA path;
 - Filebeat's input glob matches the trainer's real log layout, and a line written by the trainer's own logger
   is valid JSON carrying the ECS fields Filebeat's ndjson parser (expand_keys) turns into one document;
-- the preflight checks refuse 0.0.0.0 and a missing password source, with their messages;
+- the preflight checks refuse 0.0.0.0, a missing password source, and a beats link without certificate
+  (Logstash) or CA (Filebeat) unless plain text is allowed, with their messages;
 - each role's own include of the shared Elastic repository (package_source elastic_repo), run in check mode,
   writes the same deb822 definition with Signed-By naming the key file, and a Filebeat-only node gets the key
   (a throw-away key, pinned for the run: the key's fingerprint is checked in check mode too).
@@ -57,9 +60,11 @@ def _ansible_playbook(tmp_path: Path, playbook: list[dict[str, Any]], inventory:
 
 
 def _inventory(tmp_path: Path) -> Path:
-    """The production layout in miniature: monitor1 in group elk (run locally), node1 in filebeat."""
+    """The production layout in miniature: monitor1 in group elk (run locally), node1 in filebeat; and two
+    groups of Logstash hosts (never run) whose inventory allows a plain-text beats input, all or in part."""
     path = tmp_path / "hosts.yml"
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    plaintext = {"ansible_host": "192.0.2.22", "logstash_beats_allow_plaintext": True}
     path.write_text(
         yaml.safe_dump(
             {
@@ -67,6 +72,11 @@ def _inventory(tmp_path: Path) -> Path:
                     "children": {
                         "elk": {"hosts": {"monitor1": {"ansible_host": MONITOR_ADDRESS, **local}}},
                         "filebeat": {"hosts": {"node1": {"ansible_host": "192.0.2.11", **local}}},
+                        # Logstash hosts whose inventory allows a plain-text beats input: all, or one of two.
+                        "elk_plaintext": {"hosts": {"monitor2": plaintext}},
+                        "elk_mixed": {
+                            "hosts": {"monitor2": None, "monitor3": {"ansible_host": "192.0.2.23"}}
+                        },
                     }
                 }
             }
@@ -93,21 +103,24 @@ def _variants(tmp_path: Path) -> dict[str, dict[str, Any]]:
         "default": {},
         "tls": {
             **VAULT_PASSWORDS,
-            "logstash_beats_ssl_enabled": True,
             "logstash_beats_ssl_cert_file": "/control/logstash.crt",
             "logstash_beats_ssl_key_file": "/control/logstash.pkcs8.key",
             "logstash_beats_ssl_client_ca_file": "/control/beats-ca.crt",
             "logstash_data_stream_namespace": "cluster_a",
             "kibana_tls_cert_file": "/control/kibana.crt",
             "kibana_tls_key_file": "/control/kibana.key",
-            "filebeat_ssl_enabled": True,
             "filebeat_ssl_ca_file": "/control/logstash-ca.crt",
             "filebeat_ssl_cert_file": "/control/node1.crt",
             "filebeat_ssl_key_file": "/control/node1.key",
             "filebeat_run_root": str(tmp_path / "runs"),
             "filebeat_extra_labels": {"phase": "2b"},
         },
+        # The one way to a plain-text beats link; Filebeat reads Logstash's variable.
+        "plaintext": {"logstash_beats_allow_plaintext": True},
     }
+
+
+VARIANTS = ["default", "tls", "plaintext"]
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +181,7 @@ def _yaml(rendered: dict[str, Path], variant: str, role: str, name: str) -> dict
 
 
 def test_every_template_renders(rendered: dict[str, Path]) -> None:
-    for variant in ("default", "tls"):
+    for variant in VARIANTS:
         for role, templates in _templates().items():
             assert templates, f"roles/{role}/templates has no template"
             for template in templates:
@@ -177,14 +190,14 @@ def test_every_template_renders(rendered: dict[str, Path]) -> None:
                 assert "{{" not in out.read_text(), f"{variant}: {out.name} kept a Jinja expression"
 
 
-@pytest.mark.parametrize("variant", ["default", "tls"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_yaml_files_parse(rendered: dict[str, Path], variant: str) -> None:
     for role, names in YAML_FILES.items():
         for name in names:
             _yaml(rendered, variant, role, name)
 
 
-@pytest.mark.parametrize("variant", ["default", "tls"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_elasticsearch_security_is_on(rendered: dict[str, Path], variant: str) -> None:
     config = _flatten(_yaml(rendered, variant, "elasticsearch", "elasticsearch.yml"))
     for key in (
@@ -205,7 +218,7 @@ def test_elasticsearch_security_is_on(rendered: dict[str, Path], variant: str) -
     assert "-Xms1g" in heap and "-Xmx1g" in heap
 
 
-@pytest.mark.parametrize("variant", ["default", "tls"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_kibana_uses_kibana_system_over_tls(rendered: dict[str, Path], variant: str) -> None:
     config = _flatten(_yaml(rendered, variant, "kibana", "kibana.yml"))
     assert config["server.host"] == MONITOR_ADDRESS
@@ -219,7 +232,7 @@ def test_kibana_uses_kibana_system_over_tls(rendered: dict[str, Path], variant: 
     assert config["server.publicBaseUrl"] == f"{scheme}://{MONITOR_ADDRESS}:5601"
 
 
-@pytest.mark.parametrize("variant", ["default", "tls"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_logstash_settings(rendered: dict[str, Path], variant: str) -> None:
     settings = _flatten(_yaml(rendered, variant, "logstash", "logstash.yml"))
     assert settings["api.http.host"] == MONITOR_ADDRESS
@@ -408,7 +421,7 @@ def _pipeline(rendered: dict[str, Path], variant: str) -> tuple[str, dict[str, l
     return text, _Reader(text).config()
 
 
-@pytest.mark.parametrize("variant", ["default", "tls"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_logstash_pipeline_structure(rendered: dict[str, Path], variant: str) -> None:
     text, config = _pipeline(rendered, variant)
     code = "".join(value for kind, value in _tokens(text) if kind == "punct")
@@ -418,11 +431,20 @@ def test_logstash_pipeline_structure(rendered: dict[str, Path], variant: str) ->
     assert len(beats) == 1
     assert beats[0]["port"] == "5044"
     assert beats[0]["host"] == MONITOR_ADDRESS
-    assert beats[0]["ssl_enabled"] == ("true" if variant == "tls" else "false")
-    if variant == "tls":
+    # TLS unless plain text is allowed explicitly (and no certificate is given).
+    assert beats[0]["ssl_enabled"] == ("false" if variant == "plaintext" else "true")
+    if variant == "plaintext":
+        assert not any(
+            key in beats[0] for key in ("ssl_certificate", "ssl_key", "ssl_certificate_authorities")
+        )
+    else:
         assert beats[0]["ssl_certificate"] == "/etc/logstash/tls/beats.crt"
         assert beats[0]["ssl_key"] == "/etc/logstash/tls/beats.key"
+    if variant == "tls":
+        assert beats[0]["ssl_certificate_authorities"] == ["/etc/logstash/tls/beats-client-ca.crt"]
         assert beats[0]["ssl_client_authentication"] == "required"
+    else:
+        assert "ssl_client_authentication" not in beats[0]
     (es,) = [p for p in config["output"] if p["plugin"] == "elasticsearch"]
     assert es["ssl_enabled"] == "true"
     assert es["ssl_verification_mode"] == "full"
@@ -464,7 +486,7 @@ def _filebeat_input(rendered: dict[str, Path], variant: str) -> dict[str, Any]:
     return stream  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("variant", ["default", "tls"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_filebeat_config(rendered: dict[str, Path], variant: str) -> None:
     config = _flatten(_yaml(rendered, variant, "filebeat", "filebeat.yml"))
     stream = _filebeat_input(rendered, variant)
@@ -478,9 +500,15 @@ def test_filebeat_config(rendered: dict[str, Path], variant: str) -> None:
     assert config["name"] == "monitor1"
     # Default output: every host of group elk at its address and Logstash's beats port.
     assert config["output.logstash.hosts"] == [f"{MONITOR_ADDRESS}:5044"]
-    assert config["output.logstash.ssl.enabled"] is (variant == "tls")
-    if variant == "tls":
+    # The same side of the switch as Logstash's beats input (test_logstash_pipeline_structure).
+    assert config["output.logstash.ssl.enabled"] is (variant != "plaintext")
+    if variant == "plaintext":
+        assert "output.logstash.ssl.certificate_authorities" not in config
+    else:
         assert config["output.logstash.ssl.certificate_authorities"] == ["/etc/filebeat/tls/logstash-ca.crt"]
+        assert config["output.logstash.ssl.verification_mode"] == "full"
+    if variant == "tls":
+        assert config["output.logstash.ssl.certificate"] == "/etc/filebeat/tls/client.crt"
         assert labels["fields"]["phase"] == "2b"
 
 
@@ -655,7 +683,46 @@ PREFLIGHT_CASES: dict[str, tuple[str, dict[str, Any], str | None]] = {
         {"logstash_elasticsearch_hosts": ["http://192.0.2.20:9200"]},
         "logstash_elasticsearch_hosts must be https:// URLs",
     ),
-    "logstash_defaults": ("logstash", {}, None),
+    # The beats input: TLS by default, so certificate and key are needed; plain text only when allowed.
+    "logstash_defaults": (
+        "logstash",
+        {},
+        "The beats input uses TLS: logstash_beats_ssl_cert_file and logstash_beats_ssl_key_file (PKCS#8) must"
+        " name files on the control machine (got '' and '')",
+    ),
+    "logstash_plaintext_not_allowed": (
+        "logstash",
+        {"logstash_beats_allow_plaintext": False},
+        "To send the logs in clear instead, set logstash_beats_allow_plaintext: true.",
+    ),
+    "logstash_tls": (
+        "logstash",
+        {
+            "logstash_beats_ssl_cert_file": "@files/beats.crt",
+            "logstash_beats_ssl_key_file": "@files/beats.key",
+        },
+        None,
+    ),
+    "logstash_tls_missing_key": (
+        "logstash",
+        {
+            "logstash_beats_ssl_cert_file": "@files/beats.crt",
+            "logstash_beats_ssl_key_file": "/nonexistent.key",
+        },
+        "The beats input uses TLS",
+    ),
+    "logstash_plaintext_allowed": ("logstash", {"logstash_beats_allow_plaintext": True}, None),
+    # The TLS option names need Logstash 8.10+ (Debian's epoch-prefixed version string is understood).
+    "logstash_old_version": (
+        "logstash",
+        {"logstash_beats_allow_plaintext": True, "logstash_version": "1:8.9.2-1"},
+        "logstash_version '1:8.9.2-1' is older than 8.10",
+    ),
+    "logstash_pinned_version": (
+        "logstash",
+        {"logstash_beats_allow_plaintext": True, "logstash_version": "1:8.15.3-1"},
+        None,
+    ),
     "kibana_any_address": (
         "kibana",
         {"kibana_listen_address": "0.0.0.0"},
@@ -677,10 +744,40 @@ PREFLIGHT_CASES: dict[str, tuple[str, dict[str, Any], str | None]] = {
         {"filebeat_logstash_hosts": ["0.0.0.0:5044"]},
         "filebeat_logstash_hosts must list",
     ),
-    "filebeat_defaults": ("filebeat", {}, None),
+    # Filebeat's side of the beats link: the CA of Logstash's certificate, unless Logstash allows plain text.
+    "filebeat_defaults": (
+        "filebeat",
+        {},
+        "Logstash's beats input uses TLS: filebeat_ssl_ca_file must name the CA of Logstash's certificate",
+    ),
+    "filebeat_tls": ("filebeat", {"filebeat_ssl_ca_file": "@files/logstash-ca.crt"}, None),
+    "filebeat_plaintext_allowed": ("filebeat", {"logstash_beats_allow_plaintext": True}, None),
+    # Set for the Logstash hosts only (group_vars/elk), read from there.
+    "filebeat_plaintext_allowed_by_logstash_hosts": (
+        "filebeat",
+        {"filebeat_logstash_group": "elk_plaintext"},
+        None,
+    ),
+    "filebeat_plaintext_not_allowed_by_every_logstash_host": (
+        "filebeat",
+        {"filebeat_logstash_group": "elk_mixed"},
+        "filebeat_ssl_ca_file must name the CA of Logstash's certificate",
+    ),
 }
 # With every variable check passed, the last is the distribution's: its message, or none on a systemd host.
 DISTRIBUTION_CHECK = "installs Elastic's package on Debian/Ubuntu or RHEL-like systems with systemd"
+
+
+def _with_files(overrides: dict[str, Any], files: Path) -> dict[str, Any]:
+    """The case's settings with "@files/NAME" made an existing file (for the checks that files exist)."""
+    resolved = {}
+    for key, value in overrides.items():
+        if isinstance(value, str) and value.startswith("@files/"):
+            path = files / value.removeprefix("@files/")
+            path.write_text("-----BEGIN TEST-----\n")
+            value = str(path)
+        resolved[key] = value
+    return resolved
 
 
 @pytest.fixture(scope="module")
@@ -688,6 +785,8 @@ def preflight(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     tmp_path = tmp_path_factory.mktemp("elk-preflight")
     results = tmp_path / "results"
     results.mkdir()
+    files = tmp_path / "files"
+    files.mkdir()
     tasks = []
     for case, (role, overrides, _) in PREFLIGHT_CASES.items():
         tasks.append(
@@ -697,7 +796,7 @@ def preflight(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                     {
                         "name": f"Run the {role} preflight",
                         "ansible.builtin.include_role": {"name": role, "tasks_from": "preflight"},
-                        "vars": overrides,
+                        "vars": _with_files(overrides, files),
                     },
                     {
                         "name": "Record a pass",

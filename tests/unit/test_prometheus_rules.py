@@ -3,7 +3,9 @@
 - the alert and recording rules pass `promtool check rules` and their `promtool test rules` unit tests;
 - every alert has a test where it fires and one where it stays quiet, every recording rule an expression test;
 - the prometheus/alertmanager templates, rendered by Ansible from the roles' defaults, pass
-  `promtool check config`, `promtool check web-config` and `amtool check-config`;
+  `promtool check config`, `promtool check web-config` and `amtool check-config`; the `node` job and the
+  alerts switch to https, the CA and basic auth (password_file) when node_exporter and Alertmanager serve
+  them;
 - the file_sd target lists written by the prometheus role's `targets` entry point name exactly a phase's
   nodes and ranks (tooling/phases.yml), also when the limit leaves the monitoring host out.
 
@@ -24,13 +26,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.local_playbook import render_templates_task, run_local_playbook
+from tests.unit.local_playbook import render_templates_task, role_import_vars, run_local_playbook
 from tooling.plan.launch import derive_launch
 from tooling.plan.phases import load_phases
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM_ROLE = ROOT / "roles" / "prometheus"
 AM_ROLE = ROOT / "roles" / "alertmanager"
+WEB_ROLE = ROOT / "roles" / "web_config"
 RULES_DIR = PROM_ROLE / "files" / "rules"
 RULE_TESTS_DIR = PROM_ROLE / "files" / "rules-tests"
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
@@ -163,7 +166,7 @@ def _ansible_playbook(tmp_path: Path, playbook: list[dict[str, Any]], *args: str
 
 TEMPLATES = {
     "prometheus.yml": PROM_ROLE / "templates" / "prometheus.yml.j2",
-    "web.yml": PROM_ROLE / "templates" / "web.yml.j2",
+    "web.yml": WEB_ROLE / "templates" / "web.yml.j2",
     "flags": PROM_ROLE / "templates" / "prometheus.default.j2",
     "alertmanager.yml": AM_ROLE / "templates" / "alertmanager.yml.j2",
 }
@@ -176,7 +179,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "prometheus_tls_cert_file": "/control/cert.pem",
         "prometheus_tls_key_file": "/control/key.pem",
     },
-    "auth_only": {"prometheus_basic_auth_users": {"admin": TEST_PASSWORD_HASH}},
+    "auth_only": {
+        "prometheus_basic_auth_users": {"admin": TEST_PASSWORD_HASH},
+        "prometheus_web_allow_plaintext_auth": True,
+    },
+    # node_exporter on the nodes of group secure_nodes and Alertmanager serve TLS and basic auth.
+    "secure_targets": {
+        "prometheus_targets_nodes_group": "secure_nodes",
+        "prometheus_node_exporter_ca_file": "/control/nodes-ca.pem",
+        "prometheus_node_exporter_user": "prometheus",
+        "prometheus_node_exporter_password": "test-only",
+        "alertmanager_tls_cert_file": "/control/am.pem",
+        "alertmanager_tls_key_file": "/control/am-key.pem",
+        "alertmanager_basic_auth_users": {"prometheus": TEST_PASSWORD_HASH},
+        "prometheus_alertmanager_ca_file": "/control/am-ca.pem",
+        "prometheus_alertmanager_user": "prometheus",
+        "prometheus_alertmanager_password": "test-only",
+    },
     "receivers": {
         "alertmanager_webhook_urls": ["https://chat.example.org/hooks/T0KEN"],
         "alertmanager_email_to": ["ml-oncall@example.org"],
@@ -207,6 +226,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (config_dir / "self-scrape.password").write_text("test-only")
         outputs[name] = out
         task_vars = {
+            # web.yml as the role's import of web_config feeds it.
+            **role_import_vars("prometheus", "configure.yml", "web_config", "configure"),
             "ansible_host": "192.0.2.20",
             "prometheus_config_dir": str(config_dir),
             "prometheus_file_sd_dir": str(config_dir / "file_sd"),
@@ -223,11 +244,31 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             str(PROM_ROLE / "vars" / "main.yml"),
             str(AM_ROLE / "defaults" / "main.yml"),
             str(AM_ROLE / "vars" / "main.yml"),
+            str(WEB_ROLE / "defaults" / "main.yml"),
+            str(WEB_ROLE / "vars" / "main.yml"),
         ],
         "vars": {"templates": {k: str(v) for k, v in TEMPLATES.items()}},
         "tasks": tasks,
     }
-    _ansible_playbook(tmp_path, [play], "-i", "localhost,")
+    # Two nodes whose node_exporter serves TLS and basic auth, in a group of their own: only the variant
+    # pointing prometheus_targets_nodes_group at it sees them.
+    secure = {
+        "node_exporter_tls_cert_file": "/control/node.pem",
+        "node_exporter_tls_key_file": "/control/node-key.pem",
+        "node_exporter_basic_auth_users": {"prometheus": TEST_PASSWORD_HASH},
+    }
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "hosts": {"localhost": {"ansible_connection": "local"}},
+                    "children": {"secure_nodes": {"hosts": {"node1": secure, "node2": secure}}},
+                }
+            }
+        )
+    )
+    _ansible_playbook(tmp_path, [play], "-i", str(inventory))
     tls = outputs["auth_tls"] / "etc" / "tls"
     _run(
         [
@@ -257,6 +298,12 @@ def test_default_prometheus_config_passes_promtool(rendered: dict[str, Path]) ->
     config = yaml.safe_load((out / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {"prometheus", "node", "trainer"}
+    # node_exporter and Alertmanager serve plain HTTP by default: no CA, no credentials.
+    assert jobs["node"]["scheme"] == "http"
+    assert "tls_config" not in jobs["node"] and "basic_auth" not in jobs["node"]
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    assert alertmanagers["scheme"] == "http"
+    assert "tls_config" not in alertmanagers and "basic_auth" not in alertmanagers
     assert jobs["trainer"]["honor_labels"] is True
     assert jobs["trainer"]["file_sd_configs"][0]["files"] == [f"{out}/etc/file_sd/trainer.yml"]
     assert jobs["prometheus"]["static_configs"][0]["targets"] == ["192.0.2.20:9090"]
@@ -292,6 +339,32 @@ def test_basic_auth_without_self_password_drops_the_self_job(rendered: dict[str,
     assert {job["job_name"] for job in config["scrape_configs"]} == {"node", "trainer"}
     _run([_tool("promtool"), "check", "config", str(out / "prometheus.yml")])
     _run([_tool("promtool"), "check", "web-config", str(out / "web.yml")])
+
+
+def test_scrape_and_alerts_follow_tls_and_basic_auth_of_the_targets(rendered: dict[str, Path]) -> None:
+    out = rendered["secure_targets"]
+    config_file = out / "prometheus.yml"
+    _run([_tool("promtool"), "check", "config", str(config_file)])
+    config = yaml.safe_load(config_file.read_text())
+    node = next(job for job in config["scrape_configs"] if job["job_name"] == "node")
+    assert node["scheme"] == "https"
+    assert node["tls_config"] == {"ca_file": f"{out}/etc/tls/node_exporter-ca.crt"}
+    assert node["basic_auth"] == {
+        "username": "prometheus",
+        "password_file": f"{out}/etc/node_exporter.password",
+    }
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    assert alertmanagers["scheme"] == "https"
+    assert alertmanagers["tls_config"] == {"ca_file": f"{out}/etc/tls/alertmanager-ca.crt"}
+    assert alertmanagers["basic_auth"] == {
+        "username": "prometheus",
+        "password_file": f"{out}/etc/alertmanager.password",
+    }
+    # The passwords are read from their files only.
+    assert "test-only" not in config_file.read_text()
+    # The trainer ranks are not behind node_exporter's web configuration.
+    trainer = next(job for job in config["scrape_configs"] if job["job_name"] == "trainer")
+    assert "scheme" not in trainer and "basic_auth" not in trainer
 
 
 def test_default_alertmanager_config_passes_amtool(rendered: dict[str, Path]) -> None:
