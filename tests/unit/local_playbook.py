@@ -75,9 +75,7 @@ def role_task(role: str, tasks_file: str, action: str, used: str, entry: str) ->
     tasks = yaml.safe_load(path.read_text())
     wanted = {"name": used, "tasks_from": entry}
     found = [t for t in tasks if t.get(f"ansible.builtin.{action}") == wanted]
-    assert len(found) == 1, (
-        f"{path.relative_to(ROOT)}: expected one {action} of {used} {entry}, got {found}"
-    )
+    assert len(found) == 1, f"{path.relative_to(ROOT)}: expected one {action} of {used} {entry}, got {found}"
     return found[0]  # type: ignore[no-any-return]
 
 
