@@ -1,9 +1,10 @@
-"""The roll-out judged end to end, the way an operator runs it: `tooling deploy --phase 1` provisions,
-verifies and launches node1's four ranks, `tooling status` shows them, `tooling stop` ends the run with a
-final checkpoint and the gate judges it from the live Prometheus; then ddp_trainer's own verify playbook
-runs on node1 (converged for phase 1 now); phase 2a is soaked (`tooling soak`), its soak run gated
-(scaling against phase 1's decision, uptime from the soak) and reported (PNGs of the run's real series);
-the soak's planned end raises no rank alert."""
+"""The roll-out judged end to end, the way an operator runs it: `tooling deploy --phase 1` points node1's
+trainer and Prometheus at phase 1, verifies and launches node1's four ranks (deploy's own provisioning,
+site.yml for the phase, runs in test_05's fallback to phase 1: the cluster is provisioned already);
+`tooling status` shows them, `tooling stop` ends the run with a final checkpoint and the gate judges it from
+the live Prometheus; then ddp_trainer's own verify playbook runs on node1 (configured for phase 1 now);
+phase 2a is soaked (`tooling soak`), its soak run gated (scaling against phase 1's decision, uptime from the
+soak) and reported (PNGs of the run's real series); the soak's planned end raises no rank alert."""
 
 from __future__ import annotations
 
@@ -71,10 +72,11 @@ def test_phase1_then_phase2a_are_deployed_gated_and_reported(phase2a_cluster: Sa
 
     for run_id in ("rollout-phase1", SOAK_RUN):
         forget_run(box, run_id)
-    # Phase 1 through the whole deploy: provisioning node1 for phase 1, pre-flight verification, launch.
+    # Phase 1 through deploy: node1's trainer role and Prometheus' targets for phase 1, pre-flight
+    # verification, launch.
     deployed = box.tooling(
         "deploy", "--phase", "1", "--inventory", str(box.inventory), "--run-id", "rollout-phase1",
-        *_sets("training.max_steps=1000000"),
+        "--skip-provision", *_sets("training.max_steps=1000000"),
     )  # fmt: skip
     assert deployed.returncode == 0 and "is up" in deployed.stdout, explain(deployed)
     shown = box.tooling("status", "--inventory", str(box.inventory))

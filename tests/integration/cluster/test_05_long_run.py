@@ -306,7 +306,8 @@ def test_node_down_is_named_everywhere_and_the_run_falls_back_to_phase1(long_run
         assert corrupt_file in checkpoint["detail"] and "sha256" in checkpoint["detail"], checkpoint
         assert Path(corrupt_file).name in checkpoint["measured"]
 
-        # The same run, continued on phase 1's node from the newest checkpoint that still verifies.
+        # The same run, continued on phase 1's node from the newest checkpoint that still verifies. Without
+        # --skip-provision: the cluster tests' one run of deploy's own provisioning (site.yml for phase 1).
         fallback = box.tooling(
             "--phases", str(long_run.plan), "deploy", "--phase", PHASE, "--fallback", "1", "--inventory",
             str(box.inventory), "--skip-verify",
