@@ -39,21 +39,31 @@ def make_keys(directory: Path, *names: str) -> dict[str, ThrowawayKey]:
         pytest.skip("gpg is not installed (the Debian package gpg)")
     home = directory / "gnupg"
     home.mkdir(mode=0o700, parents=True)
-    keys = {}
-    for name in names:
-        _gpg(
-            home,
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            f"{name} <{name}@example.invalid>",
-            "ed25519",
-            "sign",
-            "never",
+    try:
+        return {name: _make_key(home, directory, name) for name in names}
+    finally:
+        # Making a secret key starts a gpg-agent for this GNUPGHOME that outlives the test otherwise.
+        subprocess.run(
+            ["gpgconf", "--kill", "gpg-agent"],
+            env={**os.environ, "GNUPGHOME": str(home)},
+            capture_output=True,
+            check=False,
         )
-        listing = _gpg(home, "--with-colons", "--fingerprint", f"{name}@example.invalid")
-        fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
-        path = directory / f"{name}.asc"
-        path.write_text(_gpg(home, "--armor", "--export", fingerprint))
-        keys[name] = ThrowawayKey(fingerprint, path)
-    return keys
+
+
+def _make_key(home: Path, directory: Path, name: str) -> ThrowawayKey:
+    _gpg(
+        home,
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        f"{name} <{name}@example.invalid>",
+        "ed25519",
+        "sign",
+        "never",
+    )
+    listing = _gpg(home, "--with-colons", "--fingerprint", f"{name}@example.invalid")
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    path = directory / f"{name}.asc"
+    path.write_text(_gpg(home, "--armor", "--export", fingerprint))
+    return ThrowawayKey(fingerprint, path)
