@@ -6,6 +6,7 @@ clearly."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from tests.integration.cluster.checks import CLUSTER_VERIFIED_ROLES, run_role_verify, verify_phase
 from tests.integration.sandbox_harness import Sandbox, explain
 from tests.integration.sandbox_jobs import SMALL_RUN, wait_for_summary
-from tooling.inventory import load_inventory, ssh_targets
+from tooling.inventory import group_hosts, load_inventory, ssh_targets
 from tooling.remote import run_everywhere
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
@@ -67,9 +68,13 @@ def test_role_verifies_pass_on_the_cluster(phase2a_cluster: Sandbox) -> None:
         assert verified.returncode == 0, explain(verified)
         recap = verified.stdout[verified.stdout.rindex("PLAY RECAP") :]
         assert "failed=0" in recap and "unreachable=0" in recap, recap
-        # Every role's verify play ran: a playbook that matched no host would pass without checking a thing.
+        # Every role's verify plays ran on hosts: a play that matched none would pass without checking a
+        # thing (ansible's default output then says so under the play), and every host in the group ran tasks.
         played = [line for line in verified.stdout.splitlines() if line.startswith("PLAY [")]
         assert len(played) >= len(roles), played
+        assert "skipping: no hosts matched" not in verified.stdout, verified.stdout[-4000:]
+        for host in group_hosts(load_inventory(phase2a_cluster.inventory), limit):
+            assert re.search(rf"^{re.escape(host)}\s+: ok=[1-9]", recap, re.M), (host, recap)
 
 
 def test_torchrun_two_nodes_by_two_processes(phase2a_cluster: Sandbox) -> None:
