@@ -10,6 +10,8 @@ from matplotlib import pyplot as plt
 from typer.testing import CliRunner
 
 from tests.unit.fixtures.gates.recorded import FIXTURES, recorded, run_gate
+from tests.unit.panel_text import squeezed
+from tests.unit.tls_prometheus import PASSWORD, USER, make_pki, serve
 from tooling.cli import app
 from tooling.plan.phases import load_phases
 from tooling.report import plots
@@ -159,3 +161,39 @@ def test_report_on_an_ungated_run_evaluates_the_gate_itself(tmp_path: Path) -> N
     assert "evaluated for this report only" in markdown
     assert "| scaling efficiency |" in markdown and "gate the previous phase first" in markdown
     assert not (tmp_path / "d").exists()  # a report never writes decisions
+
+
+def test_report_reads_a_prometheus_behind_basic_auth_and_tls(tmp_path: Path) -> None:
+    """`report` takes `gate`'s Prometheus options: with the CA and the password its gate table is evaluated
+    from Prometheus' figures; a refused password stops it (exit 2) instead of a report from the summary
+    alone; the password is in no output and no file it wrote."""
+    pki = make_pki(tmp_path / "pki")
+    run = tmp_path / "runs" / "phase1"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text((FIXTURES / "phase1_4rank_cpu.json").read_text())
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    right.write_text(PASSWORD + "\n")
+    wrong.write_text("guess\n")
+    decisions = ["--decisions", str(tmp_path / "decisions")]
+    with serve(pki) as url:
+        args = ["report", "--phase", "1", "--run", str(run), *decisions, "--prometheus", url]
+        trusted = [*args, "--prometheus-user", USER, "--prometheus-ca", str(pki.ca)]
+        ok = runner.invoke(
+            app, [*trusted, "--prometheus-password-file", str(right), "--out", str(tmp_path / "ok")]
+        )
+        refused = runner.invoke(
+            app, [*trusted, "--prometheus-password-file", str(wrong), "--out", str(tmp_path / "refused")]
+        )
+    assert ok.exit_code == 0, ok.output
+    markdown = (tmp_path / "ok" / "report.md").read_text()
+    assert f"Prometheus {url}: range queries at" in markdown, markdown
+    assert "unavailable" not in markdown and "warning" not in ok.output, ok.output
+    # The throughput row is Prometheus' range query (the summary's own figure has no query step).
+    throughput = next(line for line in markdown.splitlines() if line.startswith("| throughput |"))
+    assert "samples at 10s steps" in throughput, throughput
+    assert refused.exit_code == 2, refused.output
+    assert squeezed(f"user '{USER}' and the password in {wrong} were refused") in squeezed(refused.output)
+    assert not (tmp_path / "refused").exists()
+    written = [p for p in (tmp_path / "ok").rglob("*") if p.is_file()]
+    for text in [ok.output, refused.output, *(p.read_bytes().decode(errors="replace") for p in written)]:
+        assert PASSWORD not in text

@@ -12,7 +12,17 @@ from typing import Annotated, Any
 import typer
 
 from tooling import home
-from tooling.cli_options import DecisionsOption, RunsDirOption, phase_option
+from tooling.cli_options import (
+    AllowInsecureHttpOption,
+    DecisionsOption,
+    PrometheusCaOption,
+    PrometheusClientCertOption,
+    PrometheusClientKeyOption,
+    PrometheusPasswordFileOption,
+    PrometheusUserOption,
+    RunsDirOption,
+    phase_option,
+)
 from tooling.console import ToolingError, console, err_console
 from tooling.gates.cli import baseline_for, locate_run
 from tooling.gates.evidence import load_summary
@@ -20,6 +30,7 @@ from tooling.gates.gate import evaluate, gather
 from tooling.gates.records import latest_record
 from tooling.gates.site import effective_criteria, load_site
 from tooling.plan.phases import PhasePlan, load_phases
+from tooling.prometheus_api import PrometheusAccess
 from tooling.report.build import build_phase_report, build_weekly
 
 
@@ -31,6 +42,7 @@ def gate_record(
     decisions: Path,
     criteria_file: Path | None,
     prometheus_url: str | None,
+    access: PrometheusAccess | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The gate table to show: the decision of record when this run was gated, else a fresh evaluation."""
     record = latest_record(decisions, phase)
@@ -41,7 +53,9 @@ def gate_record(
     phase_def = plan.get(phase)
     site = load_site(criteria_file, plan) if criteria_file else None
     criteria = effective_criteria(phase, phase_def, site, criteria_file)
-    info, figures, sources = gather(summary, summary_path, phase_def.world_size, prometheus_url)
+    info, figures, sources = gather(
+        summary, summary_path, phase_def.world_size, prometheus_url, access=access
+    )
     if sources.prometheus_error:
         err_console.print(f"[yellow]warning:[/] {sources.prometheus_error}; using the run summary alone")
     baseline = baseline_for(plan, phase, decisions, None)
@@ -72,8 +86,23 @@ def report(
     ] = None,
     decisions: DecisionsOption = None,
     runs_dir: RunsDirOption = None,
+    prometheus_user: PrometheusUserOption = None,
+    prometheus_password_file: PrometheusPasswordFileOption = None,
+    prometheus_ca: PrometheusCaOption = None,
+    prometheus_client_cert: PrometheusClientCertOption = None,
+    prometheus_client_key: PrometheusClientKeyOption = None,
+    allow_insecure_http: AllowInsecureHttpOption = False,
 ) -> None:
     """Write a performance report (Markdown + HTML + PNG plots) for a phase's run, or the weekly briefing."""
+    # The same front door as `gate` and `check`: a Prometheus behind basic auth or TLS is read, not skipped.
+    access = PrometheusAccess(
+        prometheus_user,
+        prometheus_password_file,
+        prometheus_ca,
+        prometheus_client_cert,
+        prometheus_client_key,
+        allow_insecure_http,
+    )
     decisions = decisions or home.decisions()
     plan = load_phases()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -87,7 +116,7 @@ def report(
         summary_path = locate_run(run, runs_dir, phase)
         summary = load_summary(summary_path)
         record, lines = gate_record(
-            plan, phase, summary, summary_path, decisions, criteria_file, prometheus_url
+            plan, phase, summary, summary_path, decisions, criteria_file, prometheus_url, access
         )
         target = out or home.reports() / f"phase{phase}-{stamp}"
         written = build_phase_report(plan, summary, record, decisions, target, lines)
