@@ -360,22 +360,29 @@ def _torch_checks(c: _Checker, profile: Profile) -> None:
         )
 
 
-GPU_CHECKS = (
-    "gpu.count",
-    "cuda.driver",
-    "gpu.memory_errors",
-    "gpu.pcie_link",
-    "gpu.thermal_throttle",
-    "gpu.modes",
-    "cuda.version",
-    "nccl.busbw",
-)
+# Read from `nvidia-smi -q -x` only; without it they WARN as "not checked" (the count has a CSV fallback).
+XML_CHECKS = ("cuda.driver", "gpu.memory_errors", "gpu.pcie_link", "gpu.thermal_throttle", "gpu.modes")
+GPU_CHECKS = ("gpu.count", *XML_CHECKS, "cuda.version", "nccl.busbw")
 
 
-def _gpu_count(c: _Checker, profile: Profile) -> NvidiaSmiReport | None:
-    """The count from `nvidia-smi -q -x`, else from the CSV query; returns the XML report when it parsed."""
+def _xml_report(c: _Checker) -> tuple[NvidiaSmiReport | None, str]:
+    """The parsed `nvidia-smi -q -x`, or None and why not."""
+    out = c.node.commands.get("nvidia_smi_xml")
+    if out is None:
+        return None, "nvidia-smi -q -x: no output collected"
+    if out.skipped:
+        return None, out.skip_reason or "nvidia-smi -q -x was skipped"
+    if out.rc not in (0, None):
+        return None, f"nvidia-smi -q -x failed (rc {out.rc}): {out.error()}"
+    try:
+        return parse_nvidia_smi_xml(out.stdout), ""
+    except p.ParseError as exc:
+        return None, str(exc)
+
+
+def _gpu_count(c: _Checker, profile: Profile, report: NvidiaSmiReport | None) -> None:
+    """The count from `nvidia-smi -q -x`, else from the CSV query (a failed row names both sources)."""
     expected = profile.gpus_per_node.describe("GPUs")
-    report = _quiet_parse(c, [("nvidia_smi_xml", parse_nvidia_smi_xml)])
     inv = (
         report.inventory()
         if report is not None
@@ -399,25 +406,12 @@ def _gpu_count(c: _Checker, profile: Profile) -> NvidiaSmiReport | None:
         memory = sorted({g.memory_mib for g in inv.gpus if g.memory_mib})
         sizes = f", {'/'.join(f'{m} MiB' for m in memory)}" if memory else ""
         c.add("gpu.count", status, f"{inv.count} x {models}{sizes}", expected, f"{reason}; driver {drivers}")
-    return report
 
 
-def _gpu_health(c: _Checker, profile: Profile, report: NvidiaSmiReport | None) -> None:
-    checks = ("cuda.driver", "gpu.memory_errors", "gpu.pcie_link", "gpu.thermal_throttle", "gpu.modes")
+def _gpu_health(c: _Checker, profile: Profile, report: NvidiaSmiReport | None, why_not: str) -> None:
     if report is None:
-        out = c.node.commands.get("nvidia_smi_xml")
-        if out is None:
-            why = "nvidia-smi -q -x: no output collected"
-        elif out.rc not in (0, None):
-            why = f"nvidia-smi -q -x failed (rc {out.rc}): {out.error()}"
-        else:
-            try:
-                parse_nvidia_smi_xml(out.stdout)
-                why = "nvidia-smi -q -x: unreadable"
-            except p.ParseError as exc:
-                why = str(exc)
-        for check in checks:
-            c.add(check, "WARN", "-", "read from nvidia-smi -q -x", f"not checked: {why}")
+        for check in XML_CHECKS:
+            c.add(check, "WARN", "-", "read from nvidia-smi -q -x", f"not checked: {why_not}")
         return
     expected = f"CUDA {profile.cuda.describe()}"
     if report.cuda is None:
@@ -455,8 +449,10 @@ def _nccl_check(c: _Checker, profile: Profile) -> None:
             said = p.parse_all_reduce_perf(out.stdout).errors
         except p.ParseError:
             said = []
-        telling = [e for e in said if re.search(r"fail|error|abort|warn", e, re.IGNORECASE)] or said
-        reason = "; ".join([*telling[:3], out.error()] if out.stderr.strip() or not telling else telling[:3])
+        parts = ([e for e in said if re.search(r"fail|error|abort|warn", e, re.IGNORECASE)] or said)[:3]
+        if out.stderr.strip() or not parts:
+            parts.append(out.error())
+        reason = "; ".join(parts)
         c.add("nccl.busbw", "FAIL", "-", expected, f"all_reduce_perf failed (rc {out.rc}): {reason}")
         return
     nccl = c.parsed("nccl.busbw", expected, [("nccl_allreduce", p.parse_all_reduce_perf)])
@@ -501,8 +497,9 @@ def _gpu_checks(c: _Checker, profile: Profile) -> None:
         for check in GPU_CHECKS:
             c.add(check, "SKIP", "-", "cuda hosts only", f"accelerator is {c.node.accelerator}")
         return
-    report = _gpu_count(c, profile)
-    _gpu_health(c, profile, report)
+    report, why_not = _xml_report(c)
+    _gpu_count(c, profile, report)
+    _gpu_health(c, profile, report, why_not)
     expected = f"CUDA {profile.cuda.describe()}"
     release = c.parsed("cuda.version", expected, [("nvcc", p.parse_nvcc_version)])
     if release is not None:
