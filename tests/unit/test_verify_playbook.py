@@ -8,6 +8,9 @@ from typing import Any
 
 import yaml
 
+from tooling.verify import nvidia_xml
+from tooling.verify.parsers import NVIDIA_SMI_CSV_COMMAND
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "verify.yml"
 PAIR_TASKS = ROOT / "playbooks" / "tasks" / "verify_iperf_pair.yml"
@@ -76,5 +79,7 @@ def test_new_sources_are_published_under_the_names_the_judge_reads() -> None:
     published = publish["vars"]["_verify_record"]["commands"]
     assert {"lscpu_parse", "cpu_throttle", "nvidia_smi_xml"} <= set(published)
     gpu_block = next(t for t in plays[0]["tasks"] if t["name"] == "Inspect GPUs")
-    xml = next(t for t in gpu_block["block"] if t.get("register") == "_v_nvidia_smi_xml")
-    assert xml["ansible.builtin.command"] == "nvidia-smi -q -x"
+    by_register = {t.get("register"): t for t in gpu_block["block"]}
+    # The commands the parsers' error messages name are the ones the playbook runs.
+    assert by_register["_v_nvidia_smi_xml"]["ansible.builtin.command"] == nvidia_xml.COMMAND
+    assert by_register["_v_nvidia_smi"]["ansible.builtin.command"] == NVIDIA_SMI_CSV_COMMAND
