@@ -520,3 +520,12 @@ def test_nccl_failure_keeps_what_nccl_tests_printed() -> None:
     with_stderr = {"rc": 1, "stdout": text, "stderr": "mpirun noticed that process rank 0 exited on signal 6"}
     reason = judge_one(PRODUCTION, nccl_allreduce=with_stderr)["nccl.busbw"].reason
     assert reason.endswith("common.cu:891; mpirun noticed that process rank 0 exited on signal 6")
+
+
+def test_nccl_run_cut_before_its_first_row_fails() -> None:
+    text = fixture("all_reduce_perf_16xh100_header_cut.txt")
+    row = judge_one(PRODUCTION, nccl_allreduce=ok(text))["nccl.busbw"]
+    assert (row.status, row.reason) == (
+        "FAIL",
+        "incomplete: stopped before its first result, 13 ranks on h100-2, h100-4",
+    )

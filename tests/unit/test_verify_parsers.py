@@ -321,6 +321,13 @@ def test_all_reduce_perf_cut_before_the_footer_is_incomplete() -> None:
     assert ok.complete and not p.parse_all_reduce_perf(cut).complete
 
 
+def test_all_reduce_perf_cut_in_its_header() -> None:
+    # 16 ranks on two H100 nodes (PCI domains 0002/0003), the copy ending inside rank 12's line.
+    result = p.parse_all_reduce_perf(fixture("all_reduce_perf_16xh100_header_cut.txt"))
+    assert (result.ranks, result.hosts) == (13, ("h100-2", "h100-4"))
+    assert not result.rows and not result.errors and not result.complete
+
+
 def test_all_reduce_perf_without_root_column() -> None:
     # Releases before the `root` column; validation off (-c 0) prints N/A for #wrong.
     row = "  1048576   262144  float  sum    26.43   39.67   59.51       0    26.30   39.87   59.81  N/A"

@@ -458,13 +458,18 @@ def _nccl_check(c: _Checker, profile: Profile) -> None:
     nccl = c.parsed("nccl.busbw", expected, [("nccl_allreduce", p.parse_all_reduce_perf)])
     if nccl is None:
         return
+    run = f", {nccl.ranks} ranks on {', '.join(nccl.hosts)}" if nccl.ranks else ""
     if not nccl.rows:
-        c.add("nccl.busbw", "FAIL", "-", expected, "all_reduce_perf failed: " + "; ".join(nccl.errors[:2]))
+        reason = (
+            "all_reduce_perf failed: " + "; ".join(nccl.errors[:2])
+            if nccl.errors
+            else f"incomplete: stopped before its first result{run}"
+        )
+        c.add("nccl.busbw", "FAIL", "-", expected, reason)
         return
     largest = nccl.largest
     assert largest is not None
     busbw = largest.oop_busbw
-    run = f", {nccl.ranks} ranks on {', '.join(nccl.hosts)}" if nccl.ranks else ""
     if not nccl.complete:
         printed = f"; it printed: {'; '.join(nccl.errors[:2])}" if nccl.errors else ""
         c.add(

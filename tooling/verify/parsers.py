@@ -708,7 +708,7 @@ def parse_all_reduce_perf(text: str) -> NcclResult:
             except ValueError:
                 pass
         errors.append(stripped)
-    if not rows and not errors:
+    if not rows and not errors and not ranks:
         raise ParseError(tool, "no result rows and no error lines")
     # A run that died (CUDA/NCCL failure, a crashed rank) prints its reason instead of, or after part of,
     # the table: the reason is kept in `errors` and the missing footer marks the result incomplete.
