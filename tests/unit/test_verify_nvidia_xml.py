@@ -60,6 +60,16 @@ def test_pascal_bit_class_ecc_and_retired_pages() -> None:
     assert (gpu.retired_pages, gpu.retirement_pending) == (0, False)
 
 
+def test_a_gpu_counted_but_not_described_is_an_inventory_error() -> None:
+    report = parse_nvidia_smi_xml(fixture("nvidia_smi_q_x_a100_mig.xml"))
+    assert report.attached == 1 and report.inventory().errors == []
+    # The same document with the driver's count raised: one GPU it could not describe.
+    text = fixture("nvidia_smi_q_x_a100_mig.xml").replace("<attached_gpus>1<", "<attached_gpus>2<")
+    assert parse_nvidia_smi_xml(text).inventory().errors == [
+        "nvidia-smi counts 2 attached GPUs but describes 1"
+    ]
+
+
 def test_cuda_13_version_is_read_as_given() -> None:
     # No public nvidia-smi -q -x from a CUDA 13 driver was found; the version is copied, not interpreted.
     text = fixture("nvidia_smi_q_x_rtx4090_driver535.xml").replace(

@@ -64,11 +64,16 @@ class NvidiaSmiReport:
     driver: str | None
     cuda: str | None  # the newest CUDA the driver supports (12.x, 13.x)
     gpus: list[GpuDetail]
+    attached: int | None = None  # <attached_gpus>: the driver's own count
 
     def inventory(self) -> GpuInventory:
-        """The same inventory the CSV fallback gives, so the count row reads either source alike."""
+        """The same inventory the CSV fallback gives, so the count row reads either source alike. A
+        driver that counts more GPUs than it describes could not query the others: that is an error."""
         driver = self.driver or "unknown"
-        return GpuInventory([Gpu(g.index, g.name, driver, g.memory_mib) for g in self.gpus], errors=[])
+        errors = []
+        if self.attached is not None and self.attached != len(self.gpus):
+            errors.append(f"nvidia-smi counts {self.attached} attached GPUs but describes {len(self.gpus)}")
+        return GpuInventory([Gpu(g.index, g.name, driver, g.memory_mib) for g in self.gpus], errors=errors)
 
 
 _UNSUPPORTED = {"", "N/A", "[N/A]", "Requested functionality has been deprecated"}
@@ -190,4 +195,6 @@ def parse_nvidia_smi_xml(text: str) -> NvidiaSmiReport:
     if not gpus:
         attached = _text(root, "attached_gpus") or "?"
         raise ParseError(TOOL, f"no <gpu> element (attached_gpus: {attached})")
-    return NvidiaSmiReport(_text(root, "driver_version"), _text(root, "cuda_version"), gpus)
+    return NvidiaSmiReport(
+        _text(root, "driver_version"), _text(root, "cuda_version"), gpus, _int(root, "attached_gpus")
+    )
