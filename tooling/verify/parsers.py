@@ -56,7 +56,7 @@ def _require(text: str, tool: str) -> str:
 class CpuInfo:
     """What the judge needs of a node's CPUs, whichever lscpu form it came from.
 
-    `layout` says how the cores were counted ("2 x 16", "4 clusters x 12", "2 drawers x 1 x 1 x 1"), so a
+    `layout` says how the cores were counted ("2 x 16", "4 clusters x 12", "2 drawers x 1 books x ..."), so a
     reader sees the arithmetic behind `physical_cores`. `numa_cpus` keeps memory-only nodes (no CPUs: HBM,
     CXL, POWER's empty nodes) with an empty list.
     """
