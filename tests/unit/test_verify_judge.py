@@ -18,7 +18,7 @@ from tooling.verify.judge import (
     judge_version,
     overall,
 )
-from tooling.verify.profiles import Band, VersionRule, load_profile
+from tooling.verify.profiles import Band, Profile, VersionRule, load_profile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
 SANDBOX = load_profile("sandbox")
@@ -57,6 +57,7 @@ def cuda_node(**overrides: dict[str, Any]) -> dict[str, Any]:
         "nvidia_smi": ok(fixture("nvidia_smi_4gpu.csv")),
         "nvcc": ok(fixture("nvcc_12.4.txt")),
         "nccl_allreduce": ok(fixture("all_reduce_perf_4gpu_ok.txt")),
+        "cpu_throttle": ok(fixture("cpu_thermal_throttle_4cpu.txt")),
     }
     commands.update(overrides)
     return {"accelerator": "cuda", "commands": commands}
@@ -232,11 +233,19 @@ def test_healthy_gpu_node_passes_production() -> None:
         "torch.version": "PASS",
         "torch.gloo": "PASS",
         "torch.nccl": "PASS",
+        "cpu.thermal_throttle": "PASS",
         "gpu.count": "PASS",
         "cuda.version": "PASS",
         "nccl.busbw": "PASS",
+        # Without `nvidia-smi -q -x` the count comes from the CSV and the GPU health was not looked at.
+        "cuda.driver": "WARN",
+        "gpu.memory_errors": "WARN",
+        "gpu.pcie_link": "WARN",
+        "gpu.thermal_throttle": "WARN",
+        "gpu.modes": "WARN",
     }
-    assert by["gpu.count"].measured == "4 x NVIDIA H100 80GB HBM3"
+    assert by["gpu.modes"].reason == "not checked: nvidia-smi -q -x: no output collected"
+    assert by["gpu.count"].measured == "4 x NVIDIA H100 80GB HBM3, 81559 MiB"
     assert by["nccl.busbw"].measured.startswith("353.1 GB/s @ 256 MiB")
 
 
@@ -353,3 +362,170 @@ def test_overall_and_counts() -> None:
     assert overall(rows) == "WARN"
     assert counts(rows) == {"PASS": 1, "WARN": 1, "FAIL": 0, "SKIP": 1}
     assert overall([]) == "PASS"
+
+
+# --- CPU topology, NUMA and throttling on real outputs of other architectures ----------------------------
+
+
+def judge_one(profile: Profile, **commands: dict[str, Any]) -> dict[str, CheckResult]:
+    return rows_for(judge_all(profile, ["n1"], {"n1": cuda_node(**commands)}, None, {}), "n1")
+
+
+def test_arm_lscpu_without_socket_count_is_judged_on_its_cores() -> None:
+    by = judge_one(PRODUCTION, lscpu=ok(fixture("lscpu_a64fx_clusters.txt")))
+    cores = by["cpu.cores"]
+    assert (cores.status, cores.measured) == ("WARN", "48 cores (4 clusters x 12, 1 thr/core)")
+    assert cores.reason == "above the planned 32; A64FX"
+    small = judge_one(PRODUCTION, lscpu=ok(fixture("lscpu_neoverse_n1_cluster.txt")))["cpu.cores"]
+    assert (small.status, small.reason) == ("FAIL", "below the minimum 16; Neoverse-N1")
+    s390x = judge_one(SANDBOX, lscpu=ok(fixture("lscpu_s390x_drawers.txt")))["cpu.cores"]
+    assert (s390x.status, s390x.measured) == (
+        "PASS",
+        "2 cores (2 drawers x 1 books x 1 sockets x 1, 1 thr/core)",
+    )
+
+
+def test_parsable_lscpu_is_preferred_and_the_summary_names_the_model() -> None:
+    by = judge_one(PRODUCTION, lscpu_parse=ok(fixture("lscpu_parsable_2socket.txt")))
+    assert by["cpu.cores"].measured == "8 cores (2 x 4, 2 thr/core)"
+    assert by["cpu.cores"].reason == "below the minimum 16; Intel(R) Xeon(R) Platinum 8462Y+"
+
+
+def test_memory_only_numa_nodes_are_named_not_counted() -> None:
+    by = judge_one(PRODUCTION, numactl=ok(fixture("numactl_aurora_hbm.txt")))
+    numa = by["numa.nodes"]
+    assert (numa.status, numa.measured) == ("PASS", "2")
+    assert numa.reason.endswith("node2: memory only 64 GiB, node3: memory only 64 GiB")
+    no_numactl = judge_one(
+        PRODUCTION,
+        numactl={"rc": 127, "stdout": "", "stderr": "sh: 1: numactl: not found"},
+        lscpu=ok(fixture("lscpu_power9_memory_only_numa.txt")),
+    )["numa.nodes"]
+    assert (no_numactl.status, no_numactl.measured) == ("WARN", "2")
+    assert no_numactl.reason.endswith("(count from lscpu); memory-only nodes 252, 253, 254, 255")
+
+
+@pytest.mark.parametrize(("count", "status"), [("0", "PASS"), ("1", "WARN"), ("2", "FAIL"), ("37", "FAIL")])
+def test_cpu_thermal_throttle_band(count: str, status: str) -> None:
+    text = fixture("cpu_thermal_throttle_4cpu.txt").replace(
+        "cpu1/thermal_throttle/package_throttle_count:0",
+        f"cpu1/thermal_throttle/package_throttle_count:{count}",
+    )
+    row = judge_one(PRODUCTION, cpu_throttle=ok(text))["cpu.thermal_throttle"]
+    assert (row.status, row.measured, row.expected) == (
+        status,
+        f"{count} (largest counter since boot)",
+        "<= 1 events (target <= 0)",
+    )
+    assert row.reason.endswith("throttled CPUs: 1" if count != "0" else "no CPU throttled since boot")
+
+
+def test_cpu_thermal_throttle_absent_skips() -> None:
+    row = judge_one(PRODUCTION, cpu_throttle=ok(""))["cpu.thermal_throttle"]
+    assert (row.status, row.reason) == (
+        "SKIP",
+        "no thermal_throttle counters on this kernel (not Intel, or a VM)",
+    )
+    node = cuda_node()
+    del node["commands"]["cpu_throttle"]
+    row = rows_for(judge_all(PRODUCTION, ["n1"], {"n1": node}, None, {}), "n1")["cpu.thermal_throttle"]
+    assert (row.status, row.reason) == ("SKIP", "thermal_throttle counters not collected by this run")
+
+
+# --- GPUs from nvidia-smi -q -x --------------------------------------------------------------------------
+
+ONE_GPU = PRODUCTION.model_copy(update={"gpus_per_node": Band(min=1)})
+
+
+def test_gpu_rows_from_the_xml() -> None:
+    by = judge_one(ONE_GPU, nvidia_smi_xml=ok(fixture("nvidia_smi_q_x_a100_mig.xml")))
+    assert (by["gpu.count"].status, by["gpu.count"].measured) == (
+        "PASS",
+        "1 x NVIDIA A100-SXM4-40GB, 40960 MiB",
+    )
+    assert by["gpu.count"].reason == "within range; driver 510.47.03"
+    driver = by["cuda.driver"]
+    assert (driver.status, driver.measured, driver.reason) == (
+        "FAIL",
+        "CUDA 11.6 (driver 510.47.03)",
+        "older than the minimum 12.1",
+    )
+    assert by["gpu.memory_errors"].status == "PASS"
+    assert by["gpu.pcie_link"].status == "PASS"
+    assert (by["gpu.thermal_throttle"].status, by["gpu.thermal_throttle"].measured) == ("PASS", "0 of 1 GPUs")
+    assert by["gpu.modes"].status == "WARN"
+
+
+def test_cuda_13_driver_passes_the_cuda_rule() -> None:
+    text = fixture("nvidia_smi_q_x_rtx4090_driver535.xml").replace(
+        "<cuda_version>12.2<", "<cuda_version>13.0<"
+    )
+    driver = judge_one(ONE_GPU, nvidia_smi_xml=ok(text))["cuda.driver"]
+    assert (driver.status, driver.measured) == ("PASS", "CUDA 13.0 (driver 535.86.05)")
+
+
+def test_gpu_held_by_heat_warns_then_fails() -> None:
+    hot = fixture("nvidia_smi_q_x_rtx4090_driver535.xml").replace(
+        "<clocks_event_reason_hw_thermal_slowdown>Not Active<",
+        "<clocks_event_reason_hw_thermal_slowdown>Active<",
+    )
+    row = judge_one(ONE_GPU, nvidia_smi_xml=ok(hot))["gpu.thermal_throttle"]
+    assert (row.status, row.measured) == ("WARN", "1 of 1 GPUs")
+    assert row.reason == "above the planned 0; GPU 0 (00000000:84:00.0): hw_thermal_slowdown"
+    strict = ONE_GPU.model_copy(update={"thermal_throttle_events": Band(max=0)})
+    assert judge_one(strict, nvidia_smi_xml=ok(hot))["gpu.thermal_throttle"].status == "FAIL"
+
+
+def test_default_table_instead_of_csv_and_xml_is_one_clear_fail() -> None:
+    table = ok(fixture("nvidia_smi_default_table_b200_cut.txt"))
+    rows = judge_all(PRODUCTION, ["n1"], {"n1": cuda_node(nvidia_smi=table, nvidia_smi_xml=table)}, None, {})
+    count = rows_for(rows, "n1")["gpu.count"]
+    assert count.status == "FAIL" and count.measured == "-"
+    assert count.reason.startswith(
+        "nvidia-smi -q -x: got nvidia-smi's default table (version 610.43.02, 2 GPU"
+    )
+    assert [r.check for r in rows].count("gpu.count") == 1
+
+
+def test_unreadable_xml_falls_back_to_the_csv_count() -> None:
+    by = judge_one(PRODUCTION, nvidia_smi_xml={"rc": 6, "stdout": "", "stderr": "Unknown Error"})
+    assert by["gpu.count"].status == "PASS"
+    assert by["gpu.pcie_link"].status == "WARN"
+    assert by["gpu.pcie_link"].reason == "not checked: nvidia-smi -q -x failed (rc 6): Unknown Error"
+
+
+# --- nccl-tests cut off or failed ------------------------------------------------------------------------
+
+
+def test_nccl_table_without_its_footer_fails() -> None:
+    row = judge_one(PRODUCTION, nccl_allreduce=ok(fixture("all_reduce_perf_8xh200_cut.txt")))["nccl.busbw"]
+    assert row.status == "FAIL"
+    assert row.measured == "stopped after 16384 MiB (1 sizes, 8 ranks on vm)"
+    assert row.reason == "incomplete: no 'Avg bus bandwidth' line, the run was cut off or a rank died"
+
+
+def test_complete_nccl_run_passes_with_ranks_and_hosts() -> None:
+    row = judge_one(PRODUCTION, nccl_allreduce=ok(fixture("all_reduce_perf_8xh200_azure.txt")))["nccl.busbw"]
+    assert (row.status, row.measured) == ("PASS", "480.0 GB/s @ 16384 MiB (avg 480.1, 8 ranks on vm)")
+
+
+def test_nccl_failure_keeps_what_nccl_tests_printed() -> None:
+    text = fixture("all_reduce_perf_cuda_failure.txt")
+    row = judge_one(PRODUCTION, nccl_allreduce={"rc": 1, "stdout": text, "stderr": ""})["nccl.busbw"]
+    assert row.status == "FAIL"
+    assert row.reason == (
+        "all_reduce_perf failed (rc 1): node1: Test CUDA failure common.cu:1042 'unknown error'; "
+        ".. node1 pid 41207: Test failure common.cu:891"
+    )
+    with_stderr = {"rc": 1, "stdout": text, "stderr": "mpirun noticed that process rank 0 exited on signal 6"}
+    reason = judge_one(PRODUCTION, nccl_allreduce=with_stderr)["nccl.busbw"].reason
+    assert reason.endswith("common.cu:891; mpirun noticed that process rank 0 exited on signal 6")
+
+
+def test_nccl_run_cut_before_its_first_row_fails() -> None:
+    text = fixture("all_reduce_perf_16xh100_header_cut.txt")
+    row = judge_one(PRODUCTION, nccl_allreduce=ok(text))["nccl.busbw"]
+    assert (row.status, row.reason) == (
+        "FAIL",
+        "incomplete: stopped before its first result, 13 ranks on h100-2, h100-4",
+    )

@@ -24,7 +24,7 @@ def test_lscpu_plain_and_json_agree_on_this_machine() -> None:
     plain = p.parse_lscpu(fixture("lscpu_vm_1socket.txt"))
     as_json = p.parse_lscpu_json(fixture("lscpu_vm_1socket.json"))
     assert plain == as_json
-    assert (plain.sockets, plain.cores_per_socket, plain.threads_per_core) == (1, 2, 1)
+    assert (plain.sockets, plain.layout, plain.threads_per_core) == (1, "1 x 2", 1)
     assert plain.physical_cores == 2 and plain.logical_cpus == 2
     assert plain.model_name == "AMD EPYC"
     assert plain.numa_cpus == {0: [0, 1]}
@@ -61,6 +61,133 @@ def test_lscpu_json_nested_children_layout() -> None:
     )
     info = p.parse_lscpu_json(nested)
     assert (info.physical_cores, info.model_name, info.numa_cpus) == (4, "Xeon", {0: list(range(8))})
+
+
+# --- CPU topology on every architecture lscpu describes (fixtures/verify/README.md cites each output) ---
+
+
+@pytest.mark.parametrize(
+    ("name", "cores", "threads", "layout", "sockets"),
+    [
+        # Fujitsu A64FX: "Socket(s): -", the cores hang off 4 clusters (CMGs).
+        ("lscpu_a64fx_clusters.txt", 48, 1, "4 clusters x 12", None),
+        # Neoverse-N1 (Ampere Altra class) as Debian's arm64 builders print it.
+        ("lscpu_neoverse_n1_cluster.txt", 12, 1, "1 clusters x 12", None),
+        # IBM z: cores per socket, sockets per book, books per drawer, drawers.
+        ("lscpu_s390x_drawers.txt", 2, 1, "2 drawers x 1 books x 1 sockets x 1", 2),
+        # POWER9 with 4 threads per core.
+        ("lscpu_power9_memory_only_numa.txt", 32, 4, "2 x 16", 2),
+    ],
+)
+def test_lscpu_counts_cores_on_any_topology(
+    name: str, cores: int, threads: int, layout: str, sockets: int | None
+) -> None:
+    info = p.parse_lscpu(fixture(name))
+    assert (info.physical_cores, info.threads_per_core, info.layout, info.sockets) == (
+        cores,
+        threads,
+        layout,
+        sockets,
+    )
+    assert info.logical_cpus == cores * threads
+
+
+def test_lscpu_keeps_memory_only_numa_nodes_apart() -> None:
+    info = p.parse_lscpu(fixture("lscpu_power9_memory_only_numa.txt"))
+    assert info.numa_nodes == 6
+    assert info.cpu_numa_nodes == [0, 8]
+    assert info.memory_only_numa_nodes == [252, 253, 254, 255]
+
+
+def test_lscpu_sums_core_types_of_a_hybrid_cpu() -> None:
+    # An 8-CPU phone SoC with three core types, cut after the second type's section (the copy at hand
+    # stops there): each type has its own section; the cores are the sum, wrapped Flags lines are skipped.
+    info = p.parse_lscpu(fixture("lscpu_arm_hybrid_cut.txt"))
+    assert (info.physical_cores, info.layout) == (5, "1 x 3 + 1 x 2")
+    assert info.model_name == "Cortex-A510 + Cortex-A710"
+
+
+def test_lscpu_without_any_container_count_divides_cpus_by_threads() -> None:
+    text = fixture("lscpu_neoverse_n1_cluster.txt").replace(
+        "Cluster(s):                              1\n", ""
+    )
+    info = p.parse_lscpu(text)
+    assert (info.physical_cores, info.layout) == (12, "12 online CPUs / 1 thr per core")
+
+
+def test_lscpu_translated_output_is_a_clear_error() -> None:
+    # A German-locale lscpu (a node whose login shell sets LANG=de_DE): the keys are not lscpu's C keys.
+    with pytest.raises(p.ParseError, match="LC_ALL=C"):
+        p.parse_lscpu(fixture("lscpu_german_locale.txt"))
+
+
+@pytest.mark.parametrize(
+    ("name", "logical", "cores", "threads", "layout", "numa"),
+    [
+        ("lscpu_parsable_4core_ht.txt", 8, 4, 2, "1 x 4", {0: list(range(8))}),
+        (
+            "lscpu_parsable_2socket.txt",
+            16,
+            8,
+            2,
+            "2 x 4",
+            {0: [0, 1, 2, 3, 8, 9, 10, 11], 1: [4, 5, 6, 7, 12, 13, 14, 15]},
+        ),
+    ],
+)
+def test_lscpu_parsable(name: str, logical: int, cores: int, threads: int, layout: str, numa: dict) -> None:
+    info = p.parse_lscpu_parsable(fixture(name))
+    assert (info.logical_cpus, info.physical_cores, info.threads_per_core, info.layout) == (
+        logical,
+        cores,
+        threads,
+        layout,
+    )
+    assert info.numa_cpus == numa
+
+
+def test_lscpu_parsable_without_socket_ids_counts_distinct_cores() -> None:
+    # The 2-socket table with its Socket column emptied, as lscpu prints it where firmware gives no socket.
+    rows = fixture("lscpu_parsable_2socket.txt").splitlines()
+    blanked = [
+        r if r.startswith("#") else ",".join(c if i != 2 else "" for i, c in enumerate(r.split(",")))
+        for r in rows
+    ]
+    info = p.parse_lscpu_parsable("\n".join(blanked))
+    assert (info.physical_cores, info.sockets) == (8, None)
+    assert info.layout == "8 distinct cores over unnumbered sockets"
+
+
+def test_lscpu_parsable_errors() -> None:
+    with pytest.raises(p.ParseError, match=r"no '# CPU,Core,\.\.\.' column header"):
+        p.parse_lscpu_parsable("0,0,0,0\n")
+    with pytest.raises(p.ParseError, match="no CPU rows"):
+        p.parse_lscpu_parsable("# CPU,Core,Socket,Node\n")
+    with pytest.raises(p.ParseError, match="unreadable row"):
+        p.parse_lscpu_parsable("# CPU,Core,Socket,Node\nx,0,0,0\n")
+
+
+def test_cpu_throttle_counters() -> None:
+    throttle = p.parse_cpu_throttle(fixture("cpu_thermal_throttle_4cpu.txt"))
+    assert throttle is not None
+    assert sorted(throttle.core_counts) == [0, 1, 2, 3] and throttle.worst == 0
+    assert throttle.throttled_cpus == []
+    hot = fixture("cpu_thermal_throttle_4cpu.txt").replace(
+        "cpu2/thermal_throttle/core_throttle_count:0", "cpu2/thermal_throttle/core_throttle_count:142"
+    )
+    hot_throttle = p.parse_cpu_throttle(hot)
+    assert hot_throttle is not None and (hot_throttle.worst, hot_throttle.throttled_cpus) == (142, [2])
+    assert p.parse_cpu_throttle("") is None  # AMD, ARM, VMs: no counters
+    with pytest.raises(p.ParseError, match="no \\*_throttle_count lines"):
+        p.parse_cpu_throttle("grep: /sys/devices/system/cpu/cpu0/thermal_throttle: Permission denied\n")
+
+
+def test_numactl_memory_only_hbm_nodes() -> None:
+    # Aurora (Sapphire Rapids with HBM in flat mode): nodes 2 and 3 are 64 GiB of HBM without CPUs.
+    info = p.parse_numactl_hardware(fixture("numactl_aurora_hbm.txt"))
+    assert info.count == 4
+    assert [len(n.cpus) for n in info.nodes] == [104, 104, 0, 0]
+    assert info.nodes[2].size_mb == 65536
 
 
 def test_numactl_one_node_recorded() -> None:
@@ -134,6 +261,19 @@ def test_nvidia_smi_without_driver() -> None:
         p.parse_nvidia_smi_csv(fixture("nvidia_smi_no_driver.txt"))
 
 
+def test_nvidia_smi_default_table_is_one_clear_error() -> None:
+    for name, version, rows in (
+        ("nvidia_smi_default_table_b200_cut.txt", "610.43.02", 2),
+        ("nvidia_smi_default_table_titan_xp.txt", "450.57", 1),
+    ):
+        with pytest.raises(p.ParseError) as info:
+            p.parse_nvidia_smi_csv(fixture(name))
+        assert info.value.reason.startswith(
+            f"got nvidia-smi's default table (version {version}, {rows} GPU row(s))"
+        )
+        assert "--format=csv,noheader" in info.value.reason
+
+
 def test_nvcc_release() -> None:
     assert p.parse_nvcc_version(fixture("nvcc_12.4.txt")) == "12.4"
     assert p.parse_nvcc_version(fixture("nvcc_11.8.txt")) == "11.8"
@@ -162,6 +302,30 @@ def test_all_reduce_perf_cuda_failure_keeps_the_reason() -> None:
     result = p.parse_all_reduce_perf(fixture("all_reduce_perf_cuda_failure.txt"))
     assert not result.rows and result.avg_busbw_gbs is None
     assert result.errors[0] == "node1: Test CUDA failure common.cu:1042 'unknown error'"
+
+
+def test_all_reduce_perf_complete_run_names_ranks_and_hosts() -> None:
+    result = p.parse_all_reduce_perf(fixture("all_reduce_perf_8xh200_azure.txt"))
+    assert result.complete and result.avg_busbw_gbs == pytest.approx(480.11)
+    assert (result.ranks, result.hosts, result.gpus) == (8, ("vm",), 8)
+    assert result.largest is not None and result.largest.oop_busbw == pytest.approx(479.97)
+
+
+def test_all_reduce_perf_cut_before_the_footer_is_incomplete() -> None:
+    # The same run cut after its last row: the rows are there, the verdict lines are not.
+    result = p.parse_all_reduce_perf(fixture("all_reduce_perf_8xh200_cut.txt"))
+    assert len(result.rows) == 1 and not result.complete
+    assert result.avg_busbw_gbs is None and result.out_of_bounds is None
+    ok = p.parse_all_reduce_perf(fixture("all_reduce_perf_4gpu_ok.txt"))
+    cut = "\n".join(fixture("all_reduce_perf_4gpu_ok.txt").splitlines()[:20])
+    assert ok.complete and not p.parse_all_reduce_perf(cut).complete
+
+
+def test_all_reduce_perf_cut_in_its_header() -> None:
+    # 16 ranks on two H100 nodes (PCI domains 0002/0003), the copy ending inside rank 12's line.
+    result = p.parse_all_reduce_perf(fixture("all_reduce_perf_16xh100_header_cut.txt"))
+    assert (result.ranks, result.hosts) == (13, ("h100-2", "h100-4"))
+    assert not result.rows and not result.errors and not result.complete
 
 
 def test_all_reduce_perf_without_root_column() -> None:
@@ -199,6 +363,7 @@ def test_version_helpers() -> None:
 ALL_PARSERS: list[Callable[[str], Any]] = [
     p.parse_lscpu,
     p.parse_lscpu_json,
+    p.parse_lscpu_parsable,
     p.parse_numactl_hardware,
     p.parse_meminfo,
     p.parse_free_bytes,
@@ -210,6 +375,7 @@ ALL_PARSERS: list[Callable[[str], Any]] = [
     p.parse_all_reduce_perf,
     p.parse_iperf3_json,
     p.parse_gloo_probe,
+    p.parse_cpu_throttle,
 ]
 
 
@@ -225,6 +391,9 @@ def test_empty_or_garbage_gives_a_parse_error_naming_the_tool(
         return
     if parser is p.parse_nvidia_smi_csv and name == "garbage.txt":
         assert p.parse_nvidia_smi_csv(text).count == 0
+        return
+    if parser is p.parse_cpu_throttle and name == "empty.txt":
+        assert p.parse_cpu_throttle(text) is None  # no counters on this kernel: a SKIP, not an error
         return
     with pytest.raises(p.ParseError) as info:
         parser(text)

@@ -8,6 +8,9 @@ from typing import Any
 
 import yaml
 
+from tooling.verify import nvidia_xml
+from tooling.verify.parsers import NVIDIA_SMI_CSV_COMMAND
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "verify.yml"
 PAIR_TASKS = ROOT / "playbooks" / "tasks" / "verify_iperf_pair.yml"
@@ -60,3 +63,23 @@ def test_probe_script_is_standalone() -> None:
     probe = (ROOT / "tooling" / "probes" / "gloo_allreduce.py").read_text()
     assert "import tooling" not in probe and "from tooling" not in probe
     assert "from ddp" not in probe and "import ddp" not in probe
+
+
+def test_cpu_topology_best_source_first_in_the_c_locale() -> None:
+    plays = yaml.safe_load(PLAYBOOK.read_text())
+    tasks = plays[0]["tasks"]
+    commands = [t.get("ansible.builtin.command") for t in tasks[:3]]
+    assert commands == ["lscpu -p=CPU,CORE,SOCKET,NODE", "lscpu -J", "lscpu"]
+    assert all(t["environment"] == {"LC_ALL": "C"} for t in tasks[:3])
+
+
+def test_new_sources_are_published_under_the_names_the_judge_reads() -> None:
+    plays = yaml.safe_load(PLAYBOOK.read_text())
+    publish = next(t for t in plays[0]["tasks"] if t["name"] == "Publish the raw outputs")
+    published = publish["vars"]["_verify_record"]["commands"]
+    assert {"lscpu_parse", "cpu_throttle", "nvidia_smi_xml"} <= set(published)
+    gpu_block = next(t for t in plays[0]["tasks"] if t["name"] == "Inspect GPUs")
+    by_register = {t.get("register"): t for t in gpu_block["block"]}
+    # The commands the parsers' error messages name are the ones the playbook runs.
+    assert by_register["_v_nvidia_smi_xml"]["ansible.builtin.command"] == nvidia_xml.COMMAND
+    assert by_register["_v_nvidia_smi"]["ansible.builtin.command"] == NVIDIA_SMI_CSV_COMMAND

@@ -8,6 +8,7 @@ judged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -15,7 +16,9 @@ from typing import Any, TypeVar
 from tooling.findings import CLUSTER
 from tooling.findings import Finding as CheckResult  # verify-node's name for the shared finding row
 from tooling.verdicts import Status
+from tooling.verify import gpu_health
 from tooling.verify import parsers as p
+from tooling.verify.nvidia_xml import NvidiaSmiReport, parse_nvidia_smi_xml
 from tooling.verify.profiles import Band, Profile, VersionRule
 
 _SEVERITY: dict[str, int] = {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2}
@@ -195,17 +198,60 @@ class _Checker:
         return None
 
 
+def _quiet_parse(c: _Checker, sources: Iterable[tuple[str, Callable[[str], T]]]) -> T | None:
+    """The first source that ran and parsed, adding no row: for details a better source lacks."""
+    for command, parse in sources:
+        out = c.node.commands.get(command)
+        if out is None or out.skipped or out.rc not in (0, None):
+            continue
+        try:
+            return parse(out.stdout)
+        except p.ParseError:
+            continue
+    return None
+
+
 def _cpu_checks(c: _Checker, profile: Profile) -> p.CpuInfo | None:
+    """Cores from the best source that answered: `lscpu -p` (per-CPU rows from the kernel's topology, right
+    on any architecture), then `lscpu -J`, then plain lscpu. Returns the summary form (JSON or text) when
+    there is one, for NUMA: only it lists memory-only nodes."""
     expected = profile.cpu_cores.describe("cores")
-    cpu = c.parsed("cpu.cores", expected, [("lscpu_json", p.parse_lscpu_json), ("lscpu", p.parse_lscpu)])
-    if cpu is not None:
-        status, reason = judge_band(cpu.physical_cores, profile.cpu_cores)
-        measured = (
-            f"{cpu.physical_cores} cores ({cpu.sockets} x {cpu.cores_per_socket}, "
-            f"{cpu.threads_per_core} thr/core)"
+    summary_sources = [("lscpu_json", p.parse_lscpu_json), ("lscpu", p.parse_lscpu)]
+    cpu = c.parsed("cpu.cores", expected, [("lscpu_parse", p.parse_lscpu_parsable), *summary_sources])
+    if cpu is None:
+        return None
+    summary = _quiet_parse(c, summary_sources)
+    model = cpu.model_name or (summary.model_name if summary else None)
+    status, reason = judge_band(cpu.physical_cores, profile.cpu_cores)
+    measured = f"{cpu.physical_cores} cores ({cpu.layout}, {cpu.threads_per_core} thr/core)"
+    notes = [reason, model or "unknown model"]
+    if cpu.offline_cpus:
+        notes.append(f"{cpu.offline_cpus} CPUs offline, not counted")
+    c.add("cpu.cores", status, measured, expected, "; ".join(notes))
+    return summary or cpu
+
+
+def _cpu_throttle_check(c: _Checker, profile: Profile) -> None:
+    """Intel's per-CPU thermal throttle counters; kernels without them (AMD, ARM, most VMs) SKIP."""
+    check, expected = "cpu.thermal_throttle", profile.thermal_throttle_events.describe("events")
+    out = c.node.commands.get("cpu_throttle")
+    if out is None or out.skipped:
+        c.add(check, "SKIP", "-", expected, "thermal_throttle counters not collected by this run")
+        return
+    try:
+        throttle = p.parse_cpu_throttle(out.stdout)
+    except p.ParseError as exc:
+        c.add(check, "FAIL", "-", expected, str(exc))
+        return
+    if throttle is None:
+        c.add(
+            check, "SKIP", "-", expected, "no thermal_throttle counters on this kernel (not Intel, or a VM)"
         )
-        c.add("cpu.cores", status, measured, expected, f"{reason}; {cpu.model_name or 'unknown model'}")
-    return cpu
+        return
+    status, reason = judge_band(throttle.worst, profile.thermal_throttle_events)
+    hot = throttle.throttled_cpus
+    where = f"throttled CPUs: {', '.join(map(str, hot[:16]))}" if hot else "no CPU throttled since boot"
+    c.add(check, status, f"{throttle.worst} (largest counter since boot)", expected, f"{reason}; {where}")
 
 
 def _memory_check(c: _Checker, profile: Profile) -> None:
@@ -228,20 +274,29 @@ def _numa_check(c: _Checker, profile: Profile, cpu: p.CpuInfo | None) -> None:
         except p.ParseError as exc:
             c.add("numa.nodes", "FAIL", "-", expected, str(exc))
             return
-        status, reason = judge_band(numa.count, profile.numa_nodes)
-        sizes = ", ".join(f"node{n.node}: {len(n.cpus)} cpus {n.size_mb / 1024:.0f} GiB" for n in numa.nodes)
-        c.add("numa.nodes", status, str(numa.count), expected, f"{reason}; {sizes}")
+        # Ranks are pinned to nodes with CPUs; memory-only nodes (HBM, CXL) are named, not counted.
+        with_cpus = [n for n in numa.nodes if n.cpus]
+        status, reason = judge_band(len(with_cpus), profile.numa_nodes)
+        sizes = ", ".join(
+            f"node{n.node}: {len(n.cpus)} cpus {n.size_mb / 1024:.0f} GiB"
+            if n.cpus
+            else f"node{n.node}: memory only {n.size_mb / 1024:.0f} GiB"
+            for n in numa.nodes
+        )
+        c.add("numa.nodes", status, str(len(with_cpus)), expected, f"{reason}; {sizes}")
         return
     why = "numactl: no output collected" if out is None else f"numactl failed (rc {out.rc}): {out.error()}"
-    if cpu is not None and cpu.numa_nodes:
+    if cpu is not None and cpu.cpu_numa_nodes:
         # lscpu still knows the topology; the missing numactl (needed for pinning) is the finding.
-        status, reason = judge_band(cpu.numa_nodes, profile.numa_nodes)
+        status, reason = judge_band(len(cpu.cpu_numa_nodes), profile.numa_nodes)
+        memory_only = cpu.memory_only_numa_nodes
+        extra = f"; memory-only nodes {', '.join(map(str, memory_only))}" if memory_only else ""
         c.add(
             "numa.nodes",
             "WARN" if status == "PASS" else status,
-            str(cpu.numa_nodes),
+            str(len(cpu.cpu_numa_nodes)),
             expected,
-            f"{why} (count from lscpu)",
+            f"{why} (count from lscpu){extra}",
         )
     else:
         c.add("numa.nodes", "FAIL", "-", expected, why)
@@ -305,14 +360,41 @@ def _torch_checks(c: _Checker, profile: Profile) -> None:
         )
 
 
-def _gpu_checks(c: _Checker, profile: Profile) -> None:
-    checks = ("gpu.count", "cuda.version", "nccl.busbw")
-    if c.node.accelerator != "cuda":
-        for check in checks:
-            c.add(check, "SKIP", "-", "cuda hosts only", f"accelerator is {c.node.accelerator}")
-        return
+# Read from `nvidia-smi -q -x` only; without it they WARN as "not checked" (the count has a CSV fallback).
+XML_CHECKS = ("cuda.driver", "gpu.memory_errors", "gpu.pcie_link", "gpu.thermal_throttle", "gpu.modes")
+GPU_CHECKS = ("gpu.count", *XML_CHECKS, "cuda.version", "nccl.busbw")
+
+
+def _xml_report(c: _Checker) -> tuple[NvidiaSmiReport | None, str]:
+    """The parsed `nvidia-smi -q -x`, or None and why not."""
+    out = c.node.commands.get("nvidia_smi_xml")
+    if out is None:
+        return None, "nvidia-smi -q -x: no output collected"
+    if out.skipped:
+        return None, out.skip_reason or "nvidia-smi -q -x was skipped"
+    if out.rc not in (0, None):
+        return None, f"nvidia-smi -q -x failed (rc {out.rc}): {out.error()}"
+    try:
+        return parse_nvidia_smi_xml(out.stdout), ""
+    except p.ParseError as exc:
+        return None, str(exc)
+
+
+def _gpu_count(c: _Checker, profile: Profile, report: NvidiaSmiReport | None) -> None:
+    """The count from `nvidia-smi -q -x`, else from the CSV query (a failed row names both sources)."""
     expected = profile.gpus_per_node.describe("GPUs")
-    inv = c.parsed("gpu.count", expected, [("nvidia_smi", p.parse_nvidia_smi_csv)])
+    inv = (
+        report.inventory()
+        if report is not None
+        else c.parsed(
+            "gpu.count",
+            expected,
+            [
+                ("nvidia_smi_xml", lambda text: parse_nvidia_smi_xml(text).inventory()),
+                ("nvidia_smi", p.parse_nvidia_smi_csv),
+            ],
+        )
+    )
     if inv is not None:
         status, reason = judge_band(inv.count, profile.gpus_per_node)
         models = ", ".join(inv.models) or "none"
@@ -321,25 +403,86 @@ def _gpu_checks(c: _Checker, profile: Profile) -> None:
             status, reason = "FAIL", f"nvidia-smi cannot read every GPU: {'; '.join(inv.errors)}"
         elif len(inv.drivers) > 1:
             status, reason = "WARN", f"mixed driver versions {drivers}"
-        c.add("gpu.count", status, f"{inv.count} x {models}", expected, f"{reason}; driver {drivers}")
+        memory = sorted({g.memory_mib for g in inv.gpus if g.memory_mib})
+        sizes = f", {'/'.join(f'{m} MiB' for m in memory)}" if memory else ""
+        c.add("gpu.count", status, f"{inv.count} x {models}{sizes}", expected, f"{reason}; driver {drivers}")
 
+
+def _gpu_health(c: _Checker, profile: Profile, report: NvidiaSmiReport | None, why_not: str) -> None:
+    if report is None:
+        for check in XML_CHECKS:
+            c.add(check, "WARN", "-", "read from nvidia-smi -q -x", f"not checked: {why_not}")
+        return
     expected = f"CUDA {profile.cuda.describe()}"
-    release = c.parsed("cuda.version", expected, [("nvcc", p.parse_nvcc_version)])
-    if release is not None:
-        status, reason = judge_version(release, profile.cuda)
-        c.add("cuda.version", status, release, expected, reason)
+    if report.cuda is None:
+        c.add(
+            "cuda.driver",
+            "WARN",
+            "-",
+            expected,
+            f"driver {report.driver or '?'} did not report its CUDA version",
+        )
+    else:
+        status, reason = judge_version(report.cuda, profile.cuda)
+        c.add("cuda.driver", status, f"CUDA {report.cuda} (driver {report.driver or '?'})", expected, reason)
+    for verdict in (gpu_health.memory_errors(report), gpu_health.pcie_links(report)):
+        c.add(*verdict)
+    hot, details = gpu_health.thermal_events(report)
+    expected = profile.thermal_throttle_events.describe("GPUs held down by heat")
+    status, reason = judge_band(hot, profile.thermal_throttle_events)
+    c.add(
+        "gpu.thermal_throttle",
+        status,
+        f"{hot} of {len(report.gpus)} GPUs",
+        expected,
+        f"{reason}; {details}" if details else f"{reason}; no clock held down by heat or power",
+    )
+    c.add(*gpu_health.modes(report))
 
+
+def _nccl_check(c: _Checker, profile: Profile) -> None:
     expected = profile.nccl_busbw_gbs.describe("GB/s")
+    out = c.node.commands.get("nccl_allreduce")
+    if out is not None and not out.skipped and out.rc not in (0, None):
+        # nccl-tests prints why it stopped on stdout ("Test NCCL failure common.cu:..."), not stderr.
+        try:
+            said = p.parse_all_reduce_perf(out.stdout).errors
+        except p.ParseError:
+            said = []
+        parts = ([e for e in said if re.search(r"fail|error|abort|warn", e, re.IGNORECASE)] or said)[:3]
+        if out.stderr.strip() or not parts:
+            parts.append(out.error())
+        reason = "; ".join(parts)
+        c.add("nccl.busbw", "FAIL", "-", expected, f"all_reduce_perf failed (rc {out.rc}): {reason}")
+        return
     nccl = c.parsed("nccl.busbw", expected, [("nccl_allreduce", p.parse_all_reduce_perf)])
     if nccl is None:
         return
+    run = f", {nccl.ranks} ranks on {', '.join(nccl.hosts)}" if nccl.ranks else ""
     if not nccl.rows:
-        c.add("nccl.busbw", "FAIL", "-", expected, "all_reduce_perf failed: " + "; ".join(nccl.errors[:2]))
+        reason = (
+            "all_reduce_perf failed: " + "; ".join(nccl.errors[:2])
+            if nccl.errors
+            else f"incomplete: stopped before its first result{run}"
+        )
+        c.add("nccl.busbw", "FAIL", "-", expected, reason)
         return
     largest = nccl.largest
     assert largest is not None
     busbw = largest.oop_busbw
-    measured = f"{busbw:,.1f} GB/s @ {largest.size_bytes / 2**20:g} MiB (avg {nccl.avg_busbw_gbs or 0:,.1f})"
+    if not nccl.complete:
+        printed = f"; it printed: {'; '.join(nccl.errors[:2])}" if nccl.errors else ""
+        c.add(
+            "nccl.busbw",
+            "FAIL",
+            f"stopped after {largest.size_bytes / 2**20:g} MiB ({len(nccl.rows)} sizes{run})",
+            expected,
+            "incomplete: no 'Avg bus bandwidth' line, the run was cut off or a rank died" + printed,
+        )
+        return
+    measured = (
+        f"{busbw:,.1f} GB/s @ {largest.size_bytes / 2**20:g} MiB (avg {nccl.avg_busbw_gbs or 0:,.1f}{run})"
+    )
     if nccl.out_of_bounds_ok is False or nccl.wrong_rows:
         sizes = ", ".join(f"{r.size_bytes}" for r in nccl.wrong_rows[:4])
         c.add(
@@ -354,12 +497,29 @@ def _gpu_checks(c: _Checker, profile: Profile) -> None:
     c.add("nccl.busbw", status, measured, expected, reason)
 
 
+def _gpu_checks(c: _Checker, profile: Profile) -> None:
+    if c.node.accelerator != "cuda":
+        for check in GPU_CHECKS:
+            c.add(check, "SKIP", "-", "cuda hosts only", f"accelerator is {c.node.accelerator}")
+        return
+    report, why_not = _xml_report(c)
+    _gpu_count(c, profile, report)
+    _gpu_health(c, profile, report, why_not)
+    expected = f"CUDA {profile.cuda.describe()}"
+    release = c.parsed("cuda.version", expected, [("nvcc", p.parse_nvcc_version)])
+    if release is not None:
+        status, reason = judge_version(release, profile.cuda)
+        c.add("cuda.version", status, release, expected, reason)
+    _nccl_check(c, profile)
+
+
 def judge_node(node: NodeFacts, profile: Profile) -> list[CheckResult]:
     c = _Checker(node.host, node)
     c.add("ssh", "PASS", "reached", "reachable", f"accelerator {node.accelerator}")
     cpu = _cpu_checks(c, profile)
     _memory_check(c, profile)
     _numa_check(c, profile, cpu)
+    _cpu_throttle_check(c, profile)
     _disk_check(c, profile)
     _mpi_check(c, profile)
     _torch_checks(c, profile)

@@ -54,56 +54,147 @@ def _require(text: str, tool: str) -> str:
 
 @dataclass(frozen=True)
 class CpuInfo:
-    logical_cpus: int
-    sockets: int
-    cores_per_socket: int
-    threads_per_core: int
-    model_name: str | None
-    numa_cpus: dict[int, list[int]] = field(default_factory=dict)
+    """What the judge needs of a node's CPUs, whichever lscpu form it came from.
 
-    @property
-    def physical_cores(self) -> int:
-        return self.sockets * self.cores_per_socket
+    `layout` says how the cores were counted ("2 x 16", "4 clusters x 12", "2 drawers x 1 books x ..."), so a
+    reader sees the arithmetic behind `physical_cores`. `numa_cpus` keeps memory-only nodes (no CPUs: HBM,
+    CXL, POWER's empty nodes) with an empty list.
+    """
+
+    logical_cpus: int
+    physical_cores: int
+    threads_per_core: int
+    layout: str
+    model_name: str | None
+    sockets: int | None = None
+    numa_cpus: dict[int, list[int]] = field(default_factory=dict)
+    offline_cpus: int = 0
 
     @property
     def numa_nodes(self) -> int:
         return len(self.numa_cpus)
 
+    @property
+    def cpu_numa_nodes(self) -> list[int]:
+        return [node for node, cpus in self.numa_cpus.items() if cpus]
 
-def _cpu_info_from_fields(fields: dict[str, str], tool: str) -> CpuInfo:
-    def number(key: str) -> int:
-        value = fields.get(key)
-        if value is None:
-            raise ParseError(tool, f"no {key!r} line")
-        try:
-            return int(value)
-        except ValueError:
-            raise ParseError(tool, f"{key!r} is {value!r}, expected a number") from None
+    @property
+    def memory_only_numa_nodes(self) -> list[int]:
+        return [node for node, cpus in self.numa_cpus.items() if not cpus]
 
+
+def _count(value: str | None) -> int | None:
+    """A topology count, or None for lscpu's "-" (ARM firmware that does not say) and missing fields."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
+# One lscpu summary may describe several core types (big.LITTLE, Grace + Hopper hosts): each starts a
+# section at its own "Thread(s) per core"; cores are the sum over sections. Within a section the cores
+# hang off the deepest container lscpu names: sockets (x86, POWER), clusters (ARM without socket ids,
+# where lscpu prints "Socket(s): -"), or drawers > books > sockets (s390x).
+_SECTION_KEYS = (
+    "Thread(s) per core",
+    "Core(s) per socket",
+    "Core(s) per cluster",
+    "Socket(s)",
+    "Cluster(s)",
+    "Socket(s) per book",
+    "Book(s) per drawer",
+    "Book(s)",
+    "Drawer(s)",
+)
+
+
+def _section_cores(section: dict[str, str]) -> tuple[int, str, int | None] | None:
+    per_socket = _count(section.get("Core(s) per socket"))
+    per_cluster = _count(section.get("Core(s) per cluster"))
+    drawers = _count(section.get("Drawer(s)"))
+    books = _count(section.get("Book(s)"))
+    sockets = _count(section.get("Socket(s)"))
+    clusters = _count(section.get("Cluster(s)"))
+    if per_socket is not None:
+        per_book = _count(section.get("Socket(s) per book"))
+        per_drawer = _count(section.get("Book(s) per drawer"))
+        if drawers is not None and per_drawer is not None and per_book is not None:
+            sockets_total = drawers * per_drawer * per_book
+            layout = f"{drawers} drawers x {per_drawer} books x {per_book} sockets x {per_socket}"
+            return sockets_total * per_socket, layout, sockets_total
+        if books is not None and per_book is not None:
+            return (
+                books * per_book * per_socket,
+                f"{books} books x {per_book} sockets x {per_socket}",
+                books * per_book,
+            )
+        if sockets is not None:
+            return sockets * per_socket, f"{sockets} x {per_socket}", sockets
+    if per_cluster is not None and clusters is not None:
+        return clusters * per_cluster, f"{clusters} clusters x {per_cluster}", None
+    return None
+
+
+def _cpu_info_from_entries(entries: list[tuple[str, str]], tool: str) -> CpuInfo:
+    fields: dict[str, str] = {}
+    sections: list[dict[str, str]] = []
+    models: list[str] = []
+    for key, value in entries:
+        fields.setdefault(key, value)
+        if key == "Model name" and value and value != "-":
+            models.append(value)
+        if key == "Thread(s) per core":
+            sections.append({})
+        if key in _SECTION_KEYS and sections:
+            sections[-1].setdefault(key, value)
+    logical = _count(fields.get("CPU(s)"))
+    if logical is None:
+        raise ParseError(tool, f"'CPU(s)' is {fields.get('CPU(s)')!r}, expected a number of CPUs")
+    threads = [_count(s.get("Thread(s) per core")) for s in sections]
+    if not sections or None in threads:
+        raise ParseError(
+            tool, "no 'Thread(s) per core' number (is lscpu's output translated? run it with LC_ALL=C)"
+        )
+    counted = [_section_cores(s) for s in sections]
+    offline = len(expand_cpu_list(fields.get("Off-line CPU(s) list", "")))
+    tpc = max(t for t in threads if t is not None)
+    if None in counted:
+        # No container count at all (neither sockets, clusters nor books): the kernel still knows how many
+        # CPUs it runs and how many threads share a core, which is all the judge needs.
+        cores = (logical - offline) // max(tpc, 1)
+        layout = f"{logical - offline} online CPUs / {tpc} thr per core"
+        sockets = None
+    else:
+        known = [c for c in counted if c is not None]
+        cores = sum(c[0] for c in known)
+        layout = " + ".join(c[1] for c in known)
+        socket_counts = [c[2] for c in known if c[2] is not None]
+        sockets = max(socket_counts) if len(socket_counts) == len(known) else None
     numa: dict[int, list[int]] = {}
     for key, value in fields.items():
         match = re.fullmatch(r"NUMA node(\d+) CPU\(s\)", key)
         if match:
             numa[int(match.group(1))] = expand_cpu_list(value) if value.strip() else []
     return CpuInfo(
-        logical_cpus=number("CPU(s)"),
-        sockets=number("Socket(s)"),
-        cores_per_socket=number("Core(s) per socket"),
-        threads_per_core=number("Thread(s) per core"),
-        model_name=fields.get("Model name") or None,
+        logical_cpus=logical,
+        physical_cores=cores,
+        threads_per_core=tpc,
+        layout=layout,
+        model_name=" + ".join(dict.fromkeys(models)) or None,
+        sockets=sockets,
         numa_cpus=dict(sorted(numa.items())),
+        offline_cpus=offline,
     )
 
 
 def parse_lscpu(text: str) -> CpuInfo:
     """Plain `lscpu` (flat when piped, indented on a terminal: both are accepted)."""
     tool = "lscpu"
-    fields: dict[str, str] = {}
+    entries: list[tuple[str, str]] = []
     for line in _require(text, tool).splitlines():
         key, sep, value = line.strip().partition(":")
         if sep and key:
-            fields.setdefault(key.strip(), value.strip())
-    return _cpu_info_from_fields(fields, tool)
+            entries.append((key.strip(), value.strip()))
+    return _cpu_info_from_entries(entries, tool)
 
 
 def parse_lscpu_json(text: str) -> CpuInfo:
@@ -115,19 +206,123 @@ def parse_lscpu_json(text: str) -> CpuInfo:
         raise ParseError(tool, f"not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("lscpu"), list):
         raise ParseError(tool, "expected an object with an 'lscpu' list")
-    fields: dict[str, str] = {}
+    entries: list[tuple[str, str]] = []
 
-    def walk(entries: list[Any]) -> None:
-        for entry in entries:
+    def walk(items: list[Any]) -> None:
+        for entry in items:
             if not isinstance(entry, dict):
                 continue
             name = str(entry.get("field", "")).strip().rstrip(":")
             if name and entry.get("data") is not None:
-                fields.setdefault(name, str(entry["data"]).strip())
+                entries.append((name, str(entry["data"]).strip()))
             walk(entry.get("children") or [])
 
     walk(data["lscpu"])
-    return _cpu_info_from_fields(fields, tool)
+    return _cpu_info_from_entries(entries, tool)
+
+
+def parse_lscpu_parsable(text: str) -> CpuInfo:
+    """`lscpu -p=CPU,CORE,SOCKET,NODE`: one row per online CPU, read straight from the kernel's topology.
+
+    The best source: a core is a distinct (socket, core) pair whatever the architecture calls its
+    containers, so ARM servers without socket ids, s390x books and mixed core types all count right. The
+    header names the columns (older releases add cache columns after an empty one).
+    """
+    tool = "lscpu -p"
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    for line in _require(text, tool).splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            names = line.lstrip("#").strip()
+            if "," in names and names.split(",")[0].strip().upper() == "CPU":
+                header = [n.strip().upper() for n in names.split(",")]
+        elif line:
+            rows.append([cell.strip() for cell in line.split(",")])
+    if header is None or "CORE" not in header:
+        raise ParseError(tool, "no '# CPU,Core,...' column header")
+    if not rows:
+        raise ParseError(tool, "no CPU rows")
+    column = {name: i for i, name in enumerate(header) if name}
+    cores: dict[tuple[str, str], int] = {}
+    sockets: set[str] = set()
+    numa: dict[int, list[int]] = {}
+    for row in rows:
+        if len(row) < len(column) or not row[0].isdigit():
+            raise ParseError(tool, f"unreadable row {','.join(row)!r}")
+        socket = row[column["SOCKET"]] if "SOCKET" in column else ""
+        key = (socket, row[column["CORE"]])
+        cores[key] = cores.get(key, 0) + 1
+        if socket:
+            sockets.add(socket)
+        node = row[column["NODE"]] if "NODE" in column else ""
+        if node.isdigit():
+            numa.setdefault(int(node), []).append(int(row[0]))
+    per_socket: dict[str, int] = {}
+    for socket, _core in cores:
+        per_socket[socket] = per_socket.get(socket, 0) + 1
+    counts = sorted(set(per_socket.values()))
+    layout = (
+        f"{len(sockets)} x {counts[0]}"
+        if sockets and len(counts) == 1
+        else f"{len(cores)} distinct cores over {len(sockets) or 'unnumbered'} sockets"
+    )
+    return CpuInfo(
+        logical_cpus=len(rows),
+        physical_cores=len(cores),
+        threads_per_core=max(cores.values()),
+        layout=layout,
+        model_name=None,
+        sockets=len(sockets) or None,
+        numa_cpus=dict(sorted(numa.items())),
+    )
+
+
+@dataclass(frozen=True)
+class CpuThrottle:
+    """Intel's per-CPU thermal throttle counters (events since boot), from /sys/devices/system/cpu."""
+
+    core_counts: dict[int, int]
+    package_counts: dict[int, int]
+
+    @property
+    def worst(self) -> int:
+        # A core's counter repeats on its sibling threads and a package's on all its CPUs: the largest
+        # single counter is how often the hottest core or package was throttled, without double counting.
+        return max([*self.core_counts.values(), *self.package_counts.values()], default=0)
+
+    @property
+    def throttled_cpus(self) -> list[int]:
+        return sorted(
+            cpu
+            for cpu in {*self.core_counts, *self.package_counts}
+            if self.core_counts.get(cpu, 0) or self.package_counts.get(cpu, 0)
+        )
+
+
+def parse_cpu_throttle(text: str) -> CpuThrottle | None:
+    """`grep -H . /sys/devices/system/cpu/cpu*/thermal_throttle/*_throttle_count` (or `grep -r .`, whose
+    extra *_time_ms lines are skipped). None when the kernel has no such counters (AMD, ARM, most VMs)."""
+    tool = "cpu thermal_throttle"
+    core: dict[int, int] = {}
+    package: dict[int, int] = {}
+    for line in text.splitlines():
+        match = re.fullmatch(
+            r"\s*/sys/devices/system/cpu/cpu(\d+)/thermal_throttle/(core|package)_throttle_count:\s*(\S*)\s*",
+            line,
+        )
+        if not match:
+            continue
+        if not match.group(3).isdigit():
+            raise ParseError(
+                tool, f"cpu{match.group(1)} {match.group(2)}_throttle_count is {match.group(3)!r}"
+            )
+        (core if match.group(2) == "core" else package)[int(match.group(1))] = int(match.group(3))
+    if not core and not package:
+        if text.strip():
+            raise ParseError(tool, f"no *_throttle_count lines in {text.strip().splitlines()[0][:80]!r}")
+        return None
+    return CpuThrottle(core, package)
 
 
 # --- NUMA ----------------------------------------------------------------------------------------------
@@ -350,6 +545,29 @@ class GpuInventory:
         return sorted({g.driver for g in self.gpus})
 
 
+# nvidia-smi's default (human) table opens with a boxed "| NVIDIA-SMI <version> ... |" line (drivers up to
+# 5xx say "Driver Version: ... CUDA Version:", 610+ "KMD Version: ... CUDA UMD Version:"); a GPU row carries
+# its PCI bus id. Fed by mistake to the CSV or XML reader it would read as "0 GPUs" plus one error per box
+# line, so it is recognised and explained instead.
+_TABLE_BANNER = re.compile(r"^\|\s*NVIDIA-SMI\s+(\S+)", re.MULTILINE)
+_TABLE_GPU_ROW = re.compile(
+    r"^\|\s+(\d+)\s+\S.*\|\s+[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d", re.MULTILINE
+)
+NVIDIA_SMI_CSV_COMMAND = "nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader"
+
+
+def reject_nvidia_smi_table(text: str, tool: str, wanted: str) -> None:
+    """Raise one clear ParseError when `text` is nvidia-smi's default table instead of `wanted`."""
+    banner = _TABLE_BANNER.search(text)
+    if banner:
+        gpus = len(set(_TABLE_GPU_ROW.findall(text)))
+        raise ParseError(
+            tool,
+            f"got nvidia-smi's default table (version {banner.group(1)}, {gpus} GPU row(s)), not {wanted}; "
+            "the collecting command lost its options",
+        )
+
+
 def parse_nvidia_smi_csv(text: str) -> GpuInventory:
     """`nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader`.
 
@@ -360,6 +578,7 @@ def parse_nvidia_smi_csv(text: str) -> GpuInventory:
     body = _require(text, tool)
     if "NVIDIA-SMI has failed" in body or "couldn't communicate with the NVIDIA driver" in body:
         raise ParseError(tool, body.strip().splitlines()[0])
+    reject_nvidia_smi_table(body, tool, f"the CSV of `{NVIDIA_SMI_CSV_COMMAND}`")
     gpus: list[Gpu] = []
     errors: list[str] = []
     for line in body.splitlines():
@@ -411,6 +630,14 @@ class NcclResult:
     out_of_bounds_ok: bool | None
     gpus: int | None
     errors: list[str]
+    ranks: int = 0  # "#  Rank  N ... on HOST device ..." lines of the header
+    hosts: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """nccl-tests prints "# Avg bus bandwidth" only after the last size: without it the run stopped
+        (a rank crashed, the job timed out, the output was cut) and the rows it did print prove nothing."""
+        return self.avg_busbw_gbs is not None
 
     @property
     def peak_busbw_gbs(self) -> float:
@@ -440,6 +667,8 @@ def parse_all_reduce_perf(text: str) -> NcclResult:
     avg: float | None = None
     oob: int | None = None
     oob_ok: bool | None = None
+    ranks = 0
+    hosts: dict[str, None] = {}
     for line in body.splitlines():
         stripped = line.strip()
         if not stripped:
@@ -447,6 +676,9 @@ def parse_all_reduce_perf(text: str) -> NcclResult:
         if stripped.startswith("#"):
             if match := re.search(r"nGpus (\d+)", stripped):
                 gpus = int(match.group(1))
+            elif match := re.match(r"#\s*Rank\s+\d+\s.*?\bon\s+(\S+)\s+device\b", stripped):
+                ranks += 1
+                hosts.setdefault(match.group(1))
             elif match := re.match(r"#\s*Avg bus bandwidth\s*:\s*([\d.eE+-]+)", stripped):
                 avg = float(match.group(1))
             elif match := re.match(r"#\s*Out of bounds values\s*:\s*(\d+)\s+(OK|FAILED)", stripped):
@@ -476,15 +708,19 @@ def parse_all_reduce_perf(text: str) -> NcclResult:
             except ValueError:
                 pass
         errors.append(stripped)
-    if not rows and not errors:
+    if not rows and not errors and not ranks:
         raise ParseError(tool, "no result rows and no error lines")
-    if not rows and avg is None:
-        # A run that died (CUDA/NCCL failure) prints its reason instead of the table: keep it as data.
-        return NcclResult(
-            rows=[], avg_busbw_gbs=None, out_of_bounds=None, out_of_bounds_ok=None, gpus=gpus, errors=errors
-        )
+    # A run that died (CUDA/NCCL failure, a crashed rank) prints its reason instead of, or after part of,
+    # the table: the reason is kept in `errors` and the missing footer marks the result incomplete.
     return NcclResult(
-        rows=rows, avg_busbw_gbs=avg, out_of_bounds=oob, out_of_bounds_ok=oob_ok, gpus=gpus, errors=errors
+        rows=rows,
+        avg_busbw_gbs=avg,
+        out_of_bounds=oob,
+        out_of_bounds_ok=oob_ok,
+        gpus=gpus,
+        errors=errors,
+        ranks=ranks,
+        hosts=tuple(hosts),
     )
 
 

@@ -108,6 +108,10 @@ class Profile(_Strict):
     nccl_busbw_gbs: Band = Field(description="all_reduce_perf bus bandwidth at the largest size")
     inter_node_gbps: Band = Field(description="iperf3 received throughput between node pairs")
     gloo_busbw_gbs: Band = Field(description="Gloo all_reduce bus bandwidth across the phase's nodes")
+    thermal_throttle_events: Band = Field(
+        description="thermal throttle events: the largest CPU core/package counter since boot, and the number"
+        " of GPUs whose clocks are held down by heat at the time of the check"
+    )
 
 
 def resolve_profile_path(name_or_path: str | Path) -> Path:
