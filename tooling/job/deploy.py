@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from ddp.config import load_config
 from tooling import home
 from tooling.console import CheckFailed, ToolingError, console, err_console
@@ -125,7 +127,8 @@ class Plan:
     inventory: dict[str, Any]
 
 
-def build_plan(request: DeployRequest, plan: PhasePlan) -> Plan:
+def build_plan(request: DeployRequest, plan: PhasePlan, out: Console = console) -> Plan:
+    """The deploy worked out and checked; what it notes on the way (the locked config) goes to `out`."""
     phase = plan.get(request.phase)
     inventory = load_inventory(request.inventory)
     hosts = derive_phase_launch(inventory, request.inventory, plan, request.phase).hosts
@@ -133,7 +136,7 @@ def build_plan(request: DeployRequest, plan: PhasePlan) -> Plan:
     # --lock`), the --config file laid over them, then --set.
     locked = production.current(request.phase, phase.config)
     if locked is not None:
-        console.print(f"production config: {locked.describe()}")
+        out.print(f"production config: {locked.describe()}")
     config_overlay = production.overlay(locked, request.config)
     load_config(locked.path if locked else PROJECT_ROOT / phase.config, request.overrides, request.config)
     run_id = request.run_id or f"{phase.group}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
@@ -233,24 +236,39 @@ def launched_record(request: DeployRequest, result: RunResult) -> records.Deploy
         ) from None
 
 
-def deploy(request: DeployRequest, plan: PhasePlan, preflight: Preflight | None = None) -> records.Deployment:
-    deploy_plan = build_plan(request, plan)
+@dataclass(frozen=True)
+class Step:
+    """One playbook deploy runs before the launch, and what a failure of it is called."""
+
+    playbook: str
+    label: str
+    limit: str
+    what: str
+
+
+def preparation_steps(request: DeployRequest, deploy_plan: Plan) -> list[Step]:
+    """The playbooks deploy runs before verifying and launching (and `deploy --plan` checks), in order."""
+    group = deploy_plan.group
+    monitored = group_exists(deploy_plan.inventory, "monitoring")
     if request.provision:
         # The monitoring host comes along so the phase is watched from its first step (idempotent).
-        limit = deploy_plan.group + (
-            ":monitoring" if group_exists(deploy_plan.inventory, "monitoring") else ""
-        )
-        result = _playbook(request, deploy_plan, "site.yml", f"provision-{deploy_plan.group}", limit)
-        _raise_for(result, "provisioning")
-    else:
-        # A re-launch still points each node's launcher at this phase: provisioning another phase since
-        # (phase 1 after 2a, say) rewrote node1's rendezvous and node count.
-        result = _playbook(request, deploy_plan, "playbooks/trainer.yml", f"configure-{deploy_plan.group}")
-        _raise_for(result, "configuring the trainer")
+        limit = group + (":monitoring" if monitored else "")
+        return [Step("site.yml", f"provision-{group}", limit, "provisioning")]
+    # A re-launch still points each node's launcher at this phase: provisioning another phase since
+    # (phase 1 after 2a, say) rewrote node1's rendezvous and node count.
+    steps = [Step("playbooks/trainer.yml", f"configure-{group}", group, "configuring the trainer")]
+    if monitored:
         # ... and Prometheus, which still scrapes the phase provisioned last.
-        if group_exists(deploy_plan.inventory, "monitoring"):
-            result = _playbook(request, deploy_plan, "playbooks/targets.yml", f"targets-{deploy_plan.group}")
-            _raise_for(result, "pointing Prometheus at the phase")
+        steps.append(
+            Step("playbooks/targets.yml", f"targets-{group}", group, "pointing Prometheus at the phase")
+        )
+    return steps
+
+
+def deploy(request: DeployRequest, plan: PhasePlan, preflight: Preflight | None = None) -> records.Deployment:
+    deploy_plan = build_plan(request, plan)
+    for step in preparation_steps(request, deploy_plan):
+        _raise_for(_playbook(request, deploy_plan, step.playbook, step.label, step.limit), step.what)
     if request.verify:
         if preflight is None:
             raise ToolingError(
