@@ -125,6 +125,9 @@ def _show_plan(request: DeployRequest, offline: bool, as_json: bool) -> None:
         console.print_json(data=shown.as_dict())
     else:
         print_preview(console, shown)
+    if shown.unreachable:
+        # Everything is shown; the deploy itself would stop at these nodes.
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 def status_command(inventory: InventoryOption = None) -> None:

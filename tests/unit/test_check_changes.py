@@ -11,7 +11,6 @@ does when a task needs an earlier change.
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
+from ddp.ports import free_port_block
 from tooling.job.check_changes import PLAY_TASKS, HostChanges, RoleChanges, delegate_names, merge, summarise
 from tooling.runner import RunResult, run_playbook
 
 MON_ADDRESS = "127.0.0.9"
 INVENTORY_NAMES = {MON_ADDRESS: "mon"}
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound for a moment to pick it, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _write(path: Path, data: Any) -> None:
@@ -59,7 +52,7 @@ def check_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, Path
                     "mon": {**local, "ansible_host": MON_ADDRESS},
                     "gone": {
                         "ansible_host": "127.0.0.1",
-                        "ansible_port": _closed_port(),
+                        "ansible_port": free_port_block(),
                         "ansible_user": "ops",
                     },
                 }

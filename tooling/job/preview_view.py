@@ -56,7 +56,8 @@ def _node(out: Console, node: NodePreview, count: int) -> None:
         ("metrics", ", ".join(node.metrics_endpoints)),
     ]
     for label, value in rows:
-        out.print(f"  {label:<12} {escape(value)}")
+        # Not wrapped: a command line stays one line to copy.
+        out.print(f"  {label:<12} {escape(value)}", soft_wrap=True)
     lines = ansible_lines(node.ansible)
     out.print(f"  {'ansible':<12} {lines[0]}")
     for line in lines[1:]:
