@@ -85,7 +85,8 @@ def deploy_command(
     )
     plan = load_phases()
     if fallback is not None:
-        request = fallback_request(request, plan, fallback)
+        # With --plan --json, stdout holds the JSON document alone.
+        request = fallback_request(request, plan, fallback, out=err_console if show_plan else console)
     if show_plan:
         _show_plan(request, offline, as_json)
         return

@@ -235,6 +235,11 @@ def test_unreachable_nodes_are_named_and_the_launch_is_still_shown(tmp_path: Pat
     assert shown["other_hosts"]["mon-01"]["status"] == "unreachable"
 
 
+def test_help_shows_the_plan_with_an_example() -> None:
+    help_text = CliRunner().invoke(app, ["deploy", "--help"], env={"COLUMNS": "120"}).output
+    assert "--plan" in help_text and "tooling deploy --phase 2a --plan --offline" in help_text
+
+
 def test_offline_and_json_need_plan(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--home", str(tmp_path / "h"), "deploy", "--phase", "1", "--offline"])
     assert result.exit_code == 2 and "--offline and --json go with --plan" in result.stderr

@@ -51,7 +51,11 @@ Preflight = Callable[[DeployRequest], int]
 
 
 def fallback_request(
-    request: DeployRequest, plan: PhasePlan, fallback: str, state_dir: Path | None = None
+    request: DeployRequest,
+    plan: PhasePlan,
+    fallback: str,
+    state_dir: Path | None = None,
+    out: Console = console,
 ) -> DeployRequest:
     """`deploy --phase P --fallback F`: continue the run recorded for phase P on the smaller phase F.
 
@@ -81,7 +85,7 @@ def fallback_request(
             f"--fallback {fallback}: {', '.join(strangers)} did not take part in run {record.run_id!r} "
             f"(phase {request.phase} on {', '.join(record.hosts)}) and holds none of its checkpoints"
         )
-    console.print(
+    out.print(
         f"[bold]fallback[/bold]: run {record.run_id} of phase {request.phase} ({failed.world_size} "
         f"processes) continues as phase {fallback} ({smaller.world_size} processes on {', '.join(hosts)}) "
         "from its newest checkpoint"
