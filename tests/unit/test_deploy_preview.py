@@ -235,6 +235,25 @@ def test_unreachable_nodes_are_named_and_the_launch_is_still_shown(tmp_path: Pat
     assert shown["other_hosts"]["mon-01"]["status"] == "unreachable"
 
 
+@pytest.mark.parametrize("rendezvous_host", ["gpu-b12", "gpu-zz"])
+def test_the_roles_own_settings_decide_the_launch(tmp_path: Path, rendezvous_host: str) -> None:
+    """ddp_trainer_rendezvous_host is read by the role's derivation alone; the plan follows it, or fails
+    with the role's words when it names no node of the phase."""
+    inventory = site_inventory(tmp_path / "inventory")
+    (inventory / "group_vars" / "nodes.yml").write_text(f"ddp_trainer_rendezvous_host: {rendezvous_host}\n")
+    code, out, err, home = run_plan(tmp_path, inventory, "--phase", "2a", "--offline", "--json")
+    assert not home.exists()
+    if rendezvous_host == "gpu-zz":
+        assert code == 2 and "ddp_trainer_rendezvous_host 'gpu-zz' is not a node of phase 2a" in err
+        return
+    assert code == 0, err
+    shown = json.loads(out)
+    endpoint = f"{DATA['gpu-b12']}:{load_phases().rendezvous.port}"
+    assert shown["rendezvous"]["endpoint"] == endpoint
+    assert [n["rendezvous_host"] for n in shown["nodes"]] == [False, True]
+    assert all(options(n["command"])["--rdzv-endpoint"] == endpoint for n in shown["nodes"])
+
+
 def test_help_shows_the_plan_with_an_example() -> None:
     help_text = CliRunner().invoke(app, ["deploy", "--help"], env={"COLUMNS": "120"}).output
     assert "--plan" in help_text and "tooling deploy --phase 2a --plan --offline" in help_text

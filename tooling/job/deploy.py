@@ -157,14 +157,19 @@ def build_plan(request: DeployRequest, plan: PhasePlan, out: Console = console) 
     return Plan(request.phase, phase.group, hosts, phase.world_size, run_id, extravars, inventory)
 
 
+def failure_detail(result: RunResult) -> str:
+    """What stopped a playbook, a line per unreachable host and failed task (the first 20)."""
+    lines = [f"{host}: unreachable: {reason}" for host, reason in result.unreachable.items()]
+    lines += [f"{f.host}: task {f.task!r}: {f.message}" for f in result.hard_failures()]
+    return "\n".join(lines[:20]) or result.explanation
+
+
 def _raise_for(result: RunResult, what: str, before_launch: bool = True) -> None:
     if result.ok:
         return
     if before_launch:
         what += " (nothing was launched)"
-    lines = [f"{host}: unreachable: {reason}" for host, reason in result.unreachable.items()]
-    lines += [f"{f.host}: task {f.task!r}: {f.message}" for f in result.hard_failures()]
-    detail = "\n".join(lines[:20]) or result.explanation
+    detail = failure_detail(result)
     raise CheckFailed(
         f"{what} failed:\n{detail}", hint=f"ansible's output is in {result.artifact_dir}/stdout"
     )

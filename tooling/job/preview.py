@@ -32,7 +32,7 @@ from rich.console import Console
 from ddp.config import load_config
 from tooling.console import ToolingError, err_console
 from tooling.job.check_changes import HostChanges, delegate_names, merge, summarise
-from tooling.job.deploy import DeployRequest, Plan, build_plan, preparation_steps
+from tooling.job.deploy import DeployRequest, Plan, build_plan, failure_detail, preparation_steps
 from tooling.plan.phases import PhasePlan
 from tooling.runner import PROJECT_ROOT, RunResult, run_playbook
 
@@ -189,11 +189,7 @@ def _raise_unless_planned(result: RunResult) -> dict[str, Any]:
     published = result.published(PLAN_STATS_KEY)
     if result.ok and published.get("nodes"):
         return published
-    lines = [f"{host}: unreachable: {reason}" for host, reason in result.unreachable.items()]
-    lines += [f"{f.host}: task {f.task!r}: {f.message}" for f in result.hard_failures()]
-    raise ToolingError(
-        f"{PLAN_PLAYBOOK} could not work out the launch:\n" + ("\n".join(lines[:20]) or result.explanation)
-    )
+    raise ToolingError(f"{PLAN_PLAYBOOK} could not work out the launch:\n{failure_detail(result)}")
 
 
 def _check(
