@@ -121,11 +121,17 @@ def offline_2a(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any]
     code, out, err, home = run_plan(tmp, inventory, "--phase", "2a", "--offline", "--json")
     assert code == 0, err
     assert not home.exists(), "a plan must write no state"
-    return json.loads(out), inventory
+    shown = json.loads(out)
+    assert [n["checkpoint_dir"] for n in shown["nodes"]] == [f"{RUN_ROOT}/{RUN_ID}/checkpoints"] * 2
+    return shown, inventory
 
 
 def test_offline_json_for_phase_1(tmp_path: Path) -> None:
     inventory = site_inventory(tmp_path / "inventory")
+    # Trainer settings the role lays over the phase's config (trainer.yaml): the checkpoints move.
+    (inventory / "group_vars" / "nodes.yml").write_text(
+        "ddp_trainer_config_overrides: {checkpoint: {dir: /shared/ckpt}}\n"
+    )
     code, out, err, home = run_plan(tmp_path, inventory, "--phase", "1", "--offline", "--json")
     assert code == 0, err
     assert not home.exists()
@@ -169,10 +175,7 @@ def test_offline_json_for_phase_1(tmp_path: Path) -> None:
     )
     assert node["environment"]["DDP_NODE_NAME"] == "gpu-a07"
     assert node["environment"]["DDP_RUN_ID"] == RUN_ID and node["environment"]["DDP_PHASE"] == "1"
-    assert (node["run_dir"], node["checkpoint_dir"]) == (
-        f"{RUN_ROOT}/{RUN_ID}",
-        f"{RUN_ROOT}/{RUN_ID}/checkpoints",
-    )
+    assert (node["run_dir"], node["checkpoint_dir"]) == (f"{RUN_ROOT}/{RUN_ID}", "/shared/ckpt")
     assert node["metrics_endpoints"] == [f"http://{DATA['gpu-a07']}:{base + i}/metrics" for i in range(4)]
     assert node["ansible"]["status"] == "offline"
     assert shown["other_hosts"] == {}

@@ -173,12 +173,13 @@ def _connection(host_vars: Mapping[str, Any], host: str) -> dict[str, Any]:
     }
 
 
-def _ansible_state(host: str, changes: dict[str, HostChanges] | None) -> dict[str, Any]:
+def _ansible_state(host: str, changes: dict[str, HostChanges] | None, problems: list[str]) -> dict[str, Any]:
     if changes is None:
         return {"status": "offline", "reason": "--offline: no node was connected to"}
     found = changes.get(host)
     if found is None:
-        return {"status": "not checked", "reason": "the check-mode run reported nothing for this host"}
+        reason = "; ".join(problems) or "the check-mode run reported nothing for this host"
+        return {"status": "not checked", "reason": reason}
     if found.unreachable:
         return {"status": "unreachable", "reason": found.unreachable}
     status = "incomplete" if found.failures else "checked"
@@ -195,7 +196,8 @@ def _raise_unless_planned(result: RunResult) -> dict[str, Any]:
 def _check(
     request: DeployRequest, deploy_plan: Plan, runs_dir: Path, progress: Console | None
 ) -> tuple[dict[str, HostChanges], list[str]]:
-    """What the deploy's playbooks would change, run in check mode with diff; and what stopped a run."""
+    """What the deploy's playbooks would change, run in check mode with diff; and why a playbook ran on no
+    host at all (then every node says so, and the launch is still shown)."""
     changes: dict[str, HostChanges] = {}
     problems: list[str] = []
     names = delegate_names((deploy_plan.inventory.get("_meta") or {}).get("hostvars") or {})
@@ -246,8 +248,6 @@ def preview(
         changes, problems = (
             (None, []) if offline else _check(request, deploy_plan, work / "ansible", progress)
         )
-        if problems:
-            raise ToolingError("\n".join(problems), hint="the launch plan needs no connection: try --offline")
         hostvars = (deploy_plan.inventory.get("_meta") or {}).get("hostvars") or {}
         nodes = []
         for order, host in enumerate(launch["hosts"], start=1):
@@ -256,7 +256,11 @@ def preview(
             run_dir, checkpoint_dir = _directories(
                 launch, files[host].get("config_overrides") or {}, sets, work / "nodes" / host
             )
-            targets = [t["target"] for t in launch["metrics_targets"] if t["node"] == host]
+            ranks = [
+                (target["target"], url)
+                for target, url in zip(launch["metrics_targets"], launch["metrics_endpoints"], strict=True)
+                if target["node"] == host
+            ]
             nodes.append(
                 NodePreview(
                     host=host,
@@ -272,12 +276,12 @@ def preview(
                     },
                     run_dir=run_dir,
                     checkpoint_dir=checkpoint_dir,
-                    metrics_endpoints=[f"http://{t}/metrics" for t in targets],
-                    prometheus_targets=targets,
-                    ansible=_ansible_state(host, changes),
+                    metrics_endpoints=[url for _, url in ranks],
+                    prometheus_targets=[target for target, _ in ranks],
+                    ansible=_ansible_state(host, changes, problems),
                 )
             )
-    others = {h: _ansible_state(h, changes) for h in changes or {} if h not in launch["hosts"]}
+    others = {h: _ansible_state(h, changes, problems) for h in changes or {} if h not in launch["hosts"]}
     return DeployPreview(
         phase=deploy_plan.phase,
         group=deploy_plan.group,
