@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from ddp.ports import free_port_block
 from tooling.cli import app
 from tooling.inventory import load_inventory
+from tooling.job.check_changes import HostChanges, RoleChanges
 from tooling.job.deploy import derive_phase_launch
-from tooling.job.preview import env_file_values, trainer_arguments
+from tooling.job.preview import ansible_state, env_file_values, trainer_arguments
+from tooling.job.preview_view import ansible_lines
 from tooling.plan.phases import load_phases
 
 PORT = 2222
@@ -270,3 +273,30 @@ def test_offline_and_json_need_plan(tmp_path: Path) -> None:
 def test_environment_files_are_read_literally() -> None:
     text = "# comment\nDDP_PHASE=2a\n\nNCCL_DEBUG=INFO=x\n  # indented comment\nEMPTY=\n"
     assert env_file_values(text) == {"DDP_PHASE": "2a", "NCCL_DEBUG": "INFO=x", "EMPTY": ""}
+
+
+def test_what_ansible_would_change_per_node_in_words() -> None:
+    found = {
+        "n1": HostChanges({"common": RoleChanges(["Install tools"], [], ["htop", "numactl"])}),
+        "n2": HostChanges(
+            {"ddp_trainer": RoleChanges(["Render", "Unit"], ["/etc/ddp/trainer.yaml", "/etc/x.service"])},
+            failures=["Keep the unit disabled at boot: Could not find the requested service ddp-trainer"],
+        ),
+        "n3": HostChanges(unreachable="ssh: connect to host 10.0.0.3 port 22: No route to host"),
+    }
+    assert ansible_state("n1", found, [])["status"] == "checked"
+    n2 = ansible_state("n2", found, [])
+    assert n2["status"] == "incomplete" and n2["changed"] == 2
+    assert ansible_state("n3", found, [])["reason"].endswith("No route to host")
+    assert ansible_state("n4", found, ["site.yml --check did not run: x"]) == {
+        "status": "not checked",
+        "reason": "site.yml --check did not run: x",
+    }
+    assert ansible_state("n1", None, [])["status"] == "offline"
+    out = Console(record=True, width=200)
+    for line in ansible_lines(n2) + ansible_lines(ansible_state("n1", found, [])):
+        out.print(line)
+    text = out.export_text()
+    assert "2 task(s) would change" in text and "ddp_trainer: 2 task(s); files: /etc/ddp/trainer.yaml" in text
+    assert "check mode stopped: Keep the unit disabled at boot" in text
+    assert "common: 1 task(s); packages: htop, numactl" in text

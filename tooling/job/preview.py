@@ -173,7 +173,9 @@ def _connection(host_vars: Mapping[str, Any], host: str) -> dict[str, Any]:
     }
 
 
-def _ansible_state(host: str, changes: dict[str, HostChanges] | None, problems: list[str]) -> dict[str, Any]:
+def ansible_state(host: str, changes: dict[str, HostChanges] | None, problems: list[str]) -> dict[str, Any]:
+    """One host's part of the check run: offline (`changes` None), unreachable, not checked (`problems`
+    say why), incomplete (check mode stopped at a task) or checked, with its changes per role."""
     if changes is None:
         return {"status": "offline", "reason": "--offline: no node was connected to"}
     found = changes.get(host)
@@ -278,10 +280,10 @@ def preview(
                     checkpoint_dir=checkpoint_dir,
                     metrics_endpoints=[url for _, url in ranks],
                     prometheus_targets=[target for target, _ in ranks],
-                    ansible=_ansible_state(host, changes, problems),
+                    ansible=ansible_state(host, changes, problems),
                 )
             )
-    others = {h: _ansible_state(h, changes, problems) for h in changes or {} if h not in launch["hosts"]}
+    others = {h: ansible_state(h, changes, problems) for h in changes or {} if h not in launch["hosts"]}
     return DeployPreview(
         phase=deploy_plan.phase,
         group=deploy_plan.group,
