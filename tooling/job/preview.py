@@ -39,13 +39,8 @@ from tooling.runner import PROJECT_ROOT, RunResult, run_playbook
 PLAN_PLAYBOOK = "playbooks/plan.yml"
 # What playbooks/plan.yml publishes with set_stats (roles/ddp_trainer/tasks/plan.yml).
 PLAN_STATS_KEY = "ddp_plan"
-# The files of a node as plan.yml renders them, by the name the rendered launcher reads them under.
-NODE_FILES = {
-    "ddp-launch": "launcher",
-    "trainer.env": "trainer_env",
-    "run.env": "run_env",
-    "run.args": "run_args",
-}
+# The launcher's name in the scratch directory (the files it reads are named by plan.yml).
+LAUNCHER = "ddp-launch"
 TRAINER_MODULE = "ddp.real_ddp_trainer"
 DRY_RUN_TIMEOUT_S = 30
 
@@ -123,14 +118,15 @@ def trainer_arguments(command: list[str]) -> tuple[str, list[str]]:
 def dry_run(host: str, files: Mapping[str, Any], where: Path) -> tuple[list[str], str]:
     """The node's launcher's own `--dry-run`, in `where` next to its environment and run files."""
     where.mkdir(parents=True)
-    for name, key in NODE_FILES.items():
-        (where / name).write_text(str(files.get(key) or ""), encoding="utf-8")
+    (where / LAUNCHER).write_text(str(files["launcher"]), encoding="utf-8")
+    for name, text in dict(files["files"]).items():
+        (where / Path(str(name)).name).write_text(str(text), encoding="utf-8")
     # A clean environment: the launcher reads the run id and settings from its files, as the unit's start
     # does.
     env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}
     try:
         done = subprocess.run(
-            ["bash", "ddp-launch", "--dry-run"],
+            ["bash", LAUNCHER, "--dry-run"],
             cwd=where,
             env=env,
             capture_output=True,
@@ -273,8 +269,9 @@ def preview(
                     command=command,
                     command_line=line,
                     environment={
-                        **env_file_values(files[host]["trainer_env"]),
-                        **env_file_values(files[host]["run_env"]),
+                        key: value
+                        for name in files[host]["environment_files"]
+                        for key, value in env_file_values(files[host]["files"][name]).items()
                     },
                     run_dir=run_dir,
                     checkpoint_dir=checkpoint_dir,
