@@ -58,7 +58,8 @@ def deploy_command(
         typer.Option(
             "--plan",
             help="Show, per node, what the deploy would run and change (Ansible check mode with diff on "
-            "the nodes it reaches); change and launch nothing, record nothing.",
+            "the nodes it reaches); change and launch nothing, record nothing. Exit 1 when a node is "
+            "unreachable.",
         ),
     ] = False,
     offline: Annotated[
