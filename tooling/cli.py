@@ -25,7 +25,7 @@ from tooling.cli_options import (
 from tooling.console import console, err_console, error_edge
 from tooling.gates.cli import gate, phases
 from tooling.job.local import run_local
-from tooling.job_cli import deploy_command, status_command, stop_command
+from tooling.job_cli import DEPLOY_EPILOG, deploy_command, status_command, stop_command
 from tooling.plan.phases import PHASES_FILE_ENV, load_phases
 from tooling.rehearse import rehearsal_settings, rehearse_on_sandbox
 from tooling.report.cli import report
@@ -103,7 +103,7 @@ def _hint_legacy_state() -> None:
 
 app.add_typer(sandbox_app, name="sandbox")
 app.command("verify-node")(verify_node)
-app.command("deploy")(deploy_command)
+app.command("deploy", epilog=DEPLOY_EPILOG)(deploy_command)
 app.command("status")(status_command)
 app.command("stop")(stop_command)
 app.command("gate")(gate)

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from tooling import home
-from tooling.cli_options import PHASE_METAVAR, InventoryOption, SetOption, phase_option
-from tooling.console import EXIT_CHECK_FAILED, console
+from tooling.cli_options import PHASE_METAVAR, InventoryOption, JsonOption, SetOption, phase_option
+from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console
 from tooling.inventory import default_inventory
 from tooling.job import cluster, records, status
 from tooling.job.deploy import DeployRequest, deploy, fallback_request
+from tooling.job.preview import preview
+from tooling.job.preview_view import print_preview
 from tooling.plan.phases import load_phases
-from tooling.verify.cli import preflight
+from tooling.verify.cli import is_sandbox_inventory, pick_profile, preflight
+
+DEPLOY_EPILOG = """Before deploying, see what it would do, per node (changes nothing, launches nothing):
+
+  tooling deploy --phase 2a --plan              torchrun line, environment, run and checkpoint
+                                                directories, metrics endpoints, and what Ansible would
+                                                change (check mode with diff) on the nodes it reaches
+  tooling deploy --phase 2a --plan --offline    the same without connecting to any node
+  tooling deploy --phase 2a --plan --json       one JSON document
+"""
 
 
 def _inventory(path: Path | None) -> Path:
@@ -42,8 +53,25 @@ def deploy_command(
             "(e.g. --phase 2c --fallback 2b), from its newest checkpoint.",
         ),
     ] = None,
+    show_plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Show, per node, what the deploy would run and change (Ansible check mode with diff on "
+            "the nodes it reaches); change and launch nothing, record nothing. Exit 1 when a node is "
+            "unreachable.",
+        ),
+    ] = False,
+    offline: Annotated[
+        bool, typer.Option(help="With --plan: connect to no node (no Ansible check mode).")
+    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Provision the phase's nodes, verify them, start the trainer on all of them, wait for every rank."""
+    if (offline or as_json) and not show_plan:
+        raise ToolingError(
+            "--offline and --json go with --plan", hint="tooling deploy --phase 2a --plan --offline"
+        )
     request = DeployRequest(
         phase=phase,
         inventory=_inventory(inventory),
@@ -58,7 +86,11 @@ def deploy_command(
     )
     plan = load_phases()
     if fallback is not None:
-        request = fallback_request(request, plan, fallback)
+        # With --plan --json, stdout holds the JSON document alone.
+        request = fallback_request(request, plan, fallback, out=err_console if show_plan else console)
+    if show_plan:
+        _show_plan(request, offline, as_json)
+        return
     record = deploy(request, plan, preflight)
     console.print(
         f"[green]run {record.run_id} is up[/green]: phase {record.phase}, {record.world_size} ranks "
@@ -73,6 +105,31 @@ def deploy_command(
         + (f" ... ({len(record.metrics_endpoints)} endpoints)" if len(record.metrics_endpoints) > 4 else "")
     )
     console.print("  follow it with `tooling status`; stop it with `tooling stop`")
+
+
+def _verification(request: DeployRequest, inventory: dict[str, Any]) -> str:
+    """Which pre-flight verification the deploy would run before launching (tooling verify-node)."""
+    if not request.verify:
+        return "no pre-flight verification (--skip-verify)"
+    name, _ = pick_profile(request.profile, is_sandbox_inventory(inventory, request.inventory))
+    return f"pre-flight verification, profile {name} (tooling verify-node --phase {request.phase})"
+
+
+def _show_plan(request: DeployRequest, offline: bool, as_json: bool) -> None:
+    shown = preview(
+        request,
+        load_phases(),
+        verification=lambda inventory: _verification(request, inventory),
+        offline=offline,
+        progress=None if as_json else err_console,
+    )
+    if as_json:
+        console.print_json(data=shown.as_dict())
+    else:
+        print_preview(console, shown)
+    if shown.unreachable:
+        # Everything is shown; the deploy itself would stop at these nodes.
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 def status_command(inventory: InventoryOption = None) -> None:

@@ -335,6 +335,7 @@ def run_playbook(
     cmdline: str | None = None,
     tags: str | None = None,
     check: bool = False,
+    diff: bool = False,
     timeout: int | None = None,
     forks: int | None = None,
     project_dir: str | Path = PROJECT_ROOT,
@@ -347,7 +348,8 @@ def run_playbook(
 
     `runs_dir/<timestamp>-<label>/` is the private data dir; it is kept. Raises FileNotFoundError for a
     missing playbook or inventory (ansible-runner would otherwise treat an unknown inventory path as the
-    text of an inventory and run against a host named after the path).
+    text of an inventory and run against a host named after the path). `check` and `diff` are
+    ansible-playbook's --check and --diff: what would change, each file's before and after.
 
     With DDP_PHASES_FILE set, that site phases file is validated first (ConfigError when it is wrong, before
     Ansible starts) and passed as `-e @<absolute path>`: extra vars beat the playbooks' vars_files, so
@@ -383,7 +385,8 @@ def run_playbook(
         limit = ",".join(limit)
     phases_vars = f"-e {shlex.quote('@' + str(site_phases))}" if site_phases is not None else None
     # ansible-runner puts cmdline before its own `-e` of `extravars`, so the caller's extravars win.
-    extra_cmdline = " ".join(part for part in (phases_vars, cmdline, "--check" if check else None) if part)
+    modes = ("--check" if check else None, "--diff" if diff else None)
+    extra_cmdline = " ".join(part for part in (phases_vars, cmdline, *modes) if part)
 
     collector = EventCollector()
     out = console or Console(stderr=True)

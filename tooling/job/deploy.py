@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from ddp.config import load_config
 from tooling import home
 from tooling.console import CheckFailed, ToolingError, console, err_console
@@ -49,7 +51,11 @@ Preflight = Callable[[DeployRequest], int]
 
 
 def fallback_request(
-    request: DeployRequest, plan: PhasePlan, fallback: str, state_dir: Path | None = None
+    request: DeployRequest,
+    plan: PhasePlan,
+    fallback: str,
+    state_dir: Path | None = None,
+    out: Console = console,
 ) -> DeployRequest:
     """`deploy --phase P --fallback F`: continue the run recorded for phase P on the smaller phase F.
 
@@ -79,7 +85,7 @@ def fallback_request(
             f"--fallback {fallback}: {', '.join(strangers)} did not take part in run {record.run_id!r} "
             f"(phase {request.phase} on {', '.join(record.hosts)}) and holds none of its checkpoints"
         )
-    console.print(
+    out.print(
         f"[bold]fallback[/bold]: run {record.run_id} of phase {request.phase} ({failed.world_size} "
         f"processes) continues as phase {fallback} ({smaller.world_size} processes on {', '.join(hosts)}) "
         "from its newest checkpoint"
@@ -125,7 +131,8 @@ class Plan:
     inventory: dict[str, Any]
 
 
-def build_plan(request: DeployRequest, plan: PhasePlan) -> Plan:
+def build_plan(request: DeployRequest, plan: PhasePlan, out: Console = console) -> Plan:
+    """The deploy worked out and checked; what it notes on the way (the locked config) goes to `out`."""
     phase = plan.get(request.phase)
     inventory = load_inventory(request.inventory)
     hosts = derive_phase_launch(inventory, request.inventory, plan, request.phase).hosts
@@ -133,7 +140,7 @@ def build_plan(request: DeployRequest, plan: PhasePlan) -> Plan:
     # --lock`), the --config file laid over them, then --set.
     locked = production.current(request.phase, phase.config)
     if locked is not None:
-        console.print(f"production config: {locked.describe()}")
+        out.print(f"production config: {locked.describe()}")
     config_overlay = production.overlay(locked, request.config)
     load_config(locked.path if locked else PROJECT_ROOT / phase.config, request.overrides, request.config)
     run_id = request.run_id or f"{phase.group}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
@@ -150,14 +157,19 @@ def build_plan(request: DeployRequest, plan: PhasePlan) -> Plan:
     return Plan(request.phase, phase.group, hosts, phase.world_size, run_id, extravars, inventory)
 
 
+def failure_detail(result: RunResult) -> str:
+    """What stopped a playbook, a line per unreachable host and failed task (the first 20)."""
+    lines = [f"{host}: unreachable: {reason}" for host, reason in result.unreachable.items()]
+    lines += [f"{f.host}: task {f.task!r}: {f.message}" for f in result.hard_failures()]
+    return "\n".join(lines[:20]) or result.explanation
+
+
 def _raise_for(result: RunResult, what: str, before_launch: bool = True) -> None:
     if result.ok:
         return
     if before_launch:
         what += " (nothing was launched)"
-    lines = [f"{host}: unreachable: {reason}" for host, reason in result.unreachable.items()]
-    lines += [f"{f.host}: task {f.task!r}: {f.message}" for f in result.hard_failures()]
-    detail = "\n".join(lines[:20]) or result.explanation
+    detail = failure_detail(result)
     raise CheckFailed(
         f"{what} failed:\n{detail}", hint=f"ansible's output is in {result.artifact_dir}/stdout"
     )
@@ -233,24 +245,39 @@ def launched_record(request: DeployRequest, result: RunResult) -> records.Deploy
         ) from None
 
 
-def deploy(request: DeployRequest, plan: PhasePlan, preflight: Preflight | None = None) -> records.Deployment:
-    deploy_plan = build_plan(request, plan)
+@dataclass(frozen=True)
+class Step:
+    """One playbook deploy runs before the launch, and what a failure of it is called."""
+
+    playbook: str
+    label: str
+    limit: str
+    what: str
+
+
+def preparation_steps(request: DeployRequest, deploy_plan: Plan) -> list[Step]:
+    """The playbooks deploy runs before verifying and launching (and `deploy --plan` checks), in order."""
+    group = deploy_plan.group
+    monitored = group_exists(deploy_plan.inventory, "monitoring")
     if request.provision:
         # The monitoring host comes along so the phase is watched from its first step (idempotent).
-        limit = deploy_plan.group + (
-            ":monitoring" if group_exists(deploy_plan.inventory, "monitoring") else ""
-        )
-        result = _playbook(request, deploy_plan, "site.yml", f"provision-{deploy_plan.group}", limit)
-        _raise_for(result, "provisioning")
-    else:
-        # A re-launch still points each node's launcher at this phase: provisioning another phase since
-        # (phase 1 after 2a, say) rewrote node1's rendezvous and node count.
-        result = _playbook(request, deploy_plan, "playbooks/trainer.yml", f"configure-{deploy_plan.group}")
-        _raise_for(result, "configuring the trainer")
+        limit = group + (":monitoring" if monitored else "")
+        return [Step("site.yml", f"provision-{group}", limit, "provisioning")]
+    # A re-launch still points each node's launcher at this phase: provisioning another phase since
+    # (phase 1 after 2a, say) rewrote node1's rendezvous and node count.
+    steps = [Step("playbooks/trainer.yml", f"configure-{group}", group, "configuring the trainer")]
+    if monitored:
         # ... and Prometheus, which still scrapes the phase provisioned last.
-        if group_exists(deploy_plan.inventory, "monitoring"):
-            result = _playbook(request, deploy_plan, "playbooks/targets.yml", f"targets-{deploy_plan.group}")
-            _raise_for(result, "pointing Prometheus at the phase")
+        steps.append(
+            Step("playbooks/targets.yml", f"targets-{group}", group, "pointing Prometheus at the phase")
+        )
+    return steps
+
+
+def deploy(request: DeployRequest, plan: PhasePlan, preflight: Preflight | None = None) -> records.Deployment:
+    deploy_plan = build_plan(request, plan)
+    for step in preparation_steps(request, deploy_plan):
+        _raise_for(_playbook(request, deploy_plan, step.playbook, step.label, step.limit), step.what)
     if request.verify:
         if preflight is None:
             raise ToolingError(
