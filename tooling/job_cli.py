@@ -22,7 +22,7 @@ from tooling.cli_options import (
     phase_option,
 )
 from tooling.console import EXIT_CHECK_FAILED, console
-from tooling.inventory import default_inventory, group_hosts, load_inventory, refuse_placeholder_hosts
+from tooling.inventory import default_inventory
 from tooling.job import cluster, records, status
 from tooling.job.deploy import DeployRequest, deploy, fallback_request
 from tooling.plan.phases import load_phases
@@ -71,7 +71,6 @@ def deploy_command(
     plan = load_phases()
     if fallback is not None:
         request = fallback_request(request, plan, fallback)
-    _refuse_the_example(request.inventory, plan.get(request.phase).group)
     record = deploy(request, plan, preflight)
     console.print(
         f"[green]run {record.run_id} is up[/green]: phase {record.phase}, {record.world_size} ranks "
@@ -86,16 +85,6 @@ def deploy_command(
         + (f" ... ({len(record.metrics_endpoints)} endpoints)" if len(record.metrics_endpoints) > 4 else "")
     )
     console.print("  follow it with `tooling status`; stop it with `tooling stop`")
-
-
-def _refuse_the_example(inventory: Path, group: str) -> None:
-    """Before provisioning: the phase's hosts must not be the example inventory's placeholders."""
-    data = load_inventory(inventory)
-    try:
-        hosts = group_hosts(data, group)
-    except KeyError:
-        return  # deploy itself names the missing group
-    refuse_placeholder_hosts(data, hosts, inventory)
 
 
 def chosen_deployment(inventory: Path | None) -> records.Chosen:

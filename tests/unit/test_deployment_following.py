@@ -128,6 +128,13 @@ def test_deploy_refuses_the_example_inventory_before_provisioning(monkeypatch: p
     assert "is the example inventory" in out and "node1 (192.0.2.11), node2 (192.0.2.12)" in out
 
 
+def test_verify_node_on_the_default_example_inventory_is_refused() -> None:
+    # No -i: ansible.cfg's inventory, the example, as a first `tooling verify-node --phase 1` finds it.
+    result = runner.invoke(app, ["verify-node", "--phase", "1"])
+    assert result.exit_code == 2, result.output
+    assert "is the example inventory" in flat(result.output) and "node1 (192.0.2.11)" in flat(result.output)
+
+
 def test_placeholder_hosts_are_documentation_addresses_reached_over_the_network() -> None:
     hostvars = {
         "a": {"ansible_host": "192.0.2.5"},

@@ -17,7 +17,13 @@ from typing import Any
 from ddp.config import load_config
 from tooling import home
 from tooling.console import CheckFailed, ToolingError, console, err_console
-from tooling.inventory import group_exists, load_inventory, phase_hosts, ssh_targets
+from tooling.inventory import (
+    group_exists,
+    load_inventory,
+    phase_hosts,
+    refuse_placeholder_hosts,
+    ssh_targets,
+)
 from tooling.job import production, records, status
 from tooling.plan.launch import Launch, LaunchError, ansible_groups, derive_launch
 from tooling.plan.phases import PhasePlan
@@ -235,6 +241,8 @@ def launched_record(request: DeployRequest, result: RunResult) -> records.Deploy
 
 def deploy(request: DeployRequest, plan: PhasePlan, preflight: Preflight | None = None) -> records.Deployment:
     deploy_plan = build_plan(request, plan)
+    # Before the first playbook: the example inventory's hosts would only answer "No route to host".
+    refuse_placeholder_hosts(deploy_plan.inventory, deploy_plan.hosts, request.inventory)
     if request.provision:
         # The monitoring host comes along so the phase is watched from its first step (idempotent).
         limit = deploy_plan.group + (
