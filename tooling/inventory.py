@@ -385,9 +385,10 @@ def refuse_placeholder_hosts(inventory: dict[str, Any], hosts: list[str], invent
     if not found:
         return
     listed = ", ".join(f"{host} ({address})" for host, address in found.items())
+    have = "has a documentation address" if len(found) == 1 else "have documentation addresses"
     raise ToolingError(
         f"inventory {inventory_path} is the example inventory (or a copy not filled in yet): {listed} "
-        "have documentation addresses (RFC 5737/3849), which reach nothing",
+        f"{have} (RFC 5737/3849), which reach nothing",
         hint=f"copy it (`cp -r {inventory_path} inventory/mycluster`), put your nodes' addresses in, and "
         "pass `-i inventory/mycluster`; or pass `-i inventory/sandbox` for the local sandbox",
     )

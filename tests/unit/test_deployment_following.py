@@ -105,7 +105,7 @@ def test_the_example_inventory_is_refused_before_ssh(monkeypatch: pytest.MonkeyP
     code, out = _status()
     assert code == 2, out
     assert f"inventory {EXAMPLE} is the example inventory" in out
-    assert "node1 (192.0.2.11)" in out and "documentation addresses" in out
+    assert "node1 (192.0.2.11) has a documentation address" in out
     assert "cp -r" in out and "-i inventory/sandbox" in out
     assert "unreachable" not in out  # no SSH was tried
 
@@ -128,11 +128,13 @@ def test_deploy_refuses_the_example_inventory_before_provisioning(monkeypatch: p
     assert "is the example inventory" in out and "node1 (192.0.2.11), node2 (192.0.2.12)" in out
 
 
-def test_verify_node_on_the_default_example_inventory_is_refused() -> None:
+@pytest.mark.parametrize("command", [["verify-node", "--phase", "1"], ["check", "--phase", "1"]])
+def test_commands_on_the_default_example_inventory_are_refused(command: list[str]) -> None:
     # No -i: ansible.cfg's inventory, the example, as a first `tooling verify-node --phase 1` finds it.
-    result = runner.invoke(app, ["verify-node", "--phase", "1"])
+    result = runner.invoke(app, command)
     assert result.exit_code == 2, result.output
-    assert "is the example inventory" in flat(result.output) and "node1 (192.0.2.11)" in flat(result.output)
+    out = flat(result.output)
+    assert "is the example inventory" in out and "node1 (192.0.2.11) has a documentation address" in out
 
 
 def test_placeholder_hosts_are_documentation_addresses_reached_over_the_network() -> None:
