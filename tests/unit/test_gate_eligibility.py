@@ -135,6 +135,15 @@ def test_an_interrupted_run_is_recorded_as_such_when_allowed(tmp_path: Path) -> 
     json_file, md_file = (Path(p) for p in record["record_files"])
     assert json.loads(json_file.read_text())["completeness"] == record["completeness"]
     assert "**incomplete run, recorded with --allow-incomplete**" in md_file.read_text()
+    # The critical path says so wherever it shows that decision.
+    decisions = ["--decisions", str(tmp_path / "decisions")]
+    rows = json.loads(runner.invoke(app, ["phases", *decisions, "--json"]).stdout)
+    assert [(r["phase"], r["decision"], r["complete"]) for r in rows[:2]] == [
+        ("1", "NO-GO", False),
+        ("2a", None, None),
+    ]
+    table = runner.invoke(app, ["phases", *decisions]).stdout
+    assert "(incomplete" in table, table
 
 
 def test_a_planned_stop_on_another_node_is_recorded(tmp_path: Path) -> None:

@@ -266,6 +266,8 @@ def critical_path(plan: PhasePlan, decisions: Path) -> list[dict[str, Any]]:
                 "nproc_per_node": phase.nproc_per_node,
                 "world_size": phase.world_size,
                 "decision": decision,
+                # False only for a run recorded with --allow-incomplete (older records did not say).
+                "complete": (record.get("completeness") or {}).get("complete", True) if record else None,
                 "decided_at": record["decided_at"] if record else None,
                 "record": record.get("_path") if record else None,
                 "next": is_next,
@@ -286,6 +288,8 @@ def phases(decisions: DecisionsOption = None, as_json: JsonOption = False) -> No
     for row in rows:
         decision = row["decision"]
         shown = f"[{DECISION_STYLE[decision]}]{decision}[/]" if decision else "[dim]not run[/]"
+        if row["complete"] is False:
+            shown += " [yellow](incomplete run)[/]"
         when = (
             time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(row["decided_at"])) if row["decided_at"] else "-"
         )
