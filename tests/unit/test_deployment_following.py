@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.unit.panel_text import flat
+from tests.unit.panel_text import flat, squeezed
 from tooling import home
 from tooling.cli import app
 from tooling.inventory import placeholder_hosts
@@ -60,17 +60,18 @@ def _deployed(inventory: Path, run_id: str, phase: str, started_at: float) -> De
 
 
 def _status(*args: str) -> tuple[int, str]:
+    """Exit code and output without any whitespace: rich may break a long path anywhere."""
     result = runner.invoke(app, ["status", *args])
-    return result.exit_code, flat(result.output)
+    return result.exit_code, squeezed(result.output)
 
 
 def test_status_without_inventory_acts_on_the_one_deployment(tmp_path: Path) -> None:
     sandbox = _inventory(tmp_path / "sandbox", _closed_port())
     _deployed(sandbox, "rehearsal-1", "1", 1000.0)
     code, out = _status()
-    assert f"deployment: run rehearsal-1, phase 1, inventory {sandbox} (the latest recorded;" in out
-    assert "run rehearsal-1 (phase 1)" in out  # the table of that run's ranks
-    assert "0/4 ranks reported; job partial" in out and code == 1  # its node does not answer
+    assert squeezed(f"deployment: run rehearsal-1, phase 1, inventory {sandbox} (the latest recorded;") in out
+    assert squeezed("run rehearsal-1 (phase 1)") in out  # the table of that run's ranks
+    assert squeezed("0/4 ranks reported; job partial") in out and code == 1  # its node does not answer
 
 
 def test_status_without_inventory_takes_the_latest_of_several(tmp_path: Path) -> None:
@@ -79,18 +80,19 @@ def test_status_without_inventory_takes_the_latest_of_several(tmp_path: Path) ->
     _deployed(sandbox, "newer-2a", "2a", 2000.0)
     _deployed(other, "older-1", "1", 1000.0)
     code, out = _status()
-    assert f"deployment: run newer-2a, phase 2a, inventory {sandbox} (the latest recorded of 2;" in out
+    said = f"deployment: run newer-2a, phase 2a, inventory {sandbox} (the latest recorded of 2;"
+    assert squeezed(said) in out
     assert "older-1" not in out and code == 1
     # -i picks the other one, and says so without "latest".
     code, out = _status("-i", str(other))
-    assert f"deployment: run older-1, phase 1, inventory {other}" in out and "latest" not in out
+    assert squeezed(f"deployment: run older-1, phase 1, inventory {other}") in out and "latest" not in out
 
 
 def test_no_deployment_at_all_is_a_clear_usage_error() -> None:
     code, out = _status()
     assert code == 2
-    assert f"no deployment recorded (looked in {home.deployments()})" in out
-    assert "tooling deploy --phase P --inventory DIR" in out
+    assert squeezed(f"no deployment recorded (looked in {home.deployments()})") in out
+    assert squeezed("tooling deploy --phase P --inventory DIR") in out
 
 
 def test_an_unreadable_record_does_not_hide_the_others(tmp_path: Path) -> None:
@@ -104,9 +106,9 @@ def test_the_example_inventory_is_refused_before_ssh(monkeypatch: pytest.MonkeyP
     _deployed(EXAMPLE, "phase1-x", "1", 1000.0)
     code, out = _status()
     assert code == 2, out
-    assert f"inventory {EXAMPLE} is the example inventory" in out
-    assert "node1 (192.0.2.11) has a documentation address" in out
-    assert "cp -r" in out and "-i inventory/sandbox" in out
+    assert squeezed(f"inventory {EXAMPLE} is the example inventory") in out
+    assert squeezed("node1 (192.0.2.11) has a documentation address") in out
+    assert "cp-r" in out and "-iinventory/sandbox" in out
     assert "unreachable" not in out  # no SSH was tried
 
     def no_playbook(*_args: Any, **_kwargs: Any) -> None:
