@@ -64,6 +64,7 @@ class Agreement(NamedTuple):
 
     stop: bool
     checkpoint: bool
+    by_signal: bool = False  # some rank's request was a signal (the stop's cause, ddp.control)
 
 
 class Telemetry:
@@ -216,8 +217,9 @@ class Telemetry:
         )
 
     # ----- heartbeat -----
-    def heartbeat(self, stop_requested: bool, checkpoint_due: bool) -> Agreement:
-        """Collective. All-reduce rate, loss and this rank's requests; a request of any rank binds all."""
+    def heartbeat(self, stop_requested: bool, checkpoint_due: bool, by_signal: bool = False) -> Agreement:
+        """Collective. All-reduce rate, loss and this rank's requests; a request of any rank binds all.
+        `by_signal`: this rank's stop request came from a signal, so every rank learns the stop's cause."""
         local = torch.tensor(
             [
                 self.window.samples_per_second(),
@@ -225,13 +227,14 @@ class Telemetry:
                 len(self._heartbeat_loss),
                 float(stop_requested),
                 float(checkpoint_due),
+                float(by_signal),
             ],
             dtype=torch.float64,
             device=self.env.device,
         )
         self._heartbeat_loss.clear()
         self._all_reduce(local)
-        rate, loss_sum, loss_count, stop, ckpt = local.tolist()
+        rate, loss_sum, loss_count, stop, ckpt, signalled = local.tolist()
         mean_loss = loss_sum / loss_count if loss_count else math.nan
         sigma = self.window.rate_stddev(scale=self.env.world_size)
         self.metrics.global_samples_per_second.set(rate)
@@ -258,7 +261,7 @@ class Telemetry:
                 }
             },
         )
-        return Agreement(stop > 0, ckpt > 0)
+        return Agreement(stop > 0, ckpt > 0, signalled > 0)
 
     def _sample_system(self) -> None:
         sample = self.sampler.sample()

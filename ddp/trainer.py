@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ddp import rng
 from ddp.checkpoint import CheckpointStore
 from ddp.config import TrainerConfig
-from ddp.control import StopRequests
+from ddp.control import StopRequests, stop_reason
 from ddp.data import Batch, ShardedBatches
 from ddp.dist import DistEnv
 from ddp.distributed_checkpoint import DistributedCheckpointer
@@ -264,16 +264,18 @@ class Trainer:
                 step = self.counters.steps
                 if step % cfg.metrics.sync_check_every_steps == 0:
                     self._sync_check()
-                stop = ckpt_now = False
+                stop = ckpt_now = by_signal = False
                 if self.telemetry.heartbeat_due(step):
                     # Only rank 0's clock times checkpoints, so the ranks cannot disagree on the minute.
-                    stop, ckpt_now = self.telemetry.heartbeat(
-                        self.stop.requested(), self.env.is_main and self._checkpoint_due_by_time()
+                    stop, ckpt_now, by_signal = self.telemetry.heartbeat(
+                        self.stop.requested(),
+                        self.env.is_main and self._checkpoint_due_by_time(),
+                        self.stop.by_signal,
                     )
                 if step % cfg.metrics.status_every_steps == 0:
                     self.telemetry.write_status("running", loss)
                 if stop:
-                    status, reason = "stopped", f"stop requested ({self.stop.reason or 'by another rank'})"
+                    status, reason = "stopped", stop_reason(self.stop.reason, by_signal)
                     break
                 if cfg.checkpoint.every_steps is not None and step % cfg.checkpoint.every_steps == 0:
                     ckpt_now = True

@@ -49,6 +49,15 @@ OptionalPhaseOption = Annotated[str | None, phase_option("Phase to act on.")]
 InventoryOption = Annotated[
     Path | None, typer.Option("--inventory", "-i", help="Inventory directory (default: ansible.cfg's).")
 ]
+# For the commands that act on a running deployment (status, stop, logs): they follow the latest one.
+DeploymentInventoryOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--inventory",
+        "-i",
+        help="Inventory directory of the deployment to act on (default: the latest deployment recorded).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Trainer setting KEY.PATH=VALUE.")]
 HomeOption = Annotated[

@@ -11,6 +11,7 @@ one place (tooling.inventory_values).
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -342,6 +343,55 @@ def load_inventory(path: Path, vault: Vault | None = None) -> dict[str, Any]:
         raise ToolingError(str(exc)) from None
     settle(inventory, sorted(all_hosts(inventory), key=natural_key), path, settings, vault)
     return inventory
+
+
+# --- the example inventory ---------------------------------------------------------------------------
+
+# Addresses and names reserved for documentation (RFC 5737, RFC 3849; RFC 2606): nothing answers there.
+# inventory/production, the example of a real cluster, uses them, so a host that has one belongs to the
+# example (or to a copy of it not filled in yet), and SSH to it would only say "No route to host".
+_DOCUMENTATION_NETWORKS = tuple(
+    ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+_DOCUMENTATION_DOMAINS = ("example", "example.com", "example.net", "example.org")
+
+
+def _placeholder(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        name = address.rstrip(".").lower()
+        return any(name == d or name.endswith(f".{d}") for d in _DOCUMENTATION_DOMAINS)
+    return any(ip in network for network in _DOCUMENTATION_NETWORKS)
+
+
+def placeholder_hosts(inventory: dict[str, Any], hosts: list[str]) -> dict[str, str]:
+    """Each of `hosts` that Ansible and SSH would reach at a documentation address, with that address."""
+    hostvars = (inventory.get("_meta") or {}).get("hostvars") or {}
+    found = {}
+    for host in hosts:
+        host_vars = hostvars.get(host) or {}
+        if host_vars.get("ansible_connection") in _ADDRESSLESS_CONNECTIONS:
+            continue
+        address = host_vars.get("ansible_host", host)
+        if isinstance(address, str) and _placeholder(address):
+            found[host] = address
+    return found
+
+
+def refuse_placeholder_hosts(inventory: dict[str, Any], hosts: list[str], inventory_path: Path) -> None:
+    """Refuse (exit 2) to act on hosts at documentation addresses, before any SSH or Ansible run."""
+    found = placeholder_hosts(inventory, hosts)
+    if not found:
+        return
+    listed = ", ".join(f"{host} ({address})" for host, address in found.items())
+    have = "has a documentation address" if len(found) == 1 else "have documentation addresses"
+    raise ToolingError(
+        f"inventory {inventory_path} is the example inventory (or a copy not filled in yet): {listed} "
+        f"{have} (RFC 5737/3849), which reach nothing",
+        hint=f"copy it (`cp -r {inventory_path} inventory/mycluster`), put your nodes' addresses in, and "
+        "pass `-i inventory/mycluster`; or pass `-i inventory/sandbox` for the local sandbox",
+    )
 
 
 # --- a phase's hosts ---------------------------------------------------------------------------------

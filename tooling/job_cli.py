@@ -1,4 +1,10 @@
-"""`tooling deploy`, `tooling status`, `tooling stop`: the running job's life cycle."""
+"""`tooling deploy`, `tooling status`, `tooling stop`: the running job's life cycle.
+
+`status` and `stop` act on the deployment of `-i DIR`, or without it on the latest one recorded (the one
+just deployed, whichever inventory it used), and say which in one line first. Nothing acts on the example
+inventory's documentation addresses (tooling.inventory.refuse_placeholder_hosts): the operator is told to
+copy it or pass -i instead of waiting for SSH to say "No route to host".
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,14 @@ from typing import Annotated, Any
 import typer
 
 from tooling import home
-from tooling.cli_options import PHASE_METAVAR, InventoryOption, JsonOption, SetOption, phase_option
+from tooling.cli_options import (
+    PHASE_METAVAR,
+    DeploymentInventoryOption,
+    InventoryOption,
+    JsonOption,
+    SetOption,
+    phase_option,
+)
 from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console
 from tooling.inventory import default_inventory
 from tooling.job import cluster, records, status
@@ -132,19 +145,26 @@ def _show_plan(request: DeployRequest, offline: bool, as_json: bool) -> None:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def status_command(inventory: InventoryOption = None) -> None:
+def chosen_deployment(inventory: Path | None) -> records.Chosen:
+    """The deployment a command acts on (-i's, else the latest), announced in one line."""
+    chosen = records.choose(inventory)
+    console.print(chosen.describe())
+    return chosen
+
+
+def status_command(inventory: DeploymentInventoryOption = None) -> None:
     """Show the running job: every rank's state, step, throughput, loss and last checkpoint, per node."""
     # First, so that "no deployment recorded" comes with where it was looked for.
     console.print(f"state root: {home.root()}", style="dim")
-    path = _inventory(inventory)
-    state = status.show(records.load(path), path)
+    chosen = chosen_deployment(inventory)
+    state = status.show(chosen.deployment, chosen.inventory)
     if state in ("failed", "partial"):
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 def stop_command(
-    inventory: InventoryOption = None,
+    inventory: DeploymentInventoryOption = None,
     timeout: Annotated[int, typer.Option(help="Seconds to wait for the final checkpoint.")] = 300,
 ) -> None:
     """Stop the job cleanly: every rank stops at the same step after a final checkpoint."""
-    cluster.stop(_inventory(inventory), timeout)
+    cluster.stop(chosen_deployment(inventory).inventory, timeout)

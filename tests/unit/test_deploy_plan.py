@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def inventory(groups: dict[str, list[str]]) -> dict[str, Any]:
     data: dict[str, Any] = {name: {"hosts": hosts} for name, hosts in groups.items()}
     hosts = sorted({h for members in groups.values() for h in members})
-    data["_meta"] = {"hostvars": {h: {"ansible_host": f"192.0.2.{i + 1}"} for i, h in enumerate(hosts)}}
+    # Not documentation addresses (192.0.2.0/24): deploy refuses those as the example inventory's.
+    data["_meta"] = {"hostvars": {h: {"ansible_host": f"172.16.0.{i + 1}"} for i, h in enumerate(hosts)}}
     return data
 
 

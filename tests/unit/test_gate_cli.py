@@ -81,7 +81,7 @@ def test_go_with_site_criteria_then_phases_moves_on(tmp_path: Path) -> None:
     assert "next: phase 2a" in table.output and "not run" in table.output
 
     # Phase 2a's efficiency is measured against phase 1's decision of record.
-    run2 = _run_dir(tmp_path, "phase2a_8rank_cpu")
+    run2 = _run_dir(tmp_path, "phase2a_2x4_cpu")
     code, out = _gate(tmp_path, "--phase", "2a", "--run", str(run2), "--json")
     assert code == 1
     record2 = json.loads(out)

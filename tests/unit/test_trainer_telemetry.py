@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch.utils.data import TensorDataset
 
 from ddp.checkpoint import CheckpointEntry
 from ddp.config import validate_config
+from ddp.control import StopRequests, stop_cause, stop_reason
 from ddp.dist import DistEnv
 from ddp.distributed_checkpoint import SaveOutcome
 from ddp.metrics import TrainerMetrics
@@ -31,11 +33,14 @@ def _env(rank: int = 0, restart_count: int = 0) -> DistEnv:
     return DistEnv(rank, rank, 2, 2, "node1", restart_count, "gloo", torch.device("cpu"))
 
 
-def _peer(rate: float, loss_sum: float, loss_count: int, stop: bool, checkpoint: bool) -> AllReduce:
+def _peer(
+    rate: float, loss_sum: float, loss_count: int, stop: bool, checkpoint: bool, by_signal: bool = False
+) -> AllReduce:
     """The sum all-reduce of a two-rank job whose other rank contributed these heartbeat figures."""
 
     def all_reduce(local: torch.Tensor) -> None:
-        local += torch.tensor([rate, loss_sum, loss_count, float(stop), float(checkpoint)], dtype=local.dtype)
+        figures = [rate, loss_sum, loss_count, float(stop), float(checkpoint), float(by_signal)]
+        local += torch.tensor(figures, dtype=local.dtype)
 
     return all_reduce
 
@@ -105,6 +110,41 @@ def test_heartbeat_agrees_on_any_ranks_request(
     _steps(t, 1.0)
     agreed = t.heartbeat(*local)
     assert (agreed.stop, agreed.checkpoint) == expected
+
+
+@pytest.mark.parametrize(
+    ("own", "local_signal", "peer_signal", "reason", "cause"),
+    [
+        # `tooling stop` on two nodes: the other node's STOP file was there first.
+        (None, False, False, "stop requested (stop file on another rank)", "stop file"),
+        # Ctrl-C reached the other rank before this one's heartbeat.
+        (None, False, True, "stop requested (signal on another rank)", "signal"),
+        ("stop file /runs/x/STOP", False, False, "stop requested (stop file /runs/x/STOP)", "stop file"),
+        ("signal SIGINT", True, False, "stop requested (signal SIGINT)", "signal"),
+        ("signal SIGTERM", True, True, "stop requested (signal SIGTERM)", "signal"),
+    ],
+)
+def test_heartbeat_agrees_on_the_stops_cause(
+    tmp_path: Path, own: str | None, local_signal: bool, peer_signal: bool, reason: str, cause: str
+) -> None:
+    t = _telemetry(tmp_path, all_reduce=_peer(100.0, 3.0, 2, True, False, peer_signal))
+    _steps(t, 1.0)
+    agreed = t.heartbeat(own is not None, False, local_signal)
+    assert agreed.stop and agreed.by_signal == (local_signal or peer_signal)
+    written = stop_reason(own, agreed.by_signal)
+    assert written == reason and stop_cause(written) == cause
+
+
+def test_stop_requests_name_their_cause(tmp_path: Path) -> None:
+    requests = StopRequests(tmp_path / "STOP")
+    assert not requests.requested() and not requests.by_signal
+    (tmp_path / "STOP").touch()
+    assert requests.requested() and stop_cause(stop_reason(requests.reason, False)) == "stop file"
+    requests._on_signal(signal.SIGINT, None)
+    assert requests.by_signal and stop_reason(requests.reason, False) == "stop requested (signal SIGINT)"
+    # Reasons that name no cause: a trainer from before causes were agreed on, or no stop at all.
+    assert stop_cause("stop requested (by another rank)") is None
+    assert stop_cause("non-finite loss at step 2") is None and stop_cause(None) is None
 
 
 def test_heartbeat_reports_job_rate_and_mean_loss_since_the_last_one(tmp_path: Path) -> None:

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from tooling.console import ToolingError
-from tooling.inventory import group_exists, group_hosts, phase_hosts, ssh_targets
+from tooling.inventory import (
+    group_exists,
+    group_hosts,
+    phase_hosts,
+    refuse_placeholder_hosts,
+    ssh_targets,
+)
 from tooling.inventory_values import is_template
 from tooling.job import records
 from tooling.plan.launch import DEFAULT_RUN_ROOT
@@ -152,6 +158,7 @@ def resolve(
         )
     plan_phase = plan.get(chosen)
     hosts = phase_hosts(inventory, chosen, plan_phase, inventory_path)
+    refuse_placeholder_hosts(inventory, hosts, inventory_path)
     hostvars = (inventory.get("_meta") or {}).get("hostvars") or {}
     nodes = []
     for target in ssh_targets(inventory, hosts):

@@ -1,6 +1,8 @@
 """`tooling gate` (judge a run for a phase, keep the decision) and `tooling phases` (the critical path).
 
-Exit codes of `gate`: 0 GO, 1 NO-GO, 2 usage or input error (unknown phase, bad criteria file, no run).
+Exit codes of `gate`: 0 GO, 1 NO-GO, 2 usage or input error (unknown phase, bad criteria file, no run, a
+run of another size than the phase's, an incomplete run without --allow-incomplete; see
+tooling/gates/eligibility.py). Only a GO or NO-GO is recorded, and never with --no-record.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from tooling.gates.display import (
     label_with_unit,
     verdict_text,
 )
+from tooling.gates.eligibility import COMPLETE_RULE, check_shape, completeness, require_complete
 from tooling.gates.evidence import find_latest_run, load_summary, resolve_summary_path, run_info
 from tooling.gates.gate import GateResult, evaluate, gather
 from tooling.gates.markdown import render
@@ -171,9 +174,24 @@ def gate(
     prometheus_client_cert: PrometheusClientCertOption = None,
     prometheus_client_key: PrometheusClientKeyOption = None,
     allow_insecure_http: AllowInsecureHttpOption = False,
+    allow_incomplete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-incomplete",
+            help="Judge and record a run that did not run to its end (the record says so). "
+            f"The rule: {COMPLETE_RULE}.",
+        ),
+    ] = False,
+    no_record: Annotated[
+        bool, typer.Option("--no-record", help="Judge and print, but write no decision record.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Judge a run against its phase's criteria: GO (exit 0) or NO-GO (exit 1), and keep the decision."""
+    """Judge a run against its phase's criteria: GO (exit 0) or NO-GO (exit 1), and keep the decision.
+
+    A run whose nodes or world size are not the phase's is refused (exit 2, naming the phase it matches).
+    An incomplete run is judged and shown but not recorded (exit 2) unless --allow-incomplete.
+    """
     access = PrometheusAccess(
         prometheus_user,
         prometheus_password_file,
@@ -190,6 +208,8 @@ def gate(
     given = parse_given(measured)
     summary_path = locate_run(run, runs_dir, phase)
     summary = load_summary(summary_path)
+    check_shape(plan, phase, run_info(summary, summary_path))
+    ended = completeness(summary)
     info, figures, sources = gather(
         summary, summary_path, phase_def.world_size, prometheus_url, prometheus_step, access=access
     )
@@ -206,13 +226,14 @@ def gate(
         )
     baseline = baseline_for(plan, phase, decisions, baseline_run)
     result = evaluate(plan, phase, criteria, info, figures, sources, baseline, given)
-    record = result.record(plan)
-    source_lines = sources.describe() + ([soak_line] if soak_line else [])
-    json_path, md_path = write_record(decisions, record, render(record, source_lines))
+    record = {**result.record(plan), "completeness": ended.as_dict()}
+    source_lines = [f"run: {ended.why}", *sources.describe(), *([soak_line] if soak_line else [])]
+    refused = not ended.complete and not allow_incomplete
+    files: list[str] = []
+    if not (refused or no_record):
+        files = [str(p) for p in write_record(decisions, record, render(record, source_lines))]
     if as_json:
-        sys.stdout.write(
-            json.dumps({**record, "record_files": [str(json_path), str(md_path)]}, indent=2) + "\n"
-        )
+        sys.stdout.write(json.dumps({**record, "record_files": files}, indent=2) + "\n")
     else:
         console.print(gate_table(result))
         for line in source_lines:
@@ -221,7 +242,9 @@ def gate(
         style = DECISION_STYLE[result.decision]
         reason = f" (blocked by: {', '.join(blocking)})" if blocking else ""
         console.print(f"phase {phase}: [{style}]{result.decision}[/]{reason}")
-        console.print(f"decision record: {json_path} (+ .md)")
+        console.print(f"decision record: {files[0]} (+ .md)" if files else "decision record: none written")
+    if not allow_incomplete:
+        require_complete(ended, phase, info.run_id)
     if result.decision != "GO":
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -243,6 +266,8 @@ def critical_path(plan: PhasePlan, decisions: Path) -> list[dict[str, Any]]:
                 "nproc_per_node": phase.nproc_per_node,
                 "world_size": phase.world_size,
                 "decision": decision,
+                # False only for a run recorded with --allow-incomplete (older records did not say).
+                "complete": (record.get("completeness") or {}).get("complete", True) if record else None,
                 "decided_at": record["decided_at"] if record else None,
                 "record": record.get("_path") if record else None,
                 "next": is_next,
@@ -263,6 +288,8 @@ def phases(decisions: DecisionsOption = None, as_json: JsonOption = False) -> No
     for row in rows:
         decision = row["decision"]
         shown = f"[{DECISION_STYLE[decision]}]{decision}[/]" if decision else "[dim]not run[/]"
+        if row["complete"] is False:
+            shown += " [yellow](incomplete run)[/]"
         when = (
             time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(row["decided_at"])) if row["decided_at"] else "-"
         )

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 
 from tooling import home
 from tooling.console import CheckFailed, ToolingError, console, err_console
-from tooling.inventory import load_inventory, ssh_targets
+from tooling.inventory import load_inventory, refuse_placeholder_hosts, ssh_targets
 from tooling.job import records, status
 from tooling.job.deploy import DeployRequest, Preflight, deploy
 from tooling.job.status import NodeReport
@@ -51,6 +51,7 @@ def stop(inventory: Path, timeout_s: int, run_id: str | None = None) -> records.
             f"the inventory's current run is {record.run_id}, not this job's {run_id}: not stopping it",
             hint=f"stop {run_id} with playbooks/stop.yml -e ddp_trainer_run_id={run_id}",
         )
+    refuse_placeholder_hosts(load_inventory(inventory), record.hosts, inventory)
     started = time.monotonic()
     result = run_playbook(
         "playbooks/stop.yml",

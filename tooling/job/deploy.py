@@ -19,7 +19,13 @@ from rich.console import Console
 from ddp.config import load_config
 from tooling import home
 from tooling.console import CheckFailed, ToolingError, console, err_console
-from tooling.inventory import group_exists, load_inventory, phase_hosts, ssh_targets
+from tooling.inventory import (
+    group_exists,
+    load_inventory,
+    phase_hosts,
+    refuse_placeholder_hosts,
+    ssh_targets,
+)
 from tooling.job import production, records, status
 from tooling.plan.launch import Launch, LaunchError, ansible_groups, derive_launch
 from tooling.plan.phases import PhasePlan
@@ -276,6 +282,8 @@ def preparation_steps(request: DeployRequest, deploy_plan: Plan) -> list[Step]:
 
 def deploy(request: DeployRequest, plan: PhasePlan, preflight: Preflight | None = None) -> records.Deployment:
     deploy_plan = build_plan(request, plan)
+    # Before the first playbook: the example inventory's hosts would only answer "No route to host".
+    refuse_placeholder_hosts(deploy_plan.inventory, deploy_plan.hosts, request.inventory)
     for step in preparation_steps(request, deploy_plan):
         _raise_for(_playbook(request, deploy_plan, step.playbook, step.label, step.limit), step.what)
     if request.verify:

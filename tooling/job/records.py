@@ -1,7 +1,8 @@
 """The record of what `tooling deploy` started, so `status`, `stop`, `gate` and `rehearse` find the run.
 
 Kept on the control machine under the state root (<home>/deployments, tooling.home), one file per
-inventory (a sandbox and a production cluster can both have a current run), written atomically.
+inventory (a sandbox and a production cluster can both have a current run), written atomically. A command
+given no inventory acts on the latest deployment (`choose`): the one the operator just started.
 """
 
 from __future__ import annotations
@@ -63,3 +64,47 @@ def load(inventory: Path, state_dir: Path | None = None) -> Deployment:
         ) from None
     except (ValueError, TypeError) as exc:
         raise ToolingError(f"deployment record {path} is unreadable: {exc}", hint="deploy again") from None
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The deployment a command acts on, and how it was chosen (for the line that says so)."""
+
+    deployment: Deployment
+    inventory: Path
+    latest_of: int | None = None  # how many were recorded, when chosen as the latest (no inventory given)
+
+    def describe(self) -> str:
+        d = self.deployment
+        line = f"deployment: run {d.run_id}, phase {d.phase}, inventory {self.inventory}"
+        if self.latest_of is None:
+            return line
+        others = f" of {self.latest_of}" if self.latest_of > 1 else ""
+        return f"{line} (the latest recorded{others}; -i DIR for another)"
+
+
+def recorded(state_dir: Path | None = None) -> list[Deployment]:
+    """Every readable deployment record, oldest start first; unreadable files are skipped, not fatal."""
+    found: list[Deployment] = []
+    for path in sorted((state_dir or home.deployments()).glob("*.json")):
+        try:
+            found.append(Deployment(**json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError):
+            continue
+    return sorted(found, key=lambda d: d.started_at)
+
+
+def choose(inventory: Path | None, state_dir: Path | None = None) -> Chosen:
+    """The deployment of `inventory`, or with none given the latest one recorded."""
+    if inventory is not None:
+        path = inventory.resolve()
+        return Chosen(load(path, state_dir), path)
+    every = recorded(state_dir)
+    if not every:
+        raise ToolingError(
+            f"no deployment recorded (looked in {state_dir or home.deployments()})",
+            hint="start one with `tooling deploy --phase P --inventory DIR`, "
+            "or pass --inventory DIR for the cluster you deployed",
+        )
+    latest = every[-1]
+    return Chosen(latest, Path(latest.inventory), latest_of=len(every))

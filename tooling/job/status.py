@@ -12,7 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from tooling.console import console
-from tooling.inventory import load_inventory, ssh_targets
+from tooling.inventory import load_inventory, refuse_placeholder_hosts, ssh_targets
 from tooling.job.records import Deployment
 from tooling.remote import SshTarget, run_everywhere
 
@@ -91,7 +91,9 @@ def _age(now: float | None, then: float | None) -> str:
 
 def show(record: Deployment, inventory: Path) -> str:
     """Print every rank of the recorded run, per node; returns the job's state (job_state)."""
-    reports = collect(ssh_targets(load_inventory(inventory), record.hosts), record.run_dir)
+    inventory_data = load_inventory(inventory)
+    refuse_placeholder_hosts(inventory_data, record.hosts, inventory)
+    reports = collect(ssh_targets(inventory_data, record.hosts), record.run_dir)
     state = job_state(reports, record.world_size)
     table = Table(title=f"run {record.run_id} (phase {record.phase}): {state}")
     for column in ("node", "rank", "state", "step", "samples/s", "loss", "last ckpt", "restarts", "updated"):

@@ -190,6 +190,12 @@ class PhasePlan(_Strict):
     def ordered(self) -> list[tuple[str, Phase]]:
         return sorted(self.phases.items(), key=lambda item: (item[1].nodes, item[0]))
 
+    def shaped(self, nodes: int, world_size: int) -> list[str]:
+        """The phases (in roll-out order) whose size is `nodes` nodes and `world_size` processes."""
+        return [
+            name for name, phase in self.ordered() if phase.nodes == nodes and phase.world_size == world_size
+        ]
+
     def max_nodes(self) -> int:
         return max(phase.nodes for phase in self.phases.values())
 

@@ -19,7 +19,14 @@ from tooling import home
 from tooling.cli_options import InventoryOption, JsonOption, phase_option
 from tooling.console import EXIT_CHECK_FAILED, EXIT_OK, ToolingError, console, err_console
 from tooling.findings import CLUSTER, Finding, FindingsView
-from tooling.inventory import all_hosts, default_inventory, group_hosts, load_inventory, natural_key
+from tooling.inventory import (
+    all_hosts,
+    default_inventory,
+    group_hosts,
+    load_inventory,
+    natural_key,
+    refuse_placeholder_hosts,
+)
 from tooling.inventory import phase_hosts as phase_group_hosts
 from tooling.job.deploy import DeployRequest
 from tooling.plan.phases import load_phases
@@ -177,6 +184,7 @@ def run_verify(
     inventory_data = load_inventory(inventory_path)
     profile_label, profile = pick_profile(profile_name, is_sandbox_inventory(inventory_data, inventory_path))
     target = resolve_target(inventory_data, hosts, phase, inventory_path)
+    refuse_placeholder_hosts(inventory_data, target.hosts, inventory_path)
     runs = (runs_dir or home.verify()).resolve()
     result = collect(
         target,
