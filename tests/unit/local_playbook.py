@@ -68,6 +68,35 @@ def render_templates_task(name: str, out: Path, task_vars: dict[str, Any]) -> di
     }
 
 
+def preflight_case_task(case: str, role: str, role_vars: dict[str, Any], result: Path) -> dict[str, Any]:
+    """A block that runs `role`'s tasks/preflight.yml with `role_vars` and writes to `result` an empty file
+    when it passes, else the failure's message: many refusal cases in one playbook run."""
+    return {
+        "name": f"Preflight case {case}",
+        "block": [
+            {
+                "name": f"Run the {role} preflight",
+                "ansible.builtin.include_role": {"name": role, "tasks_from": "preflight"},
+                "vars": role_vars,
+            },
+            {
+                "name": "Record a pass",
+                "ansible.builtin.copy": {"content": "", "dest": str(result), "mode": "0644"},
+            },
+        ],
+        "rescue": [
+            {
+                "name": "Record the failure message",
+                "ansible.builtin.copy": {
+                    "content": "{{ ansible_failed_result.msg }}",
+                    "dest": str(result),
+                    "mode": "0644",
+                },
+            }
+        ],
+    }
+
+
 def role_task(role: str, tasks_file: str, action: str, used: str, entry: str) -> dict[str, Any]:
     """roles/<role>/tasks/<tasks_file>'s one task whose `action` (include_role or import_role) runs `used`'s
     `entry`, as written there, so a test feeds a shared role exactly as that role does."""

@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from tests.unit.gpg_keys import make_keys
-from tests.unit.local_playbook import role_include, run_local_playbook
+from tests.unit.local_playbook import preflight_case_task, role_include, run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ["elasticsearch", "logstash", "kibana", "filebeat"]
@@ -787,34 +787,10 @@ def preflight(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     results.mkdir()
     files = tmp_path / "files"
     files.mkdir()
-    tasks = []
-    for case, (role, overrides, _) in PREFLIGHT_CASES.items():
-        tasks.append(
-            {
-                "name": f"Preflight case {case}",
-                "block": [
-                    {
-                        "name": f"Run the {role} preflight",
-                        "ansible.builtin.include_role": {"name": role, "tasks_from": "preflight"},
-                        "vars": _with_files(overrides, files),
-                    },
-                    {
-                        "name": "Record a pass",
-                        "ansible.builtin.copy": {"content": "", "dest": str(results / case), "mode": "0644"},
-                    },
-                ],
-                "rescue": [
-                    {
-                        "name": "Record the failure message",
-                        "ansible.builtin.copy": {
-                            "content": "{{ ansible_failed_result.msg }}",
-                            "dest": str(results / case),
-                            "mode": "0644",
-                        },
-                    }
-                ],
-            }
-        )
+    tasks = [
+        preflight_case_task(case, role, _with_files(overrides, files), results / case)
+        for case, (role, overrides, _) in PREFLIGHT_CASES.items()
+    ]
     play = {
         "name": "Preflight checks of the ELK and Filebeat roles",
         "hosts": "monitor1",

@@ -24,7 +24,7 @@ import bcrypt
 import pytest
 import yaml
 
-from tests.unit.local_playbook import role_import_vars, run_local_playbook
+from tests.unit.local_playbook import preflight_case_task, role_import_vars, run_local_playbook
 from tests.unit.tls_prometheus import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,30 +204,7 @@ def preflight(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> dict[str, t
     results.mkdir()
     cases = _cases(pki)
     tasks = [
-        {
-            "name": f"Preflight case {case}",
-            "block": [
-                {
-                    "name": f"Run the {role} preflight",
-                    "ansible.builtin.include_role": {"name": role, "tasks_from": "preflight"},
-                    "vars": overrides,
-                },
-                {
-                    "name": "Record a pass",
-                    "ansible.builtin.copy": {"content": "", "dest": str(results / case), "mode": "0644"},
-                },
-            ],
-            "rescue": [
-                {
-                    "name": "Record the failure message",
-                    "ansible.builtin.copy": {
-                        "content": "{{ ansible_failed_result.msg }}",
-                        "dest": str(results / case),
-                        "mode": "0644",
-                    },
-                }
-            ],
-        }
+        preflight_case_task(case, role, overrides, results / case)
         for case, (role, overrides, _) in cases.items()
     ]
     play = {
