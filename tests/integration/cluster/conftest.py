@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.cluster.checks import write_node_settings
 from tests.integration.sandbox_harness import Sandbox, explain
 
 UNGROUPED = pytest.StashKey[list[str]]()
@@ -58,6 +59,7 @@ def phase2a_cluster(
         started = box.cli("up", "--nodes", "2")
         assert started.returncode == 0, explain(started)
         box.first_up = started
+        write_node_settings(box)
         first = box.site("phase2a:monitoring", "site-phase2a")
         assert first.ok, f"{first.explanation}: {first.hard_failures()[:5]} (see {first.artifact_dir})"
         box.first_provisioning = first

@@ -1,10 +1,10 @@
 """Launch and network faults on the cluster. A taken rendezvous port stops the launch on every node. node2
-cut off from node1 during a phase-2a run: phase 2a allows no fewer nodes than it has (min_nodes 2), so the
-job must stop on node1 within the configured timeouts, not hang, with its checkpoints intact (the fallback
-to phase 1 that follows is the node-down scenario's, test_05: the same `deploy --fallback 1`). With a
-site's phases file that lets 2a go down to one node (min_nodes 1) the same cut is absorbed instead: torchrun
-re-forms the group on node1 alone and training continues from the checkpoint. (node2 lost outright, its
-container killed, is the node-down scenario of test_05.)"""
+cut off from node1 during a phase-2a run, with a site's phases file that lets 2a go down to one node
+(min_nodes 1): the cut is absorbed, torchrun re-forms the group on node1 alone and training continues from
+the checkpoint. Without that setting (min_nodes 2) the job must stop on node1 within the configured
+timeouts with its checkpoints intact: the node-down scenario of test_05 checks that, once for the suite (for
+node1 a killed node2 is the same silent peer a cut-off one is: its packets vanish, nothing answers with a
+reset), then falls back to phase 1."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ import pytest
 
 from tests.integration.cluster.faults import (
     COLLECTIVE_TIMEOUT_S,
-    JOIN_TIMEOUT_S,
     checkpoints_verify,
     heal_node2,
-    newest_checkpoint,
     partition_node2,
     site_phases,
     unit_state,
@@ -71,30 +69,6 @@ def test_taken_rendezvous_port_stops_the_launch_on_every_node(phase2a_cluster: S
             assert started.rc != 0, f"{host} started ranks of the refused run"
     finally:
         on_node(box, "node1", "systemctl stop ddp-test-port-holder")
-
-
-def test_node_cut_off_stops_cleanly_with_its_checkpoints(phase2a_cluster: Sandbox) -> None:
-    box = phase2a_cluster
-    run_id = "fault-partitioned"
-    run_dir = f"{RUN_ROOT}/{run_id}"
-    plan = site_phases(box, "fallback")
-    forget_run(box, run_id)
-    deploy_run(box, "2a", run_id, FAULT_SETS, "--skip-verify", site_phases=plan)
-    try:
-        before = wait_for_checkpoint(box, run_dir, 40, MAX_STEPS)
-        partition_node2(box)
-        # A rank notices within the collective timeout; torchrun then waits join_timeout for the lost node
-        # to rejoin (min_nodes = nodes) and gives up. Anything past that (plus slack for 2 busy cores) hangs.
-        stopped_after = wait_for_unit_end(
-            box, "node1", time.monotonic(), COLLECTIVE_TIMEOUT_S + JOIN_TIMEOUT_S + 90
-        )
-        assert unit_state(box, "node1") == "failed"
-        checkpoints_verify(box, run_dir)
-        newest = newest_checkpoint(box, run_dir)
-        assert newest is not None and newest >= before, "a checkpoint was lost"
-        print(f"node cut off: job stopped {stopped_after:.0f} s after the fault; newest checkpoint {newest}")
-    finally:
-        heal_node2(box)
 
 
 def test_node_cut_off_is_absorbed_when_the_site_allows_fewer_nodes(phase2a_cluster: Sandbox) -> None:
