@@ -107,6 +107,11 @@ class SyntheticWorkload(Strict):
     num_layers: PositiveInt = 4
     num_classes: PositiveInt = 10
     num_samples: PositiveInt = 32768
+    # Milliseconds each forward pass waits, standing for an accelerator's compute: the host thread of a GPU
+    # rank waits on the device in the same way. A CPU rehearsal then keeps a real model's step rhythm (step
+    # counts mean seconds again for checkpoint and status intervals) and leaves the node's cores to
+    # everything else on it, instead of spinning a tiny model as fast as the cores allow. 0: no wait.
+    device_time_ms: Annotated[float, Field(ge=0, le=60_000)] = 0.0
 
 
 class DigitsWorkload(Strict):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,17 @@ class Workload:
     @property
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+
+def add_device_time(model: nn.Module, seconds: float) -> None:
+    """Make each forward pass of `model` first wait `seconds`: the time an accelerator would spend on the
+    step's compute (config: workload.device_time_ms), slept rather than spun so the cores stay free. A
+    forward pre-hook, not a layer: the state dict, and so every checkpoint, stays what it was."""
+
+    def wait(_module: nn.Module, _inputs: tuple[object, ...]) -> None:
+        time.sleep(seconds)
+
+    model.register_forward_pre_hook(wait)
 
 
 def mlp(input_dim: int, hidden_dim: int, num_layers: int, output_dim: int) -> nn.Sequential:

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from ddp.config import SyntheticWorkload
-from ddp.workloads.base import Workload, mlp
+from ddp.workloads.base import Workload, add_device_time, mlp
 
 
 def build_synthetic(section: SyntheticWorkload, seed: int) -> Workload:
@@ -19,6 +19,10 @@ def build_synthetic(section: SyntheticWorkload, seed: int) -> Workload:
     targets = (inputs @ teacher).argmax(dim=1)
     torch.manual_seed(seed)
     model = mlp(section.input_dim, section.hidden_dim, section.num_layers, section.num_classes)
+    paced = ""
+    if section.device_time_ms > 0:
+        add_device_time(model, section.device_time_ms / 1000)
+        paced = f", {section.device_time_ms:g} ms device time per forward"
     return Workload(
         model=model,
         dataset=TensorDataset(inputs, targets),
@@ -26,5 +30,6 @@ def build_synthetic(section: SyntheticWorkload, seed: int) -> Workload:
         description=(
             f"synthetic MLP {section.input_dim}->{section.hidden_dim}x{section.num_layers}"
             f"->{section.num_classes}, {section.num_samples} samples"
+            f"{paced}"
         ),
     )

@@ -13,14 +13,19 @@ from tests.integration.sandbox_monitor import wait_until
 from tooling.inventory import load_inventory, ssh_targets
 from tooling.remote import RemoteResult, run_command
 
-# Small enough for 8 ranks on a 2-core machine, big enough to take a few seconds per checkpoint interval.
-SMALL_RUN = [
+# Small enough for 8 ranks on a 2-core machine.
+SMALL_MODEL = [
     "workload.input_dim=64",
     "workload.hidden_dim=128",
     "workload.num_samples=8192",
     "training.batch_size=16",
     "checkpoint.every_steps=20",
 ]
+# What the cluster tests run: each forward pass waits 100 ms, as a GPU rank's host thread waits on its
+# device. About 10 steps a second (a checkpoint every 2 s): the tests wait on time (scrapes, alerts,
+# timeouts), not on steps, and the ranks of a run that lasts minutes leave the two cores to the tests
+# beside it instead of spinning a tiny model flat out (which took about half of the machine's CPU).
+SMALL_RUN = [*SMALL_MODEL, "workload.device_time_ms=100"]
 
 
 RUN_ROOT = "/var/lib/ddp/runs"
