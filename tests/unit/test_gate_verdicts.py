@@ -142,7 +142,7 @@ def test_efficiency_above_the_ceiling_is_suspect() -> None:
     row = next(r for r in result.rows if r.name == "scaling_efficiency")
     assert (row.measurement.value or 0) > 4
     assert row.suspect and row.verdict == "FAIL"
-    assert "ceiling 100.0% (phase 1's T_sync/T_nosync)" in row.note
+    assert "ceiling 100 % (phase 1's T_sync/T_nosync)" in row.note
     assert "SUSPECT: above the ceiling" in row.note
     assert result.scaling is not None and result.scaling.ceiling == 1.0
 

@@ -45,7 +45,8 @@ def test_figures_plot_the_recorded_series() -> None:
     assert limits == [270.0, 250.0]  # target and minimum from tooling/phases.yml
 
     loss = figures["loss.png"].axes[0].lines[0]
-    assert _xs(loss) == [p[1] for p in timeline]
+    start = summary["incarnations"][0]["started_at"]
+    assert _xs(loss) == [p[0] - start for p in timeline]
     assert _ys(loss) == [p[3] for p in timeline]
 
     assert _heights(figures["step_balance.png"].axes[0]) == [

@@ -16,14 +16,19 @@ VERDICT_STYLE = {
 DECISION_STYLE = {"GO": "bold green", "NO-GO": "bold red"}
 
 
+def fmt_percent(ratio: float) -> str:
+    """A ratio as the gate table, the notes and the report's figures all print it: 0.9995 -> "99.95 %"."""
+    # Three decimals keep 99.99 % apart from 99.9 % and 0.05 % from 0 %.
+    text = f"{ratio * 100:.3f}".rstrip("0").rstrip(".")
+    return f"{'0' if text == '-0' else text} %"
+
+
 def fmt_value(name: str, value: float | None, *, unit: bool = True) -> str:
     if value is None:
         return "-"
     kind_unit = KINDS[name].unit
     if kind_unit == "ratio":
-        # Three decimals keep 99.99 % apart from 99.9 % and 0.05 % from 0 %.
-        text = f"{value * 100:.3f}".rstrip("0").rstrip(".")
-        return f"{text} %"
+        return fmt_percent(value)
     if kind_unit == "samples/s":
         return f"{value:,.1f} samples/s" if unit else f"{value:,.1f}"
     return f"{value:g}"

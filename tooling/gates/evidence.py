@@ -78,10 +78,20 @@ def _finite(value: Any) -> float | None:
     return None
 
 
-def run_info(summary: dict[str, Any], path: Path | None) -> RunInfo:
-    times = [p[0] for p in summary.get("timeline", []) if p and p[0] is not None]
+def _heartbeat_times(summary: dict[str, Any]) -> list[float]:
+    return [p[0] for p in summary.get("timeline", []) if p and p[0] is not None]
+
+
+def run_start(summary: dict[str, Any]) -> float | None:
+    """When the run began as far as its summary knows: its first incarnation's start, else its first
+    heartbeat. The gate's window and the report's time axes both count from here."""
     starts = [i.get("started_at") for i in summary.get("incarnations", []) if i.get("started_at")]
-    start = min([*starts, *times[:1]], default=None)
+    return min([*starts, *_heartbeat_times(summary)[:1]], default=None)
+
+
+def run_info(summary: dict[str, Any], path: Path | None) -> RunInfo:
+    times = _heartbeat_times(summary)
+    start = run_start(summary)
     end = _finite(summary.get("written_at")) or (times[-1] if times else None)
     return RunInfo(
         run_id=str(summary.get("run", "?")),

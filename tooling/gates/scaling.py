@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tooling.gates.display import fmt_percent
 from tooling.plan.measurements import Measurement, missing
 
 SUPERLINEAR_CAUSES = (
@@ -107,7 +108,7 @@ def compute(
         f"against phase {baseline.phase}"
     ]
     if ceiling is not None:
-        notes.append(f"ceiling {ceiling:.1%} ({ceiling_from})")
+        notes.append(f"ceiling {fmt_percent(ceiling)} ({ceiling_from})")
     if baseline.decision == "NO-GO":
         notes.append(f"phase {baseline.phase}'s own gate was NO-GO")
     suspect = ceiling is not None and efficiency > ceiling
@@ -124,7 +125,9 @@ def compute(
     if baseline.efficiency:
         drop = (baseline.efficiency - efficiency) / baseline.efficiency
         degradation = Measurement(
-            drop, src, f"E {efficiency:.1%} vs phase {baseline.phase}'s {baseline.efficiency:.1%}"
+            drop,
+            src,
+            f"E {fmt_percent(efficiency)} vs phase {baseline.phase}'s {fmt_percent(baseline.efficiency)}",
         )
     else:
         degradation = missing(

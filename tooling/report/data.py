@@ -19,6 +19,15 @@ def _row_of(record: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((r for r in record.get("criteria", []) if r["criterion"] == name), None)
 
 
+# The comparison's columns and the criterion each one shows.
+_COLUMNS = {
+    "throughput": "throughput",
+    "efficiency": "scaling_efficiency",
+    "uptime": "uptime",
+    "overhead": "comm_overhead",
+}
+
+
 def phase_rows(plan: PhasePlan, decisions: Path) -> list[dict[str, Any]]:
     """One line per phase from its latest decision record (None figures where it has not been gated)."""
     rows = []
@@ -39,27 +48,22 @@ def phase_rows(plan: PhasePlan, decisions: Path) -> list[dict[str, Any]]:
             "uptime": None,
             "overhead": None,
             "issues": [],
+            # Each figure's own criterion verdict (None: not gated): its colour, whatever the decision.
+            "verdicts": dict.fromkeys(_COLUMNS),
         }
         if record:
-            for key, criterion in (
-                ("throughput", "throughput"),
-                ("efficiency", "scaling_efficiency"),
-                ("uptime", "uptime"),
-                ("overhead", "comm_overhead"),
-            ):
+            for key, criterion in _COLUMNS.items():
                 found = _row_of(record, criterion)
                 row[key] = found["measured"] if found else None
+                row["verdicts"][key] = found["verdict"] if found else None
             row["issues"] = [
                 f"{r['label']}: {r['verdict']}" + (f" ({r['note']})" if r["note"] else "")
                 for r in record.get("criteria", [])
                 if r["verdict"] in ("FAIL", "WARN", "NO DATA")
             ]
         row["text"] = {
-            "throughput": fmt_value("throughput", row["throughput"]),
+            **{key: fmt_value(criterion, row[key]) for key, criterion in _COLUMNS.items()},
             "target": fmt_value("throughput", row["target"]),
-            "efficiency": fmt_value("scaling_efficiency", row["efficiency"]),
-            "uptime": fmt_value("uptime", row["uptime"]),
-            "overhead": fmt_value("comm_overhead", row["overhead"]),
         }
         rows.append(row)
     return rows

@@ -15,10 +15,17 @@ import numpy as np
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
+from tooling.gates.display import fmt_bound, fmt_percent
 from tooling.plan.bounds import Bound
+from tooling.report.clock import TIME_LABEL, heartbeats, restarts
 
 SIZE = (8.0, 3.6)
+# A value's colour is its own criterion's verdict; anything else (NO DATA, SKIP, not gated) is unmeasured.
+STATUS_COLOUR = {"PASS": "tab:green", "WARN": "tab:orange", "FAIL": "tab:red"}
+UNMEASURED_COLOUR = "lightgray"
 
 
 def _figure(title: str) -> tuple[Figure, Any]:
@@ -28,48 +35,54 @@ def _figure(title: str) -> tuple[Figure, Any]:
     return fig, ax
 
 
-def _timeline(summary: dict[str, Any]) -> list[list[Any]]:
-    return [p for p in summary.get("timeline", []) if p and p[0] is not None]
-
-
 def _rank_labels(summary: dict[str, Any]) -> list[str]:
     return [f"{r.get('node', '?')}/{r.get('rank')}" for r in summary.get("ranks", [])]
 
 
-def _clock(seconds: list[float]) -> tuple[list[float], str]:
-    """Elapsed time in minutes, or seconds for runs shorter than two minutes."""
-    span = max(seconds, default=0.0)
-    return ([s / 60 for s in seconds], "minutes") if span >= 120 else (seconds, "seconds")
+def _time_axis(ax: Any) -> None:
+    """Every time axis: seconds, 0 at the run's start."""
+    ax.set_xlabel(TIME_LABEL)
+    ax.set_xlim(left=0.0)
 
 
-def _limit_lines(ax: Any, target: Bound | None, minimum: Bound | None, scale: float = 1.0) -> None:
+def _percent_axis(ax: Any) -> None:
+    """Bars in percent points (the series as plotted), ticks in the report's one percent format."""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda points, _: fmt_percent(points / 100)))
+
+
+def _limit_lines(ax: Any, name: str, target: Bound | None, minimum: Bound | None, scale: float = 1.0) -> None:
+    """The criterion's bounds as the gate table writes them (`name` picks the unit and percent format)."""
     if target is not None:
         ax.axhline(
             target.value * scale,
             color="tab:green",
             linestyle="--",
-            label=f"target {target.op} {target.value * scale:g}",
+            label=f"target {fmt_bound(name, target)}",
         )
     if minimum is not None and (target is None or minimum.value != target.value):
         ax.axhline(
             minimum.value * scale,
             color="tab:red",
             linestyle=":",
-            label=f"minimum {minimum.op} {minimum.value * scale:g}",
+            label=f"minimum {fmt_bound(name, minimum)}",
         )
 
 
 def throughput(summary: dict[str, Any], target: Bound | None, minimum: Bound | None) -> Figure:
     fig, ax = _figure("Job-wide throughput over time")
-    points = _timeline(summary)
-    t0 = points[0][0] if points else 0.0
-    xs, unit = _clock([p[0] - t0 for p in points])
-    ax.plot(xs, [p[2] for p in points], marker=".", color="tab:blue", label="samples/s (heartbeat)")
-    if target is not None and minimum is not None and points:
+    beats = heartbeats(summary)
+    ax.plot(
+        [s for s, _ in beats],
+        [p[2] for _, p in beats],
+        marker=".",
+        color="tab:blue",
+        label="samples/s (heartbeat)",
+    )
+    if target is not None and minimum is not None and beats:
         low, high = sorted((minimum.value, target.value))
         ax.axhspan(low, high, color="tab:orange", alpha=0.15, label="warn band (minimum..target)")
-    _limit_lines(ax, target, minimum)
-    ax.set_xlabel(f"{unit} since the first heartbeat")
+    _limit_lines(ax, "throughput", target, minimum)
+    _time_axis(ax)
     ax.set_ylabel("samples/s")
     ax.legend(loc="best", fontsize="small")
     return fig
@@ -77,9 +90,9 @@ def throughput(summary: dict[str, Any], target: Bound | None, minimum: Bound | N
 
 def loss(summary: dict[str, Any]) -> Figure:
     fig, ax = _figure("Training loss (mean over ranks, per heartbeat)")
-    points = [p for p in _timeline(summary) if p[3] is not None]
-    ax.plot([p[1] for p in points], [p[3] for p in points], marker=".", color="tab:purple")
-    ax.set_xlabel("step")
+    beats = [(s, p) for s, p in heartbeats(summary) if p[3] is not None]
+    ax.plot([s for s, _ in beats], [p[3] for _, p in beats], marker=".", color="tab:purple")
+    _time_axis(ax)
     ax.set_ylabel("loss")
     return fig
 
@@ -105,10 +118,11 @@ def comm_overhead(summary: dict[str, Any], target: Bound | None, minimum: Bound 
     fig, ax = _figure("Communication overhead per rank (no_sync probe)")
     ranks = summary.get("ranks", [])
     values = [(r.get("comm_overhead_ratio") or 0.0) * 100 for r in ranks]
-    ax.bar(_rank_labels(summary), values, color="tab:cyan", label="overhead %")
-    _limit_lines(ax, target, minimum, scale=100)
+    ax.bar(_rank_labels(summary), values, color="tab:cyan", label="overhead")
+    _limit_lines(ax, "comm_overhead", target, minimum, scale=100)
+    _percent_axis(ax)
     ax.set_xlabel("node/rank")
-    ax.set_ylabel("% of step time")
+    ax.set_ylabel("share of step time")
     ax.legend(loc="best", fontsize="small")
     return fig
 
@@ -128,27 +142,22 @@ def memory_pressure(summary: dict[str, Any], target: Bound | None, minimum: Boun
         ax.scatter(
             labels, [(g or 0.0) * 100 for g in gpu], color="black", marker="D", label="GPU memory", zorder=3
         )
-    _limit_lines(ax, target, minimum, scale=100)
+    _limit_lines(ax, "memory_pressure", target, minimum, scale=100)
     ax.set_ylim(0, 100)
+    _percent_axis(ax)
     ax.set_xlabel("node/rank")
-    ax.set_ylabel("% in use")
+    ax.set_ylabel("in use")
     ax.legend(loc="best", fontsize="small")
     return fig
 
 
 def checkpoint_timeline(summary: dict[str, Any]) -> Figure:
-    """Progress over time, with the checkpoint steps and each (re)start of the worker group marked."""
-    fig, ax = _figure("Progress, checkpoints and restarts")
-    points = _timeline(summary)
-    t0 = min(
-        [p[0] for p in points]
-        + [i["started_at"] for i in summary.get("incarnations", []) if i.get("started_at")],
-        default=0.0,
-    )
-    starts = [i["started_at"] for i in summary.get("incarnations", []) if i.get("started_at")]
-    clock, unit = _clock([p[0] - t0 for p in points] + [s - t0 for s in starts])
-    xs, start_xs = clock[: len(points)], clock[len(points) :]
-    steps = [p[1] for p in points]
+    """Progress over time, with the checkpoint steps and each restart of the worker group marked (the
+    initial start is the axis' 0, not a restart)."""
+    fig, ax = _figure("Progress and checkpoints (no restart)")
+    beats = heartbeats(summary)
+    xs = [s for s, _ in beats]
+    steps = [p[1] for _, p in beats]
     ax.plot(xs, steps, color="tab:gray", label="step")
     every = (summary.get("config") or {}).get("checkpoint", {}).get("every_steps")
     info = summary.get("checkpoints", {})
@@ -157,7 +166,7 @@ def checkpoint_timeline(summary: dict[str, Any]) -> Figure:
         marks.update(range(every, int(info["last_step"]) + 1, every))
     if info.get("last_step"):
         marks.add(int(info["last_step"]))
-    if marks and len(points) >= 2:
+    if marks and len(beats) >= 2:
         when = np.interp(sorted(marks), steps, xs)
         ax.scatter(
             when,
@@ -167,29 +176,44 @@ def checkpoint_timeline(summary: dict[str, Any]) -> Figure:
             zorder=3,
             label=f"checkpoint steps ({info.get('saved', 0)} saved, {info.get('failures', 0)} failed)",
         )
-    for n, x in enumerate(start_xs):
-        ax.axvline(x, color="tab:red", linestyle=":", label="(re)start" if n == 0 else None)
-    ax.set_xlabel(f"{unit} since start")
+    restarted = restarts(summary)
+    unplaced = restarted.total - len(restarted.seconds)
+    if restarted.total:
+        ax.set_title(
+            f"Progress, checkpoints and {restarted.total} restart(s)"
+            + (f", {unplaced} without a recorded time" if unplaced else "")
+        )
+    for n, x in enumerate(restarted.seconds):
+        ax.axvline(x, color="tab:red", linestyle=":", label="restart" if n == 0 else None)
+    _time_axis(ax)
     ax.set_ylabel("step")
     ax.legend(loc="best", fontsize="small")
     return fig
 
 
 def phase_comparison(rows: list[dict[str, Any]]) -> Figure:
-    """Measured throughput per phase (latest decision records) against each phase's target."""
+    """Measured throughput per phase (latest decision records) against each phase's target, each bar in
+    the colour of its throughput verdict: a NO-GO decided by another criterion leaves a passing bar green."""
     fig, ax = _figure("Throughput by phase (latest gate decisions)")
     names = [f"phase {r['phase']}" for r in rows]
     measured = [r.get("throughput") or 0.0 for r in rows]
-    colours = [
-        "tab:green" if r.get("decision") == "GO" else "tab:red" if r.get("decision") else "lightgray"
-        for r in rows
-    ]
-    ax.bar(names, measured, color=colours, label="measured (green GO, red NO-GO)")
+    verdicts = [(r.get("verdicts") or {}).get("throughput") for r in rows]
+    ax.bar(names, measured, color=[status_colour(v) for v in verdicts])
     targets = [r.get("target") for r in rows]
-    ax.scatter(names, [t or 0.0 for t in targets], color="black", marker="_", s=600, label="target", zorder=3)
+    target = ax.scatter(
+        names, [t or 0.0 for t in targets], color="black", marker="_", s=600, label="target", zorder=3
+    )
+    shown = [v for v in STATUS_COLOUR if v in verdicts]
+    keys = [Patch(color=STATUS_COLOUR[v], label=f"throughput {v}") for v in shown]
+    if any(v not in STATUS_COLOUR for v in verdicts):
+        keys.append(Patch(color=UNMEASURED_COLOUR, label="throughput not measured"))
+    ax.legend(handles=[*keys, target], loc="best", fontsize="small")
     ax.set_ylabel("samples/s")
-    ax.legend(loc="best", fontsize="small")
     return fig
+
+
+def status_colour(verdict: str | None) -> str:
+    return STATUS_COLOUR.get(verdict or "", UNMEASURED_COLOUR)
 
 
 def save(fig: Figure, path: Path) -> Path:
