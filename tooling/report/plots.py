@@ -6,23 +6,35 @@ closes the figure. The Agg backend draws without a display (control machines are
 
 from __future__ import annotations
 
+import functools
+import io
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-import numpy as np
-
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt
-from matplotlib.figure import Figure
-
+from ddp.atomic import atomic_write_bytes
 from tooling.plan.bounds import Bound
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SIZE = (8.0, 3.6)
 
 
+@functools.cache
+def _pyplot() -> ModuleType:
+    """pyplot on the Agg backend, imported on the first figure rather than with this module: matplotlib
+    takes most of a second to import, and every `tooling ... --help` imports this module."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot
+
+
 def _figure(title: str) -> tuple[Figure, Any]:
-    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
+    fig, ax = _pyplot().subplots(figsize=SIZE, layout="constrained")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     return fig, ax
@@ -158,6 +170,8 @@ def checkpoint_timeline(summary: dict[str, Any]) -> Figure:
     if info.get("last_step"):
         marks.add(int(info["last_step"]))
     if marks and len(points) >= 2:
+        import numpy as np  # loaded with matplotlib anyway; kept off this module's import (see _pyplot)
+
         when = np.interp(sorted(marks), steps, xs)
         ax.scatter(
             when,
@@ -193,7 +207,8 @@ def phase_comparison(rows: list[dict[str, Any]]) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    _pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue(), durable=False)
     return path
