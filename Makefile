@@ -32,3 +32,4 @@ lint: setup
 bench: setup
 	$(VENV)/bin/python bench/trainer_overhead.py
 	$(VENV)/bin/python bench/recovery.py
+	$(VENV)/bin/python bench/cli_start.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from tooling.cli_options import (
     phase_option,
     show_plan_phases,
 )
-from tooling.console import console, err_console, error_edge
+from tooling.console import EXIT_USAGE, console, display_error, err_console, error_edge
 from tooling.gates.cli import gate, phases
 from tooling.job.local import run_local
 from tooling.job_cli import DEPLOY_EPILOG, deploy_command, status_command, stop_command
@@ -56,9 +57,35 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    """`--version`: the installed distribution's version, found through the package rather than a name
+    written here, so pyproject.toml stays the one place the distribution is named."""
+    if not value:
+        return
+    package = (__package__ or "").partition(".")[0]  # "tooling", also under `python -m tooling.cli`
+    names = importlib.metadata.packages_distributions().get(package)
+    if not names:
+        display_error(
+            f"no installed distribution provides the `{package}` package, so it has no version",
+            hint="install the project (`pip install -e .` from the source tree)",
+        )
+        raise typer.Exit(EXIT_USAGE)
+    console.print(f"{names[0]} {importlib.metadata.version(names[0])}", highlight=False)
+    raise typer.Exit()
+
+
 @app.callback()
 def _site_options(
     ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_show_version,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
     phases_file: Annotated[
         Path | None,
         typer.Option(

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paramiko
-
 
 @dataclass(frozen=True)
 class SshTarget:
@@ -55,6 +53,8 @@ class RemoteResult:
 
 
 def _reason(exc: Exception, target: SshTarget) -> str:
+    import paramiko
+
     where = f"{target.user}@{target.address}:{target.port}"
     if isinstance(exc, paramiko.BadHostKeyException):
         return f"{where}: host key differs from {target.known_hosts or 'known_hosts'}"
@@ -72,6 +72,10 @@ def _reason(exc: Exception, target: SshTarget) -> str:
 
 
 def run_command(target: SshTarget, command: str, timeout_s: float = 10.0) -> RemoteResult:
+    # paramiko is imported where it is used: it costs a noticeable part of a second, and the CLI's --help
+    # must not pay for it.
+    import paramiko
+
     client = paramiko.SSHClient()
     try:
         if target.known_hosts and Path(target.known_hosts).is_file():

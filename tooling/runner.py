@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-import ansible_runner
-from ansible_runner.exceptions import AnsibleRunnerException
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
@@ -434,6 +432,11 @@ def run_playbook(
         kwargs["timeout"] = timeout
     if forks:
         kwargs["forks"] = forks
+
+    # Imported here, not at the top: ansible-runner costs most of a second to import and every command's
+    # --help would pay for it. Looked up on the module at each call so tests can patch ansible_runner.run.
+    import ansible_runner
+    from ansible_runner.exceptions import AnsibleRunnerException
 
     try:
         if progress:

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
-from matplotlib import pyplot as plt
-from matplotlib.figure import Figure
 
-from ddp.atomic import atomic_write_bytes, atomic_write_text
+from ddp.atomic import atomic_write_text
 from tooling.gates.markdown import table_rows
 from tooling.plan.bounds import Bound
 from tooling.plan.phases import PhasePlan
 from tooling.report import plots
 from tooling.report.data import phase_rows, priorities, when
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
@@ -32,14 +32,6 @@ class Written:
     markdown: Path
     html: Path
     figures: list[Path]
-
-
-def save_png(fig: Figure, path: Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue(), durable=False)
-    return path
 
 
 def _bounds(record: dict[str, Any], name: str) -> tuple[Bound | None, Bound | None]:
@@ -81,9 +73,9 @@ def build_phase_report(
 ) -> Written:
     """`record` is a gate decision record: the one of record for this run, or one evaluated for the report."""
     phase = plan.get(record["phase"])
-    figures = [(title, save_png(fig, out / name)) for title, name, fig in phase_figures(summary, record)]
+    figures = [(title, plots.save(fig, out / name)) for title, name, fig in phase_figures(summary, record)]
     rows = phase_rows(plan, decisions)
-    comparison = save_png(plots.phase_comparison(rows), out / "phase_comparison.png")
+    comparison = plots.save(plots.phase_comparison(rows), out / "phase_comparison.png")
     figures.append(("Comparison with the phases (latest decisions)", comparison))
     context = {
         "phase": record["phase"],
@@ -123,7 +115,7 @@ def headline(rows: list[dict[str, Any]]) -> str:
 
 def build_weekly(plan: PhasePlan, decisions: Path, out: Path) -> Written:
     rows = phase_rows(plan, decisions)
-    comparison = save_png(plots.phase_comparison(rows), out / "phase_comparison.png")
+    comparison = plots.save(plots.phase_comparison(rows), out / "phase_comparison.png")
     context = {
         "generated": when(time.time()),
         "headline": headline(rows),

@@ -6,21 +6,19 @@ closes the figure. The Agg backend draws without a display (control machines are
 
 from __future__ import annotations
 
+import functools
+import io
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-import numpy as np
-
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
-
+from ddp.atomic import atomic_write_bytes
 from tooling.gates.display import fmt_bound, fmt_percent
 from tooling.plan.bounds import Bound
 from tooling.report.clock import TIME_LABEL, heartbeats, restarts
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SIZE = (8.0, 3.6)
 # A value's colour is its own criterion's verdict; anything else (NO DATA, SKIP, not gated) is unmeasured.
@@ -28,8 +26,20 @@ STATUS_COLOUR = {"PASS": "tab:green", "WARN": "tab:orange", "FAIL": "tab:red"}
 UNMEASURED_COLOUR = "lightgray"
 
 
+@functools.cache
+def _pyplot() -> ModuleType:
+    """pyplot on the Agg backend, imported on the first figure rather than with this module: matplotlib
+    takes most of a second to import, and every `tooling ... --help` imports this module."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot
+
+
 def _figure(title: str) -> tuple[Figure, Any]:
-    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
+    fig, ax = _pyplot().subplots(figsize=SIZE, layout="constrained")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     return fig, ax
@@ -47,6 +57,8 @@ def _time_axis(ax: Any) -> None:
 
 def _percent_axis(ax: Any) -> None:
     """Bars in percent points (the series as plotted), ticks in the report's one percent format."""
+    from matplotlib.ticker import FuncFormatter  # with pyplot, on the first figure (see _pyplot)
+
     ax.yaxis.set_major_formatter(FuncFormatter(lambda points, _: fmt_percent(points / 100)))
 
 
@@ -167,6 +179,8 @@ def checkpoint_timeline(summary: dict[str, Any]) -> Figure:
     if info.get("last_step"):
         marks.add(int(info["last_step"]))
     if marks and len(beats) >= 2:
+        import numpy as np  # loaded with matplotlib anyway; kept off this module's import (see _pyplot)
+
         when = np.interp(sorted(marks), steps, xs)
         ax.scatter(
             when,
@@ -203,6 +217,8 @@ def phase_comparison(rows: list[dict[str, Any]]) -> Figure:
     target = ax.scatter(
         names, [t or 0.0 for t in targets], color="black", marker="_", s=600, label="target", zorder=3
     )
+    from matplotlib.patches import Patch  # with pyplot, on the first figure (see _pyplot)
+
     shown = [v for v in STATUS_COLOUR if v in verdicts]
     keys = [Patch(color=STATUS_COLOUR[v], label=f"throughput {v}") for v in shown]
     if any(v not in STATUS_COLOUR for v in verdicts):
@@ -217,7 +233,8 @@ def status_colour(verdict: str | None) -> str:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    _pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue(), durable=False)
     return path

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from tooling.sandbox.addresses import Endpoint
+
+if TYPE_CHECKING:
+    import paramiko
 
 
 def ssh_answers(endpoint: Endpoint, key_file: Path, known_hosts: Path, timeout_s: float = 5.0) -> str | None:
     """None when `root@host` logs in and runs `true`; otherwise the reason, in words."""
+    # paramiko is imported where it is used: it costs a noticeable part of a second, and the CLI's --help
+    # must not pay for it.
+    import paramiko
+
     client = paramiko.SSHClient()
     try:
         if known_hosts.is_file():
