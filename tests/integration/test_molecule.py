@@ -1,12 +1,15 @@
 """`molecule test` for the roles whose scenario checks something the shared sandbox cluster does not.
 
-Every role has a default scenario (roles/*/molecule/default) that creates, converges, checks idempotence,
-verifies and destroys its own containers; by hand:
+A role's default scenario (roles/<role>/molecule/default) creates, converges, checks idempotence, verifies and
+destroys its own containers; by hand:
     cd roles/<role> && MOLECULE_ROLE_NAME=<role> molecule test
 The suite runs a role's whole scenario only when that scenario sets the role up differently from the
 cluster (an extra CA, node_exporter's binary install, an Alertmanager webhook, Prometheus behind basic
 auth). The cluster (tests/integration/cluster) converges every other role with `site.yml`, proves
 changed=0 and runs the role's own verify.yml against its nodes: the same checks without another converge.
+Roles that only run together share one scenario (VERIFIED_IN): prometheus' scenario also sets up
+alertmanager and node_exporter, and its verify.yml imports their checks (roles/<role>/molecule/verify.yml):
+one converge for three roles.
 Roles are discovered by glob, so a new role's scenario runs here until the cluster verifies it.
 Run alone: pytest -m sandbox tests/integration/test_molecule.py
 """
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.cluster.checks import CLUSTER_VERIFIED_ROLES
 from tooling.sandbox.podman import podman_env
@@ -56,8 +60,8 @@ def molecule_env() -> dict[str, str]:
 
 # Roles with no molecule scenario, and why: their packages come only from their vendors' repositories,
 # which cannot be reached here, so tests/unit renders and validates them instead; package_source and
-# web_config have no entry point of their own and run inside the roles that import them (web_config in the
-# alertmanager, node_exporter and prometheus scenarios).
+# web_config have no entry point of their own and run inside the roles that import them (web_config in
+# prometheus' scenario, for Prometheus, Alertmanager and node_exporter).
 WITHOUT_SCENARIO = {
     "elasticsearch",
     "logstash",
@@ -67,15 +71,43 @@ WITHOUT_SCENARIO = {
     "package_source",
     "web_config",
 }
+# Roles checked in another role's scenario, role -> that role: the scenario sets them up as well and its
+# verify.yml imports their checks (roles/<role>/molecule/verify.yml). Alertmanager and node_exporter always
+# run with Prometheus (playbooks/monitoring.yml): one monitoring stack is created and converged, not three.
+VERIFIED_IN = {"alertmanager": "prometheus", "node_exporter": "prometheus"}
+
+
+def _imported_playbooks(playbook: Path) -> set[Path]:
+    """The playbooks `playbook` imports (ansible.builtin.import_playbook), as absolute paths."""
+    plays = yaml.safe_load(playbook.read_text()) or []
+    return {
+        (playbook.parent / play["ansible.builtin.import_playbook"]).resolve()
+        for play in plays
+        if "ansible.builtin.import_playbook" in play
+    }
 
 
 def test_every_role_is_verified_somewhere() -> None:
-    """A new role gets a scenario (run here until the cluster verifies it) or a reason for having none;
-    a role verified on the cluster must have the verify.yml the cluster runs."""
+    """A new role gets a scenario (run here until the cluster verifies it), a place in another role's
+    scenario, or a reason for having none; a role verified on the cluster must have the verify.yml the cluster
+    runs; a role checked in another's scenario has its checks imported by that scenario's verify.yml."""
     with_scenario = {path.parents[2].name for path in SCENARIOS}
     every_role = {path.parent.name for path in ROOT.glob("roles/*/tasks")}
-    assert every_role - with_scenario == WITHOUT_SCENARIO, every_role - with_scenario ^ WITHOUT_SCENARIO
+    folded = set(VERIFIED_IN)
+    assert every_role - with_scenario - folded == WITHOUT_SCENARIO, (
+        every_role - with_scenario - folded ^ WITHOUT_SCENARIO
+    )
     assert with_scenario >= ON_THE_CLUSTER, ON_THE_CLUSTER - with_scenario
+    # A folded role keeps no scenario of its own: its checks would run twice.
+    assert not folded & with_scenario, folded & with_scenario
+    run_here = {role.name for role in ROLES}
+    for role, host in VERIFIED_IN.items():
+        assert host in run_here, f"{role}'s checks run in {host}'s scenario, which this suite does not run"
+        checks = ROOT / "roles" / role / "molecule" / "verify.yml"
+        imported = _imported_playbooks(ROOT / "roles" / host / "molecule" / "default" / "verify.yml")
+        assert checks.is_file() and checks.resolve() in imported, (
+            f"roles/{host}/molecule/default/verify.yml does not import {checks.relative_to(ROOT)}"
+        )
 
 
 @pytest.mark.parametrize("role", ROLES, ids=[role.name for role in ROLES])
