@@ -4,9 +4,10 @@ A role's default scenario (roles/<role>/molecule/default) creates, converges, ch
 destroys its own containers; by hand:
     cd roles/<role> && MOLECULE_ROLE_NAME=<role> molecule test
 The suite runs a role's whole scenario only when that scenario sets the role up differently from the
-cluster (an extra CA, node_exporter's binary install, an Alertmanager webhook, Prometheus behind basic
-auth). The cluster (tests/integration/cluster) converges every other role with `site.yml`, proves
-changed=0 and runs the role's own verify.yml against its nodes: the same checks without another converge.
+cluster (node_exporter's binary install, an Alertmanager webhook, Prometheus behind TLS and basic auth).
+The cluster (tests/integration/cluster) converges every other role with `site.yml`, proves changed=0 and
+runs the role's own verify.yml against its nodes: the same checks without another converge (common's with
+the CA and extra package its scenario sets, written into the cluster's group_vars/nodes.yml).
 Roles that only run together share one scenario (VERIFIED_IN): prometheus' scenario also sets up
 alertmanager and node_exporter, and its verify.yml imports their checks (roles/<role>/molecule/verify.yml):
 one converge for three roles.
