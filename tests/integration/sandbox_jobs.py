@@ -22,9 +22,10 @@ SMALL_MODEL = [
     "checkpoint.every_steps=20",
 ]
 # What the cluster tests run: each forward pass waits 100 ms, as a GPU rank's host thread waits on its
-# device. About 10 steps a second (a checkpoint every 2 s): the tests wait on time (scrapes, alerts,
-# timeouts), not on steps, and the ranks of a run that lasts minutes leave the two cores to the tests
-# beside it instead of spinning a tiny model flat out (which took about half of the machine's CPU).
+# device. At most 10 steps a second (a checkpoint at most every 2 s): the tests wait on time (scrapes,
+# alerts, timeouts), not on steps, and the ranks of a run that lasts minutes leave the two cores to the
+# tests beside it instead of spinning a tiny model flat out (unpaced, the cluster's containers used a third
+# of the machine's CPU over a whole suite run).
 SMALL_RUN = [*SMALL_MODEL, "workload.device_time_ms=100"]
 
 

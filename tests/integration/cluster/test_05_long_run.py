@@ -59,8 +59,8 @@ NODES = ("node1", "node2")
 RANKS = 8
 RUN_ID = "long-2a"
 RUN_DIR = f"{RUN_ROOT}/{RUN_ID}"
-# Steps between checkpoints: at SMALL_RUN's pace about 10 s, the window a test has to damage one and kill a
-# rank before the next lands.
+# Steps between checkpoints: at SMALL_RUN's pace (at most 10 steps a second) at least 10 s, the window a
+# test has to damage one and kill a rank before the next lands.
 EVERY = 100
 # Grafana's own placeholders, as Grafana would fill them for a 5-minute view of this phase.
 PANEL_VARIABLES = {"$__rate_interval": "1m", "$__range": "5m", "$phase": PHASE, "$node": ".*"}
