@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole suite in one pytest run on two workers (--dist loadgroup): the tests of the shared sandbox
 # cluster (tests/integration/cluster, one xdist group) run in order on one worker while the other takes the
-# unit, multi-process trainer and molecule tests. Each stage's time and the 25 slowest tests are printed.
+# unit, multi-process trainer and molecule tests at a lower CPU priority (tests/conftest.py). Each stage's
+# time and the 25 slowest tests are printed.
 # pytest's exit 5 (nothing collected) is a failure here: a suite that runs nothing proves nothing.
 #   scripts/run-tests.sh                 the whole suite (what `make test` and CI run)
 #   scripts/run-tests.sh PYTEST-ARGS...  one pytest run with those arguments instead

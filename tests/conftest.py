@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +16,13 @@ import torch._dynamo  # noqa: F401  (imported first on purpose: see below)
 # does not import Ansible.)
 
 ROOT = Path(__file__).resolve().parents[1]
+# The shared sandbox cluster's tests (xdist group "cluster", tests/integration/cluster) are the suite's
+# critical path: one worker runs them in order, for most of the run, while the other worker takes every other
+# test. The other worker runs at this lower CPU priority (nice), and so does whatever it starts (trainer
+# processes, Ansible, molecule's containers): when the cluster needs both cores (provisioning, eight ranks
+# starting) it gets them, and the other tests take the CPU the cluster leaves idle while it waits on scrapes,
+# alerts and timeouts. Every test still runs, only the order in which the kernel serves them changes.
+BESIDE_THE_CLUSTER_NICE = 10
 # Test-only workloads (tests/fixtures) are imported by trainer subprocesses by import path.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -32,3 +41,20 @@ def _no_site_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("DDP_PHASES_FILE", "")
     monkeypatch.delenv("DDP_PHASES_FILE", raising=False)
     monkeypatch.delenv("TOOLING_KEEP_ARTIFACTS", raising=False)
+
+
+def _cluster_test(item: pytest.Item) -> bool:
+    return any(marker.args[:1] == ("cluster",) for marker in item.iter_markers("xdist_group"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under xdist: the cluster's tests at normal priority, every other test at BESIDE_THE_CLUSTER_NICE."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    wanted = 0 if _cluster_test(item) else BESIDE_THE_CLUSTER_NICE
+    if os.getpriority(os.PRIO_PROCESS, 0) == wanted:
+        return
+    # Raising the priority back needs privileges: without them the worker stays where it is.
+    with contextlib.suppress(PermissionError):
+        os.setpriority(os.PRIO_PROCESS, 0, wanted)

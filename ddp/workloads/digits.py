@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -15,6 +14,10 @@ DIGITS_SAMPLES = 1797
 
 
 def build_digits(section: DigitsWorkload, seed: int) -> Workload:
+    # Imported here, not at the top: scikit-learn (with scipy) takes about a second of CPU to import, which
+    # every rank of every start would pay although only this workload needs it.
+    from sklearn.datasets import load_digits
+
     data = load_digits()
     inputs = torch.tensor(data.data, dtype=torch.float32) / 16.0  # pixel values are 0..16
     targets = torch.tensor(data.target, dtype=torch.long)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from tests.integration.sandbox_harness import Sandbox, explain
 from tests.integration.sandbox_monitor import wait_until
 from tooling.inventory import load_inventory, ssh_targets
-from tooling.remote import RemoteResult, run_command
+from tooling.remote import RemoteResult, SshTarget, run_command
 
 # Small enough for 8 ranks on a 2-core machine.
 SMALL_MODEL = [
@@ -21,12 +23,12 @@ SMALL_MODEL = [
     "training.batch_size=16",
     "checkpoint.every_steps=20",
 ]
-# What the cluster tests run: each forward pass waits 100 ms, as a GPU rank's host thread waits on its
-# device. At most 10 steps a second (a checkpoint at most every 2 s): the tests wait on time (scrapes,
-# alerts, timeouts), not on steps, and the ranks of a run that lasts minutes leave the two cores to the
-# tests beside it instead of spinning a tiny model flat out (unpaced, the cluster's containers used a third
-# of the machine's CPU over a whole suite run).
-SMALL_RUN = [*SMALL_MODEL, "workload.device_time_ms=100"]
+# What the cluster tests run: each forward pass waits 200 ms, as a GPU rank's host thread waits on its
+# device. At most 5 steps a second: the tests wait on time (scrapes, alerts, timeouts), not on steps, and the
+# ranks of a run that lasts minutes leave the two cores to the tests beside it. (Measured on 4 local ranks:
+# 0.23 cores at 100 ms, 0.08 at 300 ms; unpaced, the cluster's containers used a third of the machine's CPU
+# over a whole suite run.)
+SMALL_RUN = [*SMALL_MODEL, "workload.device_time_ms=200"]
 
 
 RUN_ROOT = "/var/lib/ddp/runs"
@@ -66,9 +68,20 @@ def forget_run(box: Sandbox, run_id: str, hosts: tuple[str, ...] = ("node1", "no
         assert removed.rc == 0, removed
 
 
+@lru_cache(maxsize=8)
+def _loaded(inventory: Path, files: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+    return load_inventory(inventory)
+
+
+def _ssh_target(inventory: Path, host: str) -> SshTarget:
+    """`host`'s SSH target from the inventory, read again only when one of its files changed: the tests poll
+    nodes hundreds of times, and each `ansible-inventory --list` costs about a second of CPU."""
+    files = tuple(sorted((str(f), f.stat().st_mtime_ns) for f in inventory.rglob("*") if f.is_file()))
+    return ssh_targets(_loaded(inventory, files), [host])[0]
+
+
 def on_node(box: Sandbox, host: str, command: str, timeout: float = 300) -> RemoteResult:
-    target = {t.name: t for t in ssh_targets(load_inventory(box.inventory), [host])}[host]
-    return run_command(target, command, timeout_s=timeout)
+    return run_command(_ssh_target(box.inventory, host), command, timeout_s=timeout)
 
 
 def wait_for_summary(

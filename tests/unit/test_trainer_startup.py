@@ -254,3 +254,16 @@ def test_building_the_batches_refuses_a_short_shard_with_the_checks_words() -> N
         ShardedBatches(dataset, batch_size=16, rank=0, world_size=2, seed=0)
     assert str(info.value) == shard_problem(30, 2, 16)
     assert ShardedBatches(dataset, batch_size=15, rank=1, world_size=2, seed=0).batches_per_epoch == 1
+
+
+def test_a_rank_imports_scikit_learn_only_for_the_digits_workload() -> None:
+    """Every rank of every (re)start imports the trainer: scikit-learn and scipy (about a second of CPU) come
+    in only when the digits workload is built."""
+    probe = (
+        "import sys; import ddp.real_ddp_trainer; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')))"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert shown.stdout.strip() == "[]", shown.stdout[:500]

@@ -36,7 +36,7 @@ from tooling.plan.phases import load_phases
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
 
-MAX_STEPS = 300
+MAX_STEPS = 150
 FAULT_SETS = [*SMALL_RUN, f"training.max_steps={MAX_STEPS}", f"distributed.timeout_s={COLLECTIVE_TIMEOUT_S}"]
 
 

@@ -1,8 +1,12 @@
 """One long phase-2a run serves every check that reads a running job, then loses node2 for good.
 
 While it runs: `tooling status` shows all eight ranks; Prometheus scrapes exactly phase 2a's ranks and
-nodes and answers every dashboard panel's PromQL; `tooling check` passes; a SIGKILLed rank restarts the
-group on both nodes from the newest checkpoint, and from the one before when the newest is damaged.
+nodes; `tooling check` passes; node1's checkpoint directory (a small tmpfs mounted there before the launch)
+first fills up, then turns read-only, and each time the trainer says so, keeps the previous checkpoint, trains
+on, raises TrainerCheckpointWriteFailures in Prometheus and Alertmanager, and writes checkpoints again once
+the disk is back; a SIGKILLed rank restarts the group on both nodes from the newest checkpoint, and from the
+one before when the newest is damaged; every dashboard panel's PromQL answers (by then the run has minutes
+of history, restarts included).
 Then node2's container is killed (the node-down scenario, once for the whole suite): its ranks fire
 TrainerRankDown into Alertmanager, the job stops on node1 within the configured timeouts with its
 checkpoints intact, `sandbox status`, `verify-node`, `check` and `deploy` each name node2 and the reason,
@@ -59,9 +63,11 @@ NODES = ("node1", "node2")
 RANKS = 8
 RUN_ID = "long-2a"
 RUN_DIR = f"{RUN_ROOT}/{RUN_ID}"
-# Steps between checkpoints: at SMALL_RUN's pace (at most 10 steps a second) at least 10 s, the window a
+CHECKPOINTS = f"{RUN_DIR}/checkpoints"
+VENV_PYTHON = "/opt/ddp/venv/bin/python"
+# Steps between checkpoints: at SMALL_RUN's pace (at most 5 steps a second) at least 10 s, the window a
 # test has to damage one and kill a rank before the next lands.
-EVERY = 100
+EVERY = 50
 # Grafana's own placeholders, as Grafana would fill them for a 5-minute view of this phase.
 PANEL_VARIABLES = {"$__rate_interval": "1m", "$__range": "5m", "$phase": PHASE, "$node": ".*"}
 # Rates over 1m windows and the per-rank step-time means need this much history before they answer.
@@ -79,6 +85,13 @@ thresholds:
 """
 
 
+def _in_node1_mounts(box: Sandbox, *command: str) -> None:
+    """Run `command` in node1's mount namespace from the host: a container may not mount, the host may."""
+    pid = box.podman("inspect", "--format", "{{.State.Pid}}", box.container("node1")).stdout.strip()
+    done = box.run(["nsenter", "-t", pid, "-m", *command])
+    assert done.returncode == 0, explain(done)
+
+
 @dataclass
 class LongRun:
     box: Sandbox
@@ -92,6 +105,14 @@ def long_run(phase2a_cluster: Sandbox) -> Iterator[LongRun]:
     box = phase2a_cluster
     plan = site_phases(box, "long-run")
     forget_run(box, RUN_ID)
+    # node1's checkpoint directory is a small disk of its own, mounted before the launch so the trainer's
+    # unit starts with it in place: room for the few checkpoints kept (well under 1 MiB each with
+    # SMALL_RUN), not for the disk-fault test's filler.
+    prepared = on_node(box, "node1", f"mkdir -p {CHECKPOINTS}")
+    assert prepared.rc == 0, prepared
+    _in_node1_mounts(box, "mount", "-t", "tmpfs", "-o", "size=16m", "ddp-test-checkpoints", CHECKPOINTS)
+    owner = on_node(box, "node1", f"chown --reference={RUN_ROOT} {RUN_DIR} {CHECKPOINTS}")
+    assert owner.rc == 0, owner
     sets = [
         *SMALL_RUN, "training.max_steps=1000000", f"checkpoint.every_steps={EVERY}",
         f"distributed.timeout_s={COLLECTIVE_TIMEOUT_S}",
@@ -104,6 +125,7 @@ def long_run(phase2a_cluster: Sandbox) -> Iterator[LongRun]:
     assert deployed.returncode == 0 and "is up" in deployed.stdout, explain(deployed)
     yield LongRun(box, plan, monitor_url(box, 9090))
     on_node(box, "node1", "systemctl stop ddp-trainer")
+    _in_node1_mounts(box, "umount", CHECKPOINTS)
 
 
 def _status_rows(box: Sandbox) -> tuple[str, list[tuple[str, int, str]]]:
@@ -190,29 +212,75 @@ def test_check_passes_on_the_running_phase(long_run: LongRun) -> None:
     assert record["run_id"] == RUN_ID and set(record["disk"]) == set(NODES)
 
 
-def _panel_expr(expr: str) -> str:
-    for name, value in PANEL_VARIABLES.items():
-        expr = expr.replace(name, value)
-    assert "$" not in expr.replace("$1", ""), f"unfilled dashboard variable in {expr}"
-    return expr
+def _manifest(box: Sandbox) -> dict[str, Any]:
+    shown = on_node(box, "node1", f"cat {CHECKPOINTS}/manifest.json")
+    return json.loads(shown.stdout) if shown.rc == 0 else {"checkpoints": []}
 
 
-def test_every_dashboard_query_answers_from_the_live_prometheus(long_run: LongRun) -> None:
-    assert long_run.scraped_since, "the scrape test did not see the ranks"
-    time.sleep(max(0.0, long_run.scraped_since + HISTORY_S - time.monotonic()))
-    empty: list[str] = []
-    gpu_only: list[str] = []
-    for query in queries():
-        expr = _panel_expr(query.expr)
-        answer = instant_query(long_run.prometheus, expr)
-        if "gpu" in expr:
-            # CPU nodes export no GPU series: those panels must stay empty here, not show made-up zeros.
-            gpu_only.append(expr)
-            assert answer == [], f"{query.dashboard} / {query.panel}: GPU data on CPU nodes: {answer[:2]}"
-        elif not answer:
-            empty.append(f"{query.dashboard} / {query.panel}: {expr}")
-    assert empty == [], "dashboard queries with no data from the live Prometheus:\n" + "\n".join(empty)
-    assert len(gpu_only) <= 6, gpu_only  # only the GPU panels are excused
+def _newest_step(box: Sandbox) -> int:
+    return max((int(e["step"]) for e in _manifest(box)["checkpoints"]), default=-1)
+
+
+def _failures_logged(box: Sandbox, reason: str) -> list[str]:
+    shown = on_node(box, "node1", f"grep -h 'checkpoint at step' {RUN_DIR}/logs/*.ndjson || true")
+    return [line for line in shown.stdout.splitlines() if reason in line]
+
+
+def _write_failure_alerts(url: str) -> list[dict[str, Any]]:
+    alerts = prometheus_api(url, "/api/v1/alerts")["alerts"]
+    return [
+        a
+        for a in alerts
+        if a["labels"]["alertname"] == "TrainerCheckpointWriteFailures"
+        and a["labels"].get("node") == "node1"
+        and a["state"] == "firing"
+    ]
+
+
+def _refused_then_kept(box: Sandbox, reason: str) -> int:
+    """Wait until the trainer has refused two checkpoints for `reason` (it trains on between them), then
+    check the newest kept one is untouched."""
+    kept = _newest_step(box)
+
+    def twice() -> list[str]:
+        logged = _failures_logged(box, reason)
+        return logged if len(logged) >= 2 else []
+
+    logged = wait_until(f"two checkpoints refused: {reason}", twice, 180, 3)
+    assert f"keeping step-{kept:09d}.pt" in logged[-1], logged[-1]
+    assert _newest_step(box) == kept, "a checkpoint was recorded on a full or read-only disk"
+    checkpoints_verify(box, RUN_DIR)
+    return kept
+
+
+def test_checkpoint_disk_full_then_read_only_keeps_the_previous_checkpoint(long_run: LongRun) -> None:
+    box, prometheus = long_run.box, long_run.prometheus
+    wait_until("a first checkpoint on node1's small disk", lambda: _newest_step(box) >= 0, 300, 3)
+
+    on_node(box, "node1", f"dd if=/dev/zero of={CHECKPOINTS}/.filler bs=1M 2>/dev/null; sync")
+    full_kept = _refused_then_kept(box, "No space left on device")
+    fired = wait_until("the write-failure alert", lambda: _write_failure_alerts(prometheus), 180)
+    assert fired[0]["labels"]["phase"] == PHASE, fired[0]["labels"]
+
+    def in_alertmanager() -> list[dict[str, Any]]:
+        alerts = prometheus_api(monitor_url(box, 9093), "/api/v2/alerts")
+        return [a for a in alerts if a["labels"]["alertname"] == "TrainerCheckpointWriteFailures"]
+
+    wait_until("TrainerCheckpointWriteFailures in Alertmanager", in_alertmanager, 90)
+
+    on_node(box, "node1", f"rm -f {CHECKPOINTS}/.filler")
+    _in_node1_mounts(box, "mount", "-o", "remount,ro", CHECKPOINTS)
+    ro_kept = _refused_then_kept(box, "Read-only file system")
+    assert ro_kept >= full_kept
+
+    # The disk is back: checkpoints resume beyond the one that was kept, and they verify.
+    _in_node1_mounts(box, "mount", "-o", "remount,rw", CHECKPOINTS)
+    wait_until("a checkpoint after the fault", lambda: _newest_step(box) > ro_kept, 180, 3)
+    checkpoints_verify(box, RUN_DIR)
+    # Both faults were counted by node1's writer (its global rank 0), as Prometheus scraped it.
+    counted = instant_query(prometheus, f'trainer_checkpoint_failures_total{{node="node1", phase="{PHASE}"}}')
+    assert max(float(series["value"][1]) for series in counted) >= 2, counted
+    print(f"kept step {full_kept} (disk full), {ro_kept} (read-only)")
 
 
 def test_killed_rank_restarts_from_the_last_good_checkpoint(long_run: LongRun) -> None:
@@ -240,6 +308,31 @@ def test_killed_rank_restarts_from_the_last_good_checkpoint(long_run: LongRun) -
     assert f"step-{damaged_step:09d}.pt" in skipped and "sha256 does not match" in skipped, skipped
     summary = json.loads(on_node(box, "node1", f"cat {RUN_DIR}/summary.json").stdout)
     assert summary["restarts"] == before + 1, summary["incarnations"]
+
+
+def _panel_expr(expr: str) -> str:
+    for name, value in PANEL_VARIABLES.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr.replace("$1", ""), f"unfilled dashboard variable in {expr}"
+    return expr
+
+
+def test_every_dashboard_query_answers_from_the_live_prometheus(long_run: LongRun) -> None:
+    assert long_run.scraped_since, "the scrape test did not see the ranks"
+    time.sleep(max(0.0, long_run.scraped_since + HISTORY_S - time.monotonic()))
+    empty: list[str] = []
+    gpu_only: list[str] = []
+    for query in queries():
+        expr = _panel_expr(query.expr)
+        answer = instant_query(long_run.prometheus, expr)
+        if "gpu" in expr:
+            # CPU nodes export no GPU series: those panels must stay empty here, not show made-up zeros.
+            gpu_only.append(expr)
+            assert answer == [], f"{query.dashboard} / {query.panel}: GPU data on CPU nodes: {answer[:2]}"
+        elif not answer:
+            empty.append(f"{query.dashboard} / {query.panel}: {expr}")
+    assert empty == [], "dashboard queries with no data from the live Prometheus:\n" + "\n".join(empty)
+    assert len(gpu_only) <= 6, gpu_only  # only the GPU panels are excused
 
 
 def _node2_firing(prometheus: str) -> list[dict[str, Any]]:
