@@ -58,6 +58,9 @@ def cuda_node(**overrides: dict[str, Any]) -> dict[str, Any]:
         "nvcc": ok(fixture("nvcc_12.4.txt")),
         "nccl_allreduce": ok(fixture("all_reduce_perf_4gpu_ok.txt")),
         "cpu_throttle": ok(fixture("cpu_thermal_throttle_4cpu.txt")),
+        # /sys unreadable here (empty), so the ports come from ibstat: two NDR ports.
+        "ib_sysfs": ok(""),
+        "ibstat": ok(fixture("ibstat_h20_400g_cut.txt")),
     }
     commands.update(overrides)
     return {"accelerator": "cuda", "commands": commands}
@@ -237,6 +240,7 @@ def test_healthy_gpu_node_passes_production() -> None:
         "gpu.count": "PASS",
         "cuda.version": "PASS",
         "nccl.busbw": "PASS",
+        "ib.ports": "PASS",
         # Without `nvidia-smi -q -x` the count comes from the CSV and the GPU health was not looked at.
         "cuda.driver": "WARN",
         "gpu.memory_errors": "WARN",

@@ -248,7 +248,8 @@ def verify_node(
         typer.Option("--runs-dir", help="Where ansible-runner keeps its artifacts (default: <home>/verify)."),
     ] = None,
 ) -> None:
-    """Check that nodes match the plan: CPU, memory, NUMA, disk, MPI, torch, GPUs and the network."""
+    """Check that nodes match the plan: CPU, memory, NUMA, disk, MPI, torch, GPUs, InfiniBand/RoCE ports
+    and the network."""
     code = run_verify(list(hosts or []), phase, inventory, profile, as_json, install_iperf3, runs_dir)
     if code != EXIT_OK:
         raise typer.Exit(code)

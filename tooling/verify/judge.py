@@ -17,6 +17,7 @@ from tooling.findings import CLUSTER
 from tooling.findings import Finding as CheckResult  # verify-node's name for the shared finding row
 from tooling.verdicts import Status
 from tooling.verify import gpu_health
+from tooling.verify import infiniband as ib
 from tooling.verify import parsers as p
 from tooling.verify.nvidia_xml import NvidiaSmiReport, parse_nvidia_smi_xml
 from tooling.verify.profiles import Band, Profile, VersionRule
@@ -513,6 +514,67 @@ def _gpu_checks(c: _Checker, profile: Profile) -> None:
     _nccl_check(c, profile)
 
 
+# Best source first: /sys needs no package; ibstat and plain ibv_devinfo (no rate) where it is unreadable.
+IB_SOURCES: tuple[tuple[str, Callable[[str], list[ib.IbPort]]], ...] = (
+    ("ib_sysfs", ib.parse_sys_ports),
+    ("ibstat", ib.parse_ibstat),
+    ("ibv_devinfo", ib.parse_ibv_devinfo),
+)
+
+
+def _ib_ports(c: _Checker) -> tuple[list[ib.IbPort] | None, str, list[str]]:
+    """The ports of the first source that lists any (and its name); [] when the sources that ran list
+    none; None when no source could be read. The problems of the sources tried on the way come along."""
+    problems: list[str] = []
+    empty_from = ""
+    for command, parse in IB_SOURCES:
+        out = c.node.commands.get(command)
+        if out is None or out.skipped:
+            problems.append(f"{command}: {'no output collected' if out is None else out.skip_reason}")
+            continue
+        if out.rc not in (0, None):
+            problems.append(f"{command} failed (rc {out.rc}): {out.error()}")
+            continue
+        try:
+            ports = parse(out.stdout)
+        except p.ParseError as exc:
+            problems.append(str(exc))
+            continue
+        if ports:
+            return ports, command, problems
+        empty_from = empty_from or command
+    return ([] if empty_from else None), empty_from, problems
+
+
+def _ib_check(c: _Checker, profile: Profile) -> None:
+    ports, source, problems = _ib_ports(c)
+    want = profile.infiniband
+    if want is None:
+        measured = ib.summary(ports) if ports else "none"
+        c.add("ib.ports", "SKIP", measured, "no RDMA fabric", "the profile expects no InfiniBand/RoCE ports")
+        return
+    expected = (
+        f"{want.ports_per_node.describe('ports')}, each Active/LinkUp "
+        f">= {want.port_rate_gbps:g} Gb/s {want.link_layer}"
+    )
+    if not ports:
+        why = f"no InfiniBand/RoCE ports ({source} lists none)" if ports == [] else "no port source readable"
+        c.add("ib.ports", "FAIL", "0 ports", expected, "; ".join([why, *problems]))
+        return
+    fails: list[str] = []
+    warns: list[str] = []
+    count_status, count_reason = judge_band(len(ports), want.ports_per_node)
+    if count_status != "PASS":
+        (fails if count_status == "FAIL" else warns).append(f"{len(ports)} ports: {count_reason}")
+    for port in ports:
+        port_fails, port_warns = ib.port_problems(port, want.port_rate_gbps, want.link_layer)
+        fails += port_fails
+        warns += port_warns
+    status: Status = "FAIL" if fails else "WARN" if warns else "PASS"
+    reason = "; ".join(fails + warns) or "every port up at the fabric's rate"
+    c.add("ib.ports", status, f"{ib.summary(ports)} (from {source})", expected, reason)
+
+
 def judge_node(node: NodeFacts, profile: Profile) -> list[CheckResult]:
     c = _Checker(node.host, node)
     c.add("ssh", "PASS", "reached", "reachable", f"accelerator {node.accelerator}")
@@ -524,6 +586,7 @@ def judge_node(node: NodeFacts, profile: Profile) -> list[CheckResult]:
     _mpi_check(c, profile)
     _torch_checks(c, profile)
     _gpu_checks(c, profile)
+    _ib_check(c, profile)
     return c.rows
 
 
@@ -544,12 +607,14 @@ def judge_network(cluster: ClusterFacts, profile: Profile) -> list[CheckResult]:
             rows.append(CheckResult(pair.client, check, "SKIP", "-", expected, out.skip_reason or "skipped"))
             continue
         try:
-            result = p.parse_iperf3_json(out.stdout)
+            result = p.parse_iperf3(out.stdout)
         except p.ParseError as exc:
             detail = str(exc) if out.stdout.strip() else f"iperf3 failed (rc {out.rc}): {out.error()}"
             rows.append(CheckResult(pair.client, check, "FAIL", "-", expected, detail))
             continue
         status, reason = judge_band(result.received_gbps, profile.inter_node_gbps)
+        if result.retransmits is not None:
+            reason += f"; {result.retransmits} TCP retransmits"
         rows.append(
             CheckResult(pair.client, check, status, _fmt(result.received_gbps, "Gbps"), expected, reason)
         )

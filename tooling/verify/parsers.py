@@ -732,6 +732,7 @@ class IperfResult:
     received_bps: float
     sent_bps: float | None
     streams: int | None
+    retransmits: int | None = None  # TCP segments the sender sent again (iperf3's Retr column)
 
     @property
     def received_gbps(self) -> float:
@@ -754,8 +755,58 @@ def parse_iperf3_json(text: str) -> IperfResult:
     if received is None:
         raise ParseError(tool, "no end.sum_received.bits_per_second")
     sent = (end.get("sum_sent") or {}).get("bits_per_second")
+    retransmits = (end.get("sum_sent") or {}).get("retransmits")
     streams = (data.get("start") or {}).get("test_start", {}).get("num_streams")
-    return IperfResult(float(received), float(sent) if sent is not None else None, streams)
+    return IperfResult(
+        float(received),
+        float(sent) if sent is not None else None,
+        streams,
+        int(retransmits) if isinstance(retransmits, int) else None,
+    )
+
+
+# A summary line of iperf3's text report: "[  5]   0.00-10.00  sec  42.8 GBytes  36.7 Gbits/sec  3148
+# sender" (Retr only on the sender's line; iperf3 3.0 glued "sec" to the interval); [SUM] with -P > 1.
+_IPERF_SUMMARY = re.compile(
+    r"\[\s*(?P<id>SUM|\d+)\]\s+[\d.]+-[\d.]+\s*sec\s+[\d.]+\s+\w*Bytes\s+"
+    r"(?P<rate>[\d.]+)\s+(?P<unit>[KMGT]?)bits/sec(?:\s+(?P<retr>\d+))?\s+(?P<side>sender|receiver)\s*"
+)
+_BITS = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}  # iperf3 counts bits in powers of 1000
+
+
+def parse_iperf3_text(text: str) -> IperfResult:
+    """The client's plain report (iperf3 without -J): its sender/receiver summary lines, [SUM] lines when
+    several streams ran. What follows `Server output:` (--get-server-output) is the server's view and is
+    not read."""
+    tool = "iperf3"
+    body = _require(text, tool).split("\nServer output:", 1)[0]
+    error = re.search(r"^iperf3: error - (.*)$", body, re.MULTILINE)
+    if error:
+        raise ParseError(tool, error.group(1).strip())
+    lines = [m for line in body.splitlines() if (m := _IPERF_SUMMARY.fullmatch(line.strip()))]
+    totals = [m for m in lines if m["id"] == "SUM"] or lines
+    by_side: dict[str, list[re.Match[str]]] = {}
+    for match in totals:
+        by_side.setdefault(match["side"], []).append(match)
+    if "receiver" not in by_side:
+        raise ParseError(tool, "no receiver summary line (the run was cut off, or this is not iperf3 output)")
+
+    def bps(side: str) -> float | None:
+        found = by_side.get(side)
+        return sum(float(m["rate"]) * _BITS[m["unit"]] for m in found) if found else None
+
+    retr = [int(m["retr"]) for m in by_side.get("sender", []) if m["retr"] is not None]
+    streams = {m["id"] for m in lines if m["id"] != "SUM"}
+    received = bps("receiver")
+    assert received is not None
+    return IperfResult(received, bps("sender"), len(streams) or None, sum(retr) if retr else None)
+
+
+def parse_iperf3(text: str) -> IperfResult:
+    """`iperf3 -J` when the output is JSON, the plain text report otherwise."""
+    if text.lstrip().startswith("{"):
+        return parse_iperf3_json(text)
+    return parse_iperf3_text(text)
 
 
 @dataclass(frozen=True)

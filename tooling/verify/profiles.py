@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -92,6 +93,16 @@ class VersionRule(_Strict):
         return text + (f" (target >= {self.warn_below})" if self.warn_below else "")
 
 
+class InfinibandExpectation(_Strict):
+    """The RDMA fabric a node must be on: every port Active/LinkUp at `port_rate_gbps` or faster."""
+
+    ports_per_node: Band = Field(description="InfiniBand/RoCE ports the node must have")
+    port_rate_gbps: float = Field(gt=0, description="slowest acceptable port rate (width x lane speed)")
+    link_layer: Literal["InfiniBand", "Ethernet"] = Field(
+        description="InfiniBand for an IB fabric, Ethernet for RoCE"
+    )
+
+
 class Profile(_Strict):
     description: str = ""
     cpu_cores: Band = Field(description="physical cores per node (sockets x cores per socket)")
@@ -112,6 +123,8 @@ class Profile(_Strict):
         description="thermal throttle events: the largest CPU core/package counter since boot, and the number"
         " of GPUs whose clocks are held down by heat at the time of the check"
     )
+    # None: the nodes are not on an RDMA fabric, and the port check SKIPs whatever it finds.
+    infiniband: InfinibandExpectation | None = None
 
 
 def resolve_profile_path(name_or_path: str | Path) -> Path:
