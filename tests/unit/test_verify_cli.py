@@ -83,7 +83,8 @@ def test_missing_inventory_and_bad_profile_are_usage_errors(tmp_path: Path) -> N
     assert info.value.exit_code == 2
 
 
-def test_typer_signature_mounts_and_reports_usage_errors(tmp_path: Path) -> None:
+def _mounted() -> typer.Typer:
+    """verify-node mounted as a subcommand, as tooling's own CLI mounts it."""
     app = typer.Typer()
     app.command("verify-node")(verify_node)
 
@@ -91,7 +92,11 @@ def test_typer_signature_mounts_and_reports_usage_errors(tmp_path: Path) -> None
     def _root() -> None:
         pass
 
-    runner = CliRunner()
+    return app
+
+
+def test_typer_signature_mounts_and_reports_usage_errors(tmp_path: Path) -> None:
+    app, runner = _mounted(), CliRunner()
     help_text = runner.invoke(app, ["verify-node", "--help"]).output
     for option in ("--phase", "--inventory", "--profile", "--json"):
         assert option in help_text
@@ -225,14 +230,7 @@ def test_level_option_defaults_to_full_and_rejects_others(monkeypatch: pytest.Mo
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(cli, "run_verify", lambda *args, **kwargs: seen.update(kwargs) or 0)
-    app = typer.Typer()
-    app.command("verify-node")(verify_node)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    runner = CliRunner()
+    app, runner = _mounted(), CliRunner()
     # rich boxes and wraps the help: read it without the box lines.
     help_text = " ".join(runner.invoke(app, ["verify-node", "--help"]).output.replace("│", " ").split())
     assert "--level" in help_text and "full (default, the acceptance run)" in help_text
