@@ -593,7 +593,10 @@ def _dcgm_check(c: _Checker, profile: Profile) -> None:
         # dcgmi prints its own errors ("Error: unable to establish a connection ...") on stdout.
         printed = out.stdout.strip().splitlines()
         said = out.error() if out.stderr.strip() or not printed else printed[-1].strip()
-        why = f"dcgmi diag failed (rc {out.rc}): {said}" if out.rc not in (0, None) else str(exc)
+        if out.rc not in (0, None):
+            why = f"dcgmi diag failed (rc {out.rc}): {said}"
+        else:  # a document that does not read, or no output at all (Ansible's timeout gives a message)
+            why = str(exc) if printed else f"{exc}: {out.error()}"
         c.add("dcgm.diag", "FAIL", "-", expected, why)
         return
     for verdict in dcgm_health.verdicts(diag, profile.dcgm_diag_level):
