@@ -139,7 +139,10 @@ def test_dcgmi_error_without_a_document_fails_with_its_message() -> None:
 def test_dcgmi_stopped_by_the_task_timeout_fails_with_ansibles_message() -> None:
     # A task Ansible's `timeout:` ended registers `failed` and its message (ansible-core's TaskTimeoutError
     # wording), with no rc and no output.
-    said = "The ansible.builtin.shell action failed to execute in the expected time frame (3600) and was terminated"
+    said = (
+        "The ansible.builtin.shell action failed to execute in the expected time frame (3600)"
+        " and was terminated"
+    )
     by = _dcgm_rows({"failed": True, "msg": said})
     assert by["dcgm.diag"].status == "FAIL"
     assert by["dcgm.diag"].reason == f"dcgmi diag: no output: {said}"
