@@ -125,7 +125,9 @@ def _verification(request: DeployRequest, inventory: dict[str, Any]) -> str:
     if not request.verify:
         return "no pre-flight verification (--skip-verify)"
     name, _ = pick_profile(request.profile, is_sandbox_inventory(inventory, request.inventory))
-    return f"pre-flight verification, profile {name} (tooling verify-node --phase {request.phase})"
+    return (
+        f"pre-flight verification, profile {name} (tooling verify-node --phase {request.phase} --level quick)"
+    )
 
 
 def _show_plan(request: DeployRequest, offline: bool, as_json: bool) -> None:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from tooling.console import ToolingError
 from tooling.verify.cli import (
     VIEW,
+    Level,
     default_inventory,
     group_hosts,
     print_report,
@@ -82,7 +83,8 @@ def test_missing_inventory_and_bad_profile_are_usage_errors(tmp_path: Path) -> N
     assert info.value.exit_code == 2
 
 
-def test_typer_signature_mounts_and_reports_usage_errors(tmp_path: Path) -> None:
+def _mounted() -> typer.Typer:
+    """verify-node mounted as a subcommand, as tooling's own CLI mounts it."""
     app = typer.Typer()
     app.command("verify-node")(verify_node)
 
@@ -90,7 +92,11 @@ def test_typer_signature_mounts_and_reports_usage_errors(tmp_path: Path) -> None
     def _root() -> None:
         pass
 
-    runner = CliRunner()
+    return app
+
+
+def test_typer_signature_mounts_and_reports_usage_errors(tmp_path: Path) -> None:
+    app, runner = _mounted(), CliRunner()
     help_text = runner.invoke(app, ["verify-node", "--help"]).output
     for option in ("--phase", "--inventory", "--profile", "--json"):
         assert option in help_text
@@ -157,7 +163,8 @@ def _closed_port() -> int:
     not all(shutil.which(tool) for tool in ("numactl", "mpirun", "iperf3")),
     reason="needs numactl, openmpi-bin and iperf3 on this machine (the 'nodes' are localhost)",
 )
-def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("level", ["full", "quick"])
+def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path: Path, level: str) -> None:
     """The whole command against this machine: two 'nodes' over a local connection, one dead host."""
     venv = Path(sys.executable).parent.parent
     inventory = tmp_path / "hosts.yml"
@@ -193,6 +200,7 @@ def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path
         as_json=True,
         runs_dir=tmp_path / "runs",
         out=Console(file=buffer, width=200),
+        level=Level(level),
     )
     document = json.loads(buffer.getvalue())
     assert code == 1
@@ -203,4 +211,67 @@ def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path
     assert by_check[("node1", "torch.version")] == "PASS"
     assert by_check[("node2", "mpi.version")] == "PASS"
     assert by_check[("(cluster)", "net.gloo_allreduce")] == "PASS"
+    # The quick level (deploy's pre-flight) still joins the nodes with Gloo, but measures no iperf3 pair.
+    iperf = sorted((host, check) for host, check in by_check if check.startswith("net.iperf3"))
+    if level == "quick":
+        assert iperf == [("(cluster)", "net.iperf3")]
+        assert by_check[("(cluster)", "net.iperf3")] == "SKIP"
+    else:
+        assert iperf == [("node1", "net.iperf3 -> node2")]
+    assert document["level"] == level
     assert Path(document["run"]["artifact_dir"]).is_dir()
+
+
+# --- levels -------------------------------------------------------------------------------------------------
+
+
+def test_level_option_defaults_to_full_and_rejects_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tooling.verify.cli as cli
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(cli, "run_verify", lambda *args, **kwargs: seen.update(kwargs) or 0)
+    app, runner = _mounted(), CliRunner()
+    # rich boxes and wraps the help: read it without the box lines.
+    help_text = " ".join(runner.invoke(app, ["verify-node", "--help"]).output.replace("│", " ").split())
+    assert "--level" in help_text and "full (default, the acceptance run)" in help_text
+    assert runner.invoke(app, ["verify-node"]).exit_code == 0
+    assert seen["level"] is cli.Level.full
+    assert runner.invoke(app, ["verify-node", "--level", "quick"]).exit_code == 0
+    assert seen["level"] is cli.Level.quick
+    assert runner.invoke(app, ["verify-node", "--level", "thorough"]).exit_code == 2
+
+
+def test_deploy_preflight_runs_the_quick_level(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tooling.verify.cli as cli
+    from tooling.job.deploy import DeployRequest
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(cli, "run_verify", lambda *args, **kwargs: seen.update(kwargs, args=args) or 0)
+    assert cli.preflight(DeployRequest(phase="2a", inventory=tmp_path / "hosts.yml", runs_dir=tmp_path)) == 0
+    assert seen["level"] is cli.Level.quick
+    assert seen["args"] == ([], "2a", tmp_path / "hosts.yml", None)
+
+
+def test_level_and_the_profiles_dcgm_level_reach_the_playbook(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tooling.verify.cli as cli
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(cli, "run_playbook", lambda *args, **kwargs: seen.update(kwargs) or "ran")
+    target = cli.Target(["node1"], "node1", None)
+    cli.collect(
+        target,
+        tmp_path,
+        tmp_path,
+        install_iperf3=False,
+        progress_console=None,
+        level=cli.Level.quick,
+        dcgm_diag_level=3,
+    )
+    assert seen["extravars"] == {
+        "verify_target": "node1",
+        "verify_install_iperf3": False,
+        "verify_level": "quick",
+        "verify_dcgm_diag_level": 3,
+    }

@@ -238,8 +238,11 @@ def test_healthy_gpu_node_passes_production() -> None:
         "torch.nccl": "PASS",
         "cpu.thermal_throttle": "PASS",
         "gpu.count": "PASS",
+        "gpu.sku": "PASS",
         "cuda.version": "PASS",
         "nccl.busbw": "PASS",
+        # No dcgmi result in this record (it predates the DCGM task): nothing to judge.
+        "dcgm.diag": "SKIP",
         "ib.ports": "PASS",
         # Without `nvidia-smi -q -x` the count comes from the CSV and the GPU health was not looked at.
         "cuda.driver": "WARN",
@@ -288,11 +291,13 @@ def test_nccl_cuda_failure_is_reported() -> None:
 
 
 def test_nccl_low_bandwidth_warns_then_fails() -> None:
-    text = fixture("all_reduce_perf_4gpu_ok.txt").replace("353.06", "150.00")
+    # The node's GPUs are H100 SXM5: gpu_skus.yml's band (min 200, target 300) applies, not the profile's.
+    text = fixture("all_reduce_perf_4gpu_ok.txt").replace("353.06", "250.00")
     node = cuda_node(nccl_allreduce=ok(text))
     by = rows_for(judge_all(PRODUCTION, ["gpu1"], {"gpu1": node}, None, {}), "gpu1")
     assert by["nccl.busbw"].status == "WARN"
-    text = fixture("all_reduce_perf_4gpu_ok.txt").replace("353.06", " 50.00")
+    assert "H100 SXM5 80GB (gpu_skus.yml)" in by["nccl.busbw"].reason
+    text = fixture("all_reduce_perf_4gpu_ok.txt").replace("353.06", "150.00")
     by = rows_for(
         judge_all(PRODUCTION, ["gpu1"], {"gpu1": cuda_node(nccl_allreduce=ok(text))}, None, {}), "gpu1"
     )

@@ -83,3 +83,36 @@ def test_new_sources_are_published_under_the_names_the_judge_reads() -> None:
     # The commands the parsers' error messages name are the ones the playbook runs.
     assert by_register["_v_nvidia_smi_xml"]["ansible.builtin.command"] == nvidia_xml.COMMAND
     assert by_register["_v_nvidia_smi"]["ansible.builtin.command"] == NVIDIA_SMI_CSV_COMMAND
+
+
+def test_quick_level_leaves_out_nccl_tests_dcgm_and_iperf3() -> None:
+    plays = yaml.safe_load(PLAYBOOK.read_text())
+    assert plays[0]["vars"]["verify_level"] == plays[1]["vars"]["verify_level"] == "full"
+    full_only = "verify_level == 'full'"
+
+    def gated(task: dict[str, Any]) -> bool:
+        when = task.get("when")
+        return when == full_only or (isinstance(when, list) and when[0] == full_only)
+
+    gpu_block = next(t for t in plays[0]["tasks"] if t["name"] == "Inspect GPUs")
+    by_register = {t.get("register"): t for t in gpu_block["block"]}
+    assert gated(by_register["_v_nccl"]) and gated(by_register["_v_dcgm"])
+    assert not gated(by_register["_v_nvidia_smi_xml"])  # the quick level still reads every GPU
+    iperf = [t for t in plays[1]["tasks"] if "iperf3" in t["name"]]
+    assert len(iperf) == 6 and all(
+        gated(t) for t in iperf if t["name"] != "Look for iperf3 again after installing"
+    )
+    assert not any(gated(t) for t in plays[1]["tasks"] if "Gloo" in t["name"])
+    publish = next(t for t in plays[0]["tasks"] if t["name"] == "Publish the raw outputs")
+    assert publish["vars"]["_verify_record"]["level"] == "{{ verify_level }}"
+    assert "dcgm_diag" in publish["vars"]["_verify_record"]["commands"]
+
+
+def test_dcgm_task_runs_the_profiles_level_as_json_and_says_when_dcgmi_is_missing() -> None:
+    plays = yaml.safe_load(PLAYBOOK.read_text())
+    gpu_block = next(t for t in plays[0]["tasks"] if t["name"] == "Inspect GPUs")
+    dcgm = next(t for t in gpu_block["block"] if t.get("register") == "_v_dcgm")
+    script = dcgm["ansible.builtin.shell"]["cmd"]
+    assert 'exec dcgmi diag -r "$DIAG_LEVEL" -j' in script
+    assert "exit 127" in script  # the judge's "not installed" SKIP
+    assert dcgm["environment"]["DIAG_LEVEL"] == "{{ verify_dcgm_diag_level }}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,13 +32,23 @@ from tooling.inventory import phase_hosts as phase_group_hosts
 from tooling.job.deploy import DeployRequest
 from tooling.plan.phases import load_phases
 from tooling.runner import RunResult, run_playbook
+from tooling.verify import gpu_skus
 from tooling.verify.judge import judge_all, overall
-from tooling.verify.profiles import BUILTIN_PROFILES, Profile, load_profile
+from tooling.verify.profiles import BUILTIN_PROFILES, Profile, load_profile, resolve_profile_path
 
 PLAYBOOK = "playbooks/verify.yml"
 DEFAULT_GROUP = "nodes"
 # A table per node, then the cluster-wide network findings; a JSON finding's reason is "reason".
 VIEW = FindingsView(overall=overall, host_titles={CLUSTER: "network across the nodes"})
+
+
+class Level(StrEnum):
+    """How much to measure. quick: what every launch can afford (seconds: no nccl-tests, no DCGM diagnostic,
+    no iperf3); full: the acceptance run (nccl-tests, iperf3 bandwidth, `dcgmi diag` where DCGM is
+    installed)."""
+
+    quick = "quick"
+    full = "full"
 
 
 @dataclass(frozen=True)
@@ -98,7 +109,10 @@ def is_sandbox_inventory(inventory: dict[str, Any], inventory_path: Path) -> boo
 def pick_profile(name: str | None, sandbox: bool) -> tuple[str, Profile]:
     chosen = name or ("sandbox" if sandbox else "production")
     try:
-        return chosen, load_profile(chosen)
+        profile = load_profile(chosen)
+        # A site's per-GPU-model numbers must name models of the table: checked before any SSH work.
+        gpu_skus.sku_table(profile, resolve_profile_path(chosen))
+        return chosen, profile
     except ConfigError as exc:
         raise ToolingError(
             "bad verification profile:\n" + "\n".join(f"{exc.source}: {p}" for p in exc.problems),
@@ -113,10 +127,14 @@ def collect(
     *,
     install_iperf3: bool,
     progress_console: Console | None,
+    level: Level = Level.full,
+    dcgm_diag_level: int = 1,
 ) -> RunResult:
     extravars: dict[str, Any] = {
         "verify_target": ",".join(target.hosts),
         "verify_install_iperf3": install_iperf3,
+        "verify_level": level.value,
+        "verify_dcgm_diag_level": dcgm_diag_level,
     }
     if target.nproc_per_node:
         extravars["verify_gpus_per_node"] = target.nproc_per_node
@@ -174,6 +192,7 @@ def run_verify(
     install_iperf3: bool = False,
     runs_dir: Path | None = None,
     out: Console | None = None,
+    level: Level = Level.full,
 ) -> int:
     """The whole command; returns the exit code (0/1) and raises ToolingError for usage errors (2)."""
     out = out or console
@@ -192,6 +211,8 @@ def run_verify(
         runs,
         install_iperf3=install_iperf3,
         progress_console=None if as_json else err_console,
+        level=level,
+        dcgm_diag_level=profile.dcgm_diag_level,
     )
     rows = judge_run(result, target, profile)
     if as_json:
@@ -201,6 +222,7 @@ def run_verify(
                 scope=target.scope,
                 hosts=target.hosts,
                 profile=profile_label,
+                level=level.value,
                 inventory=str(inventory_path),
                 run={
                     "status": result.status,
@@ -211,15 +233,22 @@ def run_verify(
             )
         )
     else:
-        print_report(out, rows, target.scope, profile_label)
+        print_report(out, rows, target.scope, f"{profile_label}, level {level.value}")
         out.print(f"[dim]ansible artifacts: {result.artifact_dir}[/]")
     return EXIT_CHECK_FAILED if overall(rows) == "FAIL" else EXIT_OK
 
 
 def preflight(request: DeployRequest) -> int:
-    """deploy's pre-flight verification of the phase's nodes (tooling.job.deploy runs it before launching)."""
+    """deploy's pre-flight verification of the phase's nodes (tooling.job.deploy runs it before launching):
+    the quick level, so a launch waits seconds, not the minutes of nccl-tests and DCGM."""
     return run_verify(
-        [], request.phase, request.inventory, request.profile, as_json=False, runs_dir=request.runs_dir
+        [],
+        request.phase,
+        request.inventory,
+        request.profile,
+        as_json=False,
+        runs_dir=request.runs_dir,
+        level=Level.quick,
     )
 
 
@@ -239,6 +268,15 @@ def verify_node(
         ),
     ] = None,
     as_json: JsonOption = False,
+    level: Annotated[
+        Level,
+        typer.Option(
+            "--level",
+            help="quick: seconds, what deploy runs before every launch (no nccl-tests, DCGM or iperf3); "
+            "full (default, the acceptance run): adds nccl-tests, iperf3 and `dcgmi diag` where DCGM "
+            "is installed.",
+        ),
+    ] = Level.full,
     install_iperf3: Annotated[
         bool,
         typer.Option("--install-iperf3", help="Install iperf3 with the package manager where it is missing."),
@@ -250,6 +288,8 @@ def verify_node(
 ) -> None:
     """Check that nodes match the plan: CPU, memory, NUMA, disk, MPI, torch, GPUs, InfiniBand/RoCE ports
     and the network."""
-    code = run_verify(list(hosts or []), phase, inventory, profile, as_json, install_iperf3, runs_dir)
+    code = run_verify(
+        list(hosts or []), phase, inventory, profile, as_json, install_iperf3, runs_dir, level=level
+    )
     if code != EXIT_OK:
         raise typer.Exit(code)

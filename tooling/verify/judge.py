@@ -16,13 +16,16 @@ from typing import Any, TypeVar
 from tooling.findings import CLUSTER
 from tooling.findings import Finding as CheckResult  # verify-node's name for the shared finding row
 from tooling.verdicts import Status
-from tooling.verify import gpu_health
+from tooling.verify import dcgm_health, gpu_health, gpu_skus
 from tooling.verify import infiniband as ib
 from tooling.verify import parsers as p
+from tooling.verify.dcgm_diag import parse_dcgmi_diag
 from tooling.verify.nvidia_xml import NvidiaSmiReport, parse_nvidia_smi_xml
 from tooling.verify.profiles import Band, Profile, VersionRule
 
 _SEVERITY: dict[str, int] = {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2}
+# `--level quick` (before every launch) leaves out what takes minutes; its rows SKIP saying so.
+QUICK = "quick"
 T = TypeVar("T")
 
 
@@ -74,6 +77,7 @@ class NodeFacts:
     host: str
     accelerator: str = "cpu"
     commands: dict[str, CommandOutput] = field(default_factory=dict)
+    level: str = "full"
 
     @classmethod
     def from_raw(cls, host: str, raw: Mapping[str, Any]) -> NodeFacts:
@@ -82,7 +86,12 @@ class NodeFacts:
             out = CommandOutput.from_result(res if isinstance(res, Mapping) else None)
             if out is not None:
                 commands[name] = out
-        return cls(host=host, accelerator=str(raw.get("accelerator") or "cpu"), commands=commands)
+        return cls(
+            host=host,
+            accelerator=str(raw.get("accelerator") or "cpu"),
+            commands=commands,
+            level=str(raw.get("level") or "full"),
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class ClusterFacts:
     iperf: list[IperfPair] = field(default_factory=list)
     iperf_missing: dict[str, str] = field(default_factory=dict)
     gloo: dict[str, CommandOutput] = field(default_factory=dict)
+    level: str = "full"
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> ClusterFacts:
@@ -120,6 +130,7 @@ class ClusterFacts:
             iperf=sorted(pairs, key=lambda pair: (pair.client, pair.server)),
             iperf_missing={str(k): str(v) for k, v in (raw.get("iperf_missing") or {}).items()},
             gloo=gloo,
+            level=str(raw.get("level") or "full"),
         )
 
 
@@ -363,7 +374,7 @@ def _torch_checks(c: _Checker, profile: Profile) -> None:
 
 # Read from `nvidia-smi -q -x` only; without it they WARN as "not checked" (the count has a CSV fallback).
 XML_CHECKS = ("cuda.driver", "gpu.memory_errors", "gpu.pcie_link", "gpu.thermal_throttle", "gpu.modes")
-GPU_CHECKS = ("gpu.count", *XML_CHECKS, "cuda.version", "nccl.busbw")
+GPU_CHECKS = ("gpu.count", "gpu.sku", *XML_CHECKS, "cuda.version", "nccl.busbw", "dcgm.diag")
 
 
 def _xml_report(c: _Checker) -> tuple[NvidiaSmiReport | None, str]:
@@ -381,7 +392,7 @@ def _xml_report(c: _Checker) -> tuple[NvidiaSmiReport | None, str]:
         return None, str(exc)
 
 
-def _gpu_count(c: _Checker, profile: Profile, report: NvidiaSmiReport | None) -> None:
+def _gpu_count(c: _Checker, profile: Profile, report: NvidiaSmiReport | None) -> p.GpuInventory | None:
     """The count from `nvidia-smi -q -x`, else from the CSV query (a failed row names both sources)."""
     expected = profile.gpus_per_node.describe("GPUs")
     inv = (
@@ -407,6 +418,7 @@ def _gpu_count(c: _Checker, profile: Profile, report: NvidiaSmiReport | None) ->
         memory = sorted({g.memory_mib for g in inv.gpus if g.memory_mib})
         sizes = f", {'/'.join(f'{m} MiB' for m in memory)}" if memory else ""
         c.add("gpu.count", status, f"{inv.count} x {models}{sizes}", expected, f"{reason}; driver {drivers}")
+    return inv
 
 
 def _gpu_health(c: _Checker, profile: Profile, report: NvidiaSmiReport | None, why_not: str) -> None:
@@ -441,8 +453,12 @@ def _gpu_health(c: _Checker, profile: Profile, report: NvidiaSmiReport | None, w
     c.add(*gpu_health.modes(report))
 
 
-def _nccl_check(c: _Checker, profile: Profile) -> None:
-    expected = profile.nccl_busbw_gbs.describe("GB/s")
+def _nccl_check(c: _Checker, profile: Profile, choice: gpu_skus.SkuChoice) -> None:
+    band, origin = choice.nccl_band(profile)
+    expected = band.describe("GB/s")
+    if c.node.level == QUICK:
+        c.add("nccl.busbw", "SKIP", "-", expected, "level quick: nccl-tests run at --level full")
+        return
     out = c.node.commands.get("nccl_allreduce")
     if out is not None and not out.skipped and out.rc not in (0, None):
         # nccl-tests prints why it stopped on stdout ("Test NCCL failure common.cu:..."), not stderr.
@@ -494,8 +510,98 @@ def _nccl_check(c: _Checker, profile: Profile) -> None:
             f"wrong results: {nccl.out_of_bounds or 0} out-of-bounds values (sizes {sizes or '?'})",
         )
         return
-    status, reason = judge_band(busbw, profile.nccl_busbw_gbs)
-    c.add("nccl.busbw", status, measured, expected, reason)
+    status, reason = judge_band(busbw, band)
+    c.add("nccl.busbw", status, measured, expected, f"{reason}; {origin}")
+
+
+def _gpu_sku_check(
+    c: _Checker, choice: gpu_skus.SkuChoice, report: NvidiaSmiReport | None, inv: p.GpuInventory | None
+) -> None:
+    """Each GPU's memory against its model's (FAIL: a smaller board, or memory gone missing) and its maximum
+    PCIe link against the one the model is built for (WARN: a slower slot or riser)."""
+    check, models = "gpu.sku", ", ".join(choice.names) or "none"
+    sku = choice.sku
+    if inv is None or sku is None:
+        why = "no GPU list to match" if inv is None else choice.why_generic
+        # Mixed models on one node is a finding of its own; a model the table lacks is not.
+        status: Status = "WARN" if len(choice.names) > 1 else "SKIP"
+        c.add(
+            check, status, models, "a GPU model of gpu_skus.yml", f"{why}: generic profile thresholds apply"
+        )
+        return
+    expected = [f"{sku.gpu_memory_gib.describe('GiB')} per GPU"] if sku.gpu_memory_gib else []
+    if sku.pcie_gen or sku.pcie_width:
+        expected.append(f"PCIe gen {sku.pcie_gen or 'any'} x{sku.pcie_width or 'any'}")
+    # A GPU in MIG mode reports less than its whole memory; gpu.modes already warns about MIG.
+    mig = [g.label for g in report.gpus if (g.mig or "").lower() == "enabled"] if report else []
+    gpus = (
+        [(g.label, g.memory_mib) for g in report.gpus if g.label not in mig]
+        if report
+        else [(f"GPU {g.index}", g.memory_mib) for g in inv.gpus]
+    )
+    found: dict[Status, list[str]] = {"FAIL": [], "WARN": []}
+    memory = sku.gpu_memory_gib
+    for label, mib in gpus if memory else []:
+        verdict, reason = judge_band(mib / 1024, memory) if mib and memory else ("WARN", "no size reported")
+        if verdict in found:
+            found[verdict].append(f"{label}: {(mib or 0) / 1024:.1f} GiB, {reason}")
+    for g in report.gpus if report else []:
+        if sku.pcie_gen and g.pcie_gen and g.pcie_gen[1] < sku.pcie_gen:
+            found["WARN"].append(
+                f"{g.label}: link at most gen {g.pcie_gen[1]}, the board is built for gen {sku.pcie_gen}"
+            )
+        if sku.pcie_width and g.pcie_width and g.pcie_width[1] < sku.pcie_width:
+            found["WARN"].append(
+                f"{g.label}: link at most x{g.pcie_width[1]}, the board is built for x{sku.pcie_width}"
+            )
+    notes = found["FAIL"] + found["WARN"] or [f"as a {sku.label} should"]
+    if report is None and (sku.pcie_gen or sku.pcie_width):
+        notes.append("PCIe link not checked (no nvidia-smi -q -x)")
+    if mig:
+        notes.append(f"memory not checked on {', '.join(mig)} (MIG enabled)")
+    sizes = "/".join(f"{m / 1024:.1f} GiB" for m in sorted({m for _, m in gpus if m})) or "memory unknown"
+    status = "FAIL" if found["FAIL"] else "WARN" if found["WARN"] else "PASS"
+    c.add(
+        check,
+        status,
+        f"{models}: {sizes}",
+        ", ".join(expected) or "-",
+        f"{'; '.join(notes)} ({choice.origin})",
+    )
+
+
+def _dcgm_check(c: _Checker, profile: Profile) -> None:
+    """DCGM's own diagnostic where dcgmi is installed; without it (or at --level quick) one SKIP row."""
+    expected = f"dcgmi diag -r {profile.dcgm_diag_level}: every test passes"
+    out = c.node.commands.get("dcgm_diag")
+    if c.node.level == QUICK or out is None or out.skipped:
+        why = (
+            "level quick: the DCGM diagnostic runs at --level full"
+            if c.node.level == QUICK
+            else "dcgmi diag not collected by this run"
+            if out is None
+            else out.skip_reason or "dcgmi diag was skipped"
+        )
+        c.add("dcgm.diag", "SKIP", "-", expected, why)
+        return
+    if out.rc == 127:  # verify.yml's exit status when dcgmi is not on PATH
+        c.add("dcgm.diag", "SKIP", "-", expected, f"DCGM is not installed: {out.error()}")
+        return
+    try:
+        # dcgmi exits non-zero when a test fails, and still prints the document that says which.
+        diag = parse_dcgmi_diag(out.stdout)
+    except p.ParseError as exc:
+        # dcgmi prints its own errors ("Error: unable to establish a connection ...") on stdout.
+        printed = out.stdout.strip().splitlines()
+        said = out.error() if out.stderr.strip() or not printed else printed[-1].strip()
+        if out.rc not in (0, None):
+            why = f"dcgmi diag failed (rc {out.rc}): {said}"
+        else:  # a document that does not read, or no output at all (Ansible's timeout gives a message)
+            why = str(exc) if printed else f"{exc}: {out.error()}"
+        c.add("dcgm.diag", "FAIL", "-", expected, why)
+        return
+    for verdict in dcgm_health.verdicts(diag, profile.dcgm_diag_level):
+        c.add(*verdict)
 
 
 def _gpu_checks(c: _Checker, profile: Profile) -> None:
@@ -504,14 +610,17 @@ def _gpu_checks(c: _Checker, profile: Profile) -> None:
             c.add(check, "SKIP", "-", "cuda hosts only", f"accelerator is {c.node.accelerator}")
         return
     report, why_not = _xml_report(c)
-    _gpu_count(c, profile, report)
+    inv = _gpu_count(c, profile, report)
+    choice = gpu_skus.choose(profile, [g.name for g in inv.gpus] if inv else [])
+    _gpu_sku_check(c, choice, report, inv)
     _gpu_health(c, profile, report, why_not)
     expected = f"CUDA {profile.cuda.describe()}"
     release = c.parsed("cuda.version", expected, [("nvcc", p.parse_nvcc_version)])
     if release is not None:
         status, reason = judge_version(release, profile.cuda)
         c.add("cuda.version", status, release, expected, reason)
-    _nccl_check(c, profile)
+    _nccl_check(c, profile, choice)
+    _dcgm_check(c, profile)
 
 
 # Best source first: /sys needs no package; ibstat and plain ibv_devinfo (no rate) where it is unreadable.
@@ -595,6 +704,12 @@ def judge_network(cluster: ClusterFacts, profile: Profile) -> list[CheckResult]:
     expected = profile.inter_node_gbps.describe("Gbps")
     if len(cluster.nodes) < 2:
         rows.append(CheckResult(CLUSTER, "net.iperf3", "SKIP", "-", expected, "fewer than 2 nodes to pair"))
+    elif cluster.level == QUICK:
+        rows.append(
+            CheckResult(
+                CLUSTER, "net.iperf3", "SKIP", "-", expected, "level quick: iperf3 runs at --level full"
+            )
+        )
     for host, why in sorted(cluster.iperf_missing.items()):
         rows.append(CheckResult(host, "net.iperf3", "FAIL", "-", expected, why))
     for pair in cluster.iperf:

@@ -103,6 +103,16 @@ class InfinibandExpectation(_Strict):
     )
 
 
+class GpuSkuNumbers(_Strict):
+    """What one GPU model must show (tooling/verify/profiles/gpu_skus.yml); a site's profile may override any
+    of them per model under `gpu_skus:` (tooling.verify.gpu_skus merges and checks the keys)."""
+
+    gpu_memory_gib: Band | None = Field(None, description="each GPU's memory as nvidia-smi reports it")
+    pcie_gen: int | None = Field(None, ge=1, le=7, description="the PCIe generation the board is built for")
+    pcie_width: int | None = Field(None, ge=1, le=32, description="the PCIe lanes the board is built for")
+    nccl_busbw_gbs: Band | None = Field(None, description="all_reduce_perf bus bandwidth over NVLink")
+
+
 class Profile(_Strict):
     description: str = ""
     cpu_cores: Band = Field(description="physical cores per node (sockets x cores per socket)")
@@ -119,6 +129,10 @@ class Profile(_Strict):
     nccl_busbw_gbs: Band = Field(description="all_reduce_perf bus bandwidth at the largest size")
     inter_node_gbps: Band = Field(description="iperf3 received throughput between node pairs")
     gloo_busbw_gbs: Band = Field(description="Gloo all_reduce bus bandwidth across the phase's nodes")
+    # Per GPU model: a site's own numbers for entries of tooling/verify/profiles/gpu_skus.yml, by its keys.
+    gpu_skus: dict[str, GpuSkuNumbers] = Field(default_factory=dict)
+    # `dcgmi diag -r N` at --level full: 1 quick (seconds), 2 medium (minutes), 3 long (tens of minutes).
+    dcgm_diag_level: int = Field(1, ge=1, le=3, description="DCGM diagnostic run level for --level full")
     thermal_throttle_events: Band = Field(
         description="thermal throttle events: the largest CPU core/package counter since boot, and the number"
         " of GPUs whose clocks are held down by heat at the time of the check"
