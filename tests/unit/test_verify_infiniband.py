@@ -223,3 +223,27 @@ def test_playbook_publishes_every_port_source_the_judge_reads() -> None:
     sysfs = next(t for t in tasks if t["name"] == "Read InfiniBand/RoCE port state from /sys")
     # A node without the directory must give an empty output, not a failed task.
     assert sysfs["ansible.builtin.shell"]["cmd"].endswith("2>/dev/null || true")
+
+
+# --- the level -------------------------------------------------------------------------------------------
+
+
+def test_quick_level_still_judges_the_ports() -> None:
+    # Reading the ports takes well under a second, so deploy's pre-flight checks them too.
+    raw = {
+        "n1": {
+            "accelerator": "cpu",
+            "level": "quick",
+            "commands": {"ibstat": ok(fixture("ibstat_polling_redacted.txt"))},
+        }
+    }
+    row = next(r for r in judge_all(PRODUCTION, ["n1"], raw, None, {}) if r.check == "ib.ports")
+    assert row.status == "FAIL" and "mlx5_10 port 1: physical state Polling" in row.reason
+
+
+def test_playbook_reads_the_ports_at_every_level() -> None:
+    plays = yaml.safe_load((Path(__file__).resolve().parents[2] / "playbooks" / "verify.yml").read_text())
+    readers = [t for t in plays[0]["tasks"] if t["name"].startswith("Read InfiniBand/RoCE ports")]
+    readers += [t for t in plays[0]["tasks"] if t["name"] == "Read InfiniBand/RoCE port state from /sys"]
+    assert {t["register"] for t in readers} == {"_v_ib_sysfs", "_v_ibstat", "_v_ibv_devinfo"}
+    assert not any("when" in t for t in readers)
