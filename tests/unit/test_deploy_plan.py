@@ -5,6 +5,7 @@ ranks' status."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,37 @@ def test_deploy_records_what_the_launch_published(launched: dict[str, Any], fake
         8,
     )
     assert records.load(fake_inventory) == record
+
+
+def test_deploy_on_configured_nodes_runs_launch_alone(launched: dict[str, Any], fake_inventory: Path) -> None:
+    request = DeployRequest(phase="2a", inventory=fake_inventory, run_id="r1", provision=False, verify=False)
+    deploy_module.deploy(replace(request, configure=False), load_phases())
+    assert [book for book, _ in launched["playbooks"]] == ["playbooks/launch.yml"]
+    assert records.load(fake_inventory).run_id == "r1"
+
+
+@pytest.mark.parametrize(
+    ("provision", "configure", "expected"),
+    [
+        (True, True, [("site.yml", "phase2a:monitoring")]),
+        # Provisioning configures anyway: the flag is about what a re-launch adds.
+        (True, False, [("site.yml", "phase2a:monitoring")]),
+        (False, True, [("playbooks/trainer.yml", "phase2a"), ("playbooks/targets.yml", "phase2a")]),
+        (False, False, []),
+    ],
+)
+def test_preparation_steps(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    provision: bool,
+    configure: bool,
+    expected: list[tuple[str, str]],
+) -> None:
+    monitored = inventory({"phase1": ["node1"], "phase2a": ["node1", "node2"], "monitoring": ["mon1"]})
+    monkeypatch.setattr(deploy_module, "load_inventory", lambda _path: monitored)
+    request = DeployRequest(phase="2a", inventory=tmp_path, provision=provision, configure=configure)
+    steps = deploy_module.preparation_steps(request, build_plan(request, load_phases()))
+    assert [(step.playbook, step.limit) for step in steps] == expected
 
 
 def test_deploy_without_the_published_run_fails_naming_it(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,13 @@ from typer.testing import CliRunner
 from ddp.config import load_config
 from tests.unit.panel_text import flat
 from tests.unit.sweep_fakes import FakeTrials, install_fake, summary, use_production_dir
+from tests.unit.test_deploy_plan import inventory
 from tooling.cli import app
 from tooling.console import CheckFailed
 from tooling.job import deploy as deploy_module
-from tooling.job import records
+from tooling.job import production, records
 from tooling.plan.phases import load_phases
+from tooling.runner import RunResult
 from tooling.sweep import trials as trials_module
 from tooling.sweep.cli import EtaColumn
 from tooling.sweep.records import SweepStore
@@ -209,6 +213,134 @@ def test_cluster_launch_failures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     trials.run(TrialSpec(3, "s1-t03", []))
     # A refused launch never licenses replacing someone else's run; the sweep's own failed one may be.
     assert restarts == [False, True]
+
+
+PHASE1_NODES = inventory({"phase1": ["node1"], "nodes": ["node1"], "monitoring": ["mon1"]})
+
+
+@pytest.fixture
+def ansible(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """The cluster runner over the real deploy(), with Ansible and the nodes faked: the playbooks run, in
+    order. launch.yml fails for a run id that ends in "-refused"."""
+    ran: list[str] = []
+
+    def run_playbook(playbook: str, **kwargs: Any) -> RunResult:
+        ran.append(playbook)
+        run_id = kwargs["extravars"]["ddp_trainer_run_id"]
+        if playbook.endswith("launch.yml") and run_id.endswith("-refused"):
+            return RunResult(2, "failed", "node1: unit ddp-trainer not found", tmp_path, tmp_path)
+        published = {
+            "run_id": run_id,
+            "phase": "1",
+            "group": "phase1",
+            "hosts": ["node1"],
+            "world_size": 4,
+            "rendezvous_endpoint": "172.16.0.2:29400",
+            "metrics_endpoints": ["http://172.16.0.2:9500/metrics"],
+            "run_root": "/r",
+        }
+        stats = {"ddp_launch": published} if playbook.endswith("launch.yml") else {}
+        return RunResult(0, "successful", "ok", tmp_path, tmp_path, custom_stats=stats)
+
+    monkeypatch.setattr(deploy_module, "load_inventory", lambda _path: PHASE1_NODES)
+    monkeypatch.setattr(deploy_module, "run_playbook", run_playbook)
+    monkeypatch.setattr(deploy_module, "wait_for_ranks", lambda *_args, **_kwargs: [])
+    monkeypatch.setattr(trials_module, "fetch_summary", lambda *_args: summary())
+    return ran
+
+
+CONFIGURE_AND_LAUNCH = ["playbooks/trainer.yml", "playbooks/targets.yml", "playbooks/launch.yml"]
+LAUNCH_ALONE = ["playbooks/launch.yml"]
+
+
+def _ran(ansible: list[str], trials: ClusterTrials, spec: TrialSpec) -> list[str]:
+    ansible.clear()
+    assert trials.run(spec).error is None
+    return list(ansible)
+
+
+def test_cluster_trials_configure_the_nodes_once(
+    ansible: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    trials = _cluster(monkeypatch, tmp_path)
+    assert _ran(ansible, trials, TrialSpec(1, "s1-t01", ["optimizer.lr=0.1"])) == CONFIGURE_AND_LAUNCH
+    # Nothing was deployed since: the next trial's settings travel with its launch alone.
+    assert _ran(ansible, trials, TrialSpec(2, "s1-t02", ["optimizer.lr=0.2"])) == LAUNCH_ALONE
+    assert _ran(ansible, trials, TrialSpec(3, "s1-t03", [])) == LAUNCH_ALONE
+    # A --resume makes a new runner: its first trial configures again.
+    resumed = _cluster(monkeypatch, tmp_path)
+    assert _ran(ansible, resumed, TrialSpec(4, "s1-t04", [])) == CONFIGURE_AND_LAUNCH
+
+
+def _lock_phase1() -> None:
+    """A production config locked for phase 1, as `tooling sweep --lock` leaves it."""
+    folder = production.directory()
+    folder.mkdir()
+    phase1 = Path(__file__).resolve().parents[2] / "ddp" / "configs" / "phase1.yaml"
+    (folder / "phase1-v1.yaml").write_text(f"base: {phase1}\ntraining: {{batch_size: 8}}\n")
+    (folder / "phase1.current").write_text("phase1-v1.yaml\n")
+
+
+def _elsewhere(hosts: list[str], endpoints: list[str]) -> None:
+    """Phase 2a deployed with another inventory, on `hosts` reached at `endpoints`."""
+    other = str(Path("other").resolve())
+    records.save(
+        replace(_record("p2a-1"), phase="2a", inventory=other, hosts=hosts, metrics_endpoints=endpoints)
+    )
+
+
+@pytest.mark.parametrize(
+    ("since", "second"),
+    [
+        pytest.param(lambda: None, LAUNCH_ALONE, id="nothing"),
+        pytest.param(
+            lambda: records.save(replace(_record("p2a-1"), phase="2a", group="phase2a")),
+            CONFIGURE_AND_LAUNCH,
+            id="other-phase",
+        ),
+        pytest.param(lambda: records.save(_record("phase1-by-hand")), CONFIGURE_AND_LAUNCH, id="other-run"),
+        pytest.param(lambda: records.record_path(Path("inv")).unlink(), CONFIGURE_AND_LAUNCH, id="no-record"),
+        # Another inventory naming the same node, or the same machine under another name.
+        pytest.param(lambda: _elsewhere(["node1"], []), CONFIGURE_AND_LAUNCH, id="other-inventory-name"),
+        pytest.param(
+            lambda: _elsewhere(["n9"], ["http://172.16.0.2:9500/metrics"]),
+            CONFIGURE_AND_LAUNCH,
+            id="other-inventory-address",
+        ),
+        pytest.param(
+            lambda: _elsewhere(["n9"], ["http://10.9.0.9:9500/metrics"]), LAUNCH_ALONE, id="other-cluster"
+        ),
+        # trainer.yml writes the locked production settings on the nodes: a lock since changes them.
+        pytest.param(_lock_phase1, CONFIGURE_AND_LAUNCH, id="locked-config"),
+    ],
+)
+def test_what_happened_between_trials_decides_whether_the_next_configures(
+    ansible: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    since: Callable[[], object],
+    second: list[str],
+) -> None:
+    trials = _cluster(monkeypatch, tmp_path)
+    _ran(ansible, trials, TrialSpec(1, "s1-t01", []))
+    since()
+    assert _ran(ansible, trials, TrialSpec(2, "s1-t02", [])) == second
+    assert _ran(ansible, trials, TrialSpec(3, "s1-t03", [])) == LAUNCH_ALONE
+
+
+def test_a_launch_alone_that_fails_stops_the_sweep(
+    ansible: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    trials = _cluster(monkeypatch, tmp_path)
+    _ran(ansible, trials, TrialSpec(1, "s1-t01", []))
+    ansible.clear()
+    with pytest.raises(
+        CheckFailed, match=r"(?s)trial 2 could not be launched \(launch.yml alone.*unit ddp-trainer"
+    ):
+        trials.run(TrialSpec(2, "s1-t02-refused", []))
+    assert ansible == LAUNCH_ALONE
+    # Whatever went wrong, the nodes are configured again before the next launch.
+    assert _ran(ansible, trials, TrialSpec(3, "s1-t03", [])) == CONFIGURE_AND_LAUNCH
 
 
 def test_eta_comes_from_the_mean_trial_time() -> None:

@@ -42,6 +42,11 @@ class DeployRequest:
     config: Path | None = None
     overrides: list[str] = field(default_factory=list)
     provision: bool = True
+    # Without provisioning, deploy first points the phase's nodes (trainer.yml) and Prometheus (targets.yml)
+    # at the phase, since another phase may have been deployed there since. False skips that, for a caller
+    # that configured them for this phase itself and knows nothing was deployed there since: a sweep's
+    # later trials, whose own settings travel with the launch (launch.yml), need launch.yml alone.
+    configure: bool = True
     verify: bool = True
     profile: str | None = None
     run_id: str | None = None
@@ -262,13 +267,16 @@ class Step:
 
 
 def preparation_steps(request: DeployRequest, deploy_plan: Plan) -> list[Step]:
-    """The playbooks deploy runs before verifying and launching (and `deploy --plan` checks), in order."""
+    """The playbooks deploy runs before verifying and launching (and `deploy --plan` checks), in order:
+    provisioning (which configures too), else configuring unless the request says it is done already."""
     group = deploy_plan.group
     monitored = group_exists(deploy_plan.inventory, "monitoring")
     if request.provision:
         # The monitoring host comes along so the phase is watched from its first step (idempotent).
         limit = group + (":monitoring" if monitored else "")
         return [Step("site.yml", f"provision-{group}", limit, "provisioning")]
+    if not request.configure:
+        return []
     # A re-launch still points each node's launcher at this phase: provisioning another phase since
     # (phase 1 after 2a, say) rewrote node1's rendezvous and node count.
     steps = [Step("playbooks/trainer.yml", f"configure-{group}", group, "configuring the trainer")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -92,6 +93,26 @@ def recorded(state_dir: Path | None = None) -> list[Deployment]:
         except (OSError, ValueError, TypeError):
             continue
     return sorted(found, key=lambda d: d.started_at)
+
+
+def machines(deployment: Deployment) -> set[str]:
+    """The nodes a deployment ran on, by inventory name and by the address its ranks were reached at: two
+    inventories may name the same machines differently."""
+    addresses = {urllib.parse.urlsplit(url).hostname for url in deployment.metrics_endpoints}
+    return set(deployment.hosts) | {address for address in addresses if address}
+
+
+def deployed_since(deployment: Deployment, state_dir: Path | None = None) -> list[Deployment]:
+    """The deployments recorded for other inventories on any of `deployment`'s nodes (by name or address)
+    that started after it, or with it (the order is then unknown): they may have re-pointed those nodes."""
+    mine = machines(deployment)
+    return [
+        other
+        for other in recorded(state_dir)
+        if other.inventory != deployment.inventory
+        and other.started_at >= deployment.started_at
+        and machines(other) & mine
+    ]
 
 
 def choose(inventory: Path | None, state_dir: Path | None = None) -> Chosen:

@@ -1,5 +1,6 @@
-"""Running one trial: on the phase's nodes (a re-launch, like `tooling deploy --skip-provision`) or on this
-machine (the local launcher). Both sit behind `TrialRunner`, so the sweep's flow is tested with a fake.
+"""Running one trial: on the phase's nodes (a re-launch, like `tooling deploy --skip-provision`; after the
+first, launch.yml alone while nothing else was deployed there) or on this machine (the local launcher).
+Both sit behind `TrialRunner`, so the sweep's flow is tested with a fake.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Protocol
 
 from ddp.atomic import atomic_write_json
 from tooling.console import CheckFailed, ToolingError
-from tooling.job import records
+from tooling.job import production, records
 from tooling.job.cluster import fetch_summary
 from tooling.job.deploy import DeployRequest, build_plan, deploy
 from tooling.job.local import read_json
@@ -92,9 +93,22 @@ class LocalTrials:
         return TrialResult(summary, error, str(summary_path) if summary is not None else None)
 
 
+@dataclass(frozen=True)
+class _Configured:
+    """How a cluster sweep last left the nodes: configured for its phase, with this locked production config
+    (trainer.yml writes it on the nodes), and running the trial `run_id` launched."""
+
+    run_id: str
+    locked: production.LockedConfig | None
+
+
 class ClusterTrials:
     """Each trial re-launches the phase's job with the trial's settings on nodes already provisioned, waits
-    for every rank, then for the run's summary, and keeps a copy of it beside the sweep."""
+    for every rank, then for the run's summary, and keeps a copy of it beside the sweep.
+
+    The first trial points the nodes and Prometheus at the phase (trainer.yml, targets.yml); later ones run
+    launch.yml alone, the trial's settings travelling as launch overrides, unless the nodes may have changed
+    since (`_still_configured`)."""
 
     def __init__(
         self,
@@ -110,8 +124,11 @@ class ClusterTrials:
         # The sweep replaces its own previous trial's run if it lingers, never a run it did not start
         # unless asked to.
         self._restart = restart_first
+        self._configured: _Configured | None = None
 
-    def _request(self, overrides: list[str], run_id: str | None = None) -> DeployRequest:
+    def _request(
+        self, overrides: list[str], run_id: str | None = None, configure: bool = True
+    ) -> DeployRequest:
         # No pre-flight verification per trial: the phase was verified when it was deployed, and the
         # probes would take longer than a short trial.
         return DeployRequest(
@@ -119,6 +136,7 @@ class ClusterTrials:
             inventory=self.inventory,
             overrides=overrides,
             provision=False,
+            configure=configure,
             verify=False,
             run_id=run_id,
             restart=self._restart,
@@ -134,19 +152,45 @@ class ClusterTrials:
         except ToolingError:
             return False
 
-    def run(self, spec: TrialSpec) -> TrialResult:
+    def _locked(self) -> production.LockedConfig | None:
+        return production.current(self.phase, self.plan.get(self.phase).config)
+
+    def _still_configured(self) -> bool:
+        """Whether the nodes are as this sweep's previous trial left them: the inventory's latest deployment
+        is still that trial's run and no other inventory's was recorded on its nodes since (a deploy of
+        another phase, or another run of this one, re-points the nodes and Prometheus), and the phase's
+        locked production config is the one they were given."""
+        if self._configured is None:
+            return False
         try:
-            record = deploy(self._request(spec.overrides, spec.run_id), self.plan)
+            latest = records.load(self.inventory)
+        except ToolingError:
+            return False
+        if (latest.phase, latest.run_id) != (self.phase, self._configured.run_id):
+            return False
+        return not records.deployed_since(latest) and self._locked() == self._configured.locked
+
+    def run(self, spec: TrialSpec) -> TrialResult:
+        configure = not self._still_configured()
+        locked = self._locked()
+        try:
+            record = deploy(self._request(spec.overrides, spec.run_id, configure), self.plan)
         except CheckFailed as exc:
             if not self._launched(spec.run_id):
                 # Nothing of this trial started: the cluster, not the combination, is at fault, and every
-                # later trial would fail the same way. Stop; the trial stays to be run by --resume.
+                # later trial would fail the same way. Stop; the trial stays to be run by --resume, whose
+                # first trial configures the nodes again.
+                self._configured = None
+                how = "" if configure else " (launch.yml alone, on the nodes the previous trial configured)"
                 raise CheckFailed(
-                    f"trial {spec.trial} could not be launched: {exc}",
+                    f"trial {spec.trial} could not be launched{how}: {exc}",
                     hint=f"{exc.hint or 'fix the cause above'}; then continue with --resume",
                 ) from None
+            # The launch went through, so the nodes are configured for the phase: the trial itself failed.
+            self._configured = _Configured(spec.run_id, locked)
             self._restart = True
             return TrialResult(None, f"failed while starting: {exc}")
+        self._configured = _Configured(record.run_id, locked)
         self._restart = True
         try:
             summary = fetch_summary(self.inventory, record.hosts[0], record.run_dir, self.timeout_s)
