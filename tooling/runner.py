@@ -23,12 +23,11 @@ from typing import Any, Literal, cast, get_args
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
-from tooling.home import rotate_artifacts
-from tooling.plan.phases import load_phases, site_phases_file
+from tooling.home import PROJECT_ROOT, rotate_artifacts
+from tooling.plan.phase_file import site_phases_file
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 RunStatus = Literal["successful", "failed", "timeout", "canceled", "error", "unstarted"]
 
@@ -363,6 +362,10 @@ def run_playbook(
         raise FileNotFoundError(f"inventory not found: {inventory_path}")
     site_phases = site_phases_file()
     if site_phases is not None:
+        # Imported here: the plan's schema (pydantic) is only needed on this path, and the inventory
+        # helpers that import this module are read by `--help` screens.
+        from tooling.plan.phases import load_phases
+
         load_phases()  # the same file; a bad plan stops here, named, instead of half-way through a play
 
     rotate_artifacts(Path(runs_dir).resolve())  # keep the last TOOLING_KEEP_ARTIFACTS runs' artifacts

@@ -338,7 +338,7 @@ DEPLOY = """
 import sys
 import tooling.job.cluster
 import tooling.job.deploy
-import tooling.verify.cli
+import tooling.verify.run
 
 MARK = sys.argv[1]
 
@@ -346,7 +346,7 @@ def connect(*args, **kwargs):
     open(MARK, "w").close()
     raise SystemExit(99)
 
-tooling.job.deploy.run_playbook = tooling.job.cluster.run_playbook = tooling.verify.cli.run_playbook = connect
+tooling.job.deploy.run_playbook = tooling.job.cluster.run_playbook = tooling.verify.run.run_playbook = connect
 sys.argv = ["tooling", *sys.argv[2:]]
 from tooling.cli import main
 main()

@@ -22,8 +22,8 @@ from tooling.job import deploy as deploy_module
 from tooling.job import records
 from tooling.plan.phases import load_phases
 from tooling.sweep import trials as trials_module
-from tooling.sweep.cli import EtaColumn
 from tooling.sweep.records import SweepStore
+from tooling.sweep.run import EtaColumn
 from tooling.sweep.trials import ClusterTrials, TrialSpec
 
 runner = CliRunner()

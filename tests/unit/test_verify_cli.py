@@ -16,7 +16,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tooling.console import ToolingError
-from tooling.verify.cli import (
+from tooling.verify.cli import verify_node
+from tooling.verify.judge import CheckResult
+from tooling.verify.run import (
     VIEW,
     default_inventory,
     group_hosts,
@@ -24,9 +26,7 @@ from tooling.verify.cli import (
     resolve_target,
     run_verify,
     summary_line,
-    verify_node,
 )
-from tooling.verify.judge import CheckResult
 
 INVENTORY = {
     "_meta": {"hostvars": {"node1": {}, "node2": {}, "node3": {}, "node10": {}, "monitor1": {}}},
@@ -105,9 +105,9 @@ def test_typer_signature_mounts_and_reports_usage_errors(tmp_path: Path) -> None
 def test_module_entry_point_exits_with_the_verdict(
     monkeypatch: pytest.MonkeyPatch, code: int, expected: int
 ) -> None:
-    import tooling.verify.cli as cli
+    import tooling.verify.run as run  # verify-node imports run_verify from there when it runs
 
-    monkeypatch.setattr(cli, "run_verify", lambda *args, **kwargs: code)
+    monkeypatch.setattr(run, "run_verify", lambda *args, **kwargs: code)
     monkeypatch.setattr(sys, "argv", ["tooling.verify", "verify-node", "--phase", "1"])
     with pytest.raises(SystemExit) as info:
         runpy.run_module("tooling.verify", run_name="__main__")
@@ -115,7 +115,7 @@ def test_module_entry_point_exits_with_the_verdict(
 
 
 def test_sandbox_inventories_pick_the_sandbox_profile(tmp_path: Path) -> None:
-    from tooling.verify.cli import is_sandbox_inventory
+    from tooling.verify.run import is_sandbox_inventory
 
     generated = {"_meta": {"hostvars": {"node1": {"sandbox_container": "ddp-sandbox-node1"}}}}
     assert is_sandbox_inventory(generated, tmp_path / "inventory")
