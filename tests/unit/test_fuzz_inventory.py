@@ -364,7 +364,12 @@ def test_deploy_refuses_before_anything_connects(tmp_path: Path, document: str, 
         text=True,
         timeout=180,
         cwd=tmp_path,
-        env={**os.environ, "COLUMNS": "400"},
+        # This checkout's tooling/, ahead of any installed copy (the child starts outside the checkout).
+        env={
+            **os.environ,
+            "COLUMNS": "400",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        },
         check=False,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
