@@ -28,6 +28,7 @@ from tooling.job_cli import DEPLOY_EPILOG, deploy_command, status_command, stop_
 from tooling.plan.phase_file import PHASES_FILE_ENV
 from tooling.report.cli import report
 from tooling.sandbox.cli import sandbox_app
+from tooling.selfcheck.cli import self_check_command
 from tooling.soak.cli import soak_command
 from tooling.sweep.cli import sweep_command
 from tooling.vault import vault_environment
@@ -138,6 +139,7 @@ app.command("report")(report)
 app.command("soak")(soak_command)
 app.command("check")(check_command)
 app.command("sweep")(sweep_command)
+app.command("self-check")(self_check_command)
 
 
 def _fmt(value: Any, spec: str = ".3g") -> str:

@@ -304,7 +304,7 @@ def _tail(path: Path, lines: int = 5) -> str:
     return "\n".join(kept[-lines:])
 
 
-def _path_with_ansible() -> str:
+def path_with_ansible() -> str:
     """PATH for the child, with this interpreter's bin dir first when ansible-playbook lives there.
 
     `tooling` is often run as .venv/bin/tooling without activating the venv; ansible-runner looks
@@ -376,7 +376,7 @@ def run_playbook(
         "ANSIBLE_CONFIG": str(ansible_cfg),
         "ANSIBLE_ROLES_PATH": str(project / "roles"),
         "ANSIBLE_HOST_KEY_CHECKING": _host_key_checking(ansible_cfg),
-        "PATH": _path_with_ansible(),
+        "PATH": path_with_ansible(),
         # Counts and results come from events; keep ansible's own stdout free of colour codes for the
         # artifact file a person reads after a failure.
         "ANSIBLE_NOCOLOR": "1",
@@ -490,7 +490,7 @@ def get_inventory(inventory: str | Path, project_dir: str | Path = PROJECT_ROOT)
     if not inventory_path.exists():
         raise FileNotFoundError(f"inventory not found: {inventory_path}")
     project = Path(project_dir).resolve()
-    path = _path_with_ansible()
+    path = path_with_ansible()
     # get_inventory looks the executable up with shutil.which in *this* process before it applies envvars.
     saved = os.environ.get("PATH")
     os.environ["PATH"] = path
