@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
+from rich.console import Console
 from typer.testing import CliRunner
 
 from tooling.cli import app
@@ -20,6 +21,7 @@ from tooling.console import ToolingError
 from tooling.findings import Finding
 from tooling.sandbox import podman
 from tooling.sandbox.settings import SandboxSettings
+from tooling.selfcheck import cli as selfcheck_cli
 from tooling.selfcheck import probes
 
 runner = CliRunner()
@@ -231,10 +233,11 @@ def test_a_real_run_on_this_machine() -> None:
     assert all(row["fix"] for row in failed)
 
 
-def test_the_table_shows_each_problem_with_its_fix(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app, ["self-check", "--inventory", str(tmp_path / "nowhere")], env={"COLUMNS": "200"}
-    )
+def test_the_table_shows_each_problem_with_its_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Wide enough that no cell wraps; the command prints through its module's console.
+    monkeypatch.setattr(selfcheck_cli, "console", Console(width=300))
+    result = runner.invoke(app, ["self-check", "--inventory", str(tmp_path / "nowhere")])
     assert result.exit_code == 1
     assert "control machine: FAIL" in result.output
-    assert "pass --inventory DIR" in result.output
+    [line] = [line for line in result.output.splitlines() if "│ inventory " in line]
+    assert "FAIL" in line and "inventory not found" in line and "pass --inventory DIR" in line
