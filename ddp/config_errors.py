@@ -8,10 +8,14 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import yaml
-from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    # Only named in annotations here: ConfigError is raised and caught all over the toolkit (the CLI's
+    # error edge among them), and importing it must not cost pydantic's import.
+    from pydantic import BaseModel, ValidationError
 
 _MAX_SHOWN = 60
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -229,6 +233,8 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
     """The pydantic models an annotation can hold (through Annotated, unions and dict values)."""
+    from pydantic import BaseModel  # here, not at the top: see the TYPE_CHECKING import
+
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _models_in(typing.get_args(annotation)[0])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import time
 from pathlib import Path
@@ -25,12 +24,11 @@ from tooling.cli_options import (
 )
 from tooling.console import EXIT_USAGE, console, display_error, err_console, error_edge
 from tooling.gates.cli import gate, phases
-from tooling.job.local import run_local
 from tooling.job_cli import DEPLOY_EPILOG, deploy_command, status_command, stop_command
-from tooling.plan.phases import PHASES_FILE_ENV, load_phases
-from tooling.rehearse import rehearsal_settings, rehearse_on_sandbox
+from tooling.plan.phase_file import PHASES_FILE_ENV
 from tooling.report.cli import report
 from tooling.sandbox.cli import sandbox_app
+from tooling.selfcheck.cli import self_check_command
 from tooling.soak.cli import soak_command
 from tooling.sweep.cli import sweep_command
 from tooling.vault import vault_environment
@@ -62,6 +60,8 @@ def _show_version(value: bool) -> None:
     written here, so pyproject.toml stays the one place the distribution is named."""
     if not value:
         return
+    import importlib.metadata  # here: only --version reads it, and it costs every --help a tenth of a second
+
     package = (__package__ or "").partition(".")[0]  # "tooling", also under `python -m tooling.cli`
     names = importlib.metadata.packages_distributions().get(package)
     if not names:
@@ -139,6 +139,7 @@ app.command("report")(report)
 app.command("soak")(soak_command)
 app.command("check")(check_command)
 app.command("sweep")(sweep_command)
+app.command("self-check")(self_check_command)
 
 
 def _fmt(value: Any, spec: str = ".3g") -> str:
@@ -191,6 +192,12 @@ def rehearse(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the run to finish.")] = 1800,
 ) -> None:
     """Rehearse a phase end to end on the local sandbox cluster (or --local) and print its measurements."""
+    # Imported here, as in every command: the plan's schema, the job and sandbox layers are the command's
+    # work, and `tooling --help` must not pay for them.
+    from tooling.job.local import run_local
+    from tooling.plan.phases import load_phases
+    from tooling.rehearse import rehearsal_settings, rehearse_on_sandbox
+
     plan = load_phases()
     plan.get(phase)
     runs_dir = (output_dir or home.runs()).resolve()

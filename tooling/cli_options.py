@@ -15,6 +15,7 @@ import typer
 
 from ddp.config_errors import ConfigError
 from tooling.home import HOME_ENV
+from tooling.plan.phase_file import phase_names
 
 PHASE_METAVAR = "PHASE"  # replaced by the plan's phase names when help is shown (show_plan_phases)
 
@@ -28,11 +29,10 @@ def show_plan_phases(command: Any) -> None:
     """Give every phase option under `command` (a click command or group) the plan's phase names as its
     metavar, e.g. [1|2a|2b|2c]. Called by the entry point before a subcommand parses its arguments, so
     `--help` shows the phases of the plan in force (a site file given with --phases included), and a plan
-    that does not load leaves PHASE (the command itself then reports the plan's error)."""
-    from tooling.plan.phases import load_phases  # at call time: --phases has set the plan by then
-
+    that does not load leaves PHASE (the command itself then reports the plan's error). The names only:
+    validating the whole plan is the command's job when it runs, not a help screen's."""
     try:
-        names = "[" + "|".join(name for name, _ in load_phases().ordered()) + "]"
+        names = "[" + "|".join(phase_names()) + "]"
     except (ConfigError, OSError):
         return
     stack = [command]

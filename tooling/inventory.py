@@ -15,17 +15,20 @@ import ipaddress
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ddp.config_errors import ConfigError, read_yaml
 from tooling.console import ToolingError
 from tooling.inventory_values import HOST_KEY, Setting, settings_in, settle
-from tooling.plan.phases import Phase, PhasePlan
 from tooling.remote import SshTarget
 from tooling.runner import PROJECT_ROOT, get_inventory
 from tooling.vault import VAULT_HEADER, Vault, VaultError, is_vaulted
+
+if TYPE_CHECKING:
+    # Annotations only: reading an inventory needs no plan schema (pydantic), and `--help` reads this.
+    from tooling.plan.phases import Phase, PhasePlan
 
 # What Ansible's yaml inventory plugin reads, and what it skips in an inventory directory
 # (ansible.inventory.manager IGNORED_ALWAYS and the default INVENTORY_IGNORE_EXTS).

@@ -9,7 +9,7 @@ copy it or pass -i instead of waiting for SSH to say "No route to host".
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,13 +23,14 @@ from tooling.cli_options import (
     phase_option,
 )
 from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console
-from tooling.inventory import default_inventory
-from tooling.job import cluster, records, status
-from tooling.job.deploy import DeployRequest, deploy, fallback_request
-from tooling.job.preview import preview
-from tooling.job.preview_view import print_preview
-from tooling.plan.phases import load_phases
-from tooling.verify.cli import is_sandbox_inventory, pick_profile, preflight
+
+if TYPE_CHECKING:
+    from tooling.job import records
+    from tooling.job.deploy import DeployRequest
+
+# What the commands do (the deploy and its preview, the plan's and the trainer config's schemas, the
+# inventory, the deployment records) is imported where they run: `tooling --help` imports this module and
+# must stay quick.
 
 DEPLOY_EPILOG = """Before deploying, see what it would do, per node (changes nothing, launches nothing):
 
@@ -42,6 +43,8 @@ DEPLOY_EPILOG = """Before deploying, see what it would do, per node (changes not
 
 
 def _inventory(path: Path | None) -> Path:
+    from tooling.inventory import default_inventory
+
     return (path or default_inventory()).resolve()
 
 
@@ -81,6 +84,10 @@ def deploy_command(
     as_json: JsonOption = False,
 ) -> None:
     """Provision the phase's nodes, verify them, start the trainer on all of them, wait for every rank."""
+    from tooling.job.deploy import DeployRequest, deploy, fallback_request
+    from tooling.plan.phases import load_phases
+    from tooling.verify.run import preflight
+
     if (offline or as_json) and not show_plan:
         raise ToolingError(
             "--offline and --json go with --plan", hint="tooling deploy --phase 2a --plan --offline"
@@ -122,6 +129,8 @@ def deploy_command(
 
 def _verification(request: DeployRequest, inventory: dict[str, Any]) -> str:
     """Which pre-flight verification the deploy would run before launching (tooling verify-node)."""
+    from tooling.verify.run import is_sandbox_inventory, pick_profile
+
     if not request.verify:
         return "no pre-flight verification (--skip-verify)"
     name, _ = pick_profile(request.profile, is_sandbox_inventory(inventory, request.inventory))
@@ -131,6 +140,10 @@ def _verification(request: DeployRequest, inventory: dict[str, Any]) -> str:
 
 
 def _show_plan(request: DeployRequest, offline: bool, as_json: bool) -> None:
+    from tooling.job.preview import preview
+    from tooling.job.preview_view import print_preview
+    from tooling.plan.phases import load_phases
+
     shown = preview(
         request,
         load_phases(),
@@ -149,6 +162,8 @@ def _show_plan(request: DeployRequest, offline: bool, as_json: bool) -> None:
 
 def chosen_deployment(inventory: Path | None) -> records.Chosen:
     """The deployment a command acts on (-i's, else the latest), announced in one line."""
+    from tooling.job import records
+
     chosen = records.choose(inventory)
     console.print(chosen.describe())
     return chosen
@@ -156,6 +171,8 @@ def chosen_deployment(inventory: Path | None) -> records.Chosen:
 
 def status_command(inventory: DeploymentInventoryOption = None) -> None:
     """Show the running job: every rank's state, step, throughput, loss and last checkpoint, per node."""
+    from tooling.job import status
+
     # First, so that "no deployment recorded" comes with where it was looked for.
     console.print(f"state root: {home.root()}", style="dim")
     chosen = chosen_deployment(inventory)
@@ -169,4 +186,6 @@ def stop_command(
     timeout: Annotated[int, typer.Option(help="Seconds to wait for the final checkpoint.")] = 300,
 ) -> None:
     """Stop the job cleanly: every rank stops at the same step after a final checkpoint."""
+    from tooling.job import cluster
+
     cluster.stop(chosen_deployment(inventory).inventory, timeout)

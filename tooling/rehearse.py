@@ -19,7 +19,7 @@ from tooling.job.deploy import DeployRequest
 from tooling.plan.phases import PhasePlan
 from tooling.sandbox import cluster
 from tooling.sandbox.settings import SandboxSettings
-from tooling.verify.cli import preflight
+from tooling.verify.run import preflight
 
 # Small enough that 4 processes per node train at a useful pace on a 2-core machine.
 REHEARSAL_SETTINGS = [

@@ -23,12 +23,11 @@ from typing import Any, Literal, cast, get_args
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
-from tooling.home import rotate_artifacts
-from tooling.plan.phases import load_phases, site_phases_file
+from tooling.home import PROJECT_ROOT, rotate_artifacts
+from tooling.plan.phase_file import site_phases_file
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 RunStatus = Literal["successful", "failed", "timeout", "canceled", "error", "unstarted"]
 
@@ -305,7 +304,7 @@ def _tail(path: Path, lines: int = 5) -> str:
     return "\n".join(kept[-lines:])
 
 
-def _path_with_ansible() -> str:
+def path_with_ansible() -> str:
     """PATH for the child, with this interpreter's bin dir first when ansible-playbook lives there.
 
     `tooling` is often run as .venv/bin/tooling without activating the venv; ansible-runner looks
@@ -363,6 +362,10 @@ def run_playbook(
         raise FileNotFoundError(f"inventory not found: {inventory_path}")
     site_phases = site_phases_file()
     if site_phases is not None:
+        # Imported here: the plan's schema (pydantic) is only needed on this path, and the inventory
+        # helpers that import this module are read by `--help` screens.
+        from tooling.plan.phases import load_phases
+
         load_phases()  # the same file; a bad plan stops here, named, instead of half-way through a play
 
     rotate_artifacts(Path(runs_dir).resolve())  # keep the last TOOLING_KEEP_ARTIFACTS runs' artifacts
@@ -373,7 +376,7 @@ def run_playbook(
         "ANSIBLE_CONFIG": str(ansible_cfg),
         "ANSIBLE_ROLES_PATH": str(project / "roles"),
         "ANSIBLE_HOST_KEY_CHECKING": _host_key_checking(ansible_cfg),
-        "PATH": _path_with_ansible(),
+        "PATH": path_with_ansible(),
         # Counts and results come from events; keep ansible's own stdout free of colour codes for the
         # artifact file a person reads after a failure.
         "ANSIBLE_NOCOLOR": "1",
@@ -487,7 +490,7 @@ def get_inventory(inventory: str | Path, project_dir: str | Path = PROJECT_ROOT)
     if not inventory_path.exists():
         raise FileNotFoundError(f"inventory not found: {inventory_path}")
     project = Path(project_dir).resolve()
-    path = _path_with_ansible()
+    path = path_with_ansible()
     # get_inventory looks the executable up with shutil.which in *this* process before it applies envvars.
     saved = os.environ.get("PATH")
     os.environ["PATH"] = path

@@ -18,7 +18,7 @@ from typing import Any
 
 from ddp.config_errors import ConfigError
 from tooling.console import ToolingError
-from tooling.runner import PROJECT_ROOT
+from tooling.home import PROJECT_ROOT
 
 VAULT_IDS_ENV = "ANSIBLE_VAULT_IDENTITY_LIST"
 # What ansible-vault writes first in an encrypted file (ansible.parsing.vault.b_HEADER); tested before

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from ddp.config import load_config
 from tooling.cli import app
+from tooling.plan import phases as plan_phases
 from tooling.plan.phases import load_phases
-from tooling.sweep import cli as sweep_cli
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,8 @@ def test_local_sweep_then_lock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     # Phase 1 with 2 processes instead of 4: this machine has 2 cores.
     plan = load_phases()
     plan.phases["1"] = plan.phases["1"].model_copy(update={"nproc_per_node": 2})
-    monkeypatch.setattr(sweep_cli, "load_phases", lambda: plan)
+    # `tooling sweep` imports load_phases when it runs, so the plan module's is the one to patch.
+    monkeypatch.setattr(plan_phases, "load_phases", lambda: plan)
     monkeypatch.setenv("TOOLING_HOME", str(tmp_path))  # locked configs: tmp_path/production
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     sweeps = tmp_path / "sweeps"

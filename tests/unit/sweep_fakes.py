@@ -10,7 +10,7 @@ import pytest
 
 from tooling.home import HOME_ENV
 from tooling.job import production
-from tooling.sweep import cli as sweep_cli
+from tooling.sweep import run as sweep_run
 from tooling.sweep.trials import TrialResult, TrialSpec
 
 
@@ -81,5 +81,5 @@ def install_fake(monkeypatch: pytest.MonkeyPatch, fake: FakeTrials) -> FakeTrial
         fake.modes.append(mode)
         return fake
 
-    monkeypatch.setattr(sweep_cli, "make_runner", make_runner)
+    monkeypatch.setattr(sweep_run, "make_runner", make_runner)
     return fake

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from ddp.checkpoint import CheckpointStore
 from tests.unit.panel_text import squeezed
 from tests.unit.tls_prometheus import PASSWORD, USER, make_pki, serve
-from tooling.check import cli as check_cli
+from tooling import inventory as inventory_module
 from tooling.check import nodes, snapshots
 from tooling.check.prom import CheckPrometheus, PrometheusError
 from tooling.cli import app
@@ -161,7 +161,8 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeNodes,
     )
     records.save(record, runs / "deployments")
     fake_nodes, fake_prometheus = FakeNodes(), FakePrometheus()
-    monkeypatch.setattr(check_cli, "load_inventory", lambda path: INVENTORY)
+    # `tooling check` imports load_inventory when it runs: the module's is the one it finds.
+    monkeypatch.setattr(inventory_module, "load_inventory", lambda path: INVENTORY)
     monkeypatch.setattr(nodes, "run_command", fake_nodes)
     monkeypatch.setattr(
         CheckPrometheus, "_get", lambda client, path, params=None: fake_prometheus(client, path, params)
@@ -435,7 +436,7 @@ def test_real_commands_on_this_machine(tmp_path: Path, monkeypatch: pytest.Monke
         records.Deployment("1", "phase1", "local-run", str(inventory), ["node1"], str(run_root), 4),
         tmp_path / "runs" / "deployments",
     )
-    monkeypatch.setattr(check_cli, "load_inventory", lambda path: local)
+    monkeypatch.setattr(inventory_module, "load_inventory", lambda path: local)
     monkeypatch.setattr(nodes, "run_command", _local_shell)
     settings = tmp_path / "site.yml"
     settings.write_text(

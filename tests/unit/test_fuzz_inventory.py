@@ -338,7 +338,7 @@ DEPLOY = """
 import sys
 import tooling.job.cluster
 import tooling.job.deploy
-import tooling.verify.cli
+import tooling.verify.run
 
 MARK = sys.argv[1]
 
@@ -346,7 +346,7 @@ def connect(*args, **kwargs):
     open(MARK, "w").close()
     raise SystemExit(99)
 
-tooling.job.deploy.run_playbook = tooling.job.cluster.run_playbook = tooling.verify.cli.run_playbook = connect
+tooling.job.deploy.run_playbook = tooling.job.cluster.run_playbook = tooling.verify.run.run_playbook = connect
 sys.argv = ["tooling", *sys.argv[2:]]
 from tooling.cli import main
 main()
@@ -364,7 +364,12 @@ def test_deploy_refuses_before_anything_connects(tmp_path: Path, document: str, 
         text=True,
         timeout=180,
         cwd=tmp_path,
-        env={**os.environ, "COLUMNS": "400"},
+        # This checkout's tooling/, ahead of any installed copy (the child starts outside the checkout).
+        env={
+            **os.environ,
+            "COLUMNS": "400",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        },
         check=False,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "tooling.report",
             "tooling.rehearse",
             "tooling.dashboards",
+            "tooling.selfcheck",
         ],
     ),
     ("cli", ["tooling.cli", "tooling.job_cli"]),

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from ddp.config_errors import ConfigError
 from tests.unit.local_playbook import run_local_playbook
 from tooling.cli import app
-from tooling.plan.phases import DEFAULT_PHASES_FILE, PHASES_FILE_ENV, load_phases
+from tooling.plan.phase_file import DEFAULT_PHASES_FILE, PHASES_FILE_ENV
+from tooling.plan.phases import load_phases
 from tooling.runner import run_playbook
 
 PLAYBOOK = """\

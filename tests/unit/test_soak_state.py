@@ -17,6 +17,7 @@ from tests.unit.test_soak_watch import FakeClock, FakeJob, RestartingJob, new_st
 from tooling.cli import app
 from tooling.console import ToolingError
 from tooling.soak import cli as soak_cli
+from tooling.soak import jobs as soak_jobs
 from tooling.soak import state as states
 from tooling.soak.samples import RankObs, Sample
 
@@ -89,7 +90,7 @@ def fake_soak(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeClock, CliJob]:
     job = CliJob(clock, interrupt_at=4)
     monkeypatch.setattr(soak_cli, "RealClock", lambda stop: clock)
     monkeypatch.setattr(soak_cli, "_start_local", lambda *args: job)
-    monkeypatch.setattr(soak_cli, "job_from_state", lambda data: job)
+    monkeypatch.setattr(soak_jobs, "job_from_state", lambda data: job)  # imported where it is used
     return clock, job
 
 

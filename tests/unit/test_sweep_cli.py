@@ -26,8 +26,8 @@ from tooling.job import production, records
 from tooling.plan.phases import load_phases
 from tooling.runner import RunResult
 from tooling.sweep import trials as trials_module
-from tooling.sweep.cli import EtaColumn
 from tooling.sweep.records import SweepStore
+from tooling.sweep.run import EtaColumn
 from tooling.sweep.trials import ClusterTrials, TrialSpec
 
 runner = CliRunner()

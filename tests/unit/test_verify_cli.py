@@ -16,7 +16,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tooling.console import ToolingError
-from tooling.verify.cli import (
+from tooling.verify.cli import verify_node
+from tooling.verify.judge import CheckResult
+from tooling.verify.run import (
     VIEW,
     Level,
     default_inventory,
@@ -25,9 +27,7 @@ from tooling.verify.cli import (
     resolve_target,
     run_verify,
     summary_line,
-    verify_node,
 )
-from tooling.verify.judge import CheckResult
 
 INVENTORY = {
     "_meta": {"hostvars": {"node1": {}, "node2": {}, "node3": {}, "node10": {}, "monitor1": {}}},
@@ -111,9 +111,9 @@ def test_typer_signature_mounts_and_reports_usage_errors(tmp_path: Path) -> None
 def test_module_entry_point_exits_with_the_verdict(
     monkeypatch: pytest.MonkeyPatch, code: int, expected: int
 ) -> None:
-    import tooling.verify.cli as cli
+    import tooling.verify.run as run  # verify-node imports run_verify from there when it runs
 
-    monkeypatch.setattr(cli, "run_verify", lambda *args, **kwargs: code)
+    monkeypatch.setattr(run, "run_verify", lambda *args, **kwargs: code)
     monkeypatch.setattr(sys, "argv", ["tooling.verify", "verify-node", "--phase", "1"])
     with pytest.raises(SystemExit) as info:
         runpy.run_module("tooling.verify", run_name="__main__")
@@ -121,7 +121,7 @@ def test_module_entry_point_exits_with_the_verdict(
 
 
 def test_sandbox_inventories_pick_the_sandbox_profile(tmp_path: Path) -> None:
-    from tooling.verify.cli import is_sandbox_inventory
+    from tooling.verify.run import is_sandbox_inventory
 
     generated = {"_meta": {"hostvars": {"node1": {"sandbox_container": "ddp-sandbox-node1"}}}}
     assert is_sandbox_inventory(generated, tmp_path / "inventory")
@@ -226,23 +226,24 @@ def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path
 
 
 def test_level_option_defaults_to_full_and_rejects_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tooling.verify.cli as cli
+    import tooling.verify.run as run
+    from tooling.verify.levels import Level
 
     seen: dict[str, object] = {}
-    monkeypatch.setattr(cli, "run_verify", lambda *args, **kwargs: seen.update(kwargs) or 0)
+    monkeypatch.setattr(run, "run_verify", lambda *args, **kwargs: seen.update(kwargs) or 0)
     app, runner = _mounted(), CliRunner()
     # rich boxes and wraps the help: read it without the box lines.
     help_text = " ".join(runner.invoke(app, ["verify-node", "--help"]).output.replace("│", " ").split())
     assert "--level" in help_text and "full (default, the acceptance run)" in help_text
     assert runner.invoke(app, ["verify-node"]).exit_code == 0
-    assert seen["level"] is cli.Level.full
+    assert seen["level"] is Level.full
     assert runner.invoke(app, ["verify-node", "--level", "quick"]).exit_code == 0
-    assert seen["level"] is cli.Level.quick
+    assert seen["level"] is Level.quick
     assert runner.invoke(app, ["verify-node", "--level", "thorough"]).exit_code == 2
 
 
 def test_deploy_preflight_runs_the_quick_level(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import tooling.verify.cli as cli
+    import tooling.verify.run as cli
     from tooling.job.deploy import DeployRequest
 
     seen: dict[str, object] = {}
@@ -255,7 +256,7 @@ def test_deploy_preflight_runs_the_quick_level(monkeypatch: pytest.MonkeyPatch, 
 def test_level_and_the_profiles_dcgm_level_reach_the_playbook(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import tooling.verify.cli as cli
+    import tooling.verify.run as cli
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(cli, "run_playbook", lambda *args, **kwargs: seen.update(kwargs) or "ran")

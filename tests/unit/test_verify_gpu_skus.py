@@ -11,9 +11,9 @@ from ddp.config_errors import ConfigError
 from tests.unit.test_verify_judge import PRODUCTION, cuda_node, fixture, ok, rows_for
 from tooling.console import ToolingError
 from tooling.verify import gpu_skus
-from tooling.verify.cli import pick_profile
 from tooling.verify.judge import judge_all
 from tooling.verify.profiles import PROFILES_DIR, load_profile
+from tooling.verify.run import pick_profile
 
 A100_XML = "nvidia_smi_q_x_a100_mig.xml"
 

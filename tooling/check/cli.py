@@ -11,16 +11,11 @@ import datetime
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tooling import home
-from tooling.check import snapshots
-from tooling.check.cluster import Cluster, resolve
-from tooling.check.judge import VIEW, overall
-from tooling.check.probes import Session, run_checks
-from tooling.check.schedules import load_settings
 from tooling.cli_options import (
     AllowInsecureHttpOption,
     InventoryOption,
@@ -33,15 +28,22 @@ from tooling.cli_options import (
     phase_option,
 )
 from tooling.console import EXIT_CHECK_FAILED, console, err_console
-from tooling.findings import Finding
-from tooling.inventory import default_inventory, load_inventory
-from tooling.plan.phases import load_phases
-from tooling.prometheus_api import PrometheusAccess
+
+if TYPE_CHECKING:
+    from tooling.check.cluster import Cluster
+    from tooling.check.probes import Session
+    from tooling.findings import Finding
+
+# The checks, their settings schema, the plan, the inventory and Prometheus' client are imported where the
+# command runs (and by the snapshot it writes), not here: `tooling --help` imports this module and must
+# stay quick.
 
 
 def snapshot_record(
     session: Session, rows: list[Finding], schedule: str | None, checks: list[str]
 ) -> dict[str, Any]:
+    from tooling.check.judge import VIEW
+
     cluster = session.cluster
     # The findings as the JSON output has them (verdict, counts, results), plus what tomorrow's trend needs.
     return VIEW.document(
@@ -103,6 +105,15 @@ def check_command(
     as_json: JsonOption = False,
 ) -> None:
     """Run the daily operations checks: job and ranks, balance, alerts, disk, checkpoints, network, heat."""
+    from tooling.check import snapshots
+    from tooling.check.cluster import resolve
+    from tooling.check.judge import VIEW, overall
+    from tooling.check.probes import Session, run_checks
+    from tooling.check.schedules import load_settings
+    from tooling.inventory import default_inventory, load_inventory
+    from tooling.plan.phases import load_phases
+    from tooling.prometheus_api import PrometheusAccess
+
     access = PrometheusAccess(
         prometheus_user,
         prometheus_password_file,

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -31,25 +31,18 @@ from tooling.cli_options import (
     phase_option,
 )
 from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console
-from tooling.gates.display import (
-    DECISION_STYLE,
-    VERDICT_STYLE,
-    fmt_bound,
-    fmt_value,
-    label_with_unit,
-    verdict_text,
-)
 from tooling.gates.eligibility import COMPLETE_RULE, check_shape, completeness, require_complete
 from tooling.gates.evidence import find_latest_run, load_summary, resolve_summary_path, run_info
-from tooling.gates.gate import GateResult, evaluate, gather
-from tooling.gates.markdown import render
-from tooling.gates.records import latest_record, write_record
-from tooling.gates.scaling import Baseline, baseline_from_record
-from tooling.gates.site import effective_criteria, load_site
-from tooling.plan.criteria import KINDS
-from tooling.plan.phases import PhasePlan, load_phases
-from tooling.prometheus_api import PrometheusAccess
-from tooling.soak.evidence import soak_evidence
+from tooling.gates.records import latest_record
+
+if TYPE_CHECKING:
+    from tooling.gates.gate import GateResult
+    from tooling.gates.scaling import Baseline
+    from tooling.plan.phases import PhasePlan
+
+# The criteria and the plan (pydantic), the judging, the Markdown record (jinja2), Prometheus' client and
+# the soak evidence are imported by the functions that use them: `tooling --help` imports this module
+# and must stay quick.
 
 
 def locate_run(run: Path | None, runs_dir: Path | None, phase: str) -> Path:
@@ -67,6 +60,8 @@ def locate_run(run: Path | None, runs_dir: Path | None, phase: str) -> Path:
 
 
 def parse_given(items: list[str] | None) -> dict[str, float]:
+    from tooling.plan.criteria import KINDS
+
     given: dict[str, float] = {}
     for item in items or []:
         name, sep, raw = item.partition("=")
@@ -85,6 +80,8 @@ def parse_given(items: list[str] | None) -> dict[str, float]:
 
 
 def baseline_for(plan: PhasePlan, phase: str, decisions: Path, baseline_run: Path | None) -> Baseline | None:
+    from tooling.gates.scaling import Baseline, baseline_from_record
+
     previous = plan.get(phase).previous
     if previous is None:
         return None
@@ -106,6 +103,15 @@ def baseline_for(plan: PhasePlan, phase: str, decisions: Path, baseline_run: Pat
 
 
 def gate_table(result: GateResult) -> Table:
+    from tooling.gates.display import (
+        DECISION_STYLE,
+        VERDICT_STYLE,
+        fmt_bound,
+        fmt_value,
+        label_with_unit,
+        verdict_text,
+    )
+
     style = DECISION_STYLE[result.decision]
     table = Table(
         title=f"phase {result.phase} gate, run {result.run.run_id}: [{style}]{result.decision}[/]",
@@ -192,6 +198,16 @@ def gate(
     A run whose nodes or world size are not the phase's is refused (exit 2, naming the phase it matches).
     An incomplete run is judged and shown but not recorded (exit 2) unless --allow-incomplete.
     """
+    from tooling.gates.display import DECISION_STYLE
+    from tooling.gates.gate import evaluate, gather
+    from tooling.gates.markdown import render
+    from tooling.gates.records import write_record
+    from tooling.gates.site import effective_criteria, load_site
+    from tooling.plan.criteria import KINDS
+    from tooling.plan.phases import load_phases
+    from tooling.prometheus_api import PrometheusAccess
+    from tooling.soak.evidence import soak_evidence
+
     access = PrometheusAccess(
         prometheus_user,
         prometheus_password_file,
@@ -278,6 +294,9 @@ def critical_path(plan: PhasePlan, decisions: Path) -> list[dict[str, Any]]:
 
 def phases(decisions: DecisionsOption = None, as_json: JsonOption = False) -> None:
     """Show the critical path: each phase, its size, its latest gate decision and which phase is next."""
+    from tooling.gates.display import DECISION_STYLE
+    from tooling.plan.phases import load_phases
+
     rows = critical_path(load_phases(), decisions or home.decisions())
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")

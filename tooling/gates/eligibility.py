@@ -14,12 +14,14 @@ Two questions, both answered from the run's summary.json:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddp.control import SIGNAL, STOP_FILE, stop_cause
 from tooling.console import ToolingError
 from tooling.gates.evidence import RunInfo
-from tooling.plan.phases import PhasePlan
+
+if TYPE_CHECKING:
+    from tooling.plan.phases import PhasePlan  # annotation only: `gate --help` quotes COMPLETE_RULE
 
 # What `--help` and the README say about it, in one place.
 COMPLETE_RULE = (

@@ -57,7 +57,7 @@ class DeployRequest:
 
 
 # The pre-flight verification deploy runs before launching (verify=True): it lives a layer above jobs
-# (tooling.verify.cli.preflight), so whoever deploys hands it in. Returns the exit code, 0 = passed.
+# (tooling.verify.run.preflight), so whoever deploys hands it in. Returns the exit code, 0 = passed.
 Preflight = Callable[[DeployRequest], int]
 
 
@@ -298,7 +298,7 @@ def deploy(request: DeployRequest, plan: PhasePlan, preflight: Preflight | None 
         if preflight is None:
             raise ToolingError(
                 f"deploy of phase {request.phase}: verify is set but no pre-flight verification was given",
-                hint="pass tooling.verify.cli.preflight, or set verify=False to launch without it",
+                hint="pass tooling.verify.run.preflight, or set verify=False to launch without it",
             )
         if preflight(request) != 0:
             raise CheckFailed(

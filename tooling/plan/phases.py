@@ -7,7 +7,6 @@ file is the plan for tooling and, through `-e @FILE` (tooling/runner.py), for th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,11 +14,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from ddp.config_errors import ConfigError, format_validation_error, load_yaml_mapping
 from tooling.plan.criteria import GateSection
+from tooling.plan.phase_file import DEFAULT_PHASES_FILE, roll_out_key, site_phases_file
 
 # The data file stays at tooling/phases.yml: playbooks name it in vars_files (../tooling/phases.yml).
-DEFAULT_PHASES_FILE = Path(__file__).resolve().parents[1] / "phases.yml"
-# A site's own complete phases file (`tooling --phases FILE` sets it); read instead of the default.
-PHASES_FILE_ENV = "DDP_PHASES_FILE"
 # Top-level sections a site file must spell out: Ansible replaces whole variables, so a section left out
 # of `-e @site-file` would come from the playbooks' vars_files (the project file) while tooling took the
 # schema's defaults; the two could disagree without anyone noticing.
@@ -188,7 +185,7 @@ class PhasePlan(_Strict):
             raise ConfigError("phases", [f"unknown phase {name!r}; expected one of: {known}"]) from None
 
     def ordered(self) -> list[tuple[str, Phase]]:
-        return sorted(self.phases.items(), key=lambda item: (item[1].nodes, item[0]))
+        return sorted(self.phases.items(), key=lambda item: roll_out_key(item[0], item[1].nodes))
 
     def shaped(self, nodes: int, world_size: int) -> list[str]:
         """The phases (in roll-out order) whose size is `nodes` nodes and `world_size` processes."""
@@ -206,24 +203,6 @@ class PhasePlan(_Strict):
                 "phases", [f"{len(node_names)} nodes given, the largest phase needs {self.max_nodes()}"]
             )
         return {phase.group: node_names[: phase.nodes] for _, phase in self.ordered()}
-
-
-def site_phases_file() -> Path | None:
-    """The file named by DDP_PHASES_FILE, made absolute against the current directory; None when unset.
-
-    Absolute because ansible-runner and other children may run elsewhere. An empty value counts as unset.
-    """
-    value = os.environ.get(PHASES_FILE_ENV, "")
-    if not value:
-        return None
-    file = Path(value).expanduser().absolute()
-    if not file.is_file():
-        why = "is a directory" if file.is_dir() else "file not found"
-        raise ConfigError(
-            PHASES_FILE_ENV,
-            [f"{file}: {why}; expected a complete phases file (a copy of {DEFAULT_PHASES_FILE}, edited)"],
-        )
-    return file
 
 
 def load_phases(path: str | Path | None = None) -> PhasePlan:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,12 +26,14 @@ from tooling.cli_options import (
 from tooling.console import ToolingError, console, err_console
 from tooling.gates.cli import baseline_for, locate_run
 from tooling.gates.evidence import load_summary
-from tooling.gates.gate import evaluate, gather
 from tooling.gates.records import latest_record
-from tooling.gates.site import effective_criteria, load_site
-from tooling.plan.phases import PhasePlan, load_phases
-from tooling.prometheus_api import PrometheusAccess
-from tooling.report.build import build_phase_report, build_weekly
+
+if TYPE_CHECKING:
+    from tooling.plan.phases import PhasePlan
+    from tooling.prometheus_api import PrometheusAccess
+
+# The judging, the plan's schema, Prometheus' client and the report's templates and plots are imported
+# where they run: `tooling --help` imports this module and must stay quick.
 
 
 def gate_record(
@@ -45,6 +47,9 @@ def gate_record(
     access: PrometheusAccess | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The gate table to show: the decision of record when this run was gated, else a fresh evaluation."""
+    from tooling.gates.gate import evaluate, gather
+    from tooling.gates.site import effective_criteria, load_site
+
     record = latest_record(decisions, phase)
     gated = (record or {}).get("sources", {}).get("summary")
     same_run = gated is not None and Path(gated).resolve() == summary_path.resolve()
@@ -94,6 +99,10 @@ def report(
     allow_insecure_http: AllowInsecureHttpOption = False,
 ) -> None:
     """Write a performance report (Markdown + HTML + PNG plots) for a phase's run, or the weekly briefing."""
+    from tooling.plan.phases import load_phases
+    from tooling.prometheus_api import PrometheusAccess
+    from tooling.report.build import build_phase_report, build_weekly
+
     # The same front door as `gate` and `check`: a Prometheus behind basic auth or TLS is read, not skipped.
     access = PrometheusAccess(
         prometheus_user,

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from tooling.console import EXIT_CHECK_FAILED, cli_edge, console
-from tooling.plan.phases import load_phases
-from tooling.sandbox import cluster
-from tooling.sandbox.image import ensure_image
-from tooling.sandbox.inventory import omitted_groups
 from tooling.sandbox.settings import DEFAULT_NODES, SandboxSettings
+
+if TYPE_CHECKING:
+    from tooling.sandbox import cluster
+
+# The cluster, its image and the plan's schema are imported by the commands that use them: `tooling --help`
+# imports this module and must stay quick.
 
 sandbox_app = typer.Typer(
     name="sandbox",
@@ -95,6 +97,10 @@ def up(
     ] = False,
 ) -> None:
     """Start the nodes (building the image if missing) and write the inventory."""
+    from tooling.plan.phases import load_phases
+    from tooling.sandbox import cluster
+    from tooling.sandbox.inventory import omitted_groups
+
     settings = _settings(
         nodes=nodes, monitor=monitor, subnet=subnet, prefix=prefix, state_dir=state_dir, inventory=inventory
     )
@@ -114,6 +120,8 @@ def up(
 @cli_edge
 def status(prefix: Prefix = None, state_dir: StateDir = None, inventory: InventoryDir = None) -> None:
     """Each host's container state, address, and whether SSH answers (exit 1 if any does not)."""
+    from tooling.sandbox import cluster
+
     settings = _settings(prefix=prefix, state_dir=state_dir, inventory=inventory)
     rows = cluster.status(settings)
     if not rows:
@@ -138,6 +146,8 @@ def down(
     inventory: InventoryDir = None,
 ) -> None:
     """Remove the containers, network, inventory and generated keys (the image stays unless --purge)."""
+    from tooling.sandbox import cluster
+
     settings = _settings(prefix=prefix, state_dir=state_dir, inventory=inventory)
     done = cluster.down(settings, purge=purge)
     for line in done or [f"nothing to remove: no sandbox {settings.prefix!r}"]:
@@ -151,6 +161,8 @@ def image(
     mirror: Mirror = None,
 ) -> None:
     """Build only the node image (localhost/ddp-node:bookworm)."""
+    from tooling.sandbox.image import ensure_image
+
     result = ensure_image(rebuild=rebuild, mirror=mirror)
     if result.action == "present":
         console.print(f"{result.image} is present (use --rebuild to build it again)")

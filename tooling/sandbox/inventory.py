@@ -10,14 +10,16 @@ import contextlib
 import glob
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ddp.atomic import atomic_write_text
-from tooling.plan.phases import PhasePlan, load_phases
 from tooling.sandbox.addresses import Endpoint
 from tooling.sandbox.settings import MONITOR_HOST, SandboxSettings
+
+if TYPE_CHECKING:
+    from tooling.plan.phases import PhasePlan
 
 HOSTS_FILE = "hosts.yml"
 GROUP_VARS_FILE = Path("group_vars") / "all.yml"
@@ -61,7 +63,11 @@ def nested_groups(groups: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
 def render_hosts(
     settings: SandboxSettings, endpoints: dict[str, Endpoint], plan: PhasePlan | None = None
 ) -> dict[str, Any]:
-    plan = plan or load_phases()
+    if plan is None:
+        # The plan's schema (pydantic) only where an inventory is written: `--help` imports this module.
+        from tooling.plan.phases import load_phases
+
+        plan = load_phases()
     ssh_args = f"-o UserKnownHostsFile={settings.known_hosts_path} -o StrictHostKeyChecking=yes"
 
     def hostvars(host: str) -> dict[str, Any]:

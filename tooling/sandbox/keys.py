@@ -6,9 +6,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from ddp.atomic import atomic_write_text
 from tooling.console import ToolingError
 from tooling.sandbox.addresses import Endpoint
@@ -16,6 +13,11 @@ from tooling.sandbox.addresses import Endpoint
 
 def ensure_keypair(private_key: Path) -> str:
     """Create an ed25519 key (0600) once; return the public key line for authorized_keys."""
+    # cryptography here, not at the top: only making a key needs it, and `tooling --help` imports this
+    # module (through the sandbox commands).
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     public_key = private_key.with_name(private_key.name + ".pub")
     if not private_key.is_file():
         key = Ed25519PrivateKey.generate()

@@ -10,37 +10,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ddp.config import load_config
 from tooling import home
 from tooling.cli_options import InventoryOption, OutputDirOption, SetOption, SoakDirOption, phase_option
 from tooling.console import EXIT_CHECK_FAILED, CheckFailed, ToolingError, console, err_console
-from tooling.inventory import default_inventory
-from tooling.job import production
-from tooling.job.deploy import DeployRequest
-from tooling.job.torchrun import local_launch
-from tooling.plan.phases import PhasePlan, load_phases
-from tooling.soak import record as records
 from tooling.soak import state as states
 from tooling.soak.duration import format_duration, parse_duration
-from tooling.soak.jobs import (
-    SOAK_MAX_STEPS,
-    ClusterSoakJob,
-    LocalSoakJob,
-    final_from_summary,
-    job_from_state,
-)
 from tooling.soak.samples import Sample
 from tooling.soak.state import SoakState
 from tooling.soak.uptime import analyse
 from tooling.soak.watch import RealClock, StopRequest, Watcher
-from tooling.verify.cli import preflight
 
-Job = LocalSoakJob | ClusterSoakJob
+if TYPE_CHECKING:
+    from tooling.plan.phases import PhasePlan
+    from tooling.soak.jobs import ClusterSoakJob, LocalSoakJob
+
+    Job = LocalSoakJob | ClusterSoakJob
+
+# The jobs, the inventory, the plan's and the trainer config's schemas and the record's template are
+# imported where they are used: `tooling --help` imports this module and must stay quick.
 
 
 def _clock(t: float) -> str:
@@ -54,6 +46,9 @@ def _utc(t: float | None) -> str:
 def _start_local(
     plan: PhasePlan, state: SoakState, root: Path, output_dir: Path, sets: list[str]
 ) -> LocalSoakJob:
+    from tooling.job.torchrun import local_launch
+    from tooling.soak.jobs import LocalSoakJob
+
     output = output_dir.resolve()
     # The process count a soak on this machine asks for (--nproc), not necessarily the phase's.
     launch = local_launch(plan, state.phase, output, state.id, sets, nproc=state.world_size)
@@ -88,6 +83,8 @@ def write_soak_record(
     final: dict[str, Any] | None = None,
     job_left_running: bool = False,
 ) -> tuple[dict[str, Any], Path, Path]:
+    from tooling.soak import record as records
+
     ended = (state.ended["at"], state.ended["reason"]) if state.ended else None
     analysis = analyse(
         state.samples,
@@ -140,6 +137,8 @@ def print_record(record: dict[str, Any], json_path: Path) -> None:
 def _finish(
     root: Path, state: SoakState, job: Job, outcome: str, stop_timeout_s: float, signal_name: str | None
 ) -> None:
+    from tooling.soak.jobs import LocalSoakJob, final_from_summary
+
     if outcome == "interrupted":
         state.status = "interrupted"
         states.save(state, root)
@@ -193,6 +192,9 @@ def _new_soak(
     nproc: int | None,
     root: Path,
 ) -> SoakState:
+    from ddp.config import load_config
+    from tooling.job import production
+
     phase_def = plan.get(phase)
     duration_s = parse_duration(duration, "--duration")
     interval_s = parse_duration(interval, "--interval")
@@ -230,6 +232,9 @@ def _new_soak(
 
 
 def _resume(root: Path, soak_id: str, phase: str | None) -> tuple[SoakState, Job]:
+    from tooling.soak import record as records
+    from tooling.soak.jobs import job_from_state
+
     state = states.load(root, soak_id)
     if phase is not None and phase != state.phase:
         raise ToolingError(f"soak {soak_id} is of phase {state.phase}, not {phase}")
@@ -300,6 +305,12 @@ def soak_command(
 ) -> None:
     """Soak test: run the phase's job for a duration, sample it every interval, stop it cleanly and record
     uptime, incidents, restarts (with causes) and throughput stability for the gate."""
+    from tooling.inventory import default_inventory
+    from tooling.job.deploy import DeployRequest
+    from tooling.plan.phases import load_phases
+    from tooling.soak.jobs import SOAK_MAX_STEPS, ClusterSoakJob
+    from tooling.verify.run import preflight
+
     soak_dir = soak_dir or home.soak()
     start_timeout_s = parse_duration(start_timeout, "--start-timeout")
     stop_timeout_s = parse_duration(stop_timeout, "--stop-timeout")

@@ -55,7 +55,7 @@ def run_role_verify(box: Sandbox, roles: list[str], limit: str) -> subprocess.Co
 
 def verify_phase(box: Sandbox, phase: str = "2a") -> tuple[int, dict[str, Any]]:
     """`tooling verify-node --json` on the cluster, in this process (no CLI start-up to pay)."""
-    from tooling.verify.cli import run_verify
+    from tooling.verify.run import run_verify
 
     buffer = io.StringIO()
     code = run_verify(
