@@ -49,11 +49,17 @@ def test_taken_rendezvous_port_stops_the_launch_on_every_node(phase2a_cluster: S
         f"import socket, time; s = socket.socket(); s.bind(('0.0.0.0', {port})); s.listen(); time.sleep(900)"
     )
     forget_run(box, "port-taken")
+    # The run before this test (the sweep's last trial) writes its summary a moment before its unit ends:
+    # until then its rendezvous store holds the port, and the holder below could not bind it.
+    for host in ("node1", "node2"):
+        wait_for_unit_end(box, host, time.monotonic(), 120)
     held = on_node(box, "node1", f"systemd-run --unit ddp-test-port-holder python3 -c {shlex.quote(hold)}")
     assert held.rc == 0, held
     try:
         deadline = time.monotonic() + 30
-        while not on_node(box, "node1", f"ss -Hltn 'sport = :{port}'").stdout.strip():
+        holder = "systemctl is-active --quiet ddp-test-port-holder"
+        listening = f"ss -Hltn 'sport = :{port}' | grep -q . && {holder}"
+        while on_node(box, "node1", listening).rc != 0:
             assert time.monotonic() < deadline, f"the holder never listened on {port}"
             time.sleep(1)
         refused = box.tooling(
