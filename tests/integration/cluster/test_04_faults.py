@@ -46,11 +46,13 @@ def test_taken_rendezvous_port_stops_the_launch_on_every_node(phase2a_cluster: S
     box = phase2a_cluster
     port = load_phases().rendezvous.port
     hold = (
-        f"import socket, time; s = socket.socket(); s.bind(('0.0.0.0', {port})); s.listen(); time.sleep(900)"
+        "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        f"s.bind(('0.0.0.0', {port})); s.listen(); time.sleep(900)"
     )
     forget_run(box, "port-taken")
     # The run before this test (the sweep's last trial) writes its summary a moment before its unit ends:
-    # until then its rendezvous store holds the port, and the holder below could not bind it.
+    # until then its rendezvous store holds the port. After it, the store's closed connections linger in
+    # TIME_WAIT: the holder binds with SO_REUSEADDR, as servers (and torch's store) do.
     for host in ("node1", "node2"):
         wait_for_unit_end(box, host, time.monotonic(), 120)
     held = on_node(box, "node1", f"systemd-run --unit ddp-test-port-holder python3 -c {shlex.quote(hold)}")
