@@ -37,28 +37,20 @@ def ddp_firewall(
     *,
     monitoring_hosts: Sequence[str],
     hostvars: Mapping[str, Mapping[str, Any]],
-    node_exporter_port: Any,
-    collective_ports: Any,
-    probe_ports: Mapping[str, Any],
-    ssh_port: Any,
-    ssh_sources: Sequence[str],
-    operator_address: Any = "",
+    **settings: Any,
 ) -> dict[str, Any]:
-    """The node's openings and address sets (tooling.plan.firewall.FirewallPlan.as_vars)."""
+    """The node's openings and address sets (tooling.plan.firewall.FirewallPlan.as_vars); `settings` are
+    firewall_plan's other keyword arguments."""
     hosts = [str(h) for h in monitoring_hosts]
     try:
         plan = firewall_plan(
             _plain(launch),
             monitoring_hosts=hosts,
-            hostvars={h: _plain(dict(hostvars.get(h) or {})) for h in hosts},
-            node_exporter_port=node_exporter_port,
-            collective_ports=collective_ports,
-            probe_ports=_plain(probe_ports),
-            ssh_port=ssh_port,
-            ssh_sources=[str(s) for s in ssh_sources],
-            operator_address=str(operator_address or ""),
+            # Read lazily, key by key (node_address), as derive_launch reads the nodes'.
+            hostvars={h: hostvars.get(h) or {} for h in hosts},
+            **_plain(settings),
         )
-    except FirewallError as exc:
+    except (FirewallError, TypeError) as exc:
         raise AnsibleFilterError(str(exc)) from None
     return _plain(plan.as_vars())  # type: ignore[no-any-return]
 
