@@ -319,3 +319,16 @@ def test_the_port_table_agrees_with_where_each_port_is_defined() -> None:
         for part in key.split("."):
             value = value[part]
         assert value == port, f"README says {port} for {file}: {key}, which is {value}"
+
+
+def test_the_probes_ports_come_from_the_file_the_firewall_reads() -> None:
+    """playbooks/verify.yml's network play loads the probes' ports from playbooks/vars/probe_ports.yml, the
+    file role firewall opens them from, and does not set them itself."""
+    plays = yaml.safe_load((ROOT / "playbooks" / "verify.yml").read_text())
+    network = next(p for p in plays if any("iperf3" in str(t.get("name", "")) for t in p["tasks"]))
+    assert network["vars_files"] == ["vars/probe_ports.yml"]
+    probes = yaml.safe_load((ROOT / "playbooks" / "vars" / "probe_ports.yml").read_text())
+    assert set(probes) == {"verify_iperf_port", "verify_gloo_port"}
+    assert not set(probes) & set(network["vars"])
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    assert defaults["firewall_probe_ports_file"] == "{{ role_path }}/../../playbooks/vars/probe_ports.yml"
