@@ -9,6 +9,7 @@ ruleset, and the parser's reading of each rule shape the role writes is proved o
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tooling.plan.nft_loaded import (
 from tooling.plan.phases import load_phases
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nft"
+FILTER = Path(__file__).resolve().parents[2] / "plugins" / "filter" / "ddp_firewall.py"
 
 
 def fixture(name: str) -> str:
@@ -179,3 +181,19 @@ def test_an_unread_match_does_not_count_as_the_rule() -> None:
     index = next(i for i, r in enumerate(rules) if r.saddr_set == "watchers_v4" and r.dports == (9100, 9100))
     rules[index] = dataclasses.replace(rules[index], other=True)
     assert _problems(table, plan) == ["port 9100 (node_exporter) is not accepted from @watchers_v4"]
+
+
+def test_the_roles_filter_reports_a_missing_table_and_refuses_other_text() -> None:
+    """plugins/filter/ddp_firewall.py, as role firewall's verify step calls it."""
+    from ansible.errors import AnsibleFilterError
+
+    spec = importlib.util.spec_from_file_location("ddp_firewall_filter", FILTER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    check = module.FilterModule().filters()["ddp_firewall_problems"]
+    settings = {"family": "inet", "table_name": "ddp_cluster", "chain": "input", "policy": "accept"}
+    # Another table's listing (nftables' own dump): ours is not in it.
+    assert check(fixture("comments_0.json"), _plan(), **settings) == ["table inet ddp_cluster is not loaded"]
+    with pytest.raises(AnsibleFilterError, match="nft -j list table inet ddp_cluster: expected the JSON"):
+        check("Error: No such file or directory", _plan(), **settings)
