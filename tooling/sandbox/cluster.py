@@ -257,6 +257,9 @@ def _create_container(settings: SandboxSettings, host: str, endpoint: Endpoint, 
         "--network", settings.network, "--ip", endpoint.address,
         # The default 64 MB /dev/shm breaks torch DataLoader workers ("No space left on device").
         "--systemd=always", "--shm-size=1g",
+        # Role firewall loads an nftables table, as on a real node; the capability covers only the
+        # container's own network namespace, never the host's rules.
+        "--cap-add", "NET_ADMIN",
         "--label", f"{LABEL}={settings.prefix}", "--label", f"{HOST_LABEL}={host}",
     ]  # fmt: skip
     if endpoint.published_port is not None:

@@ -1,7 +1,8 @@
 """One long phase-2a run serves every check that reads a running job, then loses node2 for good.
 
 While it runs: `tooling status` shows all eight ranks; Prometheus scrapes exactly phase 2a's ranks and
-nodes; `tooling check` passes; node1's checkpoint directory (a small tmpfs mounted there before the launch)
+nodes; `tooling check` passes; with role firewall loaded only the phase's nodes reach the
+rendezvous store and only they and the monitoring host the metrics, and training goes on; node1's checkpoint directory (a small tmpfs mounted there before the launch)
 first fills up, then turns read-only, and each time the trainer says so, keeps the previous checkpoint, trains
 on, raises TrainerCheckpointWriteFailures in Prometheus and Alertmanager, and writes checkpoints again once
 the disk is back; a SIGKILLed rank restarts the group on both nodes from the newest checkpoint, and from the
@@ -16,6 +17,9 @@ brings node2 back at its address with its host keys."""
 from __future__ import annotations
 
 import json
+import shlex
+import socket
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +42,7 @@ from tests.integration.cluster.faults import (
     unit_state,
     wait_for_unit_end,
 )
-from tests.integration.sandbox_harness import Sandbox, explain
+from tests.integration.sandbox_harness import ROOT, Sandbox, explain
 from tests.integration.sandbox_jobs import (
     RUN_ROOT,
     SMALL_RUN,
@@ -55,6 +59,8 @@ from tests.integration.sandbox_monitor import (
     wait_until,
 )
 from tooling.dashboards.build import queries
+from tooling.inventory import load_inventory
+from tooling.plan.phases import load_phases
 from tooling.soak.causes import WorkerFailure, parse_failure
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
@@ -252,6 +258,75 @@ def _refused_then_kept(box: Sandbox, reason: str) -> int:
     assert _newest_step(box) == kept, "a checkpoint was recorded on a full or read-only disk"
     checkpoints_verify(box, RUN_DIR)
     return kept
+
+
+# Connect to ADDRESS:PORT within 3 s (exit 0) or not (exit 1): what a client of that port would get.
+_CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n"
+    "except OSError:\n"
+    "    sys.exit(1)\n"
+)
+
+
+def _reaches(box: Sandbox, source: str, address: str, port: int) -> bool:
+    if source == "host":
+        try:
+            socket.create_connection((address, port), timeout=3).close()
+        except OSError:
+            return False
+        return True
+    return on_node(box, source, f"python3 -c {shlex.quote(_CONNECT)} {address} {port}").rc == 0
+
+
+def test_firewall_lets_only_the_phase_reach_the_store_and_the_metrics(long_run: LongRun) -> None:
+    """Role firewall loaded on the running phase's nodes, as a site with `firewall_enabled: true` gets it
+    from trainer.yml: node2 still reaches node1's rendezvous store and metrics, the monitoring host only the
+    metrics, this machine (outside the phase, not monitoring) neither; the eight ranks train on through the
+    load and Prometheus keeps scraping them. Stopping the table's unit deletes it: the store answers again."""
+    box, prometheus = long_run.box, long_run.prometheus
+    plan = load_phases()
+    store, metrics = plan.rendezvous.port, plan.metrics.base_port
+    node1 = load_inventory(box.inventory)["_meta"]["hostvars"]["node1"]["ansible_host"]
+    playbook = [
+        str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(box.inventory), "-l", "phase2a",
+        str(ROOT / "playbooks" / "firewall.yml"), "-e", "firewall_enabled=true",
+        "-e", f"ddp_trainer_phase={PHASE}",
+    ]  # fmt: skip
+    try:
+        loaded = box.run(playbook, timeout=600)
+        assert loaded.returncode == 0, explain(loaded)
+        stepped = instant_query(prometheus, f'min(trainer_step{{job="trainer", phase="{PHASE}"}})')
+        assert stepped, "no trainer steps in Prometheus"
+        later = float(stepped[0]["value"][1]) + 10
+        reach = {
+            (source, port): _reaches(box, source, node1, port)
+            for source in ("node2", "monitor", "host")
+            for port in (store, metrics)
+        }
+        assert reach == {
+            ("node2", store): True, ("node2", metrics): True,
+            ("monitor", store): False, ("monitor", metrics): True,
+            ("host", store): False, ("host", metrics): False,
+        }, reach  # fmt: skip
+        # Training goes on (the collective's connections were up before the table) and so do the scrapes.
+        wait_until(
+            "all eight ranks stepping on, scraped, behind the firewall",
+            lambda: instant_query(
+                prometheus,
+                f'count(trainer_step{{job="trainer", phase="{PHASE}"}} > {later}) == 8',
+            ),
+            timeout=60,
+            every=3,
+        )
+    finally:
+        for host in NODES:
+            on_node(box, host, "systemctl disable --now ddp-firewall || true")
+    for host in NODES:
+        gone = on_node(box, host, "nft list table inet ddp_cluster")
+        assert gone.rc != 0, f"{host} still has the table"
+    assert _reaches(box, "host", node1, store), "the table is gone, yet node1's store does not answer"
 
 
 def test_checkpoint_disk_full_then_read_only_keeps_the_previous_checkpoint(long_run: LongRun) -> None:
