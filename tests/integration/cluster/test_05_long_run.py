@@ -1,13 +1,13 @@
 """One long phase-2a run serves every check that reads a running job, then loses node2 for good.
 
 While it runs: `tooling status` shows all eight ranks; Prometheus scrapes exactly phase 2a's ranks and
-nodes; `tooling check` passes; with role firewall loaded only the phase's nodes reach the
-rendezvous store and only they and the monitoring host the metrics, and training goes on; node1's checkpoint directory (a small tmpfs mounted there before the launch)
-first fills up, then turns read-only, and each time the trainer says so, keeps the previous checkpoint, trains
-on, raises TrainerCheckpointWriteFailures in Prometheus and Alertmanager, and writes checkpoints again once
-the disk is back; a SIGKILLed rank restarts the group on both nodes from the newest checkpoint, and from the
-one before when the newest is damaged; every dashboard panel's PromQL answers (by then the run has minutes
-of history, restarts included).
+nodes; `tooling check` passes; with role firewall loaded only the phase's nodes reach the rendezvous store
+and only they and the monitoring host the metrics, and training goes on; node1's checkpoint directory (a
+small tmpfs mounted there before the launch) first fills up, then turns read-only, and each time the trainer
+says so, keeps the previous checkpoint, trains on, raises TrainerCheckpointWriteFailures in Prometheus and
+Alertmanager, and writes checkpoints again once the disk is back; a SIGKILLed rank restarts the group on
+both nodes from the newest checkpoint, and from the one before when the newest is damaged; every dashboard
+panel's PromQL answers (by then the run has minutes of history, restarts included).
 Then node2's container is killed (the node-down scenario, once for the whole suite): its ranks fire
 TrainerRankDown into Alertmanager, the job stops on node1 within the configured timeouts with its
 checkpoints intact, `sandbox status`, `verify-node`, `check` and `deploy` each name node2 and the reason,
