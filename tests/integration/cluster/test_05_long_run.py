@@ -17,6 +17,7 @@ brings node2 back at its address with its host keys."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import socket
 import sys
@@ -270,6 +271,9 @@ _CONNECT = (
 )
 
 
+FOREIGN_TABLE = "site_own"
+
+
 def _reaches(box: Sandbox, source: str, address: str, port: int) -> bool:
     if source == "host":
         try:
@@ -282,9 +286,11 @@ def _reaches(box: Sandbox, source: str, address: str, port: int) -> bool:
 
 def test_firewall_lets_only_the_phase_reach_the_store_and_the_metrics(long_run: LongRun) -> None:
     """Role firewall loaded on the running phase's nodes, as a site with `firewall_enabled: true` gets it
-    from trainer.yml: node2 still reaches node1's rendezvous store and metrics, the monitoring host only the
-    metrics, this machine (outside the phase, not monitoring) neither; the eight ranks train on through the
-    load and Prometheus keeps scraping them. Stopping the table's unit deletes it: the store answers again."""
+    from trainer.yml (its own verify step checks the loaded table; a second run changes nothing and leaves
+    another tool's table alone): node2 still reaches node1's rendezvous store and metrics, the monitoring
+    host only the metrics, this machine (outside the phase, not monitoring) neither; the eight ranks train
+    on through the load and Prometheus keeps scraping them. Stopping the table's unit deletes it: the store
+    answers again."""
     box, prometheus = long_run.box, long_run.prometheus
     plan = load_phases()
     store, metrics = plan.rendezvous.port, plan.metrics.base_port
@@ -297,6 +303,18 @@ def test_firewall_lets_only_the_phase_reach_the_store_and_the_metrics(long_run: 
     try:
         loaded = box.run(playbook, timeout=600)
         assert loaded.returncode == 0, explain(loaded)
+        # Another tool's table (firewalld's, Docker's, the site's) stays as it is, and a second run changes
+        # nothing.
+        for host in NODES:
+            planted = on_node(box, host, f"nft add table inet {FOREIGN_TABLE}")
+            assert planted.rc == 0, planted
+        again = box.run(playbook, timeout=600)
+        assert again.returncode == 0, explain(again)
+        recap = re.findall(r"^(node\d)\s+:.*\bchanged=(\d+)", again.stdout, re.MULTILINE)
+        assert sorted(recap) == [("node1", "0"), ("node2", "0")], again.stdout[-3000:]
+        for host in NODES:
+            kept = on_node(box, host, f"nft list table inet {FOREIGN_TABLE}")
+            assert kept.rc == 0, f"{host}: the role removed another tool's table: {kept}"
         stepped = instant_query(prometheus, f'min(trainer_step{{job="trainer", phase="{PHASE}"}})')
         assert stepped, "no trainer steps in Prometheus"
         later = float(stepped[0]["value"][1]) + 10
@@ -322,7 +340,11 @@ def test_firewall_lets_only_the_phase_reach_the_store_and_the_metrics(long_run: 
         )
     finally:
         for host in NODES:
-            on_node(box, host, "systemctl disable --now ddp-firewall || true")
+            on_node(
+                box,
+                host,
+                f"systemctl disable --now ddp-firewall; nft delete table inet {FOREIGN_TABLE} || true",
+            )
     for host in NODES:
         gone = on_node(box, host, "nft list table inet ddp_cluster")
         assert gone.rc != 0, f"{host} still has the table"
