@@ -245,5 +245,14 @@ def test_playbook_reads_the_ports_at_every_level() -> None:
     plays = yaml.safe_load((Path(__file__).resolve().parents[2] / "playbooks" / "verify.yml").read_text())
     readers = [t for t in plays[0]["tasks"] if t["name"].startswith("Read InfiniBand/RoCE ports")]
     readers += [t for t in plays[0]["tasks"] if t["name"] == "Read InfiniBand/RoCE port state from /sys"]
-    assert {t["register"] for t in readers} == {"_v_ib_sysfs", "_v_ibstat", "_v_ibv_devinfo"}
-    assert not any("when" in t for t in readers)
+    by_register = {t["register"]: t for t in readers}
+    assert set(by_register) == {"_v_ib_sysfs", "_v_ibstat", "_v_ibv_devinfo"}
+    # No reader depends on the level; /sys always runs, each fallback only where the sources before it
+    # listed nothing.
+    assert "when" not in by_register["_v_ib_sysfs"]
+    fallbacks = (("_v_ibstat", ["_v_ib_sysfs"]), ("_v_ibv_devinfo", ["_v_ib_sysfs", "_v_ibstat"]))
+    for fallback, before in fallbacks:
+        when = by_register[fallback]["when"]
+        conditions = " ".join(when if isinstance(when, list) else [when])
+        assert "verify_level" not in conditions, conditions
+        assert all(source in conditions for source in before), conditions
