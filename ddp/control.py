@@ -13,6 +13,7 @@ several nodes the STOP files are written one node after another, and rank 0's ma
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Literal
@@ -37,6 +38,13 @@ class StopRequests:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.reason = f"{SIGNAL} {signal.Signals(signum).name}"
         self.by_signal = True
+
+    def wait_for_signal(self, timeout_s: float) -> bool:
+        """Whether a signal came (before or) within `timeout_s`; needs the handlers installed."""
+        deadline = time.monotonic() + timeout_s
+        while not self.by_signal and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.by_signal
 
     def requested(self) -> bool:
         if self.reason is None and self.stop_file.exists():

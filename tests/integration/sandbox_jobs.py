@@ -80,6 +80,11 @@ def _ssh_target(inventory: Path, host: str) -> SshTarget:
     return ssh_targets(_loaded(inventory, files), [host])[0]
 
 
+def node_address(box: Sandbox, host: str) -> str:
+    """The address the inventory gives `host` (where its services listen)."""
+    return _ssh_target(box.inventory, host).address
+
+
 def on_node(box: Sandbox, host: str, command: str, timeout: float = 300) -> RemoteResult:
     return run_command(_ssh_target(box.inventory, host), command, timeout_s=timeout)
 

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from tests.integration.cluster.checks import CLUSTER_VERIFIED_ROLES
-from tooling.sandbox.podman import podman_env
+from tooling.sandbox.podman import is_rootless, podman_env
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/ddp-node:bookworm"
@@ -59,6 +59,10 @@ def molecule_env() -> dict[str, str]:
     env["ANSIBLE_NOCOLOR"] = "1"
     env["NO_COLOR"] = "1"
     env["PY_COLORS"] = "0"
+    if is_rootless():
+        # The host cannot route into a rootless container network: the monitoring scenario's plays go
+        # through podman instead of SSH (roles/prometheus/molecule/default/molecule.yml).
+        env["MOLECULE_MONITORING_CONNECTION"] = "containers.podman.podman"
     return env
 
 

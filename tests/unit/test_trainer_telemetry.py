@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +148,25 @@ def test_stop_requests_name_their_cause(tmp_path: Path) -> None:
     # Reasons that name no cause: a trainer from before causes were agreed on, or no stop at all.
     assert stop_cause("stop requested (by another rank)") is None
     assert stop_cause("non-finite loss at step 2") is None and stop_cause(None) is None
+
+
+def test_a_failing_rank_waits_for_its_agents_signal_or_gives_up(tmp_path: Path) -> None:
+    """What real_ddp_trainer's failing ranks wait on (PEER_FAILURE_HOLD_S): the agent's SIGTERM ends the
+    wait at once; without one it gives up after its timeout."""
+    requests = StopRequests(tmp_path / "STOP")
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        requests.install_signal_handlers()
+        started = time.monotonic()
+        assert not requests.wait_for_signal(0.3)
+        assert time.monotonic() - started >= 0.3
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        started = time.monotonic()
+        assert requests.wait_for_signal(30)
+        assert time.monotonic() - started < 10 and requests.reason == "signal SIGTERM"
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def test_heartbeat_reports_job_rate_and_mean_loss_since_the_last_one(tmp_path: Path) -> None:

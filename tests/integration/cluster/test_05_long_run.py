@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
-import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -49,6 +48,7 @@ from tests.integration.sandbox_jobs import (
     SMALL_RUN,
     corrupt_newest_checkpoint,
     forget_run,
+    node_address,
     on_node,
     wait_for_summary,
 )
@@ -59,8 +59,9 @@ from tests.integration.sandbox_monitor import (
     rank_down_alerts,
     wait_until,
 )
+from tooling.check.commands import ProbeTarget, connectivity
+from tooling.check.parsers import parse_connectivity
 from tooling.dashboards.build import queries
-from tooling.inventory import load_inventory
 from tooling.plan.phases import load_phases
 from tooling.soak.causes import WorkerFailure, parse_failure
 
@@ -261,27 +262,19 @@ def _refused_then_kept(box: Sandbox, reason: str) -> int:
     return kept
 
 
-# Connect to ADDRESS:PORT within 3 s (exit 0) or not (exit 1): what a client of that port would get.
-_CONNECT = (
-    "import socket, sys\n"
-    "try:\n"
-    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n"
-    "except OSError:\n"
-    "    sys.exit(1)\n"
-)
-
-
 FOREIGN_TABLE = "site_own"
 
 
-def _reaches(box: Sandbox, source: str, address: str, port: int) -> bool:
+def _reaches(box: Sandbox, source: str, address: str, ports: tuple[int, ...]) -> dict[int, bool]:
+    """Which of `ports` at `address` a client on `source` (a node, or "host": this machine) connects to
+    within 3 s: `tooling check`'s own connectivity probe, run there."""
+    probe = connectivity([ProbeTarget("node1", address, port, str(port)) for port in ports], 3.0, "python3")
     if source == "host":
-        try:
-            socket.create_connection((address, port), timeout=3).close()
-        except OSError:
-            return False
-        return True
-    return on_node(box, source, f"python3 -c {shlex.quote(_CONNECT)} {address} {port}").rc == 0
+        ran = subprocess.run(["sh", "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+        text = ran.stdout
+    else:
+        text = on_node(box, source, probe).stdout
+    return {c.port: c.ok for c in parse_connectivity(text).connects}
 
 
 def test_firewall_lets_only_the_phase_reach_the_store_and_the_metrics(long_run: LongRun) -> None:
@@ -294,7 +287,7 @@ def test_firewall_lets_only_the_phase_reach_the_store_and_the_metrics(long_run: 
     box, prometheus = long_run.box, long_run.prometheus
     plan = load_phases()
     store, metrics = plan.rendezvous.port, plan.metrics.base_port
-    node1 = load_inventory(box.inventory)["_meta"]["hostvars"]["node1"]["ansible_host"]
+    node1 = node_address(box, "node1")
     playbook = [
         str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(box.inventory), "-l", "phase2a",
         str(ROOT / "playbooks" / "firewall.yml"), "-e", "firewall_enabled=true",
@@ -315,25 +308,27 @@ def test_firewall_lets_only_the_phase_reach_the_store_and_the_metrics(long_run: 
         for host in NODES:
             kept = on_node(box, host, f"nft list table inet {FOREIGN_TABLE}")
             assert kept.rc == 0, f"{host}: the role removed another tool's table: {kept}"
-        stepped = instant_query(prometheus, f'min(trainer_step{{job="trainer", phase="{PHASE}"}})')
-        assert stepped, "no trainer steps in Prometheus"
-        later = float(stepped[0]["value"][1]) + 10
         reach = {
-            (source, port): _reaches(box, source, node1, port)
+            (source, port): ok
             for source in ("node2", "monitor", "host")
-            for port in (store, metrics)
+            for port, ok in _reaches(box, source, node1, (store, metrics)).items()
         }
         assert reach == {
             ("node2", store): True, ("node2", metrics): True,
             ("monitor", store): False, ("monitor", metrics): True,
             ("host", store): False, ("host", metrics): False,
         }, reach  # fmt: skip
-        # Training goes on (the collective's connections were up before the table) and so do the scrapes.
+        # Training goes on (the collective's connections were up before the table) and so do the scrapes:
+        # every rank is scraped past the furthest step any rank had reached before the probes, which no
+        # scrape older than the table can show.
+        stepped = instant_query(prometheus, f'max(trainer_step{{job="trainer", phase="{PHASE}"}})')
+        assert stepped, "no trainer steps in Prometheus"
+        seen = float(stepped[0]["value"][1])
         wait_until(
             "all eight ranks stepping on, scraped, behind the firewall",
             lambda: instant_query(
                 prometheus,
-                f'count(trainer_step{{job="trainer", phase="{PHASE}"}} > {later}) == 8',
+                f'count(trainer_step{{job="trainer", phase="{PHASE}"}} > {seen}) == 8',
             ),
             timeout=60,
             every=3,
@@ -348,7 +343,8 @@ def test_firewall_lets_only_the_phase_reach_the_store_and_the_metrics(long_run: 
     for host in NODES:
         gone = on_node(box, host, "nft list table inet ddp_cluster")
         assert gone.rc != 0, f"{host} still has the table"
-    assert _reaches(box, "host", node1, store), "the table is gone, yet node1's store does not answer"
+    answers = _reaches(box, "host", node1, (store,))
+    assert answers == {store: True}, f"the table is gone, yet node1's store does not answer: {answers}"
 
 
 def test_checkpoint_disk_full_then_read_only_keeps_the_previous_checkpoint(long_run: LongRun) -> None:
