@@ -24,10 +24,15 @@ def ib_row(profile: Any = PRODUCTION, **commands: dict[str, Any]) -> CheckResult
     return next(r for r in rows if r.check == "ib.ports")
 
 
-def fabric(ports_min: int, rate_gbps: float, link_layer: str) -> Profile:
-    """The production profile on another fabric."""
+def fabric(ports_min: int, rate_gbps: float, link_layer: str, devices: list[str] | None = None) -> Profile:
+    """The production profile on another fabric (only `devices`' ports, when given)."""
     want = InfinibandExpectation.model_validate(
-        {"ports_per_node": {"min": ports_min}, "port_rate_gbps": rate_gbps, "link_layer": link_layer}
+        {
+            "ports_per_node": {"min": ports_min},
+            "port_rate_gbps": rate_gbps,
+            "link_layer": link_layer,
+            "devices": devices,
+        }
     )
     return PRODUCTION.model_copy(update={"infiniband": want})
 
@@ -166,6 +171,43 @@ def test_roce_profile_accepts_ethernet_ports_at_their_rate() -> None:
     assert row.status == "FAIL"
     assert "mlx5_0" not in row.reason and "mlx5_1 " not in row.reason
     assert "mlx5_10 port 1: state Down" in row.reason
+
+
+def test_ports_outside_the_fabrics_devices_are_listed_not_judged() -> None:
+    # The same node as above, on a site whose fabric is mlx5_0 and mlx5_1 (one character after the
+    # underscore): the disabled mlx5_10 is another network's port, shown but not judged.
+    roce = fabric(2, 200, "Ethernet", ["mlx5_[0-9]"])
+    row = ib_row(roce, ibstat=ok(fixture("ibstat_roce_200g_disabled_cut.txt")))
+    assert row.status == "PASS", row.reason
+    assert row.measured.startswith("2 ports: mlx5_0/1 ") and "mlx5_10" not in row.measured
+    left_out = "not judged (not in infiniband.devices): 1 port: mlx5_10/1 Down Disabled ? Gb/s ?"
+    assert row.reason == f"every port up at the fabric's rate; {left_out}"
+    assert row.expected == ">= 2 ports of mlx5_[0-9], each Active/LinkUp >= 200 Gb/s Ethernet"
+
+
+def test_a_vpi_cards_ports_are_chosen_by_device_and_port() -> None:
+    # One ConnectX-3 with an InfiniBand port 1 and an Ethernet port 2: the fabric is port 1 only.
+    only_ib = fabric(1, 40, "InfiniBand", ["mlx4_0/1"])
+    row = ib_row(only_ib, ib_sysfs=ok(fixture("sys_infiniband_mlnx_ofed_vpi.txt")))
+    assert row.status == "FAIL"
+    assert "mlx4_0 port 1: state Initializing" in row.reason and "mlx4_0 port 2:" not in row.reason
+    assert "not judged (not in infiniband.devices): 1 port: mlx4_0/2 Active" in row.reason
+    # Unfiltered, the Ethernet port fails on its link layer too.
+    every = ib_row(fabric(1, 40, "InfiniBand"), ib_sysfs=ok(fixture("sys_infiniband_mlnx_ofed_vpi.txt")))
+    assert "mlx4_0 port 2: link layer Ethernet, expected InfiniBand" in every.reason
+
+
+def test_devices_that_match_no_port_fail_naming_the_ports_found() -> None:
+    row = ib_row(fabric(1, 400, "InfiniBand", ["mlx5_ib*"]), ibstat=ok(fixture("ibstat_h20_400g_cut.txt")))
+    assert row.status == "FAIL" and row.measured == "0 ports of mlx5_ib* (from ibstat)"
+    assert row.reason == (
+        "no port matches infiniband.devices ['mlx5_ib*']; the node has mlx5_0 port 1, mlx5_1 port 1"
+    )
+
+
+def test_an_empty_device_list_is_refused() -> None:
+    with pytest.raises(ValueError, match="devices"):
+        fabric(1, 400, "InfiniBand", [])
 
 
 def test_too_few_ports_fails_with_the_count() -> None:

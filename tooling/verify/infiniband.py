@@ -9,7 +9,9 @@ normalised to ibstat's (Active, LinkUp), so one verdict reads them all.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from tooling.verify.parsers import ParseError
 
@@ -185,6 +187,19 @@ def parse_ibv_devinfo(text: str) -> list[IbPort]:
         if rate is not None:
             fields["rate"] = f"{rate:g}"
     return _ports(found, tool)
+
+
+def of_fabric(ports: list[IbPort], devices: Sequence[str] | None) -> tuple[list[IbPort], list[IbPort]]:
+    """(the fabric's ports, the others): a port is the fabric's when one of the shell patterns matches its
+    device ('mlx5_[0-7]') or 'device/port' ('mlx4_0/1'); with no patterns every port is."""
+    if devices is None:
+        return ports, []
+
+    def listed(port: IbPort) -> bool:
+        names = (port.device, f"{port.device}/{port.port}")
+        return any(fnmatchcase(name, d) for name in names for d in devices)
+
+    return [p for p in ports if listed(p)], [p for p in ports if not listed(p)]
 
 
 def port_problems(port: IbPort, min_rate_gbps: float, link_layer: str) -> tuple[list[str], list[str]]:

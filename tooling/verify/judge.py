@@ -662,26 +662,39 @@ def _ib_check(c: _Checker, profile: Profile) -> None:
         measured = ib.summary(ports) if ports else "none"
         c.add("ib.ports", "SKIP", measured, "no RDMA fabric", "the profile expects no InfiniBand/RoCE ports")
         return
+    scope = f" of {', '.join(want.devices)}" if want.devices else ""
     expected = (
-        f"{want.ports_per_node.describe('ports')}, each Active/LinkUp "
+        f"{want.ports_per_node.describe('ports')}{scope}, each Active/LinkUp "
         f">= {want.port_rate_gbps:g} Gb/s {want.link_layer}"
     )
     if not ports:
         why = f"no InfiniBand/RoCE ports ({source} lists none)" if ports == [] else "no port source readable"
         c.add("ib.ports", "FAIL", "0 ports", expected, "; ".join([why, *problems]))
         return
+    judged, others = ib.of_fabric(ports, want.devices)
+    left_out = f"; not judged (not in infiniband.devices): {ib.summary(others)}" if others else ""
+    if not judged:
+        found = ", ".join(p.label for p in ports)
+        c.add(
+            "ib.ports",
+            "FAIL",
+            f"0 ports{scope} (from {source})",
+            expected,
+            f"no port matches infiniband.devices {want.devices}; the node has {found}",
+        )
+        return
     fails: list[str] = []
     warns: list[str] = []
-    count_status, count_reason = judge_band(len(ports), want.ports_per_node)
+    count_status, count_reason = judge_band(len(judged), want.ports_per_node)
     if count_status != "PASS":
-        (fails if count_status == "FAIL" else warns).append(f"{len(ports)} ports: {count_reason}")
-    for port in ports:
+        (fails if count_status == "FAIL" else warns).append(f"{len(judged)} ports: {count_reason}")
+    for port in judged:
         port_fails, port_warns = ib.port_problems(port, want.port_rate_gbps, want.link_layer)
         fails += port_fails
         warns += port_warns
     status: Status = "FAIL" if fails else "WARN" if warns else "PASS"
     reason = "; ".join(fails + warns) or "every port up at the fabric's rate"
-    c.add("ib.ports", status, f"{ib.summary(ports)} (from {source})", expected, reason)
+    c.add("ib.ports", status, f"{ib.summary(judged)} (from {source})", expected, reason + left_out)
 
 
 def judge_node(node: NodeFacts, profile: Profile) -> list[CheckResult]:

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ddp.config_errors import ConfigError, format_validation_error, load_yaml_mapping
 from tooling.verify.parsers import version_tuple
@@ -100,6 +108,13 @@ class InfinibandExpectation(_Strict):
     port_rate_gbps: float = Field(gt=0, description="slowest acceptable port rate (width x lane speed)")
     link_layer: Literal["InfiniBand", "Ethernet"] = Field(
         description="InfiniBand for an IB fabric, Ethernet for RoCE"
+    )
+    devices: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        None,
+        min_length=1,
+        description="the fabric's ports, as shell patterns of 'device' or 'device/port' (e.g. mlx5_[0-7], "
+        "mlx4_0/1); other RDMA ports (a storage or management RoCE port) are listed, not judged. "
+        "Unset: every port is the fabric's",
     )
 
 
