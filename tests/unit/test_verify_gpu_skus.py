@@ -176,3 +176,48 @@ def test_unknown_field_in_a_site_override_names_the_key(tmp_path: Path) -> None:
         load_profile(path)
     assert info.value.source == str(path)
     assert any("gpu_skus.h100_sxm5_80gb.nvlink_gbs" in p for p in info.value.problems)
+
+
+# --- the fabric port rate of the model's reference system ---------------------------------------------------
+
+
+def test_an_a100_node_is_held_to_its_hdr_ports_not_the_profiles_ndr() -> None:
+    # The real A100 XML and the real ibstat of an A100 machine (nccl-tests #128: one 200 Gb/s port, one Down).
+    by = _gpu_rows(
+        nvidia_smi_xml=ok(fixture(A100_XML)), ibstat=ok(fixture("ibstat_a100_200g_port_down_cut.txt"))
+    )
+    row = by["ib.ports"]
+    assert row.expected == ">= 1 ports, each Active/LinkUp >= 200 Gb/s InfiniBand"
+    assert row.status == "FAIL" and "mlx5_0" not in row.reason.split(" (rate of")[0]
+    assert "mlx5_1 port 1: state Down" in row.reason
+    assert row.reason.endswith("(rate of A100 SXM4 40GB (gpu_skus.yml))")
+
+
+def test_an_h100_node_passes_on_its_ndr_ports() -> None:
+    row = _gpu_rows()["ib.ports"]
+    assert row.status == "PASS" and ">= 400 Gb/s InfiniBand" in row.expected
+    assert row.reason == "every port up at the fabric's rate (rate of H100 SXM5 80GB (gpu_skus.yml))"
+
+
+def test_a_model_without_a_rate_and_an_unknown_model_use_the_profiles_rate(tmp_path: Path) -> None:
+    pcie = fixture("nvidia_smi_4gpu.csv").replace("NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe")
+    assert gpu_skus.choose(PRODUCTION, ["NVIDIA H100 PCIe"]).ib_rate(123.0) == (
+        123.0,
+        "the profile's rate: gpu_skus.yml gives no port rate for H100 PCIe 80GB",
+    )
+    row = _gpu_rows(nvidia_smi=ok(pcie))["ib.ports"]
+    assert row.status == "PASS", row.reason
+    assert row.reason == (
+        "every port up at the fabric's rate "
+        "(the profile's rate: gpu_skus.yml gives no port rate for H100 PCIe 80GB)"
+    )
+    rtx = _gpu_rows(nvidia_smi_xml=ok(fixture("nvidia_smi_q_x_rtx4090_driver535.xml")))["ib.ports"]
+    assert ">= 400 Gb/s" in rtx.expected and "rate of" not in rtx.reason
+
+
+def test_a_site_sets_its_own_rate_for_a_model(tmp_path: Path) -> None:
+    site = load_profile(_site_profile(tmp_path, "gpu_skus:\n  a100_sxm4_40gb:\n    ib_port_rate_gbps: 100\n"))
+    node = cuda_node(nvidia_smi_xml=ok(fixture(A100_XML)))
+    row = rows_for(judge_all(site, ["gpu1"], {"gpu1": node}, None, {}), "gpu1")["ib.ports"]
+    assert ">= 100 Gb/s" in row.expected
+    assert row.reason.endswith("(rate of A100 SXM4 40GB (the site profile's gpu_skus))")

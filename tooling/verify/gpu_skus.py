@@ -1,9 +1,9 @@
 """Per GPU model expectations (tooling/verify/profiles/gpu_skus.yml), chosen by the name nvidia-smi reports.
 
-The table gives each model's memory size, PCIe link and NVLink all_reduce bandwidth. A site changes any of
-them in its own profile under `gpu_skus:` (by the table's keys); a key the table does not have is an error
-naming the profile file and the key. A node whose GPUs match no entry, or that mixes models, is judged by the
-profile's generic thresholds, and the rows that use them say so.
+The table gives each model's memory size, PCIe link, NVLink all_reduce bandwidth and fabric port rate. A
+site changes any of them in its own profile under `gpu_skus:` (by the table's keys); a key the table does
+not have is an error naming the profile file and the key. A node whose GPUs match no entry, or that mixes
+models, is judged by the profile's generic thresholds, and the rows that use them say so.
 """
 
 from __future__ import annotations
@@ -99,6 +99,17 @@ class SkuChoice:
         else:
             why = self.why_generic
         return profile.nccl_busbw_gbs, f"generic profile threshold: {why}"
+
+    def ib_rate(self, generic_gbps: float) -> tuple[float, str]:
+        """The fabric port rate for this node (the model's, else the profile's `generic_gbps`) and where it
+        came from."""
+        if self.sku is not None and self.sku.ib_port_rate_gbps is not None:
+            return self.sku.ib_port_rate_gbps, f"rate of {self.origin}"
+        if self.sku is not None:
+            why = f"{SKU_FILE.name} gives no port rate for {self.sku.label}"
+        else:
+            why = self.why_generic or "no GPU model"
+        return generic_gbps, f"the profile's rate: {why}"
 
 
 def choose(

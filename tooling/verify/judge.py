@@ -604,11 +604,12 @@ def _dcgm_check(c: _Checker, profile: Profile) -> None:
         c.add(*verdict)
 
 
-def _gpu_checks(c: _Checker, profile: Profile) -> None:
+def _gpu_checks(c: _Checker, profile: Profile) -> gpu_skus.SkuChoice | None:
+    """The GPU rows; the model the GPUs matched (None off CUDA hosts), which the fabric check reads too."""
     if c.node.accelerator != "cuda":
         for check in GPU_CHECKS:
             c.add(check, "SKIP", "-", "cuda hosts only", f"accelerator is {c.node.accelerator}")
-        return
+        return None
     report, why_not = _xml_report(c)
     inv = _gpu_count(c, profile, report)
     choice = gpu_skus.choose(profile, [g.name for g in inv.gpus] if inv else [])
@@ -621,6 +622,7 @@ def _gpu_checks(c: _Checker, profile: Profile) -> None:
         c.add("cuda.version", status, release, expected, reason)
     _nccl_check(c, profile, choice)
     _dcgm_check(c, profile)
+    return choice
 
 
 # Best source first: /sys needs no package; ibstat and plain ibv_devinfo (no rate) where it is unreadable.
@@ -655,17 +657,20 @@ def _ib_ports(c: _Checker) -> tuple[list[ib.IbPort] | None, str, list[str]]:
     return ([] if empty_from else None), empty_from, problems
 
 
-def _ib_check(c: _Checker, profile: Profile) -> None:
+def _ib_check(c: _Checker, profile: Profile, choice: gpu_skus.SkuChoice | None) -> None:
     ports, source, problems = _ib_ports(c)
     want = profile.infiniband
     if want is None:
         measured = ib.summary(ports) if ports else "none"
         c.add("ib.ports", "SKIP", measured, "no RDMA fabric", "the profile expects no InfiniBand/RoCE ports")
         return
+    rate, rate_origin = (
+        choice.ib_rate(want.port_rate_gbps) if choice else (want.port_rate_gbps, "the profile's rate")
+    )
     scope = f" of {', '.join(want.devices)}" if want.devices else ""
     expected = (
         f"{want.ports_per_node.describe('ports')}{scope}, each Active/LinkUp "
-        f">= {want.port_rate_gbps:g} Gb/s {want.link_layer}"
+        f">= {rate:g} Gb/s {want.link_layer}"
     )
     if not ports:
         why = f"no InfiniBand/RoCE ports ({source} lists none)" if ports == [] else "no port source readable"
@@ -689,12 +694,13 @@ def _ib_check(c: _Checker, profile: Profile) -> None:
     if count_status != "PASS":
         (fails if count_status == "FAIL" else warns).append(f"{len(judged)} ports: {count_reason}")
     for port in judged:
-        port_fails, port_warns = ib.port_problems(port, want.port_rate_gbps, want.link_layer)
+        port_fails, port_warns = ib.port_problems(port, rate, want.link_layer)
         fails += port_fails
         warns += port_warns
     status: Status = "FAIL" if fails else "WARN" if warns else "PASS"
     reason = "; ".join(fails + warns) or "every port up at the fabric's rate"
-    c.add("ib.ports", status, f"{ib.summary(judged)} (from {source})", expected, reason + left_out)
+    reason += left_out + (f" ({rate_origin})" if choice and choice.sku else "")
+    c.add("ib.ports", status, f"{ib.summary(judged)} (from {source})", expected, reason)
 
 
 def judge_node(node: NodeFacts, profile: Profile) -> list[CheckResult]:
@@ -707,8 +713,8 @@ def judge_node(node: NodeFacts, profile: Profile) -> list[CheckResult]:
     _disk_check(c, profile)
     _mpi_check(c, profile)
     _torch_checks(c, profile)
-    _gpu_checks(c, profile)
-    _ib_check(c, profile)
+    choice = _gpu_checks(c, profile)
+    _ib_check(c, profile, choice)
     return c.rows
 
 

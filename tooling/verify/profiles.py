@@ -126,6 +126,9 @@ class GpuSkuNumbers(_Strict):
     pcie_gen: int | None = Field(None, ge=1, le=7, description="the PCIe generation the board is built for")
     pcie_width: int | None = Field(None, ge=1, le=32, description="the PCIe lanes the board is built for")
     nccl_busbw_gbs: Band | None = Field(None, description="all_reduce_perf bus bandwidth over NVLink")
+    ib_port_rate_gbps: float | None = Field(
+        None, gt=0, description="each fabric port's rate on the model's reference system (one HCA per GPU)"
+    )
 
 
 class Profile(_Strict):
