@@ -20,6 +20,7 @@ from tooling.cli_options import (
     VaultIdOption,
     VaultPasswordFileOption,
     phase_option,
+    show_flags_as_flags,
     show_plan_phases,
 )
 from tooling.console import EXIT_USAGE, console, display_error, err_console, error_edge
@@ -44,13 +45,16 @@ class _EdgeGroup(TyperGroup):
         with error_edge():
             return super().invoke(ctx)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        show_flags_as_flags(self)  # before any help screen, the root's included
+        return super().main(*args, **kwargs)
+
 
 app = typer.Typer(
     name="tooling",
     cls=_EdgeGroup,
     help="Provision, verify, deploy and judge a DDP training job, phase by phase.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 

@@ -8,6 +8,7 @@ runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,15 @@ def phase_option(help: str) -> Any:
     return typer.Option("--phase", "-p", metavar=PHASE_METAVAR, help=help)
 
 
+def _commands(command: Any) -> Iterator[Any]:
+    """`command` (a click command or group) and every command under it."""
+    stack = [command]
+    while stack:
+        current = stack.pop()
+        stack.extend(getattr(current, "commands", {}).values())
+        yield current
+
+
 def show_plan_phases(command: Any) -> None:
     """Give every phase option under `command` (a click command or group) the plan's phase names as its
     metavar, e.g. [1|2a|2b|2c]. Called by the entry point before a subcommand parses its arguments, so
@@ -35,13 +45,20 @@ def show_plan_phases(command: Any) -> None:
         names = "[" + "|".join(phase_names()) + "]"
     except (ConfigError, OSError):
         return
-    stack = [command]
-    while stack:
-        current = stack.pop()
-        stack.extend(getattr(current, "commands", {}).values())
+    for current in _commands(command):
         for param in getattr(current, "params", []):
             if getattr(param, "metavar", None) == PHASE_METAVAR:
                 param.metavar = names
+
+
+def show_flags_as_flags(command: Any) -> None:
+    """Show every on/off option under `command`, --help included, as a bare flag: typer prints a type
+    (`<bool>`) beside a flag, which reads as if it took a value; an empty metavar is shown instead."""
+    for current in _commands(command):
+        params = [*getattr(current, "params", []), current.get_help_option(current.context_class(current))]
+        for param in params:
+            if getattr(param, "is_flag", False) and not param.count and param.metavar is None:
+                param.metavar = ""
 
 
 PhaseOption = Annotated[str, phase_option("Phase to act on.")]
