@@ -90,26 +90,24 @@ class SkuChoice:
         where = "the site profile's gpu_skus" if self.site_override else SKU_FILE.name
         return f"{self.sku.label if self.sku else '?'} ({where})"
 
+    def _no_figure(self, what: str) -> str:
+        """Why the profile's generic figure applies: the model has no `what`, or no model was matched."""
+        if self.sku is not None:
+            return f"{SKU_FILE.name} gives no {what} for {self.sku.label}"
+        return self.why_generic
+
     def nccl_band(self, profile: Profile) -> tuple[Band, str]:
         """The bus bandwidth band for this node and a note saying where it came from."""
         if self.sku is not None and self.sku.nccl_busbw_gbs is not None:
             return self.sku.nccl_busbw_gbs, f"threshold of {self.origin}"
-        if self.sku is not None:
-            why = f"{SKU_FILE.name} gives no NVLink figure for {self.sku.label}"
-        else:
-            why = self.why_generic
-        return profile.nccl_busbw_gbs, f"generic profile threshold: {why}"
+        return profile.nccl_busbw_gbs, f"generic profile threshold: {self._no_figure('NVLink figure')}"
 
     def ib_rate(self, generic_gbps: float) -> tuple[float, str]:
         """The fabric port rate for this node (the model's, else the profile's `generic_gbps`) and where it
         came from."""
         if self.sku is not None and self.sku.ib_port_rate_gbps is not None:
             return self.sku.ib_port_rate_gbps, f"rate of {self.origin}"
-        if self.sku is not None:
-            why = f"{SKU_FILE.name} gives no port rate for {self.sku.label}"
-        else:
-            why = self.why_generic or "no GPU model"
-        return generic_gbps, f"the profile's rate: {why}"
+        return generic_gbps, f"the profile's rate: {self._no_figure('port rate')}"
 
 
 def choose(

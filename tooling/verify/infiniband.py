@@ -194,12 +194,13 @@ def of_fabric(ports: list[IbPort], devices: Sequence[str] | None) -> tuple[list[
     device ('mlx5_[0-7]') or 'device/port' ('mlx4_0/1'); with no patterns every port is."""
     if devices is None:
         return ports, []
-
-    def listed(port: IbPort) -> bool:
+    mine: list[IbPort] = []
+    others: list[IbPort] = []
+    for port in ports:
         names = (port.device, f"{port.device}/{port.port}")
-        return any(fnmatchcase(name, d) for name in names for d in devices)
-
-    return [p for p in ports if listed(p)], [p for p in ports if not listed(p)]
+        listed = any(fnmatchcase(name, d) for name in names for d in devices)
+        (mine if listed else others).append(port)
+    return mine, others
 
 
 def port_problems(port: IbPort, min_rate_gbps: float, link_layer: str) -> tuple[list[str], list[str]]:

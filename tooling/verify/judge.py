@@ -664,9 +664,8 @@ def _ib_check(c: _Checker, profile: Profile, choice: gpu_skus.SkuChoice | None) 
         measured = ib.summary(ports) if ports else "none"
         c.add("ib.ports", "SKIP", measured, "no RDMA fabric", "the profile expects no InfiniBand/RoCE ports")
         return
-    rate, rate_origin = (
-        choice.ib_rate(want.port_rate_gbps) if choice else (want.port_rate_gbps, "the profile's rate")
-    )
+    # Off GPU nodes (no model to match) the profile's rate, with nothing to say about it.
+    rate, rate_origin = choice.ib_rate(want.port_rate_gbps) if choice else (want.port_rate_gbps, "")
     scope = f" of {', '.join(want.devices)}" if want.devices else ""
     expected = (
         f"{want.ports_per_node.describe('ports')}{scope}, each Active/LinkUp "
@@ -699,7 +698,7 @@ def _ib_check(c: _Checker, profile: Profile, choice: gpu_skus.SkuChoice | None) 
         warns += port_warns
     status: Status = "FAIL" if fails else "WARN" if warns else "PASS"
     reason = "; ".join(fails + warns) or "every port up at the fabric's rate"
-    reason += left_out + (f" ({rate_origin})" if choice and choice.sku else "")
+    reason += left_out + (f" ({rate_origin})" if rate_origin else "")
     c.add("ib.ports", status, f"{ib.summary(judged)} (from {source})", expected, reason)
 
 
