@@ -211,9 +211,9 @@ def bench_config(args: argparse.Namespace, out: Path, base_port: int) -> dict[st
     }
 
 
-def trainer_env() -> dict[str, str]:
+def trainer_env(monitor_s: float) -> dict[str, str]:
     # Restarts are what this measures: the rendezvous switch they need on, whatever the plan says.
-    env = torchrun_env(disable_shared_tcp_store=True)
+    env = torchrun_env(disable_shared_tcp_store=True, monitor_interval_s=monitor_s)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["OMP_NUM_THREADS"] = "1"  # 4 ranks on 2 cores: intra-op threads would only fight each other
     return env
@@ -267,7 +267,7 @@ def run_trial(args: argparse.Namespace, workdir: Path, max_restarts: int, monito
             standalone_torchrun(config, args.nproc, max_restarts, monitor_s),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=trainer_env(),
+            env=trainer_env(monitor_s),
             cwd=workdir,
         )
         killed: float | None = None

@@ -12,8 +12,10 @@ several nodes the STOP files are written one node after another, and rank 0's ma
 
 from __future__ import annotations
 
+import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Literal
@@ -23,6 +25,30 @@ STOP_FILE: StopCause = "stop file"
 SIGNAL: StopCause = "signal"
 _PREFIX = "stop requested ("
 _ANOTHER_RANK = " on another rank"
+
+# The interval at which torchrun's agent polls its workers, as the launch set it (tooling/phases.yml's
+# rendezvous.monitor_interval_s, written into the node's trainer.env; tooling.job.torchrun locally).
+AGENT_MONITOR_ENV = "DDP_AGENT_MONITOR_INTERVAL_S"
+TORCHRUN_DEFAULT_MONITOR_S = 0.1  # torch.distributed.run's own default for --monitor-interval
+# Measured on the sandbox at a 1 s monitor interval: 5 s was always enough for the agent to see the
+# killed rank first and signal the others.
+_MIN_PEER_FAILURE_HOLD_S = 5.0
+
+
+def peer_failure_hold_s(environ: Mapping[str, str] | None = None) -> float:
+    """How long a failing rank of a multi-rank job waits for its agent's SIGTERM before failing itself.
+
+    torchrun's agent polls its workers every monitor interval and names the earliest failure, by
+    whole-second timestamps with the lowest local rank first on a tie. A rank whose collective broke
+    because a peer was killed raises within milliseconds, so its agent would name that bystander instead of
+    the peer. The agent needs up to one interval to see the killed rank, and a poll that overruns can take
+    another: the hold grows with the interval a site chose (the agent's SIGTERM ends it early anyway)."""
+    env = os.environ if environ is None else environ
+    try:
+        interval = float(env.get(AGENT_MONITOR_ENV, TORCHRUN_DEFAULT_MONITOR_S))
+    except ValueError:
+        interval = TORCHRUN_DEFAULT_MONITOR_S  # a malformed value must not break the failure path
+    return _MIN_PEER_FAILURE_HOLD_S + 2 * max(interval, 0.0)
 
 
 class StopRequests:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ddp.config import TrainerConfig, load_config
 from ddp.config_errors import ConfigError
+from ddp.control import peer_failure_hold_s
 from ddp.dist import init_distributed, launched_world_size, shutdown_distributed
 from ddp.logs import setup_logging
 from ddp.metrics import MetricsServerError, TrainerMetrics
@@ -28,12 +29,6 @@ from ddp.workloads.imported import WorkloadImportError
 
 EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
-# torchrun's agent polls its workers every monitor interval and names the earliest failure, by whole-second
-# timestamps with the lowest local rank first on a tie. A rank whose collective broke because a peer was
-# killed raises within milliseconds, so its agent would name that bystander instead of the peer. A failing
-# rank of a multi-rank job therefore waits for its agent's SIGTERM (sent only once the agent has recorded a
-# failure) or this long, then fails as it would have.
-PEER_FAILURE_HOLD_S = 5.0
 
 
 def _rank_count(text: str) -> int:
@@ -133,8 +128,9 @@ def train(cfg: TrainerConfig, source: Path, guard: OrphanGuard | None) -> int:
         return EXIT_NONFINITE
     except Exception as exc:
         if trainer is not None and env.world_size > 1:
-            log.error("failed: %s; waiting up to %.0f s for the agent", exc, PEER_FAILURE_HOLD_S)
-            trainer.stop.wait_for_signal(PEER_FAILURE_HOLD_S)
+            hold_s = peer_failure_hold_s()
+            log.error("failed: %s; waiting up to %.0f s for the agent", exc, hold_s)
+            trainer.stop.wait_for_signal(hold_s)
         raise
     finally:
         metrics.close()

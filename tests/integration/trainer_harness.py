@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from ddp.ports import free_port_block  # noqa: F401  (the tests import it from here)
-from tooling.job.torchrun import standalone_torchrun
+from tooling.job.torchrun import standalone_torchrun, torchrun_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,16 +47,18 @@ def write_config(tmp_path: Path, name: str, changes: dict[str, Any] | None = Non
     return path
 
 
+MONITOR_INTERVAL_S = 0.5
+
+
 def trainer_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = torchrun_env(disable_shared_tcp_store=True, monitor_interval_s=MONITOR_INTERVAL_S)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     env["OMP_NUM_THREADS"] = "1"
     return env
 
 
 def torchrun_command(config: Path, nproc: int, *extra: str, max_restarts: int = 0) -> list[str]:
-    return [*standalone_torchrun(config, nproc, max_restarts, monitor_interval_s=0.5), *extra]
+    return [*standalone_torchrun(config, nproc, max_restarts, MONITOR_INTERVAL_S), *extra]
 
 
 def run_trainer(

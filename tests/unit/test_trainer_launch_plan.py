@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ddp.control import AGENT_MONITOR_ENV
 from tooling.plan.phases import load_phases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,6 +228,8 @@ def test_environment_and_unit(rendered: dict, phase_name: str, host: str) -> Non
     if PLAN.rendezvous.disable_shared_tcp_store:
         assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"
     assert env["GLOO_SOCKET_IFNAME"] == env["NCCL_SOCKET_IFNAME"] == "eth1"
+    # the ranks' wait for their agent follows the interval the agent polls at (ddp.control)
+    assert float(env[AGENT_MONITOR_ENV]) == PLAN.rendezvous.monitor_interval_s
 
     unit = files["ddp-trainer.service"]
     assert "ExecStart=/usr/local/bin/ddp-launch\n" in unit

@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 
 from ddp.checkpoint import CheckpointEntry
 from ddp.config import validate_config
-from ddp.control import StopRequests, stop_cause, stop_reason
+from ddp.control import AGENT_MONITOR_ENV, StopRequests, peer_failure_hold_s, stop_cause, stop_reason
 from ddp.dist import DistEnv
 from ddp.distributed_checkpoint import SaveOutcome
 from ddp.metrics import TrainerMetrics
@@ -151,7 +151,7 @@ def test_stop_requests_name_their_cause(tmp_path: Path) -> None:
 
 
 def test_a_failing_rank_waits_for_its_agents_signal_or_gives_up(tmp_path: Path) -> None:
-    """What real_ddp_trainer's failing ranks wait on (PEER_FAILURE_HOLD_S): the agent's SIGTERM ends the
+    """What real_ddp_trainer's failing ranks wait on (peer_failure_hold_s): the agent's SIGTERM ends the
     wait at once; without one it gives up after its timeout."""
     requests = StopRequests(tmp_path / "STOP")
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -167,6 +167,16 @@ def test_a_failing_rank_waits_for_its_agents_signal_or_gives_up(tmp_path: Path) 
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+def test_a_failing_ranks_hold_outlasts_the_agents_polls() -> None:
+    """The hold grows with the interval the launch gave torchrun's agent, so a site that polls every 10 s
+    still has the killed rank named; torchrun's default applies when the launch set none."""
+    default = peer_failure_hold_s({})
+    assert default == peer_failure_hold_s({AGENT_MONITOR_ENV: "0.1"}) and default >= 5.0
+    for interval in (1.0, 10.0, 60.0):
+        assert peer_failure_hold_s({AGENT_MONITOR_ENV: str(interval)}) > 2 * interval
+    assert peer_failure_hold_s({AGENT_MONITOR_ENV: "soon"}) == default
 
 
 def test_heartbeat_reports_job_rate_and_mean_loss_since_the_last_one(tmp_path: Path) -> None:

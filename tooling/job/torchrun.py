@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ddp.config import load_config
+from ddp.control import AGENT_MONITOR_ENV
 from tooling.job import production
 from tooling.plan.phases import PhasePlan
 
@@ -49,11 +50,18 @@ def standalone_torchrun(
     ]
 
 
-def torchrun_env(disable_shared_tcp_store: bool, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The launcher's environment: `base` (default: this process's) with the plan's rendezvous switch."""
+def torchrun_env(
+    disable_shared_tcp_store: bool,
+    base: Mapping[str, str] | None = None,
+    monitor_interval_s: float | None = None,
+) -> dict[str, str]:
+    """The launcher's environment: `base` (default: this process's) with the plan's rendezvous switch, and
+    the agent's monitor interval when the launch sets one (the ranks' wait for their agent follows it)."""
     env = dict(os.environ if base is None else base)
     if disable_shared_tcp_store:
         env[SHARED_STORE_ENV] = "1"
+    if monitor_interval_s is not None:
+        env[AGENT_MONITOR_ENV] = str(monitor_interval_s)
     return env
 
 
