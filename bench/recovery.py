@@ -1,6 +1,6 @@
 """Recovery from a SIGKILLed rank vs a cold start, measured side by side in the same torchrun run.
 
-    python bench/recovery.py [--nproc 4] [--repeats 2] [--every-steps 20] [--kill-rank 1] [--target-s 30]
+    python bench/recovery.py [--nproc 4] [--repeats 3] [--every-steps 20] [--kill-rank 1] [--target-s 30]
 
 Each repeat launches the real trainer under torchrun on this machine (1 node x --nproc, CPU/Gloo, a small
 synthetic workload, a checkpoint every --every-steps steps, torchrun's --max-restarts and --monitor-interval
@@ -17,9 +17,11 @@ from tooling/phases.yml, as the nodes run it) and, in that one run:
 
 Step instants come from the trainer's ECS logs (training.log_every_steps=1 gives one heartbeat record per
 step, with its @timestamp); launch and kill instants are this script's own, on the same wall clock.
-Prints medians over --repeats, the ratio recovery / cold start, and PASS/FAIL: the median recovery must be
-<= --target-s, every run must lose at most one interval, restart once and complete. Exit 0 pass, 1 fail,
-2 usage.
+Prints medians over --repeats and PASS/FAIL: the median recovery must be <= --target-s, every run must lose
+at most one interval, restart once and complete (exit 0 pass, 1 fail, 2 usage). Beside it, the ratio
+recovery / cold start (median of the per-run ratios) with its bootstrap interval over runs and the machine's
+load (bench/ratio_stats.py), judged against --target-ratio: PASS or FAIL only when the interval is wholly on
+one side, else INCONCLUSIVE (at least 3 runs are needed for an interval).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
+from bench.ratio_stats import judge, machine_load, paired_ratio  # noqa: E402
 from ddp.atomic import atomic_write_json  # noqa: E402
 from ddp.ports import free_port_block  # noqa: E402
 from tooling.job.torchrun import standalone_torchrun, torchrun_env  # noqa: E402
@@ -413,12 +416,18 @@ def report(trials: list[Trial], args: argparse.Namespace, rendezvous: dict[str, 
         )
     cold = median(t.cold_start_s for t in trials)
     recovery = median(t.recovery_s for t in trials)
-    ratio = recovery / cold if recovery is not None and cold else None
+    paired = [(t.recovery_s, t.cold_start_s) for t in trials if t.recovery_s and t.cold_start_s]
+    estimate = paired_ratio(*map(list, zip(*paired, strict=True))) if paired else None
+    ratio_verdict = judge(estimate, args.target_ratio, higher_is_better=False) if estimate else "INCONCLUSIVE"
     lost = [t.steps_lost for t in trials if t.steps_lost is not None]
     ok, reasons = verdict(trials, args.every_steps, args.target_s)
+    print(machine_load())
     print(f"median cold start (launch -> first step)      {fmt(cold)}")
     print(f"median recovery   (kill -> first step again)  {fmt(recovery)}  (target <= {args.target_s:.0f} s)")
-    print(f"ratio recovery / cold start = {fmt(ratio, '')}")
+    print(
+        f"ratio recovery / cold start = {estimate.describe() if estimate else '-'}: {ratio_verdict} "
+        f"(target <= {args.target_ratio})"
+    )
     print(f"steps lost {lost} (max {max(lost) if lost else '-'}, interval {args.every_steps})")
     print("PASS" if ok else "FAIL: " + "; ".join(reasons))
     return {
@@ -431,7 +440,10 @@ def report(trials: list[Trial], args: argparse.Namespace, rendezvous: dict[str, 
         "rendezvous": rendezvous,
         "cold_start_s_median": cold,
         "recovery_s_median": recovery,
-        "recovery_over_cold_start_ratio": ratio,
+        "recovery_over_cold_start_ratio": estimate.ratio if estimate else None,
+        "ratio_interval": [estimate.low, estimate.high] if estimate else None,
+        "target_ratio": args.target_ratio,
+        "ratio_verdict": ratio_verdict,
         "steps_lost_max": max(lost) if lost else None,
         "pass": ok,
         "reasons": reasons,
@@ -444,13 +456,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--nproc", type=int, default=4, help="local ranks (default 4: phase 1)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs; medians are reported (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs; medians are reported (default 3)")
     parser.add_argument("--every-steps", type=int, default=20, help="checkpoint interval (default 20)")
     parser.add_argument("--kill-rank", type=int, default=1, help="rank to SIGKILL (default 1)")
     parser.add_argument(
         "--kill-step", type=int, help="kill once that rank is at this step (default 2.5 intervals)"
     )
     parser.add_argument("--target-s", type=float, default=30.0, help="recovery target (default 30 s)")
+    parser.add_argument(
+        "--target-ratio", type=float, default=0.5, help="recovery / cold start target (default 0.5)"
+    )
     parser.add_argument("--timeout-s", type=float, default=120.0, help="limit per run (default 120 s)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--verbose", action="store_true", help="print torchrun's log of a failed run")
