@@ -81,6 +81,14 @@ def test_ibv_devinfo_has_state_and_link_layer_but_no_rate() -> None:
     ]
 
 
+def test_ibv_devinfo_verbose_gives_the_rate_and_physical_state() -> None:
+    """-v on a real card: the device's capability lists (continued on bare lines, `key = value`, no colon
+    at all) are skipped; the port's width x per-lane speed is its rate."""
+    assert triples(ib.parse_ibv_devinfo(fixture("ibv_devinfo_v_mlx4_port2_polling.txt"))) == [
+        ("mlx4_1", 2, "Down", "Polling", 10.0, "InfiniBand")
+    ]
+
+
 def test_sys_ports_from_the_exporter_fixtures() -> None:
     assert triples(ib.parse_sys_ports(fixture("sys_infiniband_node_exporter.txt"))) == [
         ("i40iw0", 1, "Active", "LinkUp", 10.0, "InfiniBand"),  # "10 Gb/sec (4X)": no speed name
@@ -223,6 +231,11 @@ def test_rate_unknown_from_ibv_devinfo_warns_but_a_down_port_fails() -> None:
     assert row.status == "FAIL"
     assert "mlx5_0 port 1: state Down" in row.reason and "mlx5_0 port 1: rate not reported" in row.reason
     assert row.measured.endswith("(from ibv_devinfo)")
+    verbose = ib_row(
+        ib_sysfs=ok(""), ibstat=NOT_FOUND, ibv_devinfo=ok(fixture("ibv_devinfo_v_mlx4_port2_polling.txt"))
+    )
+    assert verbose.status == "FAIL" and "mlx4_1 port 2: state Down" in verbose.reason
+    assert "rate not reported" not in verbose.reason  # -v gives it: 10 Gb/s, far below the profile's
 
 
 def test_node_without_hcas_fails_where_the_profile_expects_some() -> None:
