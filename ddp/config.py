@@ -188,6 +188,9 @@ class MetricsSection(Strict):
     sync_check_every_steps: PositiveInt = 50
     comm_probe_every_steps: PositiveInt = 100
     status_every_steps: PositiveInt = 10
+    # A rank whose own work per step (compute, without its wait in the all-reduce) exceeds the median
+    # rank's by more than this share over the window is named a straggler.
+    straggler_margin: Annotated[float, Field(gt=0, le=10)] = 0.2
 
 
 class LoggingSection(Strict):

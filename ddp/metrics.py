@@ -88,6 +88,22 @@ class TrainerMetrics:
             "trainer_sync_step_seconds", "Forward+backward with gradient all-reduce"
         )
         self.nosync_step_seconds = gauge("trainer_nosync_step_seconds", "Forward+backward under no_sync()")
+        self.compute_seconds = measured_gauge(
+            "trainer_compute_seconds",
+            "This rank's own work per step over the window: the step less its wait in the all-reduce",
+        )
+        self.collective_wait_seconds = measured_gauge(
+            "trainer_collective_wait_seconds",
+            "Per step over the window: from this rank's last gradient bucket to the all-reduce's end",
+        )
+        self.compute_ratio_to_median = measured_gauge(
+            "trainer_compute_ratio_to_median",
+            "This rank's compute over the median rank's, at the last heartbeat",
+        )
+        self.straggler = measured_gauge(
+            "trainer_straggler",
+            "1 while this rank's compute exceeds the median's by more than metrics.straggler_margin",
+        )
         self.cpu_utilisation = gauge("trainer_cpu_utilisation_ratio", "Process CPU use / CPUs it may use")
         self.gpu_utilisation = measured_gauge("trainer_gpu_utilisation_ratio", "GPU utilisation (CUDA only)")
         self.memory_pressure = gauge("trainer_memory_pressure_ratio", "Host RAM in use / total")

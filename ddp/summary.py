@@ -40,6 +40,17 @@ class RankStats:
     comm_overhead_ratio: float | None = None
     sync_step_seconds: float | None = None
     nosync_step_seconds: float | None = None
+    # This rank's own work and its wait in the gradient all-reduce (ddp/collective_clock.py), summed over
+    # the steps that measured them.
+    split_steps: int = 0
+    compute_seconds: float = 0.0
+    collective_wait_seconds: float = 0.0
+    compute_ratio_to_median_max: float | None = None
+
+    def add_split(self, compute: float, wait: float) -> None:
+        self.split_steps += 1
+        self.compute_seconds += compute
+        self.collective_wait_seconds += wait
 
     def add_step(self, seconds: float, samples: int) -> None:
         self.steps += 1
@@ -71,6 +82,11 @@ class RankStats:
             "comm_overhead_ratio": self.comm_overhead_ratio,
             "sync_step_seconds": self.sync_step_seconds,
             "nosync_step_seconds": self.nosync_step_seconds,
+            "compute_seconds_mean": self.compute_seconds / self.split_steps if self.split_steps else None,
+            "collective_wait_seconds_mean": (
+                self.collective_wait_seconds / self.split_steps if self.split_steps else None
+            ),
+            "compute_ratio_to_median_max": self.compute_ratio_to_median_max,
         }
 
 

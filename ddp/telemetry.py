@@ -29,10 +29,11 @@ from ddp.metrics import TrainerMetrics
 from ddp.plain_collectives import all_gather_json
 from ddp.progress import Counters, Position
 from ddp.status import RankStatus
+from ddp.stragglers import is_straggler, ratios_to_median
 from ddp.summary import SUMMARY_FILE, RankStats, build_summary, load_previous, write_summary
 from ddp.sync_check import SyncCheck
 from ddp.sysstats import SystemSampler
-from ddp.window import Decimated, StepWindow
+from ddp.window import Decimated, SplitWindow, StepWindow
 from ddp.workloads.base import Workload
 
 # The trainer's records keep its logger name wherever they are written from: Filebeat files them under
@@ -41,6 +42,8 @@ log = logging.getLogger("ddp.trainer")
 
 # Sums a tensor across ranks in place (torch.distributed.all_reduce in a job).
 AllReduce = Callable[[torch.Tensor], Any]
+# The heartbeat's figures before the ranks' compute vector (one slot per rank).
+_HEARTBEAT_FIELDS = 6
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,14 @@ class StepResult:
     loss: float  # NaN/inf on a skipped step
     seconds: float
     probe: ProbeTiming | None = None
+    # From this rank's last gradient bucket to the all-reduce's end (ddp/collective_clock.py); None when
+    # the step communicated nothing.
+    collective_wait: float | None = None
+
+    @property
+    def own_seconds(self) -> float:
+        """The step without a probe's extra pass."""
+        return self.probe.step_seconds if self.probe is not None else self.seconds
 
 
 class Agreement(NamedTuple):
@@ -91,6 +102,9 @@ class Telemetry:
         self.samples_per_step = cfg.training.batch_size * cfg.ddp.grad_accum_steps
         self.stats = RankStats(env.rank, env.local_rank, env.node)
         self.window = StepWindow(cfg.metrics.window_steps)
+        self.split = SplitWindow(cfg.metrics.window_steps)
+        self._straggling = False
+        self._compute_ratio: float | None = None
         self.overhead = CommOverhead(cfg.metrics.comm_probe_every_steps)
         self.sampler = SystemSampler(env.device)
         self.status = RankStatus(run_dir / "status", env, cfg.run.name)
@@ -167,6 +181,13 @@ class Telemetry:
             self.stats.last_loss = loss
             self._heartbeat_loss.append(loss)
             m.loss.set(loss)
+        if result.collective_wait is not None:
+            compute = max(0.0, result.own_seconds - result.collective_wait)
+            self.split.add(compute, result.collective_wait)
+            self.stats.add_split(compute, result.collective_wait)
+            compute_mean, wait_mean = self.split.means() or (compute, result.collective_wait)
+            m.compute_seconds.set(compute_mean)
+            m.collective_wait_seconds.set(wait_mean)
         m.step.set(self.counters.steps)
         m.epoch.set(self.position.epoch)
         m.samples_per_second.set(self.window.samples_per_second())
@@ -220,6 +241,9 @@ class Telemetry:
     def heartbeat(self, stop_requested: bool, checkpoint_due: bool, by_signal: bool = False) -> Agreement:
         """Collective. All-reduce rate, loss and this rank's requests; a request of any rank binds all.
         `by_signal`: this rank's stop request came from a signal, so every rank learns the stop's cause."""
+        split = self.split.means()
+        computes = [0.0] * self.env.world_size  # each rank fills its own slot; the sum gathers them all
+        computes[self.env.rank] = split[0] if split else 0.0
         local = torch.tensor(
             [
                 self.window.samples_per_second(),
@@ -228,13 +252,16 @@ class Telemetry:
                 float(stop_requested),
                 float(checkpoint_due),
                 float(by_signal),
+                *computes,
             ],
             dtype=torch.float64,
             device=self.env.device,
         )
         self._heartbeat_loss.clear()
         self._all_reduce(local)
-        rate, loss_sum, loss_count, stop, ckpt, signalled = local.tolist()
+        figures = local.tolist()
+        rate, loss_sum, loss_count, stop, ckpt, signalled = figures[:_HEARTBEAT_FIELDS]
+        self._judge_compute(figures[_HEARTBEAT_FIELDS:])
         mean_loss = loss_sum / loss_count if loss_count else math.nan
         sigma = self.window.rate_stddev(scale=self.env.world_size)
         self.metrics.global_samples_per_second.set(rate)
@@ -257,11 +284,44 @@ class Telemetry:
                     "global_samples_per_second": rate,
                     "throughput_stddev": sigma,
                     "comm_overhead_ratio": self.stats.comm_overhead_ratio,
+                    "compute_seconds": split[0] if split else None,
+                    "collective_wait_seconds": split[1] if split else None,
+                    "compute_ratio_to_median": self._compute_ratio,
                     "event": "heartbeat",
                 }
             },
         )
         return Agreement(stop > 0, ckpt > 0, signalled > 0)
+
+    def _judge_compute(self, computes: list[float]) -> None:
+        """This rank's compute against the median rank's; a rank that turns straggler (or recovers) says
+        so once, naming itself and its node, so the log shows where a slow job is slow."""
+        ratio = ratios_to_median(computes)[self.env.rank]
+        if ratio is None:
+            return
+        self._compute_ratio = ratio
+        margin = self.cfg.metrics.straggler_margin
+        straggling = is_straggler(ratio, margin)
+        self.metrics.compute_ratio_to_median.set(ratio)
+        self.metrics.straggler.set(float(straggling))
+        self.stats.compute_ratio_to_median_max = max(self.stats.compute_ratio_to_median_max or 0.0, ratio)
+        if straggling != self._straggling:
+            log.warning(
+                "rank %d on node %s %s: its compute per step is %.2fx the median rank's (margin %.0f%%)",
+                self.env.rank,
+                self.env.node,
+                "is a straggler" if straggling else "is no longer a straggler",
+                ratio,
+                100 * margin,
+                extra={
+                    "trainer": {
+                        "step": self.counters.steps,
+                        "event": "straggler" if straggling else "straggler_recovered",
+                        "compute_ratio_to_median": ratio,
+                    }
+                },
+            )
+        self._straggling = straggling
 
     def _sample_system(self) -> None:
         sample = self.sampler.sample()
@@ -356,12 +416,16 @@ class Telemetry:
             self.write_summary(status, reason, digests)
 
     def write_status(self, state: str, loss: float | None = None, **extra: Any) -> None:
+        split = self.split.means()
         fields = {
             "step": self.counters.steps,
             "max_steps": self.cfg.training.max_steps,
             "epoch": self.position.epoch,
             "loss": loss,
             "samples_per_second": self.window.samples_per_second(),
+            "compute_seconds": split[0] if split else None,
+            "collective_wait_seconds": split[1] if split else None,
+            "compute_ratio_to_median": self._compute_ratio,
             "last_checkpoint_step": self.checkpoint_info["last_step"],
             **extra,
         }

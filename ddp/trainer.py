@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ddp import rng
 from ddp.checkpoint import CheckpointStore
+from ddp.collective_clock import CollectiveClock
 from ddp.config import TrainerConfig
 from ddp.control import StopRequests, stop_reason
 from ddp.data import Batch, ShardedBatches
@@ -68,8 +69,11 @@ class Trainer:
             static_graph=cfg.ddp.static_graph,
             find_unused_parameters=cfg.ddp.find_unused_parameters,
         )
-        if cfg.ddp.fp16_compression:
-            self.model.register_comm_hook(state=None, hook=default_hooks.fp16_compress_hook)
+        # Every bucket goes through the clock, which times this rank's wait in the all-reduce and hands
+        # the bucket on to the hook that communicates it (plain, or fp16-compressed).
+        inner = default_hooks.fp16_compress_hook if cfg.ddp.fp16_compression else default_hooks.allreduce_hook
+        self.clock = CollectiveClock(env.device, inner)
+        self.model.register_comm_hook(state=None, hook=self.clock.hook)
         self.optimizer = self._build_optimizer(model)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, tcfg.max_steps)
         # Dropout/augmentation draws differ per rank; model init above was identical everywhere.
@@ -177,14 +181,19 @@ class Trainer:
             probe_seconds = time.perf_counter() - start
         loss_total = torch.zeros((), device=self.env.device)
         sync_fwd_bwd = 0.0
+        wait: float | None = None
         for i, batch in enumerate(micro):
             last = i == accum - 1
             # Only the last micro-batch all-reduces: the others accumulate locally under no_sync().
-            ctx = contextlib.nullcontext() if last or first_iteration else self.model.no_sync()
+            synced = last or first_iteration
+            ctx = contextlib.nullcontext() if synced else self.model.no_sync()
+            if synced:
+                self.clock.start()
             t0 = time.perf_counter()
             with ctx:
                 loss_total += self._forward_backward(batch, scale)
             if last:
+                wait = self.clock.wait_seconds()
                 _device_sync(self.env.device)
                 sync_fwd_bwd = time.perf_counter() - t0
         loss = float(loss_total)
@@ -200,7 +209,7 @@ class Trainer:
         self.counters.steps = step_index
         seconds = time.perf_counter() - start
         probe = ProbeTiming(sync_fwd_bwd, nosync, seconds - probe_seconds) if probe_seconds else None
-        return StepResult(loss, seconds, probe)
+        return StepResult(loss, seconds, probe, wait)
 
     def _on_nonfinite(self, step: int, loss: float, grad_norm: float) -> None:
         what = f"non-finite loss or gradients at step {step} (loss={loss}, grad_norm={grad_norm})"

@@ -32,6 +32,24 @@ class StepWindow:
         return statistics.fmean(self._durations) if self._durations else 0.0
 
 
+class SplitWindow:
+    """Mean compute and collective-wait seconds per step over the last N steps that measured both."""
+
+    def __init__(self, size: int) -> None:
+        self._compute: deque[float] = deque(maxlen=size)
+        self._wait: deque[float] = deque(maxlen=size)
+
+    def add(self, compute_s: float, wait_s: float) -> None:
+        self._compute.append(compute_s)
+        self._wait.append(wait_s)
+
+    def means(self) -> tuple[float, float] | None:
+        """(compute, wait) means, None before the first measured step."""
+        if not self._compute:
+            return None
+        return statistics.fmean(self._compute), statistics.fmean(self._wait)
+
+
 class Decimated:
     """A bounded series for long runs: when full, keep every other point and sample half as often."""
 

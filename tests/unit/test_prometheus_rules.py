@@ -39,7 +39,7 @@ RULE_TESTS_DIR = PROM_ROLE / "files" / "rules-tests"
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 RULE_TEST_FILES = sorted(RULE_TESTS_DIR.glob("*.test.yml"))
 PHASES = yaml.safe_load((ROOT / "tooling" / "phases.yml").read_text())
-RECORD_NAME = re.compile(r"^(job|instance):[a-z][a-z0-9_]*:[a-z0-9_]+$")
+RECORD_NAME = re.compile(r"^(job|instance|node):[a-z][a-z0-9_]*:[a-z0-9_]+$")
 TEST_PASSWORD_HASH = "$2b$10$O.26R7CApDyeVTmvOk2x/uyqeRBBujEyxWzqc8zHuyDrQiN7N7Aim"
 
 

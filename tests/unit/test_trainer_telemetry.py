@@ -37,12 +37,19 @@ def _env(rank: int = 0, restart_count: int = 0) -> DistEnv:
 
 
 def _peer(
-    rate: float, loss_sum: float, loss_count: int, stop: bool, checkpoint: bool, by_signal: bool = False
+    rate: float,
+    loss_sum: float,
+    loss_count: int,
+    stop: bool,
+    checkpoint: bool,
+    by_signal: bool = False,
+    compute: float = 0.0,
 ) -> AllReduce:
-    """The sum all-reduce of a two-rank job whose other rank contributed these heartbeat figures."""
+    """The sum all-reduce of a two-rank job whose other rank (rank 1) contributed these heartbeat figures,
+    its mean compute per step in its own slot of the ranks' vector."""
 
     def all_reduce(local: torch.Tensor) -> None:
-        figures = [rate, loss_sum, loss_count, float(stop), float(checkpoint), float(by_signal)]
+        figures = [rate, loss_sum, loss_count, float(stop), float(checkpoint), float(by_signal), 0.0, compute]
         local += torch.tensor(figures, dtype=local.dtype)
 
     return all_reduce
@@ -351,3 +358,56 @@ def test_progress_loads_in_place_and_rejects_unknown_keys() -> None:
     position = Position()
     position.load({"epoch": 3, "batch_in_epoch": 7})
     assert position == Position(3, 7)
+
+
+def test_each_step_splits_own_work_from_the_wait_in_the_all_reduce(tmp_path: Path) -> None:
+    t = _telemetry(tmp_path)
+    t.counters.steps += 1
+    t.on_step(StepResult(1.0, 0.5, None, collective_wait=0.1))
+    t.counters.steps += 1
+    # A probe step: its extra no_sync pass is nobody's compute.
+    t.on_step(StepResult(1.0, 0.9, ProbeTiming(0.3, 0.25, 0.5), collective_wait=0.3))
+    t.counters.steps += 1
+    t.on_step(StepResult(1.0, 0.5))  # nothing communicated: nothing to split
+    assert _sample(t, "trainer_compute_seconds") == pytest.approx((0.4 + 0.2) / 2)
+    assert _sample(t, "trainer_collective_wait_seconds") == pytest.approx((0.1 + 0.3) / 2)
+    digest = t.digest()
+    assert digest["compute_seconds_mean"] == pytest.approx(0.3)
+    assert digest["collective_wait_seconds_mean"] == pytest.approx(0.2)
+
+
+def test_a_rank_slower_than_the_median_names_itself_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trainer started earlier in this process (ddp.logs.setup_logging) stops "ddp" propagating to caplog.
+    monkeypatch.setattr(logging.getLogger("ddp"), "propagate", True)
+    peer_compute = 0.1
+    t = _telemetry(tmp_path, all_reduce=_peer(100.0, 3.0, 2, False, False, compute=peer_compute))
+    assert _sample(t, "trainer_straggler") is None  # nothing judged before a measured heartbeat
+    for _ in range(3):
+        t.counters.steps += 1
+        t.on_step(StepResult(1.0, 0.5, None, collective_wait=0.05))
+    with caplog.at_level(logging.WARNING, logger="ddp.trainer"):
+        t.heartbeat(False, False)
+        t.heartbeat(False, False)
+    # median of 0.45 and 0.1 is 0.275: this rank is 1.64x it, beyond the default 20 % margin
+    assert _sample(t, "trainer_compute_ratio_to_median") == pytest.approx(0.45 / 0.275)
+    assert _sample(t, "trainer_straggler") == 1.0
+    warnings = [r.getMessage() for r in caplog.records if "straggler" in r.getMessage()]
+    assert warnings == [
+        "rank 0 on node node1 is a straggler: its compute per step is 1.64x the median rank's (margin 20%)"
+    ]
+    t.write_status("running", 1.0)
+    status = json.loads(t.status.path.read_text())
+    assert status["compute_ratio_to_median"] == pytest.approx(0.45 / 0.275)
+    assert status["collective_wait_seconds"] == pytest.approx(0.05)
+    assert t.digest()["compute_ratio_to_median_max"] == pytest.approx(0.45 / 0.275)
+
+
+def test_a_rank_as_fast_as_its_peer_is_no_straggler(tmp_path: Path) -> None:
+    t = _telemetry(tmp_path, all_reduce=_peer(100.0, 3.0, 2, False, False, compute=0.45))
+    t.counters.steps += 1
+    t.on_step(StepResult(1.0, 0.5, None, collective_wait=0.05))
+    t.heartbeat(False, False)
+    assert _sample(t, "trainer_compute_ratio_to_median") == pytest.approx(1.0)
+    assert _sample(t, "trainer_straggler") == 0.0

@@ -1,6 +1,6 @@
 """Dashboard ddp-ranks.
 
-Which ranks and nodes answer, restarts, progress and the run each rank belongs to.
+Which ranks and nodes answer, restarts, progress, which rank is slow, and the run each rank belongs to.
 """
 
 from __future__ import annotations
@@ -52,6 +52,25 @@ def panels() -> tuple[AnyPanel, ...]:
             (query(f"trainer_step{{{TRAINER}}}", RANK),),
             "A flat line while the others climb is a stalled rank (TrainerStalled after 10m).",
             decimals=0,
+        ),
+        timeseries_panel(
+            "Compute per step against the median rank's",
+            (query(f"trainer_compute_ratio_to_median{{{TRAINER}}}", RANK),),
+            "Each rank's own work per step (the step less its wait in the all-reduce) over the median rank's. "
+            "Above 1 + metrics.straggler_margin (default 1.2) the rank is a straggler "
+            "(TrainerStragglerRank after 1m); the others then wait for it.",
+            min=0,
+        ),
+        timeseries_panel(
+            "Compute and all-reduce wait per step",
+            (
+                query(f"trainer_compute_seconds{{{TRAINER}}}", f"{RANK} compute"),
+                query(f"trainer_collective_wait_seconds{{{TRAINER}}}", f"{RANK} wait"),
+            ),
+            "Wait = from the rank's last gradient bucket to the all-reduce's end. A slow network raises "
+            "every rank's wait with compute unchanged; a slow rank raises its own compute and its peers' wait.",
+            unit="s",
+            min=0,
         ),
         timeseries_panel(
             "Worker uptime",

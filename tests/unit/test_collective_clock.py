@@ -1,0 +1,73 @@
+"""ddp/collective_clock.py on two real Gloo ranks: the rank that computes slowly waits little in the
+all-reduce, its peer waits for it; a step under no_sync() communicates nothing and measures nothing; the
+wrapped hook still averages the gradients."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ddp.collective_clock import CollectiveClock
+
+pytestmark = pytest.mark.slow
+WORLD = 2
+SLOW_RANK = 1
+DELAY_S = 0.4
+
+
+class SlowOnOneRank(nn.Module):
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = nn.Linear(8, 1)
+        self.delay_s = delay_s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.delay_s)  # this rank's own work, before any gradient is ready
+        return self.layer(x)
+
+
+def _worker(rank: int, tmp: Path, results: Any) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{tmp / 'rendezvous'}", rank=rank, world_size=WORLD)
+    try:
+        model = DDP(SlowOnOneRank(DELAY_S if rank == SLOW_RANK else 0.0))
+        clock = CollectiveClock(torch.device("cpu"))
+        model.register_comm_hook(state=None, hook=clock.hook)
+        out: dict[str, Any] = {}
+        for step in range(3):  # the first steps set DDP up; the last one is measured
+            clock.start()
+            model(torch.full((4, 8), float(rank + 1))).sum().backward()
+            out["wait"] = clock.wait_seconds()
+            out["grad"] = model.module.layer.weight.grad.clone().tolist()
+            model.zero_grad(set_to_none=True)
+            if step == 1:
+                dist.barrier()
+        clock.start()
+        with model.no_sync():
+            model(torch.ones(4, 8)).sum().backward()
+        out["wait_no_sync"] = clock.wait_seconds()
+        results[rank] = out
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_waiting_rank_is_the_fast_one(tmp_path: Path) -> None:
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_worker, args=(tmp_path, results), nprocs=WORLD, join=True)
+        got = dict(results)
+    fast, slow = got[1 - SLOW_RANK], got[SLOW_RANK]
+    assert fast["wait"] >= 0.75 * DELAY_S, got  # it waited for its peer's gradients
+    assert slow["wait"] < 0.5 * DELAY_S, got  # its peer was ready: the all-reduce ended soon after
+    assert fast["wait_no_sync"] is None and slow["wait_no_sync"] is None
+    # The wrapped hook is the plain all-reduce: both ranks hold the mean of the two ranks' gradients.
+    assert fast["grad"] == slow["grad"]
+    assert fast["grad"][0] == pytest.approx([6.0] * 8)  # d(sum)/dW = 4 rows of x; mean of 4*1 and 4*2
