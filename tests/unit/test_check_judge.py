@@ -116,6 +116,16 @@ def test_balance_prefers_reported_step_time_and_skips_without_rates() -> None:
     assert judge.judge_balance(lonely, T).status == "SKIP"
 
 
+def test_balance_compares_compute_where_ranks_report_it() -> None:
+    """In DDP every rank's step takes as long as the slowest's (the others wait in the all-reduce): the
+    ranks' own compute names the slow one where their step times are all equal."""
+    ranks = [rank(i, "node1", step_seconds=0.8, compute_seconds=0.2) for i in range(3)]
+    ranks.append(rank(3, "node1", step_seconds=0.8, compute_seconds=0.78))
+    row = judge.judge_balance([NodeReport("node1", ranks, NOW)], T)
+    assert row.status == "FAIL" and row.data["ratio"] == pytest.approx(3.9)
+    assert "slowest rank 3 (node1)" in row.reason and "per-rank compute" in row.reason
+
+
 # --- alerts ----------------------------------------------------------------------------------------------
 
 
