@@ -1,12 +1,15 @@
 """Faults put on the shared cluster's runs and what the tests read back: node2 lost (its container killed)
 or cut off (its traffic to node1 dropped in its own network namespace, the host untouched), a rank
-SIGKILLed right after a checkpoint, and the run's checkpoints, incarnations and unit state on the nodes."""
+SIGKILLed right after a checkpoint, a node's ranks starved of CPU time, and the run's checkpoints,
+incarnations and unit state on the nodes."""
 
 from __future__ import annotations
 
 import json
 import shlex
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -134,3 +137,33 @@ def incarnations(box: Sandbox, run_dir: str, count: int) -> list[dict]:
 
     found: list[dict] = wait_until(f"{count} incarnations of {run_dir}", read, 300, every=3)
     return found
+
+
+@contextmanager
+def starved(
+    box: Sandbox, host: str, run_dir: str, stopped_s: float = 0.3, running_s: float = 0.2
+) -> Iterator[None]:
+    """`host`'s ranks run only part of the time: stopped and continued in turn (SIGSTOP/SIGCONT, as
+    cpulimit does), a node whose CPUs something else takes. Unlike a CFS quota (`podman update --cpus`),
+    which throttles only CPU work, this also stretches the ranks' simulated device time (a sleep), as a
+    starved host thread stretches a GPU rank's steps. The loop runs on the node itself, bounded in time,
+    and always leaves the ranks running."""
+    read_pids = (
+        "import glob, json, sys; files = glob.glob(sys.argv[1] + '/status/rank*.json'); "
+        "print(' '.join(str(json.load(open(f))['pid']) for f in files))"
+    )
+    ranks = on_node(box, host, f"{VENV_PYTHON} -c {shlex.quote(read_pids)} {run_dir}")
+    pids = ranks.stdout.strip()
+    assert ranks.rc == 0 and pids, ranks
+    stop_file = f"/tmp/ddp-test-starve-{host}"
+    loop = (
+        f"trap 'kill -CONT {pids}' EXIT; while [ ! -e {stop_file} ]; do kill -STOP {pids}; "
+        f"sleep {stopped_s}; kill -CONT {pids}; sleep {running_s}; done"
+    )
+    detached = f"setsid -f timeout 300 bash -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1"
+    started = on_node(box, host, f"rm -f {stop_file}; {detached}")
+    assert started.rc == 0, started
+    try:
+        yield
+    finally:
+        on_node(box, host, f"touch {stop_file}; sleep {stopped_s + running_s}; kill -CONT {pids}")
