@@ -24,4 +24,3 @@ def ratios_to_median(computes: Sequence[float]) -> list[float | None]:
 def is_straggler(ratio: float, margin: float) -> bool:
     """Whether a rank's compute, `ratio` times the median's, exceeds it by more than `margin` (0.2 = 20 %)."""
     return ratio > 1.0 + margin
-

@@ -47,6 +47,11 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# DDP builds its buckets in the first iteration and rebuilds them in the second: those steps' timings say
+# nothing about a rank's pace, so the compute/wait split (and the straggler verdict) starts after them.
+SPLIT_WARMUP_ITERATIONS = 2
+
+
 def _device_sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -192,7 +197,7 @@ class Trainer:
             t0 = time.perf_counter()
             with ctx:
                 loss_total += self._forward_backward(batch, scale)
-            if last:
+            if last and self._iterations > SPLIT_WARMUP_ITERATIONS:
                 wait = self.clock.wait_seconds()
                 _device_sync(self.env.device)
                 sync_fwd_bwd = time.perf_counter() - t0

@@ -105,6 +105,15 @@ def wait_for_summary(
     return found
 
 
+def assert_no_straggler(summary: dict) -> None:
+    """A healthy run names nobody: no rank's compute ever exceeded the median rank's by the run's margin
+    (the false positives of straggler detection, counted on every healthy cluster run)."""
+    margin = summary["config"]["metrics"]["straggler_margin"]
+    worst = {r["rank"]: r["compute_ratio_to_median_max"] for r in summary["ranks"]}
+    assert all(v is not None for v in worst.values()), f"a rank never measured its compute: {worst}"
+    assert max(worst.values()) <= 1 + margin, f"a healthy run named a straggler: {worst}"
+
+
 def corrupt_newest_checkpoint(box: Sandbox, host: str, run_dir: str) -> str:
     """Flip a byte of the newest checkpoint of `run_dir` on `host`; the damaged file's path."""
     corrupted = on_node(

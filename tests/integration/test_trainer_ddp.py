@@ -227,6 +227,10 @@ def test_metrics_endpoint_scraped_during_run_and_digits_converges(tmp_path: Path
             "trainer_grad_sync_accuracy_ratio",
             "trainer_checkpoint_age_seconds",
             "trainer_nonfinite_loss",
+            "trainer_compute_seconds",
+            "trainer_collective_wait_seconds",
+            "trainer_compute_ratio_to_median",
+            "trainer_straggler",
         ):
             assert name in families, f"{name} missing on local rank {local_rank}"
         labels = families["trainer_loss"][0].labels
@@ -265,6 +269,9 @@ def test_ddp_options_all_on(tmp_path: Path) -> None:
     result = summary(tmp_path, "opts")
     assert result["grad_sync"]["mismatches"] == 0
     assert result["loss"]["last"] < result["loss"]["first"]
+    # The clock wraps the fp16 compression hook: both ranks split their steps.
+    assert all(r["compute_seconds_mean"] > 0 for r in result["ranks"]), result["ranks"]
+    assert all(r["collective_wait_seconds_mean"] is not None for r in result["ranks"]), result["ranks"]
 
 
 def _sync_worker(rank: int, world: int, port: int, results: dict) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.cluster.checks import CLUSTER_VERIFIED_ROLES, run_role_verify, verify_phase
 from tests.integration.sandbox_harness import Sandbox, explain
-from tests.integration.sandbox_jobs import SMALL_RUN, wait_for_summary
+from tests.integration.sandbox_jobs import SMALL_RUN, assert_no_straggler, wait_for_summary
 from tooling.inventory import group_hosts, load_inventory, ssh_targets
 from tooling.remote import run_everywhere
 
@@ -92,6 +92,7 @@ def test_torchrun_two_nodes_by_two_processes(phase2a_cluster: Sandbox) -> None:
     assert (summary["world_size"], summary["nodes"], summary["steps"]) == (4, 2, 40)
     assert {r["node"] for r in summary["ranks"]} == {"node1", "node2"}
     assert summary["grad_sync"]["mismatches"] == 0 and summary["grad_sync"]["checks"] >= 1
+    assert_no_straggler(summary)
 
 
 def test_healthy_phase_passes_the_sandbox_profile(phase2a_cluster: Sandbox) -> None:

@@ -21,7 +21,14 @@ from matplotlib import pyplot as plt
 
 from tests.integration.cluster.checks import run_role_verify
 from tests.integration.sandbox_harness import ROOT, Sandbox, explain
-from tests.integration.sandbox_jobs import RUN_ROOT, SMALL_RUN, forget_run, on_node, wait_for_summary
+from tests.integration.sandbox_jobs import (
+    RUN_ROOT,
+    SMALL_RUN,
+    assert_no_straggler,
+    forget_run,
+    on_node,
+    wait_for_summary,
+)
 from tests.integration.sandbox_monitor import instant_query, monitor_url, wait_until
 from tooling.gates.records import latest_record
 from tooling.report.build import phase_figures
@@ -45,6 +52,7 @@ def _sets(*extra: str) -> list[str]:
 def _fetch_summary(box: Sandbox, run_id: str, status: str) -> tuple[Path, dict[str, Any]]:
     summary = wait_for_summary(box, f"{RUN_ROOT}/{run_id}", status=status)
     assert summary["status"] == status, summary.get("reason")
+    assert_no_straggler(summary)
     path = box.tmp / "rollout-runs" / run_id / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary))
