@@ -21,7 +21,8 @@ WAIVE_HOST_LIMITS = {
         "all": {
             name: {"waive": "sandbox rehearsal: no node_exporter, no soak"}
             for name in ("packet_loss", "thermal_throttling", "uptime")
-        },
+        }
+        | {"stragglers": {"waive": "recorded before the trainer measured its ranks' compute"}},
         "1": {
             "throughput_sigma": {"target": "< 2000", "minimum": "< 3000"},
             "comm_overhead": {"target": "<= 80%", "minimum": "<= 90%"},
@@ -69,7 +70,7 @@ def test_go_with_site_criteria_then_phases_moves_on(tmp_path: Path) -> None:
     assert code == 0, out
     record = json.loads(out)
     assert record["decision"] == "GO"
-    assert set(record["waivers"]) == {"packet_loss", "thermal_throttling", "uptime"}
+    assert set(record["waivers"]) == {"packet_loss", "thermal_throttling", "uptime", "stragglers"}
     assert record["sources"]["criteria_file"] == str(site)
 
     result = runner.invoke(app, ["phases", "--decisions", str(tmp_path / "decisions"), "--json"])

@@ -57,7 +57,8 @@ def test_warn_still_goes(tmp_path: Path) -> None:
             }
         },
     )
-    given = {"packet_loss": 0.0, "thermal_throttling": 0.0, "uptime": 1.0}
+    # "stragglers": this run was recorded before the trainer measured its ranks' compute.
+    given = {"packet_loss": 0.0, "thermal_throttling": 0.0, "uptime": 1.0, "stragglers": 0.0}
     result = run_gate("1", recorded("phase1_4rank_cpu"), site_file=site, given=given)
     assert verdicts(result)["throughput"] == "WARN"
     assert result.decision == "GO"
@@ -70,7 +71,9 @@ def test_missing_data_is_no_go(tmp_path: Path) -> None:
     assert v["packet_loss"] == v["thermal_throttling"] == v["uptime"] == "NO DATA"
     assert "FAIL" not in v.values()
     assert result.decision == "NO-GO"
-    assert {row.name for row in result.rows if row.blocks} == {"packet_loss", "thermal_throttling", "uptime"}
+    # stragglers too: the run was recorded before the trainer measured its ranks' compute.
+    blocking = {row.name for row in result.rows if row.blocks}
+    assert blocking == {"packet_loss", "thermal_throttling", "uptime", "stragglers"}
 
 
 def test_waived_missing_data_goes(tmp_path: Path) -> None:
@@ -79,11 +82,25 @@ def test_waived_missing_data_goes(tmp_path: Path) -> None:
         name: {"waive": "sandbox rehearsal: no node_exporter, no soak"}
         for name in ("packet_loss", "thermal_throttling", "uptime")
     }
+    body["all"]["stragglers"] = {"waive": "recorded before the trainer measured its ranks' compute"}
     result = run_gate("1", recorded("phase1_4rank_cpu"), site_file=_site(tmp_path, body))
     row = next(r for r in result.rows if r.name == "uptime")
     assert row.verdict == "NO DATA" and not row.blocks
     assert "waived by the site: sandbox rehearsal" in row.note
     assert result.decision == "GO"
+
+
+def test_stragglers_counted_from_each_ranks_worst_compute_ratio() -> None:
+    """A run of the trainer that measured its compute split (2 ranks on one machine, neither a straggler);
+    then the same summary with rank 1's worst ratio raised past the margin, as a slow rank's would be."""
+    summary = recorded("phase1_2rank_split_cpu")
+    row = next(r for r in run_gate("1", summary).rows if r.name == "stragglers")
+    assert (row.verdict, row.measurement.value) == ("PASS", 0.0)
+    assert "none; highest compute 1.03x the median (margin 20%)" in row.measurement.note
+    summary["ranks"][1]["compute_ratio_to_median_max"] = 1.6
+    row = next(r for r in run_gate("1", summary).rows if r.name == "stragglers")
+    assert (row.verdict, row.measurement.value) == ("FAIL", 1.0)
+    assert row.measurement.note.startswith("ranks 1; highest compute 1.60x")
 
 
 def test_waiver_does_not_hide_a_measured_failure(tmp_path: Path) -> None:

@@ -147,10 +147,11 @@ def judge_ranks(report: NodeReport, nproc: int, state: str, stale_s: float) -> F
 def step_times(reports: Sequence[NodeReport]) -> tuple[list[tuple[dict[str, Any], float]], str]:
     """(rank, seconds per step) for every rank that reports one, and where the figure came from.
 
-    A rank's own work per step (its compute: the step less its wait in the all-reduce, ddp/collective_clock.py)
-    tells the ranks apart. Step time and throughput do so only where ranks do not wait for each other: in
-    DDP every rank waits for the slowest in each all-reduce, so they are the fallback for trainers that
-    publish no compute. Ranks share one batch size, so 1 / samples-per-second ranks them as step time does."""
+    A rank's own work per step (its compute: the step less its wait in the all-reduce,
+    ddp/collective_clock.py) tells the ranks apart. Step time and throughput do so only where ranks do
+    not wait for each other: in DDP every rank waits for the slowest in each all-reduce, so they are the
+    fallback for trainers that publish no compute. Ranks share one batch size, so 1 / samples-per-second
+    ranks them as step time does."""
     ranks = [r for report in reports for r in report.ranks if r.get("state") in ("running", "completed")]
     compute = [(r, float(r["compute_seconds"])) for r in ranks if (r.get("compute_seconds") or 0) > 0]
     if len(compute) >= 2:

@@ -56,8 +56,8 @@ def panels() -> tuple[AnyPanel, ...]:
         timeseries_panel(
             "Compute per step against the median rank's",
             (query(f"trainer_compute_ratio_to_median{{{TRAINER}}}", RANK),),
-            "Each rank's own work per step (the step less its wait in the all-reduce) over the median rank's. "
-            "Above 1 + metrics.straggler_margin (default 1.2) the rank is a straggler "
+            "Each rank's own work per step (the step less its wait in the all-reduce) over the median "
+            "rank's. Above 1 + metrics.straggler_margin (default 1.2) the rank is a straggler "
             "(TrainerStragglerRank after 1m); the others then wait for it.",
             min=0,
         ),
@@ -68,7 +68,8 @@ def panels() -> tuple[AnyPanel, ...]:
                 query(f"trainer_collective_wait_seconds{{{TRAINER}}}", f"{RANK} wait"),
             ),
             "Wait = from the rank's last gradient bucket to the all-reduce's end. A slow network raises "
-            "every rank's wait with compute unchanged; a slow rank raises its own compute and its peers' wait.",
+            "every rank's wait with compute unchanged; a slow rank raises its own compute and its peers' "
+            "wait.",
             unit="s",
             min=0,
         ),

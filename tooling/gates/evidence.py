@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddp.stragglers import is_straggler
 from tooling.console import ToolingError
 from tooling.plan.measurements import Measurement, missing
 
@@ -173,6 +174,7 @@ def from_summary(summary: dict[str, Any], expected_world_size: int) -> dict[str,
         src,
         f"{len(ranks)} of {expected_world_size} ranks reported, {mismatches} check(s) disagreed",
     )
+    out["stragglers"] = _stragglers(summary, src)
     out["packet_loss"] = missing(
         src, "the run summary has no network counters; needs node_exporter via --prometheus"
     )
@@ -183,3 +185,24 @@ def from_summary(summary: dict[str, Any], expected_world_size: int) -> dict[str,
         src, "one run's summary is not a soak; run `tooling soak --phase P` (or --prometheus over a soak)"
     )
     return out
+
+
+def _stragglers(summary: dict[str, Any], src: str) -> Measurement:
+    """Ranks whose compute ever exceeded the median rank's by the run's margin (ddp/stragglers.py), from
+    each rank's highest ratio over the run."""
+    margin = ((summary.get("config") or {}).get("metrics") or {}).get("straggler_margin")
+    worst = {
+        r.get("rank"): ratio
+        for r in summary.get("ranks", [])
+        if (ratio := _finite(r.get("compute_ratio_to_median_max"))) is not None
+    }
+    if not worst or margin is None:
+        return missing(
+            src, "no rank measured its compute against the median (run too short, or older trainer)"
+        )
+    named = sorted(rank for rank, ratio in worst.items() if is_straggler(ratio, float(margin)))
+    slowest = max(worst.values())
+    detail = f"ranks {', '.join(map(str, named))}" if named else "none"
+    return Measurement(
+        float(len(named)), src, f"{detail}; highest compute {slowest:.2f}x the median (margin {margin:.0%})"
+    )

@@ -128,6 +128,12 @@ def measure(
         SRC,
         f"{seen} of {expected_ranks} ranks scraped, {mismatches:g} check(s) disagreed",
     )
+    named = [v for _, v in q("sum(trainer_straggler)")]
+    out["stragglers"] = (
+        Measurement(max(named), SRC, "most ranks named stragglers at once (sum of trainer_straggler)")
+        if named
+        else missing(SRC, "no trainer_straggler in the window (run too short, or older trainer)")
+    )
     share = uptime(ranks_up, progress, expected_ranks, step, end)
     out["uptime"] = (
         Measurement(

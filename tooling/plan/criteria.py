@@ -107,6 +107,13 @@ KINDS: dict[str, Kind] = {
             "drop of scaling efficiency relative to the previous phase's",
         ),
         Kind(
+            "stragglers",
+            "straggler ranks",
+            "count",
+            "lower",
+            "ranks whose own work per step exceeded the median rank's by more than metrics.straggler_margin",
+        ),
+        Kind(
             "ranks_in_sync",
             "ranks out of sync or missing",
             "count",
