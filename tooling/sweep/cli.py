@@ -1,8 +1,9 @@
 """`tooling sweep`: find a phase's production configuration.
 
     tooling sweep --phase 1 --grid batch_size=16,32 --grid lr=0.01,0.1 [--local]   a trial each
+    tooling sweep ... --json                                                         results as JSON
     tooling sweep --resume ID                                                        finish the rest
-    tooling sweep --lock --phase 1 [--id ID] [--trial N]                             lock best or N
+    tooling sweep --lock --phase 1 [--id ID] [--trial N] [--yes]                     lock best or N
 
 Exit codes: 0 done (or locked), 1 no trial qualified or the cluster could not run one, 2 usage or input error
 (nothing launched, nothing written).
