@@ -26,6 +26,7 @@ from tooling.cli_options import (
 from tooling.console import EXIT_USAGE, console, display_error, err_console, error_edge
 from tooling.gates.cli import gate, phases
 from tooling.job_cli import DEPLOY_EPILOG, deploy_command, status_command, stop_command
+from tooling.logs_cli import logs_command
 from tooling.plan.phase_file import PHASES_FILE_ENV
 from tooling.report.cli import report
 from tooling.sandbox.cli import sandbox_app
@@ -137,6 +138,7 @@ app.command("verify-node")(verify_node)
 app.command("deploy", epilog=DEPLOY_EPILOG)(deploy_command)
 app.command("status")(status_command)
 app.command("stop")(stop_command)
+app.command("logs")(logs_command)
 app.command("gate")(gate)
 app.command("phases")(phases)
 app.command("report")(report)

@@ -75,6 +75,9 @@ DeploymentInventoryOption = Annotated[
         help="Inventory directory of the deployment to act on (default: the latest deployment recorded).",
     ),
 ]
+# For the commands that destroy something (stop, deploy --restart, sandbox down, sweep --lock): they ask
+# first on a terminal (tooling.console.confirm).
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking first.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Trainer setting KEY.PATH=VALUE.")]
 HomeOption = Annotated[

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -75,3 +75,52 @@ def cli_edge(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
 
     return wrapper
+
+
+def interactive() -> bool:
+    """Whether someone at a terminal can answer a question (stdin is one)."""
+    import sys
+
+    return sys.stdin.isatty()
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Ask `question` ("... [y/N]") before a destructive action; only a "y" goes on.
+
+    `yes` (the command's --yes) skips the question. Without a terminal on stdin there is nobody to ask:
+    scripts and CI (which call these commands with no stdin) go on as they always have, and a line on
+    stderr says that nobody confirmed, rather than hanging on a prompt no one will answer. Declined: exit 1,
+    nothing done.
+    """
+    if yes:
+        return
+    if not interactive():
+        err_console.print(f"no terminal to confirm on, going on (as with --yes): {question}", style="dim")
+        return
+    answer = typer.prompt(f"{question} [y/N]", default="", show_default=False, err=True)
+    if answer.strip().lower() not in ("y", "yes"):
+        err_console.print("nothing done")
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@contextlib.contextmanager
+def people_output_on_stderr(on: bool = True) -> Iterator[None]:
+    """With --json, stdout holds the JSON document alone: while this lasts, what a command says for people
+    (progress, tables, notes printed on `console`) goes to stderr instead. Off: nothing changes."""
+    if not on or console.stderr:
+        yield
+        return
+    console.stderr = True
+    try:
+        yield
+    finally:
+        console.stderr = False
+
+
+def print_document(data: Any) -> None:
+    """One JSON document on stdout (whatever people_output_on_stderr has moved)."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()

@@ -20,17 +20,22 @@ from tooling.cli_options import (
     InventoryOption,
     JsonOption,
     SetOption,
+    YesOption,
     phase_option,
 )
-from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console
+from tooling.console import EXIT_CHECK_FAILED, ToolingError, confirm, console, err_console
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from tooling.job import records
     from tooling.job.deploy import DeployRequest
 
 # What the commands do (the deploy and its preview, the plan's and the trainer config's schemas, the
 # inventory, the deployment records) is imported where they run: `tooling --help` imports this module and
 # must stay quick.
+
+WATCH_EVERY_S = 5.0  # `tooling status --watch` without a number
 
 DEPLOY_EPILOG = """Before deploying, see what it would do, per node (changes nothing, launches nothing):
 
@@ -82,6 +87,9 @@ def deploy_command(
         bool, typer.Option(help="With --plan: connect to no node (no Ansible check mode).")
     ] = False,
     as_json: JsonOption = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="With --restart: replace the run without asking.")
+    ] = False,
 ) -> None:
     """Provision the phase's nodes, verify them, start the trainer on all of them, wait for every rank."""
     from tooling.job.deploy import DeployRequest, deploy, fallback_request
@@ -105,6 +113,8 @@ def deploy_command(
         wait_s=wait,
     )
     plan = load_phases()
+    if restart and not show_plan:
+        _confirm_restart(request, yes)
     if fallback is not None:
         # With --plan --json, stdout holds the JSON document alone.
         request = fallback_request(request, plan, fallback, out=err_console if show_plan else console)
@@ -125,6 +135,18 @@ def deploy_command(
         + (f" ... ({len(record.metrics_endpoints)} endpoints)" if len(record.metrics_endpoints) > 4 else "")
     )
     console.print("  follow it with `tooling status`; stop it with `tooling stop`")
+
+
+def _confirm_restart(request: DeployRequest, yes: bool) -> None:
+    """--restart replaces whatever runs on the phase's nodes: say which run that is, if one is recorded."""
+    from tooling.job import records
+
+    try:
+        current = records.load(request.inventory)
+        what = f"run {current.run_id} (phase {current.phase}) on {', '.join(current.hosts)}"
+    except ToolingError:
+        what = f"any run active on phase {request.phase}'s nodes (none is recorded for {request.inventory})"
+    confirm(f"Replace {what} with a new run of phase {request.phase}? Its ranks are stopped", yes=yes)
 
 
 def _verification(request: DeployRequest, inventory: dict[str, Any]) -> str:
@@ -160,32 +182,75 @@ def _show_plan(request: DeployRequest, offline: bool, as_json: bool) -> None:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def chosen_deployment(inventory: Path | None) -> records.Chosen:
-    """The deployment a command acts on (-i's, else the latest), announced in one line."""
+def chosen_deployment(inventory: Path | None, out: Console = console) -> records.Chosen:
+    """The deployment a command acts on (-i's, else the latest), announced in one line (on `out`)."""
     from tooling.job import records
 
     chosen = records.choose(inventory)
-    console.print(chosen.describe())
+    out.print(chosen.describe())
     return chosen
 
 
-def status_command(inventory: DeploymentInventoryOption = None) -> None:
+def status_command(
+    inventory: DeploymentInventoryOption = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help=f"Re-draw every SECONDS (default {WATCH_EVERY_S:g}) until Ctrl-C."),
+    ] = False,
+    # `--watch [SECONDS]`: typer's options take a value always or never, so the optional number is an
+    # argument of its own, taken only with --watch.
+    every: Annotated[
+        float | None,
+        typer.Argument(
+            metavar="SECONDS", min=0.5, show_default=False, help="With --watch: seconds between draws."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
     """Show the running job: every rank's state, step, throughput, loss and last checkpoint, per node."""
     from tooling.job import status
 
+    if as_json and watch:
+        raise ToolingError("--json prints one document: leave --watch out", hint="tooling status --json")
+    if every is not None and not watch:
+        raise ToolingError(
+            f"{every:g} seconds: that goes with --watch", hint=f"tooling status --watch {every:g}"
+        )
+    # With --json, stdout holds the document alone; what was chosen goes to stderr.
+    out = err_console if as_json else console
     # First, so that "no deployment recorded" comes with where it was looked for.
-    console.print(f"state root: {home.root()}", style="dim")
-    chosen = chosen_deployment(inventory)
-    state = status.show(chosen.deployment, chosen.inventory)
-    if state in ("failed", "partial"):
+    out.print(f"state root: {home.root()}", style="dim")
+    chosen = chosen_deployment(inventory, out)
+    if watch:
+        from tooling.job.status_watch import watch_status
+
+        watch_status(chosen, WATCH_EVERY_S if every is None else every)
+        return
+    shown = status.snapshot(chosen.deployment, chosen.inventory)
+    if as_json:
+        console.print_json(data=shown.as_dict())
+    else:
+        console.print(status.view(shown))
+    if shown.state in ("failed", "partial"):
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 def stop_command(
     inventory: DeploymentInventoryOption = None,
     timeout: Annotated[int, typer.Option(help="Seconds to wait for the final checkpoint.")] = 300,
+    yes: YesOption = False,
 ) -> None:
     """Stop the job cleanly: every rank stops at the same step after a final checkpoint."""
+    from tooling.inventory import load_inventory, refuse_placeholder_hosts
     from tooling.job import cluster
 
-    cluster.stop(chosen_deployment(inventory).inventory, timeout)
+    chosen = chosen_deployment(inventory)
+    d = chosen.deployment
+    # Before asking: a question about the example inventory's nodes would only be refused after the answer.
+    refuse_placeholder_hosts(load_inventory(chosen.inventory), d.hosts, chosen.inventory)
+    confirm(
+        f"Stop run {d.run_id} (phase {d.phase}, {d.world_size} ranks) on {', '.join(d.hosts)}? Every rank "
+        "stops after a final checkpoint",
+        yes=yes,
+    )
+    cluster.stop(chosen.inventory, timeout)

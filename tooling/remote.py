@@ -110,8 +110,13 @@ def run_everywhere(
     targets: list[SshTarget], command: str, timeout_s: float = 10.0
 ) -> dict[str, RemoteResult]:
     """host -> result, in parallel so one dead node costs one timeout, not one per node."""
-    if not targets:
+    return run_each([(target, command) for target in targets], timeout_s)
+
+
+def run_each(commands: list[tuple[SshTarget, str]], timeout_s: float = 10.0) -> dict[str, RemoteResult]:
+    """host -> result of that host's own command, all in parallel (run_everywhere: the same command)."""
+    if not commands:
         return {}
-    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
-        futures = {t.name: pool.submit(run_command, t, command, timeout_s) for t in targets}
+    with ThreadPoolExecutor(max_workers=min(16, len(commands))) as pool:
+        futures = {t.name: pool.submit(run_command, t, command, timeout_s) for t, command in commands}
         return {name: future.result() for name, future in futures.items()}

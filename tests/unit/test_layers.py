@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "tooling.selfcheck",
         ],
     ),
-    ("cli", ["tooling.cli", "tooling.job_cli"]),
+    ("cli", ["tooling.cli", "tooling.job_cli", "tooling.logs_cli"]),
 ]
 TOP = len(LAYERS) - 1
 PACKAGE = "tooling"  # the package itself is base; its modules are in the layers named for them

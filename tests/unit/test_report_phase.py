@@ -10,7 +10,7 @@ from matplotlib import pyplot as plt
 from typer.testing import CliRunner
 
 from tests.unit.fixtures.gates.recorded import FIXTURES, recorded, run_gate
-from tests.unit.panel_text import squeezed
+from tests.unit.panel_text import flat, squeezed
 from tests.unit.tls_prometheus import PASSWORD, USER, make_pki, serve
 from tooling.cli import app
 from tooling.plan.phases import load_phases
@@ -198,3 +198,37 @@ def test_report_reads_a_prometheus_behind_basic_auth_and_tls(tmp_path: Path) -> 
     written = [p for p in (tmp_path / "ok").rglob("*") if p.is_file()]
     for text in [ok.output, refused.output, *(p.read_bytes().decode(errors="replace") for p in written)]:
         assert PASSWORD not in text
+
+
+def test_report_json_is_the_paths_written_and_the_verdict(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "phase1"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text((FIXTURES / "phase1_4rank_cpu.json").read_text())
+    decisions, out = tmp_path / "decisions", tmp_path / "report"
+    args = [
+        "report",
+        "-p",
+        "1",
+        "--run",
+        str(run),
+        "--decisions",
+        str(decisions),
+        "--out",
+        str(out),
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)  # "report: ..." went to stderr
+    assert document["report"] == "phase" and document["phase"] == "1"
+    assert document["markdown"] == str(out / "report.md") and document["html"] == str(out / "report.html")
+    assert sorted(Path(f).name for f in document["figures"]) == sorted(p.name for p in out.glob("*.png"))
+    assert document["decision"] == "NO-GO" and document["run_summary"] == str(run / "summary.json")
+    assert {"criterion", "measured", "verdict"} <= set(document["criteria"][0])
+    assert "gate table: evaluated for this report only" in " ".join(document["gate_table_from"])
+    assert f"report: {out / 'report.md'}" in flat(result.stderr)
+
+    weekly = runner.invoke(app, ["report", "--weekly", "--decisions", str(decisions), "--json"])
+    assert weekly.exit_code == 0, weekly.output
+    briefing = json.loads(weekly.stdout)
+    assert briefing["report"] == "weekly" and briefing["decisions"]["1"] is None

@@ -19,6 +19,7 @@ from ddp.config import load_config
 from tests.unit.panel_text import flat
 from tests.unit.sweep_fakes import FakeTrials, install_fake, summary, use_production_dir
 from tests.unit.test_deploy_plan import inventory
+from tooling import console as console_module
 from tooling.cli import app
 from tooling.console import CheckFailed
 from tooling.job import deploy as deploy_module
@@ -38,8 +39,8 @@ def folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return use_production_dir(monkeypatch, tmp_path)
 
 
-def _sweep(tmp_path: Path, *args: str) -> Any:
-    return runner.invoke(app, ["sweep", "--sweeps-dir", str(tmp_path / "sweeps"), *args])
+def _sweep(tmp_path: Path, *args: str, input: str | None = None) -> Any:
+    return runner.invoke(app, ["sweep", "--sweeps-dir", str(tmp_path / "sweeps"), *args], input=input)
 
 
 def test_sweep_ranks_records_and_locks_the_winner(
@@ -350,3 +351,28 @@ def test_eta_comes_from_the_mean_trial_time() -> None:
     # Three trials left at a minute each, ten seconds into the current one.
     assert str(EtaColumn().render(progress.tasks[0])) in ("ETA 0:02:50", "ETA 0:02:49")
     assert str(EtaColumn().render(progress.tasks[1])) == "ETA after the first trial"
+
+
+def test_sweep_json_is_one_document_of_the_results_and_lock_asks_first(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fast = frozenset({"optimizer.lr=0.1"})
+    install_fake(monkeypatch, FakeTrials({fast: summary(throughput=500.0)}, default=summary()))
+    result = _sweep(tmp_path, "--phase", "1", "--local", "--id", "j1", "--grid", "lr=0.01,0.1", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)  # the progress and the table went to stderr
+    assert document["id"] == "j1" and document["best"] == 2 and document["ranking"]["ranked"] == [2, 1]
+    assert [t["trial"] for t in document["trials"]] == [1, 2]
+    assert document["written"]["markdown"] == str(tmp_path / "sweeps" / "j1" / "sweep.md")
+    assert "best: trial 2" in flat(result.stderr)
+    refused = _sweep(tmp_path, "--lock", "--phase", "1", "--json")
+    assert refused.exit_code == 2 and "--lock takes no --json" in flat(refused.output)
+
+    # On a terminal, --lock asks which trial of which sweep becomes the production config.
+    monkeypatch.setattr(console_module, "interactive", lambda: True)
+    declined = _sweep(tmp_path, "--lock", "--phase", "1", input="n\n")
+    assert declined.exit_code == 1 and not folder.exists()
+    said = "Make the best trial of sweep j1 phase 1's production config (a new version over the plan config;"
+    assert said in flat(declined.output)
+    assert _sweep(tmp_path, "--lock", "--phase", "1", "--yes").exit_code == 0
+    assert (folder / "phase1-v1.yaml").is_file()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 
 from tooling.console import console
@@ -89,12 +90,47 @@ def _age(now: float | None, then: float | None) -> str:
     return f"{max(0.0, now - then):.0f}s"
 
 
-def show(record: Deployment, inventory: Path) -> str:
-    """Print every rank of the recorded run, per node; returns the job's state (job_state)."""
+@dataclass(frozen=True)
+class Snapshot:
+    """Every rank of the recorded run as read at one moment, and the job's state then."""
+
+    record: Deployment
+    reports: list[NodeReport]
+    state: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """`tooling status --json`: the run, its state and every node's ranks as the ranks wrote them."""
+        return {
+            "run_id": self.record.run_id,
+            "phase": self.record.phase,
+            "inventory": self.record.inventory,
+            "world_size": self.record.world_size,
+            "state": self.state,
+            "ranks_reported": sum(len(r.ranks) for r in self.reports),
+            "nodes": [
+                {
+                    "host": r.host,
+                    "reachable": r.error is None,
+                    "error": r.error,
+                    "node_time": r.node_time,
+                    "ranks": r.ranks,
+                }
+                for r in self.reports
+            ],
+        }
+
+
+def snapshot(record: Deployment, inventory: Path) -> Snapshot:
+    """Read every rank of the recorded run now (the example inventory's addresses refused first)."""
     inventory_data = load_inventory(inventory)
     refuse_placeholder_hosts(inventory_data, record.hosts, inventory)
     reports = collect(ssh_targets(inventory_data, record.hosts), record.run_dir)
-    state = job_state(reports, record.world_size)
+    return Snapshot(record, reports, job_state(reports, record.world_size))
+
+
+def view(shown: Snapshot) -> Group:
+    """The table of every rank, per node, and the line under it."""
+    record, reports, state = shown.record, shown.reports, shown.state
     table = Table(title=f"run {record.run_id} (phase {record.phase}): {state}")
     for column in ("node", "rank", "state", "step", "samples/s", "loss", "last ckpt", "restarts", "updated"):
         table.add_column(column, justify="right" if column not in ("node", "state") else "left")
@@ -117,7 +153,12 @@ def show(record: Deployment, inventory: Path) -> str:
                 str(rank.get("restart_count", 0)),
                 _age(report.node_time, rank.get("updated_at")),
             )
-    console.print(table)
     up = sum(len(r.ranks) for r in reports)
-    console.print(f"{up}/{record.world_size} ranks reported; job {state}")
-    return state
+    return Group(table, f"{up}/{record.world_size} ranks reported; job {state}")
+
+
+def show(record: Deployment, inventory: Path) -> str:
+    """Print every rank of the recorded run, per node; returns the job's state (job_state)."""
+    shown = snapshot(record, inventory)
+    console.print(view(shown))
+    return shown.state

@@ -15,6 +15,7 @@ from tooling import home
 from tooling.cli_options import (
     AllowInsecureHttpOption,
     DecisionsOption,
+    JsonOption,
     PrometheusCaOption,
     PrometheusClientCertOption,
     PrometheusClientKeyOption,
@@ -23,7 +24,7 @@ from tooling.cli_options import (
     RunsDirOption,
     phase_option,
 )
-from tooling.console import ToolingError, console, err_console
+from tooling.console import ToolingError, console, err_console, people_output_on_stderr, print_document
 from tooling.gates.cli import baseline_for, locate_run
 from tooling.gates.evidence import load_summary
 from tooling.gates.records import latest_record
@@ -97,11 +98,11 @@ def report(
     prometheus_client_cert: PrometheusClientCertOption = None,
     prometheus_client_key: PrometheusClientKeyOption = None,
     allow_insecure_http: AllowInsecureHttpOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Write a performance report (Markdown + HTML + PNG plots) for a phase's run, or the weekly briefing."""
     from tooling.plan.phases import load_phases
     from tooling.prometheus_api import PrometheusAccess
-    from tooling.report.build import build_phase_report, build_weekly
 
     # The same front door as `gate` and `check`: a Prometheus behind basic auth or TLS is read, not skipped.
     access = PrometheusAccess(
@@ -114,11 +115,38 @@ def report(
     )
     decisions = decisions or home.decisions()
     plan = load_phases()
+    with people_output_on_stderr(as_json):
+        document = _write(
+            plan, phase, run, weekly, out, prometheus_url, criteria_file, decisions, runs_dir, access
+        )
+    if as_json:
+        print_document(document)
+
+
+def _write(
+    plan: PhasePlan,
+    phase: str | None,
+    run: Path | None,
+    weekly: bool,
+    out: Path | None,
+    prometheus_url: str | None,
+    criteria_file: Path | None,
+    decisions: Path,
+    runs_dir: Path | None,
+    access: PrometheusAccess,
+) -> dict[str, Any]:
+    """Write the report and print where; returns what --json prints: the paths written and the verdicts."""
+    from tooling.report.build import build_phase_report, build_weekly
+
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     if weekly:
         if phase is not None or run is not None:
             raise ToolingError("--weekly covers every phase: leave out --phase and --run")
         written = build_weekly(plan, decisions, out or home.reports() / f"weekly-{stamp}")
+        latest = {name: latest_record(decisions, name) for name in plan.phases}
+        verdicts: dict[str, Any] = {
+            "decisions": {name: (r or {}).get("decision") for name, r in latest.items()}
+        }
     else:
         if phase is None:
             raise ToolingError("which phase? pass --phase P (or --weekly for the briefing)")
@@ -129,6 +157,21 @@ def report(
         )
         target = out or home.reports() / f"phase{phase}-{stamp}"
         written = build_phase_report(plan, summary, record, decisions, target, lines)
+        verdicts = {
+            "phase": phase,
+            "run_summary": str(summary_path),
+            "decision": record.get("decision"),
+            "tally": record.get("tally"),
+            "criteria": record.get("criteria", []),
+            "gate_table_from": lines,
+        }
     console.print(f"report: {written.markdown}")
     console.print(f"        {written.html}")
     console.print(f"        {len(written.figures)} figure(s) in {written.markdown.parent}")
+    return {
+        "report": "weekly" if weekly else "phase",
+        "markdown": str(written.markdown),
+        "html": str(written.html),
+        "figures": [str(path) for path in written.figures],
+        **verdicts,
+    }

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from tooling.console import EXIT_CHECK_FAILED, cli_edge, console
+from tooling.cli_options import YesOption
+from tooling.console import EXIT_CHECK_FAILED, cli_edge, confirm, console
 from tooling.sandbox.settings import DEFAULT_NODES, SandboxSettings
 
 if TYPE_CHECKING:
@@ -144,11 +145,18 @@ def down(
     prefix: Prefix = None,
     state_dir: StateDir = None,
     inventory: InventoryDir = None,
+    yes: YesOption = False,
 ) -> None:
     """Remove the containers, network, inventory and generated keys (the image stays unless --purge)."""
     from tooling.sandbox import cluster
 
     settings = _settings(prefix=prefix, state_dir=state_dir, inventory=inventory)
+    image = " and the node image" if purge else ""
+    confirm(
+        f"Remove sandbox {settings.prefix!r}: its containers, network, inventory {settings.inventory_dir} "
+        f"and keys in {settings.state_dir}{image}?",
+        yes=yes,
+    )
     done = cluster.down(settings, purge=purge)
     for line in done or [f"nothing to remove: no sandbox {settings.prefix!r}"]:
         console.print(line)

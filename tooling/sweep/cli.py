@@ -1,8 +1,9 @@
 """`tooling sweep`: find a phase's production configuration.
 
     tooling sweep --phase 1 --grid batch_size=16,32 --grid lr=0.01,0.1 [--local]   a trial each
+    tooling sweep ... --json                                                         results as JSON
     tooling sweep --resume ID                                                        finish the rest
-    tooling sweep --lock --phase 1 [--id ID] [--trial N]                             lock best or N
+    tooling sweep --lock --phase 1 [--id ID] [--trial N] [--yes]                     lock best or N
 
 Exit codes: 0 done (or locked), 1 no trial qualified or the cluster could not run one, 2 usage or input error
 (nothing launched, nothing written).
@@ -16,7 +17,7 @@ import typer
 
 from tooling import home
 from tooling.cli_options import InventoryOption, SweepsDirOption, phase_option
-from tooling.console import ToolingError
+from tooling.console import ToolingError, people_output_on_stderr
 from tooling.sweep import DEFAULT_STEPS
 
 
@@ -76,6 +77,15 @@ def sweep_command(
         bool, typer.Option(help="Let the first trial replace a run already active on the phase's nodes.")
     ] = False,
     sweeps_dir: SweepsDirOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the sweep's results (every trial, the ranking, the best) as one JSON document; "
+            "progress goes to stderr.",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --lock: lock without asking.")] = False,
 ) -> None:
     """Run a short trial of every combination of a grid of trainer settings on a phase, rank them by
     throughput among those whose loss behaves, and (--lock) make the best the phase's production config."""
@@ -97,25 +107,31 @@ def sweep_command(
                 "--local": local,
                 "--inventory": inventory is not None,
                 "--loss-margin (it is the sweep's)": loss_margin is not None,
+                "--json (it goes with a sweep)": as_json,
             },
         )
-        lock_sweep(phases=phases, phase=phase, sweep_id=sweep_id, trial=trial, sweeps_dir=sweeps_dir)
+        lock_sweep(phases=phases, phase=phase, sweep_id=sweep_id, trial=trial, sweeps_dir=sweeps_dir, yes=yes)
         return
-    _forbid("a sweep", {"--trial (it goes with --lock)": trial is not None})
+    _forbid(
+        "a sweep",
+        {"--trial (it goes with --lock)": trial is not None, "--yes (it goes with --lock)": yes},
+    )
     if resume is not None and sweep_id is not None:
         raise ToolingError("--resume ID names the sweep already: leave --id out")
-    start_sweep(
-        phases=phases,
-        phase=phase,
-        grid=list(grid or []),
-        steps=steps,
-        sets=overrides,
-        local=local,
-        inventory=inventory,
-        sweep_id=sweep_id,
-        resume=resume,
-        loss_margin=loss_margin,
-        timeout_s=trial_timeout,
-        restart=restart,
-        sweeps_dir=sweeps_dir,
-    )
+    with people_output_on_stderr(as_json):
+        start_sweep(
+            phases=phases,
+            phase=phase,
+            grid=list(grid or []),
+            steps=steps,
+            sets=overrides,
+            local=local,
+            inventory=inventory,
+            sweep_id=sweep_id,
+            resume=resume,
+            loss_margin=loss_margin,
+            timeout_s=trial_timeout,
+            restart=restart,
+            sweeps_dir=sweeps_dir,
+            as_json=as_json,
+        )

@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
-from tooling.console import CheckFailed, ToolingError, console, err_console
+from tooling.console import CheckFailed, ToolingError, confirm, console, err_console, print_document
 from tooling.inventory import default_inventory
 from tooling.job import production
 from tooling.plan.phases import PhasePlan
@@ -212,6 +212,7 @@ def start_sweep(
     timeout_s: float,
     restart: bool,
     sweeps_dir: Path,
+    as_json: bool = False,
 ) -> SweepPlan:
     if resume is not None:
         given = {
@@ -265,7 +266,7 @@ def start_sweep(
     except KeyboardInterrupt:
         _interrupted(req, plan, len(raws))
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    finish(req.store, plan, records)
+    finish(req.store, plan, records, as_json)
     return plan
 
 
@@ -297,11 +298,15 @@ def _same_trials(
         )
 
 
-def finish(store: SweepStore, plan: SweepPlan, records: list[TrialRecord]) -> None:
+def finish(store: SweepStore, plan: SweepPlan, records: list[TrialRecord], as_json: bool = False) -> None:
+    """Rank the trials, write the results, show them (with `as_json`, also as one document on stdout)."""
     ranking = rank(records, plan.loss_margin)
-    _, md_path = store.write_result(report.result(plan, records, ranking), report.markdown(plan, ranking))
+    result = report.result(plan, records, ranking)
+    json_path, md_path = store.write_result(result, report.markdown(plan, ranking))
     console.print(report.table(plan, ranking))
     console.print(f"results: {md_path} (and sweep.json, trials.jsonl beside it)")
+    if as_json:
+        print_document({**result, "written": {"json": str(json_path), "markdown": str(md_path)}})
     if ranking.best is None:
         raise CheckFailed(
             f"sweep {plan.id}: no trial qualifies (every one failed or its loss misbehaved)",
@@ -315,7 +320,13 @@ def finish(store: SweepStore, plan: SweepPlan, records: list[TrialRecord]) -> No
 
 
 def lock_sweep(
-    *, phases: PhasePlan, phase: str | None, sweep_id: str | None, trial: int | None, sweeps_dir: Path
+    *,
+    phases: PhasePlan,
+    phase: str | None,
+    sweep_id: str | None,
+    trial: int | None,
+    sweeps_dir: Path,
+    yes: bool = False,
 ) -> None:
     if phase is None:
         raise ToolingError("--lock needs --phase", hint="e.g. tooling sweep --lock --phase 1")
@@ -332,6 +343,12 @@ def lock_sweep(
     if plan.phase != phase:
         raise ToolingError(f"sweep {sweep_id} is a sweep of phase {plan.phase}, not {phase}")
     current = production.current(phase, config.config)
+    confirm(
+        f"Make {'the best trial' if trial is None else f'trial {trial}'} of sweep {sweep_id} phase {phase}'s "
+        f"production config (a new version over {current.path.name if current else 'the plan config'}; "
+        "deploys and local runs use it from then on)?",
+        yes=yes,
+    )
     locked = lock(plan, store.trials(), config.config, trial)
     if current is not None and plan.measured_over and plan.measured_over["config"] != current.path.name:
         console.print(
