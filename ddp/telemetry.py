@@ -426,6 +426,7 @@ class Telemetry:
             "compute_seconds": split[0] if split else None,
             "collective_wait_seconds": split[1] if split else None,
             "compute_ratio_to_median": self._compute_ratio,
+            "straggler": self._straggling,
             "last_checkpoint_step": self.checkpoint_info["last_step"],
             **extra,
         }

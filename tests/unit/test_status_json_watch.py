@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from tests.unit.panel_text import flat
@@ -17,6 +18,7 @@ from tests.unit.pty_run import run_in_pty
 from tests.unit.test_deployment_following import _closed_port, _deployed, _inventory
 from tooling.cli import app
 from tooling.job import status, status_watch
+from tooling.job.records import Deployment
 from tooling.remote import RemoteResult, SshTarget
 
 runner = CliRunner()
@@ -103,3 +105,23 @@ def test_watch_on_a_terminal_redraws_in_place_and_ctrl_c_exits_0(tmp_path: Path)
     assert "0/8 ranks reported; job partial" in out and "unreachable" in out
     assert "\x1b[2K" in out  # rich Live erasing the last drawing to draw the next one in its place
     assert "Ctrl-C ends" not in out  # the plain rounds are for pipes and files
+
+
+def test_the_table_shows_each_ranks_compute_against_the_median_and_names_stragglers() -> None:
+    split = {"compute_seconds": 0.2, "collective_wait_seconds": 0.3, "compute_ratio_to_median": 0.98}
+    slow = {"compute_seconds": 0.5, "collective_wait_seconds": 0.01, "compute_ratio_to_median": 1.64}
+    reports = [
+        status.NodeReport("node1", [_rank(r) | split for r in range(4)], 100.0),
+        status.NodeReport("node2", [_rank(r) | slow | {"straggler": True} for r in range(4, 8)], 100.0),
+    ]
+    record = Deployment("2a", "phase2a", "run-a", "inv", ["node1", "node2"], "/runs", 8)
+    out = Console(width=200, record=True)
+    out.print(status.view(status.Snapshot(record, reports, "running")))
+    shown = flat(out.export_text().replace("┃", " "))
+    assert "compute s wait s vs median" in shown
+    assert "node1 0 running 10/100 0.0 0.200 0.300 0.98x" in shown
+    assert "node2 7 running 10/100 0.0 0.500 0.010 1.64x" in shown
+    assert "stragglers: rank 4 (node2), rank 5 (node2), rank 6 (node2), rank 7 (node2)" in shown
+    quiet = Console(width=200, record=True)
+    quiet.print(status.view(status.Snapshot(record, reports[:1], "partial")))
+    assert "stragglers" not in quiet.export_text()

@@ -132,14 +132,19 @@ def view(shown: Snapshot) -> Group:
     """The table of every rank, per node, and the line under it."""
     record, reports, state = shown.record, shown.reports, shown.state
     table = Table(title=f"run {record.run_id} (phase {record.phase}): {state}")
-    for column in ("node", "rank", "state", "step", "samples/s", "loss", "last ckpt", "restarts", "updated"):
+    columns = (
+        "node", "rank", "state", "step", "samples/s", "compute s", "wait s", "vs median", "loss", "last ckpt",
+        "restarts", "updated",
+    )  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right" if column not in ("node", "state") else "left")
+    blank = ["-"] * (len(columns) - 3)
     for report in reports:
         if report.error:
-            table.add_row(report.host, "-", f"[red]unreachable: {report.error}[/red]", *["-"] * 6)
+            table.add_row(report.host, "-", f"[red]unreachable: {report.error}[/red]", *blank)
             continue
         if not report.ranks:
-            table.add_row(report.host, "-", "[yellow]no rank has reported[/yellow]", *["-"] * 6)
+            table.add_row(report.host, "-", "[yellow]no rank has reported[/yellow]", *blank)
         for rank in report.ranks:
             loss = rank.get("loss")
             table.add_row(
@@ -148,13 +153,40 @@ def view(shown: Snapshot) -> Group:
                 str(rank.get("state")),
                 f"{rank.get('step')}/{rank.get('max_steps')}",
                 f"{rank.get('samples_per_second') or 0:.1f}",
+                _seconds(rank.get("compute_seconds")),
+                _seconds(rank.get("collective_wait_seconds")),
+                _versus_median(rank),
                 "-" if loss is None else f"{loss:.4f}",
                 str(rank.get("last_checkpoint_step") or "-"),
                 str(rank.get("restart_count", 0)),
                 _age(report.node_time, rank.get("updated_at")),
             )
     up = sum(len(r.ranks) for r in reports)
-    return Group(table, f"{up}/{record.world_size} ranks reported; job {state}")
+    lines = [f"{up}/{record.world_size} ranks reported; job {state}"]
+    slow = [
+        f"rank {r.get('rank')} ({report.host})"
+        for report in reports
+        for r in report.ranks
+        if r.get("straggler")
+    ]
+    if slow:
+        lines.append(
+            f"[red]stragglers: {', '.join(slow)}[/red]: their own work per step exceeds the median rank's "
+            "by more than the trainer's margin; the other ranks wait for them in every all-reduce"
+        )
+    return Group(table, *lines)
+
+
+def _seconds(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _versus_median(rank: dict[str, Any]) -> str:
+    """The rank's compute over the median rank's (ddp/stragglers.py), red when it is a straggler."""
+    ratio = rank.get("compute_ratio_to_median")
+    if ratio is None:
+        return "-"
+    return f"[red]{ratio:.2f}x[/red]" if rank.get("straggler") else f"{ratio:.2f}x"
 
 
 def show(record: Deployment, inventory: Path) -> str:
