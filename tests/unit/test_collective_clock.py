@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ddp.collective_clock import CollectiveClock
+from tests.unit.gloo_ranks import run_ranks
 
 pytestmark = pytest.mark.slow
 WORLD = 2
@@ -35,35 +35,28 @@ class SlowOnOneRank(nn.Module):
         return self.layer(x)
 
 
-def _worker(rank: int, tmp: Path, results: Any) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{tmp / 'rendezvous'}", rank=rank, world_size=WORLD)
-    try:
-        model = DDP(SlowOnOneRank(DELAY_S if rank == SLOW_RANK else 0.0))
-        clock = CollectiveClock(torch.device("cpu"))
-        model.register_comm_hook(state=None, hook=clock.hook)
-        out: dict[str, Any] = {}
-        for step in range(3):  # the first steps set DDP up; the last one is measured
-            clock.start()
-            model(torch.full((4, 8), float(rank + 1))).sum().backward()
-            out["wait"] = clock.wait_seconds()
-            out["grad"] = model.module.layer.weight.grad.clone().tolist()
-            model.zero_grad(set_to_none=True)
-            if step == 1:
-                dist.barrier()
+def _measure(rank: int, _tmp: Path) -> dict[str, Any]:
+    model = DDP(SlowOnOneRank(DELAY_S if rank == SLOW_RANK else 0.0))
+    clock = CollectiveClock(torch.device("cpu"))
+    model.register_comm_hook(state=None, hook=clock.hook)
+    out: dict[str, Any] = {}
+    for step in range(3):  # the first steps set DDP up; the last one is measured
         clock.start()
-        with model.no_sync():
-            model(torch.ones(4, 8)).sum().backward()
-        out["wait_no_sync"] = clock.wait_seconds()
-        results[rank] = out
-    finally:
-        dist.destroy_process_group()
+        model(torch.full((4, 8), float(rank + 1))).sum().backward()
+        out["wait"] = clock.wait_seconds()
+        out["grad"] = model.module.layer.weight.grad.clone().tolist()
+        model.zero_grad(set_to_none=True)
+        if step == 1:
+            dist.barrier()
+    clock.start()
+    with model.no_sync():
+        model(torch.ones(4, 8)).sum().backward()
+    out["wait_no_sync"] = clock.wait_seconds()
+    return out
 
 
 def test_the_waiting_rank_is_the_fast_one(tmp_path: Path) -> None:
-    with mp.Manager() as manager:
-        results = manager.dict()
-        mp.spawn(_worker, args=(tmp_path, results), nprocs=WORLD, join=True)
-        got = dict(results)
+    got = run_ranks(_measure, tmp_path, WORLD)
     fast, slow = got[1 - SLOW_RANK], got[SLOW_RANK]
     assert fast["wait"] >= 0.75 * DELAY_S, got  # it waited for its peer's gradients
     assert slow["wait"] < 0.5 * DELAY_S, got  # its peer was ready: the all-reduce ended soon after

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from ddp import rng
 from ddp.checkpoint import CheckpointStore
@@ -21,6 +20,7 @@ from ddp.checkpoint_format import UnsafeCheckpointError, decode_state
 from ddp.dist import DistEnv
 from ddp.distributed_checkpoint import DistributedCheckpointer
 from ddp.plain_collectives import all_gather_json, broadcast_bytes
+from tests.unit.gloo_ranks import run_ranks
 
 pytestmark = pytest.mark.slow
 WORLD = 2
@@ -79,21 +79,14 @@ def _exchange(rank: int, tmp: Path) -> dict[str, Any]:
     return out
 
 
-def _worker(rank: int, tmp: Path, results: Any) -> None:
+def _without_pickles(rank: int, tmp: Path) -> dict[str, Any]:
     dist.all_gather_object = _pickling_collective  # type: ignore[assignment]
     dist.broadcast_object_list = _pickling_collective  # type: ignore[assignment]
-    dist.init_process_group("gloo", init_method=f"file://{tmp / 'rendezvous'}", rank=rank, world_size=WORLD)
-    try:
-        results[rank] = _exchange(rank, tmp)
-    finally:
-        dist.destroy_process_group()
+    return _exchange(rank, tmp)
 
 
 def test_ranks_exchange_plain_data_only(tmp_path: Path) -> None:
-    with mp.Manager() as manager:
-        results = manager.dict()
-        mp.spawn(_worker, args=(tmp_path, results), nprocs=WORLD, join=True)
-        got = dict(results)
+    got = run_ranks(_without_pickles, tmp_path, WORLD)
     for rank in range(WORLD):
         r = got[rank]
         assert r["gathered"] == [{"rank": 0, "text": "é"}, {"rank": 1, "text": "é" * 51}]
