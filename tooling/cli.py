@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -15,7 +16,8 @@ from tooling import home
 from tooling.check.cli import check_command
 from tooling.cli_options import (
     HomeOption,
-    OutputDirOption,
+    JsonOption,
+    RunsDirOption,
     SetOption,
     VaultIdOption,
     VaultPasswordFileOption,
@@ -23,7 +25,7 @@ from tooling.cli_options import (
     show_flags_as_flags,
     show_plan_phases,
 )
-from tooling.console import EXIT_USAGE, console, display_error, err_console, error_edge
+from tooling.console import EXIT_USAGE, CheckFailed, console, display_error, err_console, error_edge
 from tooling.gates.cli import gate, phases
 from tooling.job_cli import DEPLOY_EPILOG, deploy_command, status_command, stop_command
 from tooling.logs_cli import logs_command
@@ -189,37 +191,69 @@ def print_summary(summary: dict[str, Any]) -> None:
 @app.command()
 def rehearse(
     phase: Annotated[str, phase_option("Phase to rehearse.")] = "1",
-    steps: Annotated[int, typer.Option(help="Training steps of the rehearsal run.")] = 300,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps of the rehearsal run (1 or more).")] = 300,
     local: Annotated[
         bool, typer.Option(help="Run the phase's processes on this machine, no sandbox.")
     ] = False,
-    output_dir: OutputDirOption = None,
+    runs_dir: RunsDirOption = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            metavar="NAME",
+            help="With --local: continue this run (a name under --runs-dir) from its last checkpoint.",
+        ),
+    ] = None,
     overrides: SetOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the run to finish.")] = 1800,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="With --local: show torchrun's and the ranks' output.")
+    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Rehearse a phase end to end on the local sandbox cluster (or --local) and print its measurements."""
     # Imported here, as in every command: the plan's schema, the job and sandbox layers are the command's
     # work, and `tooling --help` must not pay for them.
-    from tooling.job.local import run_local
+    from tooling.job.local_watch import Interrupted
     from tooling.plan.phases import load_phases
-    from tooling.rehearse import rehearsal_settings, rehearse_on_sandbox
+    from tooling.rehearse import rehearse_on_sandbox
+    from tooling.rehearse_local import EXIT_INTERRUPTED, rehearse_locally, report_interrupted
 
     plan = load_phases()
     plan.get(phase)
-    runs_dir = (output_dir or home.runs()).resolve()
-    if local:
-        run_name = f"rehearsal-phase{phase}-{time.strftime('%Y%m%d-%H%M%S')}"
-        sets = [
-            *rehearsal_settings(steps),
-            "metrics.bind_address=127.0.0.1",
-            *(overrides or []),
-        ]
-        summary = run_local(plan, phase, runs_dir, run_name, sets)
-        path = runs_dir / run_name / "summary.json"
-    else:
-        summary, path = rehearse_on_sandbox(plan, phase, steps, list(overrides or []), runs_dir, timeout)
+    runs = (runs_dir or home.runs()).resolve()
+    if run is not None and not local:
+        display_error("--run continues a local rehearsal", hint="add --local")
+        raise typer.Exit(EXIT_USAGE)
+    if run is not None and not (runs / run).is_dir():
+        display_error(f"no run {run} in {runs}", hint="name a run directory printed by an earlier rehearsal")
+        raise typer.Exit(EXIT_USAGE)
+    sets = list(overrides or [])
+    run_name = run or f"rehearsal-phase{phase}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        if local:
+            summary = rehearse_locally(
+                plan, phase, steps, runs, run_name, sets, verbose=verbose, as_json=as_json, timeout_s=timeout
+            )
+            path = runs / run_name / "summary.json"
+        else:
+            summary, path = rehearse_on_sandbox(plan, phase, steps, sets, runs, timeout)
+    except Interrupted as stop:
+        report_interrupted(stop, phase, steps, runs, sets, as_json=as_json)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except CheckFailed as failed:
+        if as_json:  # the document still comes, the error panel beside it on stderr
+            print(json.dumps({"run_dir": str(runs / run_name) if local else None, "summary": None,
+                              "exit_status": failed.exit_code, "error": str(failed)}, indent=2))  # fmt: skip
+        raise
+    next_command = f"tooling gate --phase {phase} --run {path.parent}"
+    if as_json:
+        document = {"run_dir": str(path.parent), "summary": summary, "exit_status": 0, "next": next_command}
+        print(json.dumps(document, indent=2))
+        return
     print_summary(summary)
-    console.print(f"summary: {path}")
+    console.print(f"summary: {path}", highlight=False)
+    console.print(f"next: {next_command}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "tooling.gates",
             "tooling.report",
             "tooling.rehearse",
+            "tooling.rehearse_local",
             "tooling.dashboards",
             "tooling.selfcheck",
         ],
