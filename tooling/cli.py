@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from tooling import home
 from tooling.check.cli import check_command
+from tooling.cli_examples import epilog
 from tooling.cli_options import (
     HomeOption,
     OutputDirOption,
@@ -25,7 +26,7 @@ from tooling.cli_options import (
 )
 from tooling.console import EXIT_USAGE, console, display_error, err_console, error_edge
 from tooling.gates.cli import gate, phases
-from tooling.job_cli import DEPLOY_EPILOG, deploy_command, status_command, stop_command
+from tooling.job_cli import deploy_command, status_command, stop_command
 from tooling.plan.phase_file import PHASES_FILE_ENV
 from tooling.report.cli import report
 from tooling.sandbox.cli import sandbox_app
@@ -133,17 +134,17 @@ def _hint_legacy_state() -> None:
 
 
 app.add_typer(sandbox_app, name="sandbox")
-app.command("verify-node")(verify_node)
-app.command("deploy", epilog=DEPLOY_EPILOG)(deploy_command)
-app.command("status")(status_command)
-app.command("stop")(stop_command)
-app.command("gate")(gate)
-app.command("phases")(phases)
-app.command("report")(report)
-app.command("soak")(soak_command)
-app.command("check")(check_command)
-app.command("sweep")(sweep_command)
-app.command("self-check")(self_check_command)
+app.command("verify-node", epilog=epilog("verify-node"))(verify_node)
+app.command("deploy", epilog=epilog("deploy"))(deploy_command)
+app.command("status", epilog=epilog("status"))(status_command)
+app.command("stop", epilog=epilog("stop"))(stop_command)
+app.command("gate", epilog=epilog("gate"))(gate)
+app.command("phases", epilog=epilog("phases"))(phases)
+app.command("report", epilog=epilog("report"))(report)
+app.command("soak", epilog=epilog("soak"))(soak_command)
+app.command("check", epilog=epilog("check"))(check_command)
+app.command("sweep", epilog=epilog("sweep"))(sweep_command)
+app.command("self-check", epilog=epilog("self-check"))(self_check_command)
 
 
 def _fmt(value: Any, spec: str = ".3g") -> str:
@@ -184,7 +185,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print(table)
 
 
-@app.command()
+@app.command(epilog=epilog("rehearse"))
 def rehearse(
     phase: Annotated[str, phase_option("Phase to rehearse.")] = "1",
     steps: Annotated[int, typer.Option(help="Training steps of the rehearsal run.")] = 300,

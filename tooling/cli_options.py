@@ -92,12 +92,9 @@ RunsDirOption = Annotated[
     Path | None,
     typer.Option("--runs-dir", help="Where run directories are looked for or made (default: <home>/runs)."),
 ]
-OutputDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--output-dir", help="Where this machine's run directories are made (default: <home>/runs)."
-    ),
-]
+# One name for one thing: soak and rehearse called this directory --output-dir. The old name is gone; this
+# alias only keeps the rehearse command's declaration importable until it takes RunsDirOption.
+OutputDirOption = RunsDirOption
 DecisionsOption = Annotated[
     Path | None,
     typer.Option(
