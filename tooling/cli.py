@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from tooling import home
 from tooling.check.cli import check_command
+from tooling.cli_examples import epilog
 from tooling.cli_options import (
     HomeOption,
     JsonOption,
@@ -27,7 +28,7 @@ from tooling.cli_options import (
 )
 from tooling.console import EXIT_USAGE, CheckFailed, console, display_error, err_console, error_edge
 from tooling.gates.cli import gate, phases
-from tooling.job_cli import DEPLOY_EPILOG, deploy_command, status_command, stop_command
+from tooling.job_cli import deploy_command, status_command, stop_command
 from tooling.logs_cli import logs_command
 from tooling.plan.phase_file import PHASES_FILE_ENV
 from tooling.report.cli import report
@@ -136,18 +137,18 @@ def _hint_legacy_state() -> None:
 
 
 app.add_typer(sandbox_app, name="sandbox")
-app.command("verify-node")(verify_node)
-app.command("deploy", epilog=DEPLOY_EPILOG)(deploy_command)
-app.command("status")(status_command)
-app.command("stop")(stop_command)
-app.command("logs")(logs_command)
-app.command("gate")(gate)
-app.command("phases")(phases)
-app.command("report")(report)
-app.command("soak")(soak_command)
-app.command("check")(check_command)
-app.command("sweep")(sweep_command)
-app.command("self-check")(self_check_command)
+app.command("verify-node", epilog=epilog("verify-node"))(verify_node)
+app.command("deploy", epilog=epilog("deploy"))(deploy_command)
+app.command("status", epilog=epilog("status"))(status_command)
+app.command("stop", epilog=epilog("stop"))(stop_command)
+app.command("logs", epilog=epilog("logs"))(logs_command)
+app.command("gate", epilog=epilog("gate"))(gate)
+app.command("phases", epilog=epilog("phases"))(phases)
+app.command("report", epilog=epilog("report"))(report)
+app.command("soak", epilog=epilog("soak"))(soak_command)
+app.command("check", epilog=epilog("check"))(check_command)
+app.command("sweep", epilog=epilog("sweep"))(sweep_command)
+app.command("self-check", epilog=epilog("self-check"))(self_check_command)
 
 
 def _fmt(value: Any, spec: str = ".3g") -> str:
@@ -188,7 +189,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print(table)
 
 
-@app.command()
+@app.command(epilog=epilog("rehearse"))
 def rehearse(
     phase: Annotated[str, phase_option("Phase to rehearse.")] = "1",
     steps: Annotated[int, typer.Option(min=1, help="Training steps of the rehearsal run (1 or more).")] = 300,
@@ -199,8 +200,8 @@ def rehearse(
     run: Annotated[
         str | None,
         typer.Option(
-            "--run",
-            metavar="NAME",
+            "--resume",
+            metavar="RUN",
             help="With --local: continue this run (a name under --runs-dir) from its last checkpoint.",
         ),
     ] = None,
@@ -223,7 +224,7 @@ def rehearse(
     plan.get(phase)
     runs = (runs_dir or home.runs()).resolve()
     if run is not None and not local:
-        display_error("--run continues a local rehearsal", hint="add --local")
+        display_error("--resume continues a local rehearsal", hint="add --local")
         raise typer.Exit(EXIT_USAGE)
     if run is not None and not (runs / run).is_dir():
         display_error(f"no run {run} in {runs}", hint="name a run directory printed by an earlier rehearsal")

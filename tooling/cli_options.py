@@ -95,12 +95,6 @@ RunsDirOption = Annotated[
     Path | None,
     typer.Option("--runs-dir", help="Where run directories are looked for or made (default: <home>/runs)."),
 ]
-OutputDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--output-dir", help="Where this machine's run directories are made (default: <home>/runs)."
-    ),
-]
 DecisionsOption = Annotated[
     Path | None,
     typer.Option(

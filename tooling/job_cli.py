@@ -37,15 +37,6 @@ if TYPE_CHECKING:
 
 WATCH_EVERY_S = 5.0  # `tooling status --watch` without a number
 
-DEPLOY_EPILOG = """Before deploying, see what it would do, per node (changes nothing, launches nothing):
-
-  tooling deploy --phase 2a --plan              torchrun line, environment, run and checkpoint
-                                                directories, metrics endpoints, and what Ansible would
-                                                change (check mode with diff) on the nodes it reaches
-  tooling deploy --phase 2a --plan --offline    the same without connecting to any node
-  tooling deploy --phase 2a --plan --json       one JSON document
-"""
-
 
 def _inventory(path: Path | None) -> Path:
     from tooling.inventory import default_inventory

@@ -1,5 +1,5 @@
 """`tooling rehearse --local`: the phase's processes on this machine, watched (step bar, Ctrl-C that says
-how to resume). Resuming is the same command with `--run NAME`: the trainer resumes from the newest
+how to resume). Resuming is the same command with `--resume RUN`: the trainer resumes from the newest
 checkpoint in the run's directory (checkpoint.resume is on by default)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ EXIT_INTERRUPTED = 130
 def resume_command(phase: str, steps: int, runs_dir: Path, run_name: str, overrides: list[str]) -> str:
     """The exact command line that continues `run_name` from its last checkpoint."""
     args = ["tooling", "rehearse", "--phase", phase, "--local", "--steps", str(steps)]
-    args += ["--runs-dir", str(runs_dir), "--run", run_name]
+    args += ["--runs-dir", str(runs_dir), "--resume", run_name]
     for item in overrides:
         args += ["--set", item]
     return shlex.join(args)

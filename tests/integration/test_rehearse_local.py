@@ -135,7 +135,7 @@ def test_ctrl_c_says_where_the_run_is_and_how_to_resume(tmp_path: Path, two_proc
     assert run_dir.is_dir()
     assert re.search(r"last checkpoint: step \d+", term.output), term.output
     resume = re.search(r"resume with: (.+)", term.output)[1].strip()  # type: ignore[index]
-    assert f"--run {run_dir.name}" in resume
+    assert f"--resume {run_dir.name}" in resume
 
     # The printed command, run as printed (with a shorter run so it fits here), continues the run.
     args = shlex.split(resume)

@@ -9,11 +9,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from tooling.cli_examples import epilog
 from tooling.dashboards.build import OUTPUT_DIR, drift, write
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tooling.dashboards", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tooling.dashboards",
+        description=__doc__,
+        epilog=epilog("dashboards"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps one example per line
+    )
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 when the files differ")
     parser.add_argument("--output", type=Path, default=OUTPUT_DIR, help=f"directory (default {OUTPUT_DIR})")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from tooling.cli_examples import epilog
 from tooling.cli_options import YesOption
 from tooling.console import EXIT_CHECK_FAILED, cli_edge, confirm, console
 from tooling.sandbox.settings import DEFAULT_NODES, SandboxSettings
@@ -78,7 +79,7 @@ def _table(rows: list[cluster.HostStatus]) -> Table:
     return table
 
 
-@sandbox_app.command()
+@sandbox_app.command(epilog=epilog("sandbox up"))
 @cli_edge
 def up(
     nodes: Annotated[int, typer.Option("--nodes", min=1, max=89, help="Training nodes.")] = DEFAULT_NODES,
@@ -117,7 +118,7 @@ def up(
         console.print(f"[yellow]{nodes} nodes hold no {', '.join(missing)} (phases need more nodes)[/yellow]")
 
 
-@sandbox_app.command()
+@sandbox_app.command(epilog=epilog("sandbox status"))
 @cli_edge
 def status(prefix: Prefix = None, state_dir: StateDir = None, inventory: InventoryDir = None) -> None:
     """Each host's container state, address, and whether SSH answers (exit 1 if any does not)."""
@@ -136,7 +137,7 @@ def status(prefix: Prefix = None, state_dir: StateDir = None, inventory: Invento
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-@sandbox_app.command()
+@sandbox_app.command(epilog=epilog("sandbox down"))
 @cli_edge
 def down(
     purge: Annotated[
@@ -162,7 +163,7 @@ def down(
         console.print(line)
 
 
-@sandbox_app.command()
+@sandbox_app.command(epilog=epilog("sandbox image"))
 @cli_edge
 def image(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build from scratch even if it exists.")] = False,

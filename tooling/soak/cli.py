@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from tooling import home
-from tooling.cli_options import InventoryOption, OutputDirOption, SetOption, SoakDirOption, phase_option
+from tooling.cli_options import InventoryOption, RunsDirOption, SetOption, SoakDirOption, phase_option
 from tooling.console import EXIT_CHECK_FAILED, CheckFailed, ToolingError, console, err_console
 from tooling.soak import state as states
 from tooling.soak.duration import format_duration, parse_duration
@@ -297,7 +297,7 @@ def soak_command(
         str | None, typer.Option(help="Carry on watching soak ID's job until its planned end.")
     ] = None,
     soak_dir: SoakDirOption = None,
-    output_dir: OutputDirOption = None,
+    runs_dir: RunsDirOption = None,
     start_timeout: Annotated[str, typer.Option(help="How long the ranks may take to report.")] = "10m",
     stop_timeout: Annotated[str, typer.Option(help="How long the final checkpoint may take.")] = "5m",
     skip_provision: Annotated[bool, typer.Option(help="Cluster: launch without running site.yml.")] = False,
@@ -340,7 +340,7 @@ def soak_command(
             state = _new_soak(plan, phase, duration, interval, run_id, sets, local, nproc, soak_dir)
             states.save(state, soak_dir)  # before launching: a soak that dies starting still leaves a trace
             if local:
-                job = _start_local(plan, state, soak_dir, output_dir or home.runs(), sets)
+                job = _start_local(plan, state, soak_dir, runs_dir or home.runs(), sets)
             else:
                 request = DeployRequest(
                     phase=phase,

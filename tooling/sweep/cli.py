@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from tooling import home
-from tooling.cli_options import InventoryOption, SweepsDirOption, phase_option
+from tooling.cli_options import InventoryOption, JsonOption, SweepsDirOption, phase_option
 from tooling.console import ToolingError, people_output_on_stderr
 from tooling.sweep import DEFAULT_STEPS
 
@@ -77,14 +77,8 @@ def sweep_command(
         bool, typer.Option(help="Let the first trial replace a run already active on the phase's nodes.")
     ] = False,
     sweeps_dir: SweepsDirOption = None,
-    as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help="Print the sweep's results (every trial, the ranking, the best) as one JSON document; "
-            "progress goes to stderr.",
-        ),
-    ] = False,
+    # The results (every trial, the ranking, the best); progress goes to stderr.
+    as_json: JsonOption = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="With --lock: lock without asking.")] = False,
 ) -> None:
     """Run a short trial of every combination of a grid of trainer settings on a phase, rank them by

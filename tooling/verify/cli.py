@@ -48,7 +48,11 @@ def verify_node(
     ] = False,
     runs_dir: Annotated[
         Path | None,
-        typer.Option("--runs-dir", help="Where ansible-runner keeps its artifacts (default: <home>/verify)."),
+        typer.Option(
+            # Not --runs-dir: that names the training runs' directory on every other command.
+            "--artifacts-dir",
+            help="Where ansible-runner keeps its artifacts (default: <home>/verify).",
+        ),
     ] = None,
 ) -> None:
     """Check that nodes match the plan: CPU, memory, NUMA, disk, MPI, torch, GPUs, InfiniBand/RoCE ports
