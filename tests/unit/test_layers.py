@@ -18,7 +18,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     # probe script copied to nodes as is.
     ("base", ["tooling", "tooling.console", "tooling.home", "tooling.verdicts", "tooling.probes"]),
     ("plan", ["tooling.plan"]),
-    # Talking to Ansible, SSH, podman and Prometheus; the shared typer options (no behaviour of their own).
+    # Talking to Ansible, SSH, podman and Prometheus; the shared typer options and help examples (no
+    # behaviour of their own).
     (
         "io",
         [
@@ -30,6 +31,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "tooling.sandbox",
             "tooling.prometheus_api",
             "tooling.cli_options",
+            "tooling.cli_examples",
         ],
     ),
     ("job", ["tooling.job"]),
