@@ -191,6 +191,13 @@ class MetricsSection(Strict):
     # A rank whose own work per step (compute, without its wait in the all-reduce) exceeds the median
     # rank's by more than this share over the window is named a straggler.
     straggler_margin: Annotated[float, Field(gt=0, le=10)] = 0.2
+    # One rank per node times a TCP handshake to every other node this often (ddp/links.py); 0: never.
+    link_probe_every_s: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    # A link is slow while its recent round trip exceeds this many times its best one, and by at least
+    # link_slow_extra_s (a datacenter round trip is tens of microseconds; a queue behind a slow or
+    # congested link adds milliseconds).
+    link_slow_factor: Annotated[float, Field(gt=1, le=1000)] = 5.0
+    link_slow_extra_s: Annotated[float, Field(ge=0, le=60)] = 0.005
 
 
 class LoggingSection(Strict):

@@ -135,6 +135,20 @@ class TrainerMetrics:
             registry=r,
         )
         self._write_errors = {t: write_errors.labels(**labels, target=t) for t in WRITE_TARGETS}
+        link_labels = (*LABELS, "peer")
+        self._link_rtt = Gauge(
+            "trainer_link_rtt_seconds",
+            "Median round trip of a TCP handshake to the peer node's metrics endpoint (ddp/links.py)",
+            link_labels,
+            registry=r,
+        )
+        self._link_slow = Gauge(
+            "trainer_link_slow",
+            "1 while the link to the peer node is slow (round trip beyond metrics.link_slow_factor x best)",
+            link_labels,
+            registry=r,
+        )
+        self._labels = labels
         self.restart_count = gauge("trainer_restart_count", "torchrun restarts of this worker group")
         self.step = gauge("trainer_step", "Current optimizer step")
         self.epoch = gauge("trainer_epoch", "Current epoch")
@@ -145,6 +159,14 @@ class TrainerMetrics:
         self._last_checkpoint = time.time()
         self.checkpoint_age.set_function(lambda: time.time() - self._last_checkpoint)
         self._server: Any = None
+        # Where serve() listens: what the other nodes' link probes connect to (ddp/links.py).
+        self.endpoint: tuple[str, int] | None = None
+
+    def set_link(self, peer: str, rtt_s: float | None, slow: bool) -> None:
+        """The link from this node to `peer`: its round trip (once measured) and whether it is slow."""
+        if rtt_s is not None:
+            self._link_rtt.labels(**self._labels, peer=peer).set(rtt_s)
+        self._link_slow.labels(**self._labels, peer=peer).set(float(slow))
 
     def count_write_error(self, target: str) -> None:
         self._write_errors[target].inc()
@@ -163,6 +185,7 @@ class TrainerMetrics:
                 f"metrics endpoint {address}:{port} (metrics.base_port {section.base_port} + local rank "
                 f"{local_rank}): {exc.strerror}; another process holds the port or the address is not local"
             ) from exc
+        self.endpoint = (address, port)
         return address, port
 
     def close(self) -> None:

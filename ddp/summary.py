@@ -46,6 +46,8 @@ class RankStats:
     compute_seconds: float = 0.0
     collective_wait_seconds: float = 0.0
     compute_ratio_to_median_max: float | None = None
+    # Times a link from this node turned slow (ddp/links.py; counted by each node's local rank 0).
+    slow_link_events: int = 0
 
     def add_split(self, compute: float, wait: float) -> None:
         self.split_steps += 1
@@ -87,6 +89,7 @@ class RankStats:
                 self.collective_wait_seconds / self.split_steps if self.split_steps else None
             ),
             "compute_ratio_to_median_max": self.compute_ratio_to_median_max,
+            "slow_link_events": self.slow_link_events,
         }
 
 

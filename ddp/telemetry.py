@@ -24,6 +24,7 @@ from ddp.comm_probe import CommOverhead
 from ddp.config import TrainerConfig
 from ddp.dist import DistEnv
 from ddp.distributed_checkpoint import SaveOutcome
+from ddp.links import LinkProber, LinkReading, peer_endpoints
 from ddp.logs import on_log_write_error
 from ddp.metrics import TrainerMetrics
 from ddp.plain_collectives import all_gather_json
@@ -119,6 +120,9 @@ class Telemetry:
             "resumed_from_step": None,
         }
         self._heartbeat_loss: list[float] = []
+        self.links: LinkProber | None = None
+        self._link_readings: list[LinkReading] = []
+        self._slow_links: set[str] = set()
 
     # ----- cadence -----
     def probe_due(self, step: int) -> bool:
@@ -164,7 +168,22 @@ class Telemetry:
             self.counters.steps,
             extra={"trainer": {"event": "start", "step": self.counters.steps}},
         )
+        self._start_link_probes()
         self.write_status("running")
+
+    def _start_link_probes(self) -> None:
+        """Collective when the job spans nodes: every rank shares its metrics endpoint, then each node's
+        local rank 0 probes the other nodes' (ddp/links.py)."""
+        every = self.cfg.metrics.link_probe_every_s
+        if every <= 0 or self.env.nodes < 2 or not self.cfg.metrics.enabled:
+            return
+        own = self.metrics.endpoint
+        mine = {"node": self.env.node, "local_rank": self.env.local_rank, "address": own and own[0]}
+        endpoints = all_gather_json({**mine, "port": own and own[1]}, self.env.device)
+        if self.env.local_rank == 0:
+            peers = peer_endpoints(endpoints, self.env.node)
+            self.links = LinkProber(peers, every, self.judge_links)
+            self.links.start()
 
     # ----- every step -----
     def on_step(self, result: StepResult) -> None:
@@ -323,6 +342,67 @@ class Telemetry:
             )
         self._straggling = straggling
 
+    def judge_links(self, readings: list[LinkReading]) -> None:
+        """On the prober's thread. A link that turns slow (or recovers) is logged once, naming both nodes.
+        While this rank is itself a straggler it judges no link: its node's fault is its compute, and a
+        starved host answers handshakes late too."""
+        factor = self.cfg.metrics.link_slow_factor
+        extra = self.cfg.metrics.link_slow_extra_s
+        self._link_readings = readings
+        for reading in readings:
+            slow = reading.slow(factor, extra) and not self._straggling
+            self.metrics.set_link(reading.peer, reading.rtt_s, slow)
+            if slow == (reading.peer in self._slow_links):
+                continue
+            if slow:
+                self._slow_links.add(reading.peer)
+                self.stats.slow_link_events += 1
+            else:
+                self._slow_links.discard(reading.peer)
+            rtt_ms, best_ms = 1000 * (reading.rtt_s or 0.0), 1000 * (reading.best_s or 0.0)
+            why = (
+                f" (rank {self.env.rank}'s own compute is within the straggler margin: the network, not "
+                "this node's compute)"
+                if slow
+                else ""
+            )
+            log.warning(
+                "link %s <-> %s %s: round trip %.2f ms, best %.2f ms%s",
+                self.env.node,
+                reading.peer,
+                "is slow" if slow else "is no longer slow",
+                rtt_ms,
+                best_ms,
+                why,
+                extra={
+                    "trainer": {
+                        "step": self.counters.steps,
+                        "event": "slow_link" if slow else "slow_link_recovered",
+                        "peer": reading.peer,
+                        "link_rtt_seconds": reading.rtt_s,
+                        "link_best_seconds": reading.best_s,
+                    }
+                },
+            )
+
+    def _links_status(self) -> list[dict[str, Any]] | None:
+        if self.links is None:
+            return None
+        return [
+            {
+                "peer": r.peer,
+                "rtt_seconds": r.rtt_s,
+                "best_seconds": r.best_s,
+                "slow": r.peer in self._slow_links,
+                "error": r.error,
+            }
+            for r in self._link_readings
+        ]
+
+    def _stop_link_probes(self) -> None:
+        if self.links is not None:
+            self.links.stop()
+
     def _sample_system(self) -> None:
         sample = self.sampler.sample()
         m, s = self.metrics, self.stats
@@ -427,6 +507,7 @@ class Telemetry:
             "collective_wait_seconds": split[1] if split else None,
             "compute_ratio_to_median": self._compute_ratio,
             "straggler": self._straggling,
+            "links": self._links_status(),
             "last_checkpoint_step": self.checkpoint_info["last_step"],
             **extra,
         }
@@ -436,11 +517,13 @@ class Telemetry:
     def failed(self, error: str, loss: float | None) -> None:
         """No collective here: a failing rank cannot count on the others reaching this point, so rank 0
         summarises with its own figures."""
+        self._stop_link_probes()
         self.write_status("failed", loss, error=error)
         if self.env.is_main:
             self.write_summary("failed", error, [self.digest()])
 
     def finished(self, status: str, loss: float | None) -> None:
+        self._stop_link_probes()
         self.write_status(status, loss)
         log.info(
             "%s at step %d",

@@ -106,12 +106,15 @@ def wait_for_summary(
 
 
 def assert_no_straggler(summary: dict) -> None:
-    """A healthy run names nobody: no rank's compute ever exceeded the median rank's by the run's margin
-    (the false positives of straggler detection, counted on every healthy cluster run)."""
+    """A healthy run names nobody: no rank's compute ever exceeded the median rank's by the run's margin,
+    and no link turned slow (the false positives of straggler and slow-link detection, counted on every
+    healthy cluster run)."""
     margin = summary["config"]["metrics"]["straggler_margin"]
     worst = {r["rank"]: r["compute_ratio_to_median_max"] for r in summary["ranks"]}
     assert all(v is not None for v in worst.values()), f"a rank never measured its compute: {worst}"
     assert max(worst.values()) <= 1 + margin, f"a healthy run named a straggler: {worst}"
+    links = {r["rank"]: r["slow_link_events"] for r in summary["ranks"] if r["slow_link_events"]}
+    assert not links, f"a healthy run named a slow link (events per rank): {links}"
 
 
 def corrupt_newest_checkpoint(box: Sandbox, host: str, run_dir: str) -> str:

@@ -22,6 +22,7 @@ from ddp.config import validate_config
 from ddp.control import AGENT_MONITOR_ENV, StopRequests, peer_failure_hold_s, stop_cause, stop_reason
 from ddp.dist import DistEnv
 from ddp.distributed_checkpoint import SaveOutcome
+from ddp.links import LinkReading
 from ddp.metrics import TrainerMetrics
 from ddp.progress import Counters, Position
 from ddp.summary import write_summary
@@ -411,3 +412,39 @@ def test_a_rank_as_fast_as_its_peer_is_no_straggler(tmp_path: Path) -> None:
     t.heartbeat(False, False)
     assert _sample(t, "trainer_compute_ratio_to_median") == pytest.approx(1.0)
     assert _sample(t, "trainer_straggler") == 0.0
+
+
+def test_a_slow_link_is_named_once_with_both_nodes_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logging.getLogger("ddp"), "propagate", True)
+    t = _telemetry(tmp_path)
+    labels = {"rank": "0", "local_rank": "0", "node": "node1", "peer": "node2"}
+    slow = [LinkReading("node2", 0.120, 0.0002)]
+    with caplog.at_level(logging.WARNING, logger="ddp.trainer"):
+        t.judge_links([LinkReading("node2", 0.0003, 0.0002)])
+        assert t.metrics.registry.get_sample_value("trainer_link_slow", labels) == 0.0
+        t.judge_links(slow)
+        t.judge_links(slow)
+        t.judge_links([LinkReading("node2", 0.0003, 0.0002)])
+    warnings = [r.getMessage() for r in caplog.records if "link" in r.getMessage()]
+    assert warnings == [
+        "link node1 <-> node2 is slow: round trip 120.00 ms, best 0.20 ms (rank 0's own compute is within "
+        "the straggler margin: the network, not this node's compute)",
+        "link node1 <-> node2 is no longer slow: round trip 0.30 ms, best 0.20 ms",
+    ]
+    assert t.metrics.registry.get_sample_value("trainer_link_rtt_seconds", labels) == pytest.approx(0.0003)
+    assert t.digest()["slow_link_events"] == 1
+
+
+def test_a_straggling_node_judges_none_of_its_links(tmp_path: Path) -> None:
+    """A rank whose own compute is slow: the fault is its compute, and its round trips are not the link's."""
+    t = _telemetry(tmp_path, all_reduce=_peer(100.0, 3.0, 2, False, False, compute=0.1))
+    t.counters.steps += 1
+    t.on_step(StepResult(1.0, 0.5, None, collective_wait=0.05))
+    t.heartbeat(False, False)
+    assert _sample(t, "trainer_straggler") == 1.0
+    t.judge_links([LinkReading("node2", 0.120, 0.0002)])
+    labels = {"rank": "0", "local_rank": "0", "node": "node1", "peer": "node2"}
+    assert t.metrics.registry.get_sample_value("trainer_link_slow", labels) == 0.0
+    assert t.digest()["slow_link_events"] == 0

@@ -79,6 +79,16 @@ def panels() -> tuple[AnyPanel, ...]:
             unit="s",
             min=0,
         ),
+        timeseries_panel(
+            "Round trip between nodes",
+            (query(f"max by (node, peer) (trainer_link_rtt_seconds{{{TRAINER}}})", "{{node}} -> {{peer}}"),),
+            "A TCP handshake from each node to every other, every metrics.link_probe_every_s. A link whose "
+            "round trip grows several-fold while compute stays balanced is slow (TrainerSlowLink); when "
+            "several are, the node they share is at fault.",
+            unit="s",
+            min=0,
+            width=24,
+        ),
         table_panel(
             "Run of each rank",
             (query(f"trainer_info{{{TRAINER}}}", instant=True, table=True),),

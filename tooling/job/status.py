@@ -15,6 +15,7 @@ from rich.table import Table
 from tooling.console import console
 from tooling.inventory import load_inventory, refuse_placeholder_hosts, ssh_targets
 from tooling.job.records import Deployment
+from tooling.job.slow_links import describe as describe_slow_links
 from tooling.remote import SshTarget, run_everywhere
 
 SEPARATOR = "--ddp-status--"
@@ -174,6 +175,12 @@ def view(shown: Snapshot) -> Group:
             f"[red]stragglers: {', '.join(slow)}[/red]: their own work per step exceeds the median rank's "
             "by more than the trainer's margin; the other ranks wait for them in every all-reduce"
         )
+    links = describe_slow_links(
+        ((rank.get("node") or report.host, rank.get("links")) for report in reports for rank in report.ranks),
+        len(reports),
+    )
+    if links:
+        lines.append(f"[red]{links}[/red]")
     return Group(table, *lines)
 
 

@@ -1,7 +1,7 @@
 """Faults put on the shared cluster's runs and what the tests read back: node2 lost (its container killed)
 or cut off (its traffic to node1 dropped in its own network namespace, the host untouched), a rank
-SIGKILLed right after a checkpoint, a node's ranks starved of CPU time, and the run's checkpoints,
-incarnations and unit state on the nodes."""
+SIGKILLed right after a checkpoint, a node's ranks starved of CPU time, a node's outgoing link
+rate-limited, and the run's checkpoints, incarnations and unit state on the nodes."""
 
 from __future__ import annotations
 
@@ -82,8 +82,12 @@ def lose_node2(box: Sandbox) -> None:
     assert killed.returncode == 0, killed.stderr
 
 
+def _netns_pid(box: Sandbox, host: str) -> str:
+    return box.podman("inspect", "--format", "{{.State.Pid}}", box.container(host)).stdout.strip()
+
+
 def _node2_netns(box: Sandbox, action: str) -> None:
-    pid = box.podman("inspect", "--format", "{{.State.Pid}}", box.container("node2")).stdout.strip()
+    pid = _netns_pid(box, "node2")
     node1 = load_inventory(box.inventory)["_meta"]["hostvars"]["node1"]["ansible_host"]
     for rule in (["INPUT", "-s", node1], ["OUTPUT", "-d", node1]):
         done = box.run(["nsenter", "-t", pid, "-n", "iptables", action, rule[0], *rule[1:], "-j", "DROP"])
@@ -99,6 +103,28 @@ def heal_node2(box: Sandbox) -> None:
     """Undo partition_node2 and end whatever node2's trainer unit is still trying."""
     _node2_netns(box, "-D")
     on_node(box, "node2", "systemctl stop ddp-trainer; systemctl reset-failed ddp-trainer || true")
+
+
+@contextmanager
+def rate_limited(box: Sandbox, host: str, rate: str = "2mbit") -> Iterator[None]:
+    """`host`'s outgoing traffic on its cluster interface held to `rate` by a token bucket (tc tbf) in its
+    own network namespace, with up to 100 ms of queue: the job's gradients fill it, and whatever else
+    leaves the node waits behind them, as on a congested or mis-negotiated link. (The kernel here has no
+    netem to add a plain delay; a rate limit is the fault a real link shows more often anyway.)"""
+    pid = _netns_pid(box, host)
+    address = load_inventory(box.inventory)["_meta"]["hostvars"][host]["ansible_host"]
+    shown = box.run(["nsenter", "-t", pid, "-n", "ip", "-o", "-4", "addr", "show"])
+    assert shown.returncode == 0, explain(shown)
+    device = next(line.split()[1] for line in shown.stdout.splitlines() if f" {address}/" in line)
+    tc = ["nsenter", "-t", pid, "-n", "tc", "qdisc"]
+    shape = ["root", "tbf", "rate", rate, "burst", "16kb", "latency", "100ms"]
+    added = box.run([*tc, "replace", "dev", device, *shape])
+    assert added.returncode == 0, explain(added)
+    try:
+        yield
+    finally:
+        removed = box.run([*tc, "del", "dev", device, "root"])
+        assert removed.returncode == 0, explain(removed)
 
 
 def _node2_worker(box: Sandbox, run_dir: str, local_rank: int) -> dict:

@@ -38,6 +38,7 @@ from tests.integration.cluster.faults import (
     kill_rank_after_next_checkpoint,
     lose_node2,
     newest_checkpoint,
+    rate_limited,
     site_phases,
     starved,
     unit_state,
@@ -400,10 +401,9 @@ def test_a_starved_node_is_named_and_healthy_ranks_never_were(long_run: LongRun)
         return measured if len(measured) == RANKS else []
 
     wait_until("every rank's compute against the median", all_measured, timeout=60, every=2)
-    ever = instant_query(
-        prometheus, f'max_over_time(trainer_straggler{{job="trainer", phase="{PHASE}"}}[1h]) > 0'
-    )
-    assert ever == [], f"a rank of the healthy run was named a straggler: {ever}"
+    for flag in ("trainer_straggler", "trainer_link_slow"):
+        ever = instant_query(prometheus, f'max_over_time({flag}{{job="trainer", phase="{PHASE}"}}[1h]) > 0')
+        assert ever == [], f"the healthy run had {flag} set: {ever}"
 
     def only_node2() -> list[dict[str, Any]]:
         named = _stragglers(prometheus)
@@ -423,6 +423,35 @@ def test_a_starved_node_is_named_and_healthy_ranks_never_were(long_run: LongRun)
         wait_until(f"rank {rank}'s status file naming it", status_says_so, timeout=30, every=2)
     logged = on_node(box, "node2", f"grep -h 'is a straggler' {RUN_DIR}/logs/rank*.ndjson").stdout
     assert f"rank {rank} on node node2 is a straggler" in logged, logged[-2000:]
+
+
+def test_a_rate_limited_link_is_named_a_slow_link_not_a_slow_rank(long_run: LongRun) -> None:
+    """node2's outgoing link held to 2 Mbit/s: the gradients queue on it and every rank waits longer in
+    the all-reduce, while each rank's own compute stays what it was. Within 2 minutes the link between
+    node1 and node2 is named slow from both ends (Prometheus, the ranks' logs, `tooling status`) and no
+    rank is named a straggler."""
+    box, prometheus = long_run.box, long_run.prometheus
+    wait_until("no straggler left from the starved node", lambda: not _stragglers(prometheus), 90, every=2)
+    measured = instant_query(prometheus, f'trainer_link_rtt_seconds{{job="trainer", phase="{PHASE}"}}')
+    assert {(s["metric"]["node"], s["metric"]["peer"]) for s in measured} == {
+        ("node1", "node2"),
+        ("node2", "node1"),
+    }, f"each node's local rank 0 measures its link to the other: {measured}"
+
+    def both_ends() -> list[dict[str, Any]]:
+        named = instant_query(prometheus, f'trainer_link_slow{{job="trainer", phase="{PHASE}"}} == 1')
+        pairs = {(s["metric"]["node"], s["metric"]["peer"]) for s in named}
+        return named if pairs == {("node1", "node2"), ("node2", "node1")} else []
+
+    started = time.monotonic()
+    with rate_limited(box, "node2"):
+        wait_until("the node1 <-> node2 link named slow from both ends", both_ends, timeout=120, every=2)
+        print(f"the link was named after {time.monotonic() - started:.0f} s")
+        assert _stragglers(prometheus) == [], "a slow link was taken for a slow rank"
+        shown = box.tooling("status", "--inventory", str(box.inventory), timeout=60)
+        assert "slow links: node1 <-> node2" in shown.stdout, explain(shown)
+    logged = on_node(box, "node1", f"grep -h 'is slow' {RUN_DIR}/logs/rank*.ndjson").stdout
+    assert "link node1 <-> node2 is slow" in logged, logged[-2000:]
 
 
 def test_killed_rank_restarts_from_the_last_good_checkpoint(long_run: LongRun) -> None:
