@@ -163,6 +163,14 @@ def test_exclude_quarantines_and_continues_the_recorded_run(site: Path) -> None:
     assert build_plan(request, PLAN).hosts == ["node1", "node3"]
 
 
+def test_exclude_brings_a_fallen_back_run_home_without_the_node(site: Path) -> None:
+    _record(site, phase="1", hosts=["node1"])
+    fallen_back = records.load(site)
+    records.save(records.Deployment(**{**fallen_back.__dict__, "fallback_from": "2b"}))
+    request = excluding_request(DeployRequest(phase="2b", inventory=site), PLAN, ["node3"])
+    assert (request.run_id, request.restart) == ("phase1-20261201-120000", True)
+
+
 def test_exclude_without_a_run_of_the_phase_starts_a_new_one(site: Path) -> None:
     _record(site, phase="2a", hosts=["node1", "node2"])
     request = excluding_request(DeployRequest(phase="2b", inventory=site), PLAN, ["node2"])

@@ -58,10 +58,11 @@ def excluding_request(
         record = records.load(request.inventory)
     except ToolingError:
         return request  # nothing recorded for the inventory: a new run on the nodes left
-    if record.phase != request.phase:
+    # The phase's own run, or the run it fell back from (--fallback) coming back to it without the node.
+    if request.phase not in (record.phase, record.fallback_from):
         return request
     out.print(
-        f"run {record.run_id} of phase {record.phase} continues on {', '.join(left)} "
+        f"run {record.run_id} continues as phase {request.phase} on {', '.join(left)} "
         "from its newest checkpoint"
     )
     # As a fallback does: same run (and so the same checkpoints), same model and settings, nodes as they are.
