@@ -26,6 +26,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("tooling deploy --phase 2a --plan --offline", "the same without connecting to any node"),
         ("tooling deploy --phase 2a --plan --json", "the plan as one JSON document"),
         ("tooling deploy --phase 2a", "provision, verify and launch phase 2a"),
+        (
+            "tooling deploy --phase 2b --exclude node3 --reason 'ECC errors'",
+            "go on without node3 from the newest checkpoint; it stays out until verify-node passes on it",
+        ),
     ),
     "status": (
         ("tooling status", "the latest deployment's ranks: steps, compute vs. the median, stragglers"),

@@ -55,6 +55,11 @@ def deployments() -> Path:
     return _sub("deployments")
 
 
+def quarantine() -> Path:
+    """Quarantined nodes (`tooling deploy --exclude`), one list per inventory."""
+    return _sub("quarantine")
+
+
 def decisions() -> Path:
     """Gate decision records (JSON + Markdown)."""
     return _sub("decisions")

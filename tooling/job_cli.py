@@ -8,6 +8,7 @@ copy it or pass -i instead of waiting for SSH to say "No route to host".
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -81,6 +82,18 @@ def deploy_command(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="With --restart: replace the run without asking.")
     ] = False,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NODE",
+            help="Quarantine NODE (repeatable) and run the phase on the nodes left, continuing its recorded "
+            "run from the newest checkpoint. NODE stays out of every phase until `tooling verify-node NODE` "
+            "passes on it.",
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="With --exclude: why, kept with the quarantine entry.")
+    ] = None,
 ) -> None:
     """Provision the phase's nodes, verify them, start the trainer on all of them, wait for every rank."""
     from tooling.job.deploy import DeployRequest, deploy, fallback_request
@@ -109,6 +122,17 @@ def deploy_command(
     if fallback is not None:
         # With --plan --json, stdout holds the JSON document alone.
         request = fallback_request(request, plan, fallback, out=err_console if show_plan else console)
+    if reason is not None and not exclude:
+        raise ToolingError(
+            "--reason goes with --exclude",
+            hint="tooling deploy --phase 2b --exclude node3 --reason 'ECC errors'",
+        )
+    if exclude and show_plan:
+        request = replace(request, exclude=list(exclude))  # a plan quarantines nothing
+    elif exclude:
+        from tooling.job.exclude import excluding_request
+
+        request = excluding_request(request, plan, list(exclude), reason)
     if show_plan:
         _show_plan(request, offline, as_json)
         return
@@ -199,7 +223,7 @@ def status_command(
     as_json: JsonOption = False,
 ) -> None:
     """Show the running job: every rank's state, step, throughput, loss and last checkpoint, per node."""
-    from tooling.job import status
+    from tooling.job import quarantine, status
 
     if as_json and watch:
         raise ToolingError("--json prints one document: leave --watch out", hint="tooling status --json")
@@ -218,10 +242,13 @@ def status_command(
         watch_status(chosen, WATCH_EVERY_S if every is None else every)
         return
     shown = status.snapshot(chosen.deployment, chosen.inventory)
+    quarantined = quarantine.load(chosen.inventory)
     if as_json:
-        console.print_json(data=shown.as_dict())
+        console.print_json(data={**shown.as_dict(), "quarantined": [asdict(q) for q in quarantined]})
     else:
         console.print(status.view(shown))
+        for entry in quarantined:
+            console.print(f"[yellow]quarantined[/yellow]: {entry.describe()}")
     if shown.state in ("failed", "partial"):
         raise typer.Exit(EXIT_CHECK_FAILED)
 

@@ -59,6 +59,7 @@ def ddp_launch(
     play_hosts: Sequence[str] | None = None,
     nodes_group: str = "nodes",
     rendezvous_host: str = "",
+    exclude: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The phase's launch (tooling.plan.launch.Launch.as_vars) for the roles."""
     try:
@@ -71,6 +72,7 @@ def ddp_launch(
             play_hosts=None if play_hosts is None else [str(h) for h in play_hosts],
             nodes_group=nodes_group,
             rendezvous_host=str(rendezvous_host or ""),
+            exclude=[str(h) for h in exclude or []],
         )
     except (ConfigError, LaunchError) as exc:
         raise AnsibleFilterError(str(exc)) from None

@@ -35,6 +35,7 @@ RUN_ROOT = "/scratch/ddp/runs"
 DATA = {"gpu-a07": "10.20.0.7", "gpu-b12": "10.20.0.12"}
 RUN_ID = "plan-test-1"
 TOP_KEYS = {
+    "excluded",
     "phase",
     "group",
     "run_id",

@@ -295,6 +295,7 @@ def critical_path(plan: PhasePlan, decisions: Path) -> list[dict[str, Any]]:
 def phases(decisions: DecisionsOption = None, as_json: JsonOption = False) -> None:
     """Show the critical path: each phase, its size, its latest gate decision and which phase is next."""
     from tooling.gates.display import DECISION_STYLE
+    from tooling.job import quarantine
     from tooling.plan.phases import load_phases
 
     rows = critical_path(load_phases(), decisions or home.decisions())
@@ -321,6 +322,11 @@ def phases(decisions: DecisionsOption = None, as_json: JsonOption = False) -> No
             "[bold cyan]<- next[/]" if row["next"] else "",
         )
     console.print(table)
+    for inventory, nodes in quarantine.every().items():
+        listed = "; ".join(q.describe() for q in nodes)
+        console.print(
+            f"[yellow]quarantined[/yellow] (inventory {inventory}, left out of every phase): {listed}"
+        )
     upcoming = next((r for r in rows if r["next"]), None)
     if upcoming is None:
         console.print("every phase has a GO: the roll-out is complete")

@@ -26,7 +26,7 @@ from tooling.inventory import (
     refuse_placeholder_hosts,
     ssh_targets,
 )
-from tooling.job import production, records, status
+from tooling.job import production, quarantine, records, status
 from tooling.plan.launch import Launch, LaunchError, ansible_groups, derive_launch
 from tooling.plan.phases import PhasePlan
 from tooling.runner import PROJECT_ROOT, RunResult, run_playbook
@@ -54,6 +54,9 @@ class DeployRequest:
     wait_s: float = 180.0
     runs_dir: Path = field(default_factory=home.ansible)
     fallback_from: str | None = None  # the phase whose run this deploy continues (--fallback)
+    # Nodes of the phase to leave out besides the quarantined ones (tooling.job.quarantine), which every
+    # deploy leaves out.
+    exclude: list[str] = field(default_factory=list)
 
 
 # The pre-flight verification deploy runs before launching (verify=True): it lives a layer above jobs
@@ -115,16 +118,22 @@ def fallback_request(
 
 
 def derive_phase_launch(
-    inventory: dict[str, Any], inventory_path: Path, plan: PhasePlan, phase_name: str
+    inventory: dict[str, Any],
+    inventory_path: Path,
+    plan: PhasePlan,
+    phase_name: str,
+    exclude: list[str] | None = None,
 ) -> Launch:
     """The phase's launch as role ddp_trainer will derive it (tooling/plan/launch.py), refused before
-    anything runs when the inventory cannot make it."""
+    anything runs when the inventory cannot make it; `exclude` leaves those nodes out."""
     # The inventory's own checks first: they name the file, and also want an address for every node and
     # the earlier phases' groups nested inside this one.
     phase_hosts(inventory, phase_name, plan.get(phase_name), inventory_path, plan=plan)
     hostvars = (inventory.get("_meta") or {}).get("hostvars") or {}
     try:
-        return derive_launch(plan, ansible_groups(inventory), hostvars, phase=phase_name)
+        return derive_launch(
+            plan, ansible_groups(inventory), hostvars, phase=phase_name, exclude=exclude or []
+        )
     except LaunchError as exc:
         raise ToolingError(f"inventory {inventory_path}: {exc}") from None
 
@@ -140,13 +149,22 @@ class Plan:
     run_id: str
     extravars: dict[str, Any]
     inventory: dict[str, Any]
+    excluded: list[str] = field(default_factory=list)
+
+    @property
+    def limit(self) -> str:
+        """The Ansible limit of the phase's plays: its group, less the excluded nodes."""
+        return self.group + "".join(f":!{host}" for host in self.excluded)
 
 
 def build_plan(request: DeployRequest, plan: PhasePlan, out: Console = console) -> Plan:
     """The deploy worked out and checked; what it notes on the way (the locked config) goes to `out`."""
     phase = plan.get(request.phase)
     inventory = load_inventory(request.inventory)
-    hosts = derive_phase_launch(inventory, request.inventory, plan, request.phase).hosts
+    members = derive_phase_launch(inventory, request.inventory, plan, request.phase).hosts
+    quarantined = set(quarantine.names(request.inventory)) | set(request.exclude)
+    excluded = [host for host in members if host in quarantined]
+    launch = derive_phase_launch(inventory, request.inventory, plan, request.phase, excluded)
     # The config that will run on the nodes: the phase's, its locked production settings (`tooling sweep
     # --lock`), the --config file laid over them, then --set.
     locked = production.current(request.phase, phase.config)
@@ -163,9 +181,20 @@ def build_plan(request: DeployRequest, plan: PhasePlan, out: Console = console) 
         # Each node's own wait for its ranks in launch.yml: --wait, not the role's default.
         "ddp_trainer_launch_wait_s": math.ceil(request.wait_s),
     }
+    if launch.excluded:
+        extravars["ddp_trainer_exclude"] = list(launch.excluded)
     if config_overlay:
         extravars["ddp_trainer_config_overrides"] = config_overlay
-    return Plan(request.phase, phase.group, hosts, phase.world_size, run_id, extravars, inventory)
+    return Plan(
+        request.phase,
+        phase.group,
+        launch.hosts,
+        launch.world_size,
+        run_id,
+        extravars,
+        inventory,
+        launch.excluded,
+    )
 
 
 def failure_detail(result: RunResult) -> str:
@@ -194,7 +223,7 @@ def _playbook(
         playbook,
         inventory=request.inventory,
         runs_dir=request.runs_dir,
-        limit=limit or deploy_plan.group,
+        limit=limit or deploy_plan.limit,
         extravars=deploy_plan.extravars,
         label=label,
         console=err_console,
@@ -269,29 +298,55 @@ class Step:
 def preparation_steps(request: DeployRequest, deploy_plan: Plan) -> list[Step]:
     """The playbooks deploy runs before verifying and launching (and `deploy --plan` checks), in order:
     provisioning (which configures too), else configuring unless the request says it is done already."""
-    group = deploy_plan.group
+    group, limit = deploy_plan.group, deploy_plan.limit
     monitored = group_exists(deploy_plan.inventory, "monitoring")
     if request.provision:
         # The monitoring host comes along so the phase is watched from its first step (idempotent).
-        limit = group + (":monitoring" if monitored else "")
+        # Ansible applies a pattern's exclusions (:!node) last, whatever their place.
+        limit += ":monitoring" if monitored else ""
         return [Step("site.yml", f"provision-{group}", limit, "provisioning")]
     if not request.configure:
         return []
     # A re-launch still points each node's launcher at this phase: provisioning another phase since
     # (phase 1 after 2a, say) rewrote node1's rendezvous and node count.
-    steps = [Step("playbooks/trainer.yml", f"configure-{group}", group, "configuring the trainer")]
+    steps = [Step("playbooks/trainer.yml", f"configure-{group}", limit, "configuring the trainer")]
     if monitored:
         # ... and Prometheus, which still scrapes the phase provisioned last.
         steps.append(
-            Step("playbooks/targets.yml", f"targets-{group}", group, "pointing Prometheus at the phase")
+            Step("playbooks/targets.yml", f"targets-{group}", limit, "pointing Prometheus at the phase")
         )
     return steps
+
+
+def _halt_excluded(request: DeployRequest, deploy_plan: Plan) -> None:
+    """Say which nodes the phase runs without, and stop and disable the trainer on them
+    (playbooks/quarantine.yml): an agent left alive there would knock at the rendezvous of the run that
+    goes on and could take a place in it. A node that cannot be reached is named, not fatal: a dead
+    node's agent cannot rejoin either."""
+    noted = {q.node: q for q in quarantine.load(request.inventory)}
+    for host in deploy_plan.excluded:
+        why = noted[host].describe() if host in noted else host
+        console.print(
+            f"[yellow]left out[/yellow]: {why}; phase {deploy_plan.phase} runs on "
+            + ", ".join(deploy_plan.hosts)
+        )
+    result = _playbook(
+        request, deploy_plan, "playbooks/quarantine.yml", "quarantine", ",".join(deploy_plan.excluded)
+    )
+    for host, reason in result.unreachable.items():
+        console.print(f"[yellow]{host}: its trainer could not be halted (unreachable: {reason})[/yellow]")
+    for failure in result.hard_failures():
+        console.print(f"[yellow]{failure.host}: its trainer could not be halted: {failure.message}[/yellow]")
 
 
 def deploy(request: DeployRequest, plan: PhasePlan, preflight: Preflight | None = None) -> records.Deployment:
     deploy_plan = build_plan(request, plan)
     # Before the first playbook: the example inventory's hosts would only answer "No route to host".
     refuse_placeholder_hosts(deploy_plan.inventory, deploy_plan.hosts, request.inventory)
+    if deploy_plan.excluded:
+        _halt_excluded(request, deploy_plan)
+        # The pre-flight verification looks at the nodes that will run, not at the quarantined ones.
+        request = replace(request, exclude=deploy_plan.excluded)
     for step in preparation_steps(request, deploy_plan):
         _raise_for(_playbook(request, deploy_plan, step.playbook, step.label, step.limit), step.what)
     if request.verify:

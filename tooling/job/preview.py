@@ -79,6 +79,7 @@ class DeployPreview:
     config_overrides: dict[str, Any]
     nodes: list[NodePreview]
     prometheus_targets: list[str]
+    excluded: list[str] = field(default_factory=list)  # the phase's nodes left out (quarantined)
     other_hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. the monitoring host
 
     def as_dict(self) -> dict[str, Any]:
@@ -235,7 +236,7 @@ def preview(
             PLAN_PLAYBOOK,
             inventory=request.inventory,
             runs_dir=work / "ansible",
-            limit=deploy_plan.group,
+            limit=deploy_plan.limit,
             extravars=deploy_plan.extravars,
             label=f"plan-{deploy_plan.group}",
             console=progress,
@@ -289,6 +290,7 @@ def preview(
         offline=offline,
         verification=verification(deploy_plan.inventory),
         steps=[{"playbook": s.playbook, "limit": s.limit} for s in preparation_steps(request, deploy_plan)],
+        excluded=[str(h) for h in launch["excluded"]],
         nnodes=str(launch["nnodes"]),
         nproc_per_node=int(launch["nproc_per_node"]),
         world_size=int(launch["world_size"]),

@@ -83,6 +83,8 @@ def print_preview(out: Console, preview: DeployPreview) -> None:
         ),
         ("prometheus", ", ".join(preview.prometheus_targets)),
     ]
+    if preview.excluded:
+        rows.append(("left out", f"{', '.join(preview.excluded)} (quarantined; not launched, not scraped)"))
     for label, value in rows:
         out.print(f"  {label:<14}{escape(value)}")
     for node in preview.nodes:

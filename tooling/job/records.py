@@ -41,11 +41,16 @@ class Deployment:
         return f"{self.run_root}/{self.run_id}"
 
 
-def record_path(inventory: Path, state_dir: Path | None = None) -> Path:
-    """The record's file: under state_dir, by default the state root's deployments directory."""
-    state_dir = state_dir or home.deployments()
+def inventory_file(inventory: Path, state_dir: Path) -> Path:
+    """The file under `state_dir` kept for `inventory`: its name and a hash of its absolute path, so two
+    inventories of the same name (sandbox/, production/ in two checkouts) keep files of their own."""
     key = hashlib.sha256(str(inventory.resolve()).encode()).hexdigest()[:12]
     return state_dir / f"{inventory.resolve().name}-{key}.json"
+
+
+def record_path(inventory: Path, state_dir: Path | None = None) -> Path:
+    """The record's file: under state_dir, by default the state root's deployments directory."""
+    return inventory_file(inventory, state_dir or home.deployments())
 
 
 def save(deployment: Deployment, state_dir: Path | None = None) -> Path:

@@ -83,6 +83,7 @@ class Launch:
     phase: str
     group: str
     hosts: list[str]  # roll-out order: the first hosts the rendezvous unless one is named
+    excluded: list[str]  # nodes of the phase's group left out (quarantined): the run goes on without them
     nnodes: str  # torchrun --nnodes MIN:MAX
     nproc_per_node: int
     config: str
@@ -163,12 +164,15 @@ def derive_launch(
     play_hosts: Sequence[str] | None = None,
     nodes_group: str = NODES_GROUP,
     rendezvous_host: str = "",
+    exclude: Sequence[str] = (),
 ) -> Launch:
     """The launch of `phase` (or, when empty, of the phase whose group is exactly `play_hosts`).
 
     `groups` is Ansible's `groups` variable (or `ansible_groups(inventory)`), `hostvars` its `hostvars`.
     The phase's nodes come in the order of `nodes_group`, then any others of its group; with `play_hosts`
-    every one of them must be in the play.
+    every one of them must be in the play. `exclude` names nodes of the group to leave out (quarantined):
+    the launch is then that of the nodes left, with the world size they give (torchrun's --nnodes MIN:MAX
+    at most their number), and an excluded rendezvous host hands the rendezvous to the first node left.
     """
     if not phase and play_hosts is None:
         raise LaunchError("no phase given and no play hosts to derive it from")
@@ -184,18 +188,29 @@ def derive_launch(
             f"phase {name} needs {spec.nodes} node(s) in group {spec.group!r} (nodes: in the plan); the "
             f"inventory has {len(hosts)}: {', '.join(hosts) or 'none'}"
         )
-    missing = [h for h in hosts if play_hosts is not None and h not in play_hosts]
-    if missing:
+    strangers = [h for h in exclude if h not in hosts]
+    if strangers:
         raise LaunchError(
-            f"phase {name}: every node of group {spec.group!r} must be in the play; missing: "
-            f"{', '.join(missing)} (check -l)"
+            f"cannot exclude {', '.join(strangers)}: not a node of phase {name} ({', '.join(hosts)})"
         )
     if rendezvous_host and rendezvous_host not in hosts:
         raise LaunchError(
             f"ddp_trainer_rendezvous_host {rendezvous_host!r} is not a node of phase {name} "
             f"({', '.join(hosts)})"
         )
-    rdzv_host = rendezvous_host or hosts[0]
+    excluded = [h for h in hosts if h in exclude]
+    hosts = [h for h in hosts if h not in exclude]
+    if not hosts:
+        raise LaunchError(
+            f"phase {name}: every node is excluded ({', '.join(excluded)}); nothing is left to run on"
+        )
+    missing = [h for h in hosts if play_hosts is not None and h not in play_hosts]
+    if missing:
+        raise LaunchError(
+            f"phase {name}: every node of group {spec.group!r} must be in the play; missing: "
+            f"{', '.join(missing)} (check -l; a node left out on purpose goes in ddp_trainer_exclude)"
+        )
+    rdzv_host = rendezvous_host if rendezvous_host in hosts else hosts[0]
     addresses = {h: node_address(h, hostvars.get(h) or {}) for h in hosts}
     rdzv = plan.rendezvous
     endpoint = f"{addresses[rdzv_host]}:{rdzv.port}"
@@ -214,7 +229,8 @@ def derive_launch(
         phase=name,
         group=spec.group,
         hosts=hosts,
-        nnodes=f"{spec.min_nodes}:{spec.nodes}",
+        excluded=excluded,
+        nnodes=f"{min(spec.min_nodes, len(hosts))}:{len(hosts)}",
         nproc_per_node=spec.nproc_per_node,
         config=spec.config,
         rdzv_backend=rdzv.backend,

@@ -4,7 +4,7 @@ judge them, show the verdict; also deploy's pre-flight check (preflight)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from tooling.inventory import (
     refuse_placeholder_hosts,
 )
 from tooling.inventory import phase_hosts as phase_group_hosts
+from tooling.job import quarantine
 from tooling.job.deploy import DeployRequest
 from tooling.plan.phases import load_phases
 from tooling.runner import RunResult, run_playbook
@@ -179,8 +180,11 @@ def run_verify(
     runs_dir: Path | None = None,
     out: Console | None = None,
     level: Level = Level.full,
+    exclude: list[str] | None = None,
 ) -> int:
-    """The whole command; returns the exit code (0/1) and raises ToolingError for usage errors (2)."""
+    """The whole command; returns the exit code (0/1) and raises ToolingError for usage errors (2).
+    `exclude` leaves nodes of the target out (deploy's pre-flight of a phase without its quarantined
+    nodes). A quarantined node with no FAIL row leaves quarantine."""
     out = out or console
     inventory_path = (inventory or default_inventory()).resolve()
     if profile_name is not None:
@@ -189,6 +193,9 @@ def run_verify(
     inventory_data = load_inventory(inventory_path)
     profile_label, profile = pick_profile(profile_name, is_sandbox_inventory(inventory_data, inventory_path))
     target = resolve_target(inventory_data, hosts, phase, inventory_path)
+    if exclude:
+        kept = [h for h in target.hosts if h not in exclude]
+        target = replace(target, hosts=kept, scope=f"{target.scope} without {', '.join(exclude)}")
     refuse_placeholder_hosts(inventory_data, target.hosts, inventory_path)
     runs = (runs_dir or home.verify()).resolve()
     result = collect(
@@ -201,6 +208,7 @@ def run_verify(
         dcgm_diag_level=profile.dcgm_diag_level,
     )
     rows = judge_run(result, target, profile)
+    _release_passed(inventory_path, rows, target.hosts, err_console if as_json else out)
     if as_json:
         out.print_json(
             VIEW.to_json(
@@ -224,6 +232,18 @@ def run_verify(
     return EXIT_CHECK_FAILED if overall(rows) == "FAIL" else EXIT_OK
 
 
+def _release_passed(inventory: Path, rows: list[Finding], hosts: list[str], out: Console) -> None:
+    """Quarantined nodes verified without a FAIL row leave quarantine (tooling.job.quarantine): the one
+    way out, so a node comes back only once it has been looked at."""
+    failed = {row.host for row in rows if row.status == "FAIL"}
+    if CLUSTER in failed:
+        return  # a failed check across the nodes clears none of them
+    for entry in quarantine.release(inventory, [h for h in hosts if h not in failed]):
+        out.print(
+            f"[green]{entry.node} leaves quarantine[/green]: verify-node passed (was {entry.describe()})"
+        )
+
+
 def preflight(request: DeployRequest) -> int:
     """deploy's pre-flight verification of the phase's nodes (tooling.job.deploy runs it before launching):
     the quick level, so a launch waits seconds, not the minutes of nccl-tests and DCGM."""
@@ -235,4 +255,5 @@ def preflight(request: DeployRequest) -> int:
         as_json=False,
         runs_dir=request.runs_dir,
         level=Level.quick,
+        exclude=request.exclude,
     )

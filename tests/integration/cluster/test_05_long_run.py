@@ -620,3 +620,32 @@ def test_node_down_is_named_everywhere_and_the_run_falls_back_to_phase1(long_run
         box.container("node2"),
     )
     assert address.stdout.strip() == box.subnet.rsplit(".", 1)[0] + ".12"
+
+
+def test_a_quarantined_node_stays_out_until_it_verifies(long_run: LongRun) -> None:
+    """After the fallback to phase 1, phase 2a comes back without node2 (--exclude): the same run goes on
+    from its newest checkpoint on node1 alone, node2's trainer is halted, `status` names node2 as
+    quarantined with the reason, and node2 leaves quarantine only when verify-node passes on it."""
+    box = long_run.box
+    newest = newest_checkpoint(box, RUN_DIR)
+    assert newest is not None
+    before = len(incarnations(box, RUN_DIR, 1))
+    excluded = box.tooling(
+        "--phases", str(long_run.plan), "deploy", "--phase", PHASE, "--exclude", "node2", "--reason",
+        "cluster test", "--inventory", str(box.inventory), "--skip-verify",
+    )  # fmt: skip
+    assert excluded.returncode == 0, explain(excluded)
+    assert f"run {RUN_ID} continues as phase {PHASE} on node1" in excluded.stdout, excluded.stdout
+    resumed = incarnations(box, RUN_DIR, before + 1)[-1]
+    assert (resumed["world_size"], resumed["resumed_from_step"]) == (4, newest), resumed
+    assert unit_state(box, "node2") == "inactive"
+    shown = box.tooling("status", "--inventory", str(box.inventory))
+    assert "quarantined: node2" in shown.stdout and "cluster test" in shown.stdout, explain(shown)
+
+    verified = box.tooling(
+        "verify-node", "node2", "--inventory", str(box.inventory), "--profile", "sandbox", "--level", "quick"
+    )
+    assert verified.returncode == 0, explain(verified)
+    assert "node2 leaves quarantine" in verified.stdout, verified.stdout
+    shown = box.tooling("status", "--inventory", str(box.inventory))
+    assert "quarantined" not in shown.stdout, shown.stdout
