@@ -124,6 +124,11 @@ VaultPasswordFileOption = Annotated[
         help="Vault password file, the same as --vault-id FILE.",
     ),
 ]
+# The gate's site criteria, for every command that judges against them (gate, report, forecast).
+CriteriaOption = Annotated[
+    Path | None,
+    typer.Option("--criteria", help="Site criteria file (gate_criteria: ...; see tooling/gates/site.py)."),
+]
 SweepsDirOption = Annotated[
     Path | None, typer.Option("--sweeps-dir", help="Where sweeps are recorded (default: <home>/sweeps).")
 ]

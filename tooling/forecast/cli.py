@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from tooling import home
-from tooling.cli_options import JsonOption, RunsDirOption, phase_option
+from tooling.cli_options import CriteriaOption, JsonOption, RunsDirOption, phase_option
 from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, print_document
 
 if TYPE_CHECKING:
@@ -163,12 +163,7 @@ def forecast_command(
         Path | None,
         typer.Option("--compare", help="A measured run of the phase: print the forecast's error against it."),
     ] = None,
-    criteria_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--criteria", help="Site criteria file (gate_criteria: ...; see tooling/gates/site.py)."
-        ),
-    ] = None,
+    criteria_file: CriteriaOption = None,
     runs_dir: RunsDirOption = None,
     verify_dir: Annotated[
         Path | None,

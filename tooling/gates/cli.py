@@ -19,6 +19,7 @@ from rich.table import Table
 from tooling import home
 from tooling.cli_options import (
     AllowInsecureHttpOption,
+    CriteriaOption,
     DecisionsOption,
     JsonOption,
     PrometheusCaOption,
@@ -147,12 +148,7 @@ def gate(
             help="Prometheus base URL; its range queries over the run replace summary figures.",
         ),
     ] = None,
-    criteria_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--criteria", help="Site criteria file (gate_criteria: ...; see tooling/gates/site.py)."
-        ),
-    ] = None,
+    criteria_file: CriteriaOption = None,
     baseline_run: Annotated[
         Path | None,
         typer.Option(

@@ -131,7 +131,9 @@ def fit(points: list[RunPoint], net: Network) -> StepModel:
     waits = np.array([p.wait_seconds for p in points])
     # Each run weighs by how steady it was: a noisy run's wait says less.
     weights = np.array([1.0 / max(p.spread, 0.01) for p in points])
-    solved = lsq_linear(design * weights[:, None], waits * weights, bounds=([0.0, 0.0], [1.0, np.inf]))
+    # Bounded-variable least squares: exact on the bounds (a fully exposed or fully hidden all-reduce).
+    bounds = ([0.0, 0.0], [1.0, np.inf])
+    solved = lsq_linear(design * weights[:, None], waits * weights, bounds=bounds, method="bvls")
     exposed, latency = (float(v) for v in solved.x)
     return StepModel(
         compute_seconds=statistics.fmean(p.compute_seconds for p in points),

@@ -14,6 +14,7 @@ import typer
 from tooling import home
 from tooling.cli_options import (
     AllowInsecureHttpOption,
+    CriteriaOption,
     DecisionsOption,
     JsonOption,
     PrometheusCaOption,
@@ -87,9 +88,7 @@ def report(
     prometheus_url: Annotated[
         str | None, typer.Option("--prometheus", help="Prometheus base URL for the gate table.")
     ] = None,
-    criteria_file: Annotated[
-        Path | None, typer.Option("--criteria", help="Site criteria file, as for `tooling gate`.")
-    ] = None,
+    criteria_file: CriteriaOption = None,
     decisions: DecisionsOption = None,
     runs_dir: RunsDirOption = None,
     prometheus_user: PrometheusUserOption = None,
