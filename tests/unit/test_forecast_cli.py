@@ -149,3 +149,27 @@ def test_the_newest_verify_record_with_a_probe_across_nodes_wins(tmp_path: Path)
     assert found is not None and found.probe.busbw_gbs == 0.9 and found.nodes == ["node1", "node2", "node3"]
     assert one_node.is_dir() and os.listdir(tmp_path)  # the one-node record was there and skipped
     assert latest_busbw(tmp_path / "absent") is None
+
+
+def test_prometheus_figures_replace_the_summaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tooling.gates import prometheus
+    from tooling.plan.measurements import Measurement
+
+    truth = Truth()
+    _setup(truth)
+    asked: list[tuple[float, float, int]] = []
+
+    def measure(client, start, end, expected_ranks, step=None):  # the gate's Prometheus reader, faked
+        asked.append((start, end, expected_ranks))
+        rate = 1000.0 * expected_ranks
+        return {
+            "throughput": Measurement(rate, "prometheus"),
+            "throughput_sigma": Measurement(0.0, "prometheus"),
+        }, 15.0
+
+    monkeypatch.setattr(prometheus, "measure", measure)
+    _, out = _invoke("--phase", "2b", "--prometheus", "http://127.0.0.1:1", "--json")
+    document = json.loads(out)
+    assert [r["throughput"] for r in document["runs"]] == [4000.0, 8000.0]
+    assert [a[2] for a in asked] == [4, 8] and all(start < end for start, end, _ in asked)
+    assert all(r["spread_ratio"] == 0.0 for r in document["runs"])

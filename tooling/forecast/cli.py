@@ -15,13 +15,20 @@ import typer
 from rich.table import Table
 
 from tooling import home
-from tooling.cli_options import CriteriaOption, JsonOption, RunsDirOption, phase_option
+from tooling.cli_options import (
+    CriteriaOption,
+    JsonOption,
+    RunsDirOption,
+    phase_option,
+    with_prometheus_access,
+)
 from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, print_document
 
 if TYPE_CHECKING:
     from tooling.forecast.predict import Forecast
     from tooling.gates.judge import Row
     from tooling.plan.phases import PhasePlan
+    from tooling.prometheus_api import PrometheusAccess
 
 # The model (numpy, scipy), the plan and the gate's judging are imported by the command when it runs:
 # `tooling --help` imports this module and must stay quick.
@@ -140,6 +147,7 @@ def compare_lines(comparison: dict[str, object]) -> list[str]:
     return lines
 
 
+@with_prometheus_access
 def forecast_command(
     phase: Annotated[str, phase_option("Phase to forecast.")],
     runs: Annotated[
@@ -164,12 +172,22 @@ def forecast_command(
         typer.Option("--compare", help="A measured run of the phase: print the forecast's error against it."),
     ] = None,
     criteria_file: CriteriaOption = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus",
+            help="Prometheus base URL: the runs' throughput and overhead from its range queries over each "
+            "run's window instead of the summaries'.",
+        ),
+    ] = None,
     runs_dir: RunsDirOption = None,
     verify_dir: Annotated[
         Path | None,
         typer.Option("--verify-dir", help="verify-node's kept artifacts (default: <home>/verify)."),
     ] = None,
     as_json: JsonOption = False,
+    *,
+    access: PrometheusAccess,
 ) -> None:
     """Predict a phase's throughput, scaling efficiency and communication overhead from the smaller phases'
     runs and the measured all-reduce bandwidth, with a band, and whether its gate would pass on them.
@@ -192,7 +210,7 @@ def forecast_command(
             hint="rehearse or deploy the earlier phases first (e.g. `tooling rehearse --phase 1`), "
             "or pass --from RUN for each",
         )
-    measured = load_runs(paths, plan)
+    measured = load_runs(paths, plan, prometheus_url, access)
     busbw_bytes, source = bandwidth(busbw, verify_dir or home.verify())
     site = load_site(criteria_file, plan) if criteria_file else None
     criteria = effective_criteria(phase, target, site, criteria_file)
@@ -206,7 +224,7 @@ def forecast_command(
     comparison = None
     if compare_run is not None:
         path = resolve_summary_path(compare_run)
-        comparison = compare(result, measured_run(load_summary(path), path, plan))
+        comparison = compare(result, measured_run(load_summary(path), path, plan, prometheus_url, access))
     if as_json:
         print_document({**result.as_dict(), "compare": comparison})
     else:

@@ -1,6 +1,7 @@
 """A measured run as the forecast reads it: its summary.json reduced to a step-time point of the model.
 
-Step time is job-wide (samples per step / mean throughput over the heartbeats, as the gate measures it).
+Step time is job-wide (samples per step / mean throughput over the heartbeats, as the gate measures it, or
+over Prometheus' samples of the run's window when the forecast is given --prometheus).
 Compute and wait come from the per-rank split the trainer records (ddp/collective_clock.py); runs from
 before that split fall back on the no_sync probe (ddp/comm_probe.py): its overhead ratio (T_sync - T_nosync
 over the step) is the share of the step spent waiting, the rest counts as compute.
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ddp.config import DDPSection
-from tooling.console import ToolingError
+from tooling.console import ToolingError, err_console
 from tooling.gates.evidence import load_summary, resolve_summary_path, run_info
+from tooling.gates.gate import gather
 from tooling.plan.phases import PhasePlan
 from tooling.plan.step_model import RunPoint
+from tooling.prometheus_api import PrometheusAccess
 
 FP32_BYTES = 4
 FP16_BYTES = 2
@@ -66,16 +69,31 @@ def gradient_bytes(summary: dict[str, Any], path: Path) -> float:
     return float(parameters * (FP16_BYTES if ddp.fp16_compression else FP32_BYTES))
 
 
-def measured_run(summary: dict[str, Any], path: Path, plan: PhasePlan) -> MeasuredRun:
+def measured_run(
+    summary: dict[str, Any],
+    path: Path,
+    plan: PhasePlan,
+    prometheus_url: str | None = None,
+    access: PrometheusAccess | None = None,
+) -> MeasuredRun:
+    """The run as a point of the model. Throughput, its spread and the probe's overhead are the gate's
+    figures (tooling/gates/gate.py gather: the summary's, replaced by Prometheus' over the run's window when
+    `prometheus_url` is given); the per-rank compute/wait split comes from the summary alone."""
     info = run_info(summary, path)
-    throughput = (summary.get("throughput") or {}).get("global_samples_per_second_mean")
-    per_step = summary.get("samples_per_step")
     if not info.world_size or not info.nodes:
         raise ToolingError(f"{path}: world_size, nodes: expected the run's shape (positive integers)")
+    _, figures, sources = gather(summary, path, info.world_size, prometheus_url, access=access)
+    if sources.prometheus_error:
+        err_console.print(
+            f"[yellow]warning:[/] {path}: Prometheus {prometheus_url}: {sources.prometheus_error}"
+        )
+    throughput, sigma = figures["throughput"].value, figures["throughput_sigma"].value
+    per_step = summary.get("samples_per_step")
     if not throughput:
         raise ToolingError(
-            f"{path}: throughput.global_samples_per_second_mean: no throughput measured",
-            hint="the run needs two heartbeats or more (metrics.status_every_steps below its steps)",
+            f"{path}: throughput: {figures['throughput'].note}",
+            hint="the run needs two heartbeats or more (metrics.status_every_steps below its steps), "
+            "or --prometheus over its time window",
         )
     if not per_step:
         raise ToolingError(f"{path}: samples_per_step: expected the job-wide samples per step")
@@ -84,18 +102,17 @@ def measured_run(summary: dict[str, Any], path: Path, plan: PhasePlan) -> Measur
     compute, wait = _mean_of(ranks, "compute_seconds_mean"), _mean_of(ranks, "collective_wait_seconds_mean")
     split_from = "compute/wait split"
     if compute is None or wait is None:
-        overhead = summary.get("comm_overhead_ratio")
-        if not isinstance(overhead, int | float):
+        overhead = figures["comm_overhead"].value
+        if overhead is None:
             raise ToolingError(
                 f"{path}: ranks[].compute_seconds_mean and comm_overhead_ratio: the run measured neither its "
                 "compute/wait split nor the no_sync probe, so its communication time is unknown",
                 hint="re-run the phase with this trainer (it records the split once past its warm-up steps)",
             )
         # The probe's ratio is its exposed communication over its own step time: the same share of this step.
-        wait = min(max(0.0, float(overhead)), 1.0) * step
+        wait = min(max(0.0, overhead), 1.0) * step
         compute = step - wait
         split_from = "no_sync probe"
-    sigma = (summary.get("throughput") or {}).get("global_samples_per_second_stddev")
     shaped = plan.shaped(info.nodes, info.world_size)
     return MeasuredRun(
         path=path,
@@ -117,9 +134,17 @@ def measured_run(summary: dict[str, Any], path: Path, plan: PhasePlan) -> Measur
     )
 
 
-def load_runs(paths: list[Path], plan: PhasePlan) -> list[MeasuredRun]:
+def load_runs(
+    paths: list[Path],
+    plan: PhasePlan,
+    prometheus_url: str | None = None,
+    access: PrometheusAccess | None = None,
+) -> list[MeasuredRun]:
     """Every run given; they must train the same model with the same per-rank batch to share one model."""
-    runs = [measured_run(load_summary(p), p, plan) for p in (resolve_summary_path(r) for r in paths)]
+    runs = [
+        measured_run(load_summary(p), p, plan, prometheus_url, access)
+        for p in (resolve_summary_path(r) for r in paths)
+    ]
     shapes = {(r.gradient_bytes, r.samples_per_rank_step) for r in runs}
     if len(shapes) > 1:
         described = "; ".join(
