@@ -67,6 +67,9 @@ def test_the_table_and_a_go_on_site_criteria(tmp_path: Path) -> None:
     assert "phase 2b forecast" in out and "scaling efficiency vs. the first phase" in out
     assert "overlap = 100.0%" in out and "per-hop latency alpha = - (all hidden)" in out
     assert "gate on these figures: GO" in out
+    # 2c's gate has no degradation criterion: the figure is shown, not judged.
+    code, out = _invoke("--phase", "2c")
+    assert code == 1 and "efficiency degradation" in out and "not gated in this phase" in out
 
 
 def test_explicit_runs_and_a_given_bandwidth(tmp_path: Path) -> None:

@@ -99,17 +99,19 @@ def forecast_table(result: Forecast) -> Table:
             label, show = plain[name]
             table.add_row(label, show(b.value), f"{show(b.low)} .. {show(b.high)}", "", "")
             continue
-        row, edge = rows[name], edges[name]
-        target, minimum = (
-            fmt_bound(name, bound, unit=False) for bound in (row.criterion.target, row.criterion.minimum)
-        )
-        table.add_row(
+        shown = [
             label_with_unit(name),
             fmt_value(name, b.value, unit=False),
             f"{fmt_value(name, b.low, unit=False)} .. {fmt_value(name, b.high, unit=False)}",
-            f"{target} ({minimum})",
-            f"{_verdict(row)} ({_verdict(edge)})",
+        ]
+        row, edge = rows.get(name), edges.get(name)
+        if row is None or edge is None:  # a figure this phase's gate has no criterion for
+            table.add_row(*shown, "not gated in this phase", "")
+            continue
+        target, minimum = (
+            fmt_bound(name, bound, unit=False) for bound in (row.criterion.target, row.criterion.minimum)
         )
+        table.add_row(*shown, f"{target} ({minimum})", f"{_verdict(row)} ({_verdict(edge)})")
     return table
 
 
