@@ -161,7 +161,8 @@ def forecast(
 
 def compare(result: Forecast, measured: MeasuredRun) -> dict[str, Any]:
     """A run of the forecast phase against the forecast: the error on each figure both have, and whether
-    the measured value fell inside the band. A run of another shape than the phase's is refused."""
+    the measured value fell inside the band (communication overhead as the model counts it: the run's
+    wait over its compute plus wait). A run of another shape than the phase's is refused."""
     p = measured.point
     if (p.nodes, p.world_size) != (result.nodes, result.world_size):
         raise ToolingError(
