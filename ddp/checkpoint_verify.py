@@ -3,6 +3,7 @@ real torch.load (weights only: nothing in the file runs), using CheckpointStore'
 means what a resume would find.
 
     python -m ddp.checkpoint_verify DIR [--newest N] [--json]
+    python -m ddp.checkpoint_verify DIR --list      (the manifest's checkpoints as JSON; nothing loaded)
 
 DIR is a checkpoint directory (it holds manifest.json) or a run directory (its checkpoint directory is
 taken from summary.json's config, else `checkpoints`). Exit status: 0 the checked checkpoints are good
@@ -58,15 +59,19 @@ class Verdict:
         return asdict(self)
 
 
+def _configured(path: Path, key: str) -> Any:
+    """checkpoint.<key> of the run's config as its summary.json records it; None without one."""
+    try:
+        return json.loads((path / SUMMARY_FILE).read_text())["config"]["checkpoint"][key]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def checkpoint_dir(path: Path) -> Path:
     """The checkpoint directory `path` names, directly or as a run directory."""
     if (path / MANIFEST).exists():
         return path
-    summary = path / SUMMARY_FILE
-    try:
-        configured = json.loads(summary.read_text())["config"]["checkpoint"]["dir"]
-    except (OSError, ValueError, KeyError, TypeError):
-        configured = None
+    configured = _configured(path, "dir")
     if isinstance(configured, str) and configured:
         # The trainer resolves checkpoint.dir against the run directory (absolute paths stay as they are).
         return path / configured
@@ -143,6 +148,23 @@ def verify_directory(path: Path, newest: int = 1) -> Verdict:
     return result
 
 
+def list_directory(path: Path) -> dict[str, Any]:
+    """What the manifest lists (file, step, bytes, saved_at; nothing read or loaded) and the run's
+    checkpoint.keep_last when `path` is a run directory: the trend the daily checks predict tomorrow from."""
+    directory = checkpoint_dir(path)
+    entries = CheckpointStore(directory, keep_last=1).entries()
+    keep_last = _configured(path, "keep_last")
+    return {
+        "directory": str(directory),
+        "keep_last": keep_last if isinstance(keep_last, int) else None,
+        "entries": [
+            {"file": e.file, "step": e.step, "bytes": e.bytes, "saved_at": e.saved_at}
+            for e in sorted(entries, key=lambda e: e.saved_at)
+        ],
+        "listed_at": time.time(),
+    }
+
+
 def render_text(verdict: Verdict) -> str:
     lines = [f"{verdict.directory}: {verdict.verdict}"]
     if verdict.problem:
@@ -161,9 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("directory", type=Path, help="checkpoint directory or run directory")
     parser.add_argument("--newest", type=int, default=1, help="how many of the newest checkpoints to check")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--list", action="store_true", help="only list the manifest's checkpoints (JSON), verify nothing"
+    )
     args = parser.parse_args(argv)
     if args.newest < 1:
         parser.error("--newest must be at least 1")
+    if args.list:
+        print(json.dumps(list_directory(args.directory), sort_keys=True))
+        return 0
     verdict = verify_directory(args.directory, args.newest)
     print(json.dumps(verdict.as_dict(), sort_keys=True) if args.json else render_text(verdict))
     return 1 if verdict.verdict in (CORRUPT, UNSAFE) else 0

@@ -27,6 +27,7 @@ from tooling.cli_options import (
     show_plan_phases,
 )
 from tooling.console import EXIT_USAGE, CheckFailed, console, display_error, err_console, error_edge
+from tooling.forecast.cli import forecast_command
 from tooling.gates.cli import gate, phases
 from tooling.job_cli import deploy_command, status_command, stop_command
 from tooling.logs_cli import logs_command
@@ -144,6 +145,7 @@ app.command("stop", epilog=epilog("stop"))(stop_command)
 app.command("logs", epilog=epilog("logs"))(logs_command)
 app.command("gate", epilog=epilog("gate"))(gate)
 app.command("phases", epilog=epilog("phases"))(phases)
+app.command("forecast", epilog=epilog("forecast"))(forecast_command)
 app.command("report", epilog=epilog("report"))(report)
 app.command("soak", epilog=epilog("soak"))(soak_command)
 app.command("check", epilog=epilog("check"))(check_command)

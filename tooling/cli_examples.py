@@ -55,6 +55,14 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("tooling phases", "every phase, its gate decision and what comes next"),
         ("tooling phases --json", "the same as one JSON document"),
     ),
+    "forecast": (
+        ("tooling forecast --phase 2b", "phase 2b from the newest runs of 1 and 2a and verify-node's busbw"),
+        (
+            "tooling forecast --phase 2b --from RUN1 --from RUN2A --compare RUN2B",
+            "fit on runs of 1 and 2a (directories), then the error against a measured run of 2b",
+        ),
+        ("tooling forecast --phase 2c --busbw 1.2 --json", "with a bandwidth measured elsewhere, as JSON"),
+    ),
     "report": (
         (f"tooling report --phase 2a --run {RUN}", "the run's report"),
         ("tooling report --weekly", "the executive briefing from the decision records"),

@@ -8,9 +8,11 @@ runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -124,6 +126,11 @@ VaultPasswordFileOption = Annotated[
         help="Vault password file, the same as --vault-id FILE.",
     ),
 ]
+# The gate's site criteria, for every command that judges against them (gate, report, forecast).
+CriteriaOption = Annotated[
+    Path | None,
+    typer.Option("--criteria", help="Site criteria file (gate_criteria: ...; see tooling/gates/site.py)."),
+]
 SweepsDirOption = Annotated[
     Path | None, typer.Option("--sweeps-dir", help="Where sweeps are recorded (default: <home>/sweeps).")
 ]
@@ -171,3 +178,47 @@ AllowInsecureHttpOption = Annotated[
         help="Send the basic-auth password to an http:// Prometheus (refused otherwise).",
     ),
 ]
+
+
+# The access options in the order --help lists them, each with its default.
+_ACCESS_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("prometheus_user", PrometheusUserOption, None),
+    ("prometheus_password_file", PrometheusPasswordFileOption, None),
+    ("prometheus_ca", PrometheusCaOption, None),
+    ("prometheus_client_cert", PrometheusClientCertOption, None),
+    ("prometheus_client_key", PrometheusClientKeyOption, None),
+    ("allow_insecure_http", AllowInsecureHttpOption, False),
+)
+R = TypeVar("R")
+
+
+def with_prometheus_access(command: Callable[..., R]) -> Callable[..., R]:
+    """`command` given the options above, declared here once for every command that reads Prometheus; it
+    receives them as one PrometheusAccess in its `access` parameter (which --help does not show)."""
+    signature = inspect.signature(command)
+    kept = []
+    for param in signature.parameters.values():
+        if param.name == "access":
+            continue
+        # typer reads the annotations as objects; the commands' modules write them as strings.
+        annotation = param.annotation
+        if isinstance(annotation, str):
+            annotation = eval(annotation, command.__globals__)  # what inspect's eval_str does
+        kept.append(param.replace(annotation=annotation))
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, annotation, default in _ACCESS_OPTIONS
+    ]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [p.replace(kind=keyword) for p in kept] + added
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> R:
+        from tooling.prometheus_api import PrometheusAccess  # when the command runs, not at --help
+
+        values = [kwargs.pop(name) for name, _, _ in _ACCESS_OPTIONS]
+        return command(**kwargs, access=PrometheusAccess(*values))
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper

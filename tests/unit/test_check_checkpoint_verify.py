@@ -15,7 +15,7 @@ from ddp.checkpoint import MANIFEST, CheckpointEntry, CheckpointStore
 from ddp.checkpoint_verify import CORRUPT, NONE, OK, main, verify_directory
 from tests.conftest import ROOT
 from tooling.check.judge import judge_checkpoint
-from tooling.check.parsers import parse_checkpoint_verdict
+from tooling.check.parsers import parse_checkpoint_listing, parse_checkpoint_verdict
 
 
 def _store(directory: Path, steps: tuple[int, ...] = (10, 20, 30)) -> CheckpointStore:
@@ -173,6 +173,23 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert parse_checkpoint_verdict(proc.stdout).checked[0].file == "step-000000010.pt"
+
+
+def test_list_names_every_checkpoint_and_the_retention(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    _store(run / "ckpt", (10, 20, 30))
+    (run / "summary.json").write_text(json.dumps({"config": {"checkpoint": {"dir": "ckpt", "keep_last": 3}}}))
+    code, listing = _run([str(run), "--list"], capsys)
+    assert code == 0
+    assert listing["directory"] == str(run / "ckpt") and listing["keep_last"] == 3
+    assert [e["step"] for e in listing["entries"]] == [10, 20, 30]
+    times = [e["saved_at"] for e in listing["entries"]]
+    assert times == sorted(times) and all(e["bytes"] > 0 for e in listing["entries"])
+    assert parse_checkpoint_listing(json.dumps(listing)).entries[-1].step == 30
+    code, empty = _run([str(tmp_path / "nothing"), "--list"], capsys)
+    assert code == 0 and empty["entries"] == [] and empty["keep_last"] is None
 
 
 def test_trainer_package_does_not_import_tooling() -> None:

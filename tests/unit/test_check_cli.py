@@ -53,6 +53,18 @@ class FakeNodes:
         self.down: dict[str, str] = {}
         self.corrupt: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
+        # The manifest's checkpoints (saved_at, bytes): one an hour, small; the disk has room for a day.
+        self.checkpoints: list[tuple[float, int]] = [(t, 4096) for t in (-7200.0, -3600.0, 0.0)]
+        self.keep_last: int | None = 3
+
+    def listing(self) -> str:
+        entries = [
+            {"file": f"step-{i:09d}.pt", "step": i, "bytes": size, "saved_at": time.time() + at}
+            for i, (at, size) in enumerate(self.checkpoints)
+        ]
+        return json.dumps(
+            {"directory": f"{RUN_DIR}/checkpoints", "keep_last": self.keep_last, "entries": entries}
+        )
 
     def status(self, host: str) -> str:
         first = 0 if host == "node1" else 4
@@ -116,6 +128,8 @@ class FakeNodes:
             return RemoteResult(host, 0, self.status(host))
         if "df -P -B1" in command:
             return RemoteResult(host, 0, DF.format(path=RUN_DIR))
+        if "ddp.checkpoint_verify" in command and "--list" in command:
+            return RemoteResult(host, 0, self.listing())
         if "ddp.checkpoint_verify" in command:
             return RemoteResult(host, 1 if host in self.corrupt else 0, self.verdict(host))
         if "create_connection" in command:
@@ -260,6 +274,36 @@ def test_schedule_runs_only_its_checks(cluster: tuple[FakeNodes, FakePrometheus,
         "disk.trend",
     }
     assert not [c for _, c in fake_nodes.calls if "checkpoint_verify" in c or "thermal_zone" in c]
+
+
+def test_evening_predicts_tomorrows_checkpoints(cluster: tuple[FakeNodes, FakePrometheus, Path]) -> None:
+    fake_nodes, _, tmp_path = cluster
+    code, document, output = invoke(tmp_path, "--json", "-s", "evening")
+    assert code == 0 and document is not None, output
+    assert "checkpoint_forecast" in document["checks"]
+    rows = [r for r in document["results"] if r["check"] == "checkpoint.tomorrow"]
+    assert [r["host"] for r in rows] == ["node1", "node2"]
+    assert all(r["status"] == "PASS" for r in rows)
+    data = rows[0]["data"]
+    assert data["interval_s"] == pytest.approx(3600.0, rel=1e-3) and data["new_checkpoints"] in (23, 24)
+    assert data["kept_tomorrow"] == 3 and data["growth_bytes"] == 0  # keep_last: nothing piles up
+    listed = [c for _, c in fake_nodes.calls if "--list" in c]
+    assert listed and f"-m ddp.checkpoint_verify {RUN_DIR} --list" in listed[0]
+
+
+def test_evening_warns_when_tomorrows_checkpoints_would_fill_the_disk(
+    cluster: tuple[FakeNodes, FakePrometheus, Path],
+) -> None:
+    fake_nodes, _, tmp_path = cluster
+    # 10 GB an hour, none pruned, on a disk with 75 GB free: full long before tomorrow.
+    fake_nodes.checkpoints = [(t, 10_000_000_000) for t in (-7200.0, -3600.0, 0.0)]
+    fake_nodes.keep_last = None
+    code, document, output = invoke(tmp_path, "--json", "-s", "evening")
+    assert document is not None, output
+    row = next(r for r in document["results"] if r["check"] == "checkpoint.tomorrow")
+    assert row["status"] == "WARN" and "the disk would fill" in row["detail"]
+    assert row["data"]["avail_tomorrow"] < 0
+    assert code == 0  # a WARN, not a failed check
 
 
 def test_unreachable_prometheus_warns_never_passes(cluster: tuple[FakeNodes, FakePrometheus, Path]) -> None:
@@ -423,6 +467,9 @@ def test_real_commands_on_this_machine(tmp_path: Path, monkeypatch: pytest.Monke
         status.update(samples_per_second=100.0 + i, updated_at=now)
         (run_dir / "status" / f"rank{i}.json").write_text(json.dumps(status))
     store = CheckpointStore(run_dir / "checkpoints", keep_last=2)
+    # What rank 0's summary records of the config: the retention the outlook counts on.
+    config = {"checkpoint": {"dir": "checkpoints", "keep_last": 2}}
+    (run_dir / "summary.json").write_text(json.dumps({"config": config}))
     for step in (20, 40):
         store.save({"w": torch.ones(3)}, step)
     inventory = tmp_path / "inventory"
@@ -440,7 +487,7 @@ def test_real_commands_on_this_machine(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(nodes, "run_command", _local_shell)
     settings = tmp_path / "site.yml"
     settings.write_text(
-        "schedules:\n  local: [job, ranks, balance, disk, checkpoint, thermal]\n"
+        "schedules:\n  local: [job, ranks, balance, disk, checkpoint, checkpoint_forecast, thermal]\n"
         "thresholds:\n  disk_free_warn_ratio: 0.02\n  disk_free_fail_ratio: 0.01\n"
     )
     code, document, output = invoke(tmp_path, "--json", "-s", "local", "--settings", str(settings))
@@ -451,6 +498,10 @@ def test_real_commands_on_this_machine(tmp_path: Path, monkeypatch: pytest.Monke
     assert seen["disk"]["status"] == "PASS" and str(run_dir) in seen["disk"]["detail"]
     assert seen["checkpoint"]["status"] == "PASS", seen["checkpoint"]
     assert seen["checkpoint"]["measured"] == "step-000000040.pt"
+    # Two checkpoints saved moments apart: an interval of under a second, many a day, two kept.
+    tomorrow = seen["checkpoint.tomorrow"]
+    assert tomorrow["data"]["kept_now"] == 2 and tomorrow["data"]["kept_tomorrow"] == 2, tomorrow
+    assert tomorrow["data"]["new_checkpoints"] > 1000
     assert seen["thermal"]["status"] in ("PASS", "SKIP", "WARN")
     assert code == 0, output
     data = bytearray((run_dir / "checkpoints" / "step-000000040.pt").read_bytes())

@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "tooling.soak",
             "tooling.sweep",
             "tooling.gates",
+            "tooling.forecast",
             "tooling.report",
             "tooling.rehearse",
             "tooling.rehearse_local",

@@ -17,15 +17,10 @@ import typer
 
 from tooling import home
 from tooling.cli_options import (
-    AllowInsecureHttpOption,
     InventoryOption,
     JsonOption,
-    PrometheusCaOption,
-    PrometheusClientCertOption,
-    PrometheusClientKeyOption,
-    PrometheusPasswordFileOption,
-    PrometheusUserOption,
     phase_option,
+    with_prometheus_access,
 )
 from tooling.console import EXIT_CHECK_FAILED, console, err_console
 
@@ -33,6 +28,7 @@ if TYPE_CHECKING:
     from tooling.check.cluster import Cluster
     from tooling.check.probes import Session
     from tooling.findings import Finding
+    from tooling.prometheus_api import PrometheusAccess
 
 # The checks, their settings schema, the plan, the inventory and Prometheus' client are imported where the
 # command runs (and by the snapshot it writes), not here: `tooling --help` imports this module and must
@@ -73,6 +69,7 @@ def _title(cluster: Cluster, schedule: str | None) -> str:
     return f"{schedule or 'all'} checks, phase {cluster.phase} ({', '.join(cluster.hosts)}), {run}"
 
 
+@with_prometheus_access
 def check_command(
     schedule: Annotated[
         str | None,
@@ -88,12 +85,6 @@ def check_command(
         str | None,
         typer.Option("--prometheus", help="Prometheus base URL (default: the inventory's monitoring host)."),
     ] = None,
-    prometheus_user: PrometheusUserOption = None,
-    prometheus_password_file: PrometheusPasswordFileOption = None,
-    prometheus_ca: PrometheusCaOption = None,
-    prometheus_client_cert: PrometheusClientCertOption = None,
-    prometheus_client_key: PrometheusClientKeyOption = None,
-    allow_insecure_http: AllowInsecureHttpOption = False,
     settings_file: Annotated[
         Path | None,
         typer.Option(
@@ -103,6 +94,8 @@ def check_command(
         ),
     ] = None,
     as_json: JsonOption = False,
+    *,
+    access: PrometheusAccess,
 ) -> None:
     """Run the daily operations checks: job and ranks, balance, alerts, disk, checkpoints, network, heat."""
     from tooling.check import snapshots
@@ -112,16 +105,7 @@ def check_command(
     from tooling.check.schedules import load_settings
     from tooling.inventory import default_inventory, load_inventory
     from tooling.plan.phases import load_phases
-    from tooling.prometheus_api import PrometheusAccess
 
-    access = PrometheusAccess(
-        prometheus_user,
-        prometheus_password_file,
-        prometheus_ca,
-        prometheus_client_cert,
-        prometheus_client_key,
-        allow_insecure_http,
-    )
     settings = load_settings(settings_file)
     checks = settings.select(schedule)
     plan = load_phases()

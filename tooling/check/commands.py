@@ -44,12 +44,21 @@ def disk_free(path: str) -> str:
     )
 
 
-def checkpoint_verify(python: str, run_dir: str, newest: int) -> str:
+def _checkpoint_tool(python: str, run_dir: str, args: str) -> str:
     exe = shlex.quote(python)
     return (
         f"if [ ! -x {exe} ]; then echo 'no trainer interpreter at '{exe} >&2; exit 127; fi; "
-        f"{exe} -m ddp.checkpoint_verify {shlex.quote(run_dir)} --newest {int(newest)} --json"
+        f"{exe} -m ddp.checkpoint_verify {shlex.quote(run_dir)} {args}"
     )
+
+
+def checkpoint_verify(python: str, run_dir: str, newest: int) -> str:
+    return _checkpoint_tool(python, run_dir, f"--newest {int(newest)} --json")
+
+
+def checkpoint_list(python: str, run_dir: str) -> str:
+    """The run's checkpoints as its manifest lists them (nothing loaded): the trend of tomorrow's outlook."""
+    return _checkpoint_tool(python, run_dir, "--list")
 
 
 # Three connects per endpoint, the median kept: one slow SYN is not a slow link.

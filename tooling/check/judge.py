@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from tooling.check.checkpoint_outlook import Listing, outlook
 from tooling.check.commands import ProbeTarget
 from tooling.check.parsers import Alert, CheckpointReport, ConnectivityReport, DiskUsage, ThermalReport
 from tooling.check.schedules import Thresholds
@@ -311,6 +312,34 @@ def judge_checkpoint(host: str, report: CheckpointReport, now: float | None = No
         f"sha256 ok, torch.load ok{others}"
     )
     return Finding(host, "checkpoint", "PASS", newest.file, expected, detail, data)
+
+
+def judge_checkpoint_outlook(
+    host: str, listing: Listing, usage: DiskUsage, trend: Trend | None, now: float
+) -> Finding:
+    """Tomorrow's checkpoints and the disk they leave (tooling/check/checkpoint_outlook.py): WARN when the
+    disk would fill before this time tomorrow."""
+    check, expected = "checkpoint.tomorrow", "room for tomorrow's checkpoints"
+    if not listing.entries:
+        return Finding(host, check, "SKIP", "no checkpoint", expected, f"{listing.directory} lists none yet")
+    seen = outlook(listing, usage.avail_bytes, trend, now)
+    if seen is None:
+        why = f"{listing.directory} lists one checkpoint: no interval to extrapolate yet"
+        return Finding(host, check, "SKIP", "1 checkpoint", expected, why)
+    kept = f"{seen.kept_tomorrow} kept" + (f" (keep_last {listing.keep_last})" if listing.keep_last else "")
+    which = f"the filesystem's trend ({trend.source})" if seen.by_trend and trend else "the checkpoints alone"
+    detail = (
+        f"one every {fmt_duration(seen.interval_s)}, {fmt_bytes(seen.checkpoint_bytes)} each: "
+        f"{seen.new_checkpoints} more by this time tomorrow ({fmt_bytes(seen.bytes_written)} written), "
+        f"{kept}; "
+        f"{fmt_bytes(seen.avail_tomorrow)} free then, by {which}"
+    )
+    measured = f"{seen.new_checkpoints} new, {fmt_bytes(seen.avail_tomorrow)} left"
+    if seen.fills:
+        detail += (
+            f"; a save needs {fmt_bytes(seen.checkpoint_bytes)} free before it prunes: the disk would fill"
+        )
+    return Finding(host, check, "WARN" if seen.fills else "PASS", measured, expected, detail, seen.as_dict())
 
 
 # --- network ---------------------------------------------------------------------------------------------

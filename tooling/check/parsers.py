@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tooling.check.checkpoint_outlook import Listed, Listing
 from tooling.check.commands import LISTEN_MARK, NVIDIA_MARK
 
 # verify-node and check share one df reader and one parse error; re-exported so that check's modules read
@@ -69,6 +70,29 @@ def parse_checkpoint_verdict(text: str) -> CheckpointReport:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ParseError("checkpoint_verify", f"unreadable verdict ({exc})") from None
+
+
+def parse_checkpoint_listing(text: str) -> Listing:
+    """`python -m ddp.checkpoint_verify RUN --list`: the manifest's checkpoints, oldest first."""
+    lines = [line for line in text.splitlines() if line.strip().startswith("{")]
+    if not lines:
+        raise ParseError(
+            "checkpoint_verify --list", "printed no JSON listing" if text.strip() else "no output"
+        )
+    try:
+        raw = json.loads(lines[-1])
+        keep_last = raw.get("keep_last")
+        entries = [
+            Listed(step=int(e["step"]), bytes=int(e["bytes"]), saved_at=float(e["saved_at"]))
+            for e in raw.get("entries", [])
+        ]
+        return Listing(
+            directory=str(raw["directory"]),
+            keep_last=int(keep_last) if keep_last is not None else None,
+            entries=sorted(entries, key=lambda e: e.saved_at),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ParseError("checkpoint_verify --list", f"unreadable listing ({exc})") from None
 
 
 # --- TCP connect probe and listeners ---------------------------------------------------------------------

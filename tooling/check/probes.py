@@ -19,6 +19,7 @@ from tooling.check.nodes import NodeShell
 from tooling.check.parsers import (
     DiskUsage,
     ParseError,
+    parse_checkpoint_listing,
     parse_checkpoint_verdict,
     parse_connectivity,
     parse_df,
@@ -224,6 +225,37 @@ def check_checkpoint(s: Session) -> list[Finding]:
     return rows
 
 
+def check_checkpoint_forecast(s: Session) -> list[Finding]:
+    """The seed's evening "prediction for next day's checkpoint", per node that writes checkpoints."""
+    run = s.cluster.run
+    if run is None:
+        return [judge.no_run("checkpoint.tomorrow", CLUSTER, s.cluster.run_note)]
+    # Free space comes from the disk check; a schedule without it still needs the figures.
+    rows = [] if s.disk else [r for r in check_disk(s) if r.status == "FAIL"]
+    for host, result in s.each(
+        lambda h: commands.checkpoint_list(s.cluster.node(h).python, run.run_dir)
+    ).items():
+        usage = s.disk.get(host)
+        if result.error:
+            rows.append(judge.unreachable("checkpoint.tomorrow", host, result.error))
+            continue
+        if usage is None:
+            continue  # the disk check's row already says why it has no figures
+        try:
+            listing = parse_checkpoint_listing(result.stdout)
+        except ParseError as exc:
+            why = f"exit {result.rc}: {result.stderr.strip()[-200:] or exc}"
+            rows.append(
+                judge.command_failed(
+                    "checkpoint.tomorrow", host, "checkpoint_verify --list", why, "a listing"
+                )
+            )
+            continue
+        trend, _ = _trend(s, host, usage)
+        rows.append(judge.judge_checkpoint_outlook(host, listing, usage, trend, s.now))
+    return rows
+
+
 def check_network(s: Session) -> list[Finding]:
     nodes = s.cluster.nodes
     if len(nodes) < 2:
@@ -287,6 +319,7 @@ CHECK_FUNCTIONS: dict[str, Callable[[Session], list[Finding]]] = {
     "alerts": check_alerts,
     "disk": check_disk,
     "checkpoint": check_checkpoint,
+    "checkpoint_forecast": check_checkpoint_forecast,
     "network": check_network,
     "thermal": check_thermal,
 }

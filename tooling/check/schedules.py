@@ -12,7 +12,17 @@ from ddp.config_errors import ConfigError, format_validation_error, load_yaml_ma
 
 DEFAULT_SETTINGS_FILE = Path(__file__).with_name("schedules.yml")
 # Run order: the job first (it finds the unreachable nodes every later check then names at once).
-CHECKS = ("job", "ranks", "balance", "alerts", "disk", "checkpoint", "network", "thermal")
+CHECKS = (
+    "job",
+    "ranks",
+    "balance",
+    "alerts",
+    "disk",
+    "checkpoint",
+    "checkpoint_forecast",
+    "network",
+    "thermal",
+)
 Positive = Annotated[float, Field(gt=0)]
 Ratio = Annotated[float, Field(gt=0, lt=1)]
 

@@ -18,17 +18,13 @@ from rich.table import Table
 
 from tooling import home
 from tooling.cli_options import (
-    AllowInsecureHttpOption,
+    CriteriaOption,
     DecisionsOption,
     JsonOption,
-    PrometheusCaOption,
-    PrometheusClientCertOption,
-    PrometheusClientKeyOption,
-    PrometheusPasswordFileOption,
-    PrometheusUserOption,
     RunsDirOption,
     SoakDirOption,
     phase_option,
+    with_prometheus_access,
 )
 from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console
 from tooling.gates.eligibility import COMPLETE_RULE, check_shape, completeness, require_complete
@@ -39,6 +35,7 @@ if TYPE_CHECKING:
     from tooling.gates.gate import GateResult
     from tooling.gates.scaling import Baseline
     from tooling.plan.phases import PhasePlan
+    from tooling.prometheus_api import PrometheusAccess
 
 # The criteria and the plan (pydantic), the judging, the Markdown record (jinja2), Prometheus' client and
 # the soak evidence are imported by the functions that use them: `tooling --help` imports this module
@@ -135,6 +132,7 @@ def gate_table(result: GateResult) -> Table:
     return table
 
 
+@with_prometheus_access
 def gate(
     phase: Annotated[str, phase_option("Phase to judge.")],
     run: Annotated[
@@ -147,12 +145,7 @@ def gate(
             help="Prometheus base URL; its range queries over the run replace summary figures.",
         ),
     ] = None,
-    criteria_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--criteria", help="Site criteria file (gate_criteria: ...; see tooling/gates/site.py)."
-        ),
-    ] = None,
+    criteria_file: CriteriaOption = None,
     baseline_run: Annotated[
         Path | None,
         typer.Option(
@@ -174,12 +167,6 @@ def gate(
         float | None,
         typer.Option("--prometheus-step", help="Range-query step in seconds (default: 2 scrapes)."),
     ] = None,
-    prometheus_user: PrometheusUserOption = None,
-    prometheus_password_file: PrometheusPasswordFileOption = None,
-    prometheus_ca: PrometheusCaOption = None,
-    prometheus_client_cert: PrometheusClientCertOption = None,
-    prometheus_client_key: PrometheusClientKeyOption = None,
-    allow_insecure_http: AllowInsecureHttpOption = False,
     allow_incomplete: Annotated[
         bool,
         typer.Option(
@@ -192,6 +179,8 @@ def gate(
         bool, typer.Option("--no-record", help="Judge and print, but write no decision record.")
     ] = False,
     as_json: JsonOption = False,
+    *,
+    access: PrometheusAccess,
 ) -> None:
     """Judge a run against its phase's criteria: GO (exit 0) or NO-GO (exit 1), and keep the decision.
 
@@ -205,17 +194,8 @@ def gate(
     from tooling.gates.site import effective_criteria, load_site
     from tooling.plan.criteria import KINDS
     from tooling.plan.phases import load_phases
-    from tooling.prometheus_api import PrometheusAccess
     from tooling.soak.evidence import soak_evidence
 
-    access = PrometheusAccess(
-        prometheus_user,
-        prometheus_password_file,
-        prometheus_ca,
-        prometheus_client_cert,
-        prometheus_client_key,
-        allow_insecure_http,
-    )
     decisions = decisions or home.decisions()
     plan = load_phases()
     phase_def = plan.get(phase)

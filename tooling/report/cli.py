@@ -13,16 +13,12 @@ import typer
 
 from tooling import home
 from tooling.cli_options import (
-    AllowInsecureHttpOption,
+    CriteriaOption,
     DecisionsOption,
     JsonOption,
-    PrometheusCaOption,
-    PrometheusClientCertOption,
-    PrometheusClientKeyOption,
-    PrometheusPasswordFileOption,
-    PrometheusUserOption,
     RunsDirOption,
     phase_option,
+    with_prometheus_access,
 )
 from tooling.console import ToolingError, console, err_console, people_output_on_stderr, print_document
 from tooling.gates.cli import baseline_for, locate_run
@@ -73,6 +69,7 @@ def gate_record(
     return result.record(plan), lines
 
 
+@with_prometheus_access
 def report(
     phase: Annotated[str | None, phase_option("Phase to report on.")] = None,
     run: Annotated[
@@ -87,32 +84,16 @@ def report(
     prometheus_url: Annotated[
         str | None, typer.Option("--prometheus", help="Prometheus base URL for the gate table.")
     ] = None,
-    criteria_file: Annotated[
-        Path | None, typer.Option("--criteria", help="Site criteria file, as for `tooling gate`.")
-    ] = None,
+    criteria_file: CriteriaOption = None,
     decisions: DecisionsOption = None,
     runs_dir: RunsDirOption = None,
-    prometheus_user: PrometheusUserOption = None,
-    prometheus_password_file: PrometheusPasswordFileOption = None,
-    prometheus_ca: PrometheusCaOption = None,
-    prometheus_client_cert: PrometheusClientCertOption = None,
-    prometheus_client_key: PrometheusClientKeyOption = None,
-    allow_insecure_http: AllowInsecureHttpOption = False,
     as_json: JsonOption = False,
+    *,
+    access: PrometheusAccess,
 ) -> None:
     """Write a performance report (Markdown + HTML + PNG plots) for a phase's run, or the weekly briefing."""
     from tooling.plan.phases import load_phases
-    from tooling.prometheus_api import PrometheusAccess
 
-    # The same front door as `gate` and `check`: a Prometheus behind basic auth or TLS is read, not skipped.
-    access = PrometheusAccess(
-        prometheus_user,
-        prometheus_password_file,
-        prometheus_ca,
-        prometheus_client_cert,
-        prometheus_client_key,
-        allow_insecure_http,
-    )
     decisions = decisions or home.decisions()
     plan = load_phases()
     with people_output_on_stderr(as_json):
