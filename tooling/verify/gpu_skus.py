@@ -102,6 +102,16 @@ class SkuChoice:
             return self.sku.nccl_busbw_gbs, f"threshold of {self.origin}"
         return profile.nccl_busbw_gbs, f"generic profile threshold: {self._no_figure('NVLink figure')}"
 
+    def alltoall_band(self, profile: Profile) -> tuple[Band | None, str]:
+        """The alltoall_perf band (the model's, else the profile's; None where neither has one) and where it
+        came from."""
+        if self.sku is not None and self.sku.nccl_alltoall_busbw_gbs is not None:
+            return self.sku.nccl_alltoall_busbw_gbs, f"threshold of {self.origin}"
+        why = self._no_figure("alltoall figure")
+        if profile.nccl_alltoall_busbw_gbs is not None:
+            return profile.nccl_alltoall_busbw_gbs, f"generic profile threshold: {why}"
+        return None, f"no threshold: {why}, and the profile sets no nccl_alltoall_busbw_gbs"
+
     def ib_rate(self, generic_gbps: float) -> tuple[float, str]:
         """The fabric port rate for this node (the model's, else the profile's `generic_gbps`) and where it
         came from."""

@@ -374,7 +374,15 @@ def _torch_checks(c: _Checker, profile: Profile) -> None:
 
 # Read from `nvidia-smi -q -x` only; without it they WARN as "not checked" (the count has a CSV fallback).
 XML_CHECKS = ("cuda.driver", "gpu.memory_errors", "gpu.pcie_link", "gpu.thermal_throttle", "gpu.modes")
-GPU_CHECKS = ("gpu.count", "gpu.sku", *XML_CHECKS, "cuda.version", "nccl.busbw", "dcgm.diag")
+GPU_CHECKS = (
+    "gpu.count",
+    "gpu.sku",
+    *XML_CHECKS,
+    "cuda.version",
+    "nccl.busbw",
+    "nccl.alltoall_busbw",
+    "dcgm.diag",
+)
 
 
 def _xml_report(c: _Checker) -> tuple[NvidiaSmiReport | None, str]:
@@ -453,36 +461,61 @@ def _gpu_health(c: _Checker, profile: Profile, report: NvidiaSmiReport | None, w
     c.add(*gpu_health.modes(report))
 
 
-def _nccl_check(c: _Checker, profile: Profile, choice: gpu_skus.SkuChoice) -> None:
-    band, origin = choice.nccl_band(profile)
-    expected = band.describe("GB/s")
+@dataclass(frozen=True)
+class NcclTest:
+    """One nccl-tests binary as verify.yml runs it and the judge reads it."""
+
+    check: str
+    command: str  # the name verify.yml publishes its result under
+    tool: str
+    parse: Callable[[str], p.NcclResult]
+    # alltoall_perf does not validate its in-place run (N/A, or a meaningless max error in old releases).
+    in_place_validated: bool = True
+
+
+ALL_REDUCE = NcclTest("nccl.busbw", "nccl_allreduce", "all_reduce_perf", p.parse_all_reduce_perf)
+ALL_TO_ALL = NcclTest(
+    "nccl.alltoall_busbw", "nccl_alltoall", "alltoall_perf", p.parse_alltoall_perf, in_place_validated=False
+)
+# verify.yml's exit status when the binary is not under the nccl-tests prefix.
+NOT_INSTALLED = 127
+
+
+def _nccl_failure(out: CommandOutput, test: NcclTest) -> str:
+    """Why a run that exited non-zero stopped: nccl-tests prints it on stdout ("Test NCCL failure
+    common.cu:..."), not stderr."""
+    try:
+        said = test.parse(out.stdout).errors
+    except p.ParseError:
+        said = []
+    parts = ([e for e in said if re.search(r"fail|error|abort|warn", e, re.IGNORECASE)] or said)[:3]
+    if out.stderr.strip() or not parts:
+        parts.append(out.error())
+    return f"{test.tool} failed (rc {out.rc}): {'; '.join(parts)}"
+
+
+def _nccl_run_check(c: _Checker, test: NcclTest, band: Band | None, origin: str) -> None:
+    """One nccl-tests table: a failed, cut-off or wrong run FAILs; a complete one is judged at its largest
+    size against `band`, or reported unjudged (SKIP, the figure shown) where no band applies."""
+    expected = band.describe("GB/s") if band else "measured only (no threshold)"
     if c.node.level == QUICK:
-        c.add("nccl.busbw", "SKIP", "-", expected, "level quick: nccl-tests run at --level full")
+        c.add(test.check, "SKIP", "-", expected, "level quick: nccl-tests run at --level full")
         return
-    out = c.node.commands.get("nccl_allreduce")
+    out = c.node.commands.get(test.command)
     if out is not None and not out.skipped and out.rc not in (0, None):
-        # nccl-tests prints why it stopped on stdout ("Test NCCL failure common.cu:..."), not stderr.
-        try:
-            said = p.parse_all_reduce_perf(out.stdout).errors
-        except p.ParseError:
-            said = []
-        parts = ([e for e in said if re.search(r"fail|error|abort|warn", e, re.IGNORECASE)] or said)[:3]
-        if out.stderr.strip() or not parts:
-            parts.append(out.error())
-        reason = "; ".join(parts)
-        c.add("nccl.busbw", "FAIL", "-", expected, f"all_reduce_perf failed (rc {out.rc}): {reason}")
+        c.add(test.check, "FAIL", "-", expected, _nccl_failure(out, test))
         return
-    nccl = c.parsed("nccl.busbw", expected, [("nccl_allreduce", p.parse_all_reduce_perf)])
+    nccl = c.parsed(test.check, expected, [(test.command, test.parse)])
     if nccl is None:
         return
     run = f", {nccl.ranks} ranks on {', '.join(nccl.hosts)}" if nccl.ranks else ""
     if not nccl.rows:
         reason = (
-            "all_reduce_perf failed: " + "; ".join(nccl.errors[:2])
+            f"{test.tool} failed: " + "; ".join(nccl.errors[:2])
             if nccl.errors
             else f"incomplete: stopped before its first result{run}"
         )
-        c.add("nccl.busbw", "FAIL", "-", expected, reason)
+        c.add(test.check, "FAIL", "-", expected, reason)
         return
     largest = nccl.largest
     assert largest is not None
@@ -490,7 +523,7 @@ def _nccl_check(c: _Checker, profile: Profile, choice: gpu_skus.SkuChoice) -> No
     if not nccl.complete:
         printed = f"; it printed: {'; '.join(nccl.errors[:2])}" if nccl.errors else ""
         c.add(
-            "nccl.busbw",
+            test.check,
             "FAIL",
             f"stopped after {largest.size_bytes / 2**20:g} MiB ({len(nccl.rows)} sizes{run})",
             expected,
@@ -500,18 +533,36 @@ def _nccl_check(c: _Checker, profile: Profile, choice: gpu_skus.SkuChoice) -> No
     measured = (
         f"{busbw:,.1f} GB/s @ {largest.size_bytes / 2**20:g} MiB (avg {nccl.avg_busbw_gbs or 0:,.1f}{run})"
     )
-    if nccl.out_of_bounds_ok is False or nccl.wrong_rows:
-        sizes = ", ".join(f"{r.size_bytes}" for r in nccl.wrong_rows[:4])
+    wrong = nccl.wrong(in_place=test.in_place_validated)
+    if nccl.out_of_bounds_ok is False or wrong:
+        sizes = ", ".join(f"{r.size_bytes}" for r in wrong[:4])
         c.add(
-            "nccl.busbw",
+            test.check,
             "FAIL",
             measured,
             expected,
             f"wrong results: {nccl.out_of_bounds or 0} out-of-bounds values (sizes {sizes or '?'})",
         )
         return
+    if band is None:
+        c.add(test.check, "SKIP", measured, expected, origin)
+        return
     status, reason = judge_band(busbw, band)
-    c.add("nccl.busbw", status, measured, expected, f"{reason}; {origin}")
+    c.add(test.check, status, measured, expected, f"{reason}; {origin}")
+
+
+def _nccl_checks(c: _Checker, profile: Profile, choice: gpu_skus.SkuChoice) -> None:
+    _nccl_run_check(c, ALL_REDUCE, *choice.nccl_band(profile))
+    band, origin = choice.alltoall_band(profile)
+    out = c.node.commands.get(ALL_TO_ALL.command)
+    expected = band.describe("GB/s") if band else "measured only (no threshold)"
+    # Missing beside a readable all_reduce_perf row: a build without alltoall_perf, or a record from before
+    # verify.yml ran it; nccl.busbw already says whether nccl-tests is installed at all.
+    if c.node.level != QUICK and (out is None or out.rc == NOT_INSTALLED):
+        why = "alltoall_perf not collected by this run" if out is None else out.error()
+        c.add(ALL_TO_ALL.check, "SKIP", "-", expected, f"{why} (see nccl.busbw for nccl-tests itself)")
+        return
+    _nccl_run_check(c, ALL_TO_ALL, band, origin)
 
 
 def _gpu_sku_check(
@@ -620,7 +671,7 @@ def _gpu_checks(c: _Checker, profile: Profile) -> gpu_skus.SkuChoice | None:
     if release is not None:
         status, reason = judge_version(release, profile.cuda)
         c.add("cuda.version", status, release, expected, reason)
-    _nccl_check(c, profile, choice)
+    _nccl_checks(c, profile, choice)
     _dcgm_check(c, profile)
     return choice
 

@@ -649,7 +649,12 @@ class NcclResult:
 
     @property
     def wrong_rows(self) -> list[NcclRow]:
-        return [r for r in self.rows if (r.oop_wrong or 0) > 0 or (r.ip_wrong or 0) > 0]
+        return self.wrong(in_place=True)
+
+    def wrong(self, in_place: bool) -> list[NcclRow]:
+        """Rows with wrong values; `in_place=False` reads the out-of-place column only (alltoall_perf does not
+        validate its in-place run: N/A in 2.x, a meaningless max error in the older `error` column)."""
+        return [r for r in self.rows if (r.oop_wrong or 0) > 0 or (in_place and (r.ip_wrong or 0) > 0)]
 
 
 def _wrong(token: str) -> int | None:
@@ -659,7 +664,17 @@ def _wrong(token: str) -> int | None:
 
 def parse_all_reduce_perf(text: str) -> NcclResult:
     """nccl-tests `all_reduce_perf` (2.x): header, one row per size, footer with the verdict lines."""
-    tool = "all_reduce_perf"
+    return parse_nccl_perf(text, "all_reduce_perf")
+
+
+def parse_alltoall_perf(text: str) -> NcclResult:
+    """nccl-tests `alltoall_perf`: the same table (busbw = algbw x (n-1)/n, `redop` none, root -1, the
+    in-place #wrong N/A); releases before 2.x printed neither redop nor root and an `error` column."""
+    return parse_nccl_perf(text, "alltoall_perf")
+
+
+def parse_nccl_perf(text: str, tool: str) -> NcclResult:
+    """Any nccl-tests `*_perf` table; `tool` names the binary in errors."""
     body = _require(text, tool)
     rows: list[NcclRow] = []
     errors: list[str] = []

@@ -116,6 +116,16 @@ class InfinibandExpectation(_Strict):
         "mlx4_0/1); other RDMA ports (a storage or management RoCE port) are listed, not judged. "
         "Unset: every port is the fabric's",
     )
+    # ib_write_bw between node pairs, as a fraction of the port rate. What a healthy link reaches: 98.01 of 100
+    # Gb/s over RoCE (oracle-quickstart/oci-hpc-oke docs/running-ib-write-bw-test.md, the fixture
+    # ib_write_bw_roce_rdma_cm_4qp_98g.txt), 380-385 Gb/s expected on 400 Gb/s ports (oracle-quickstart/
+    # oci-gpu-quickstarts nvidia/GB300/README-GB300.md, "IB Write BW"), "up to 48-49GB/s per NIC" at NDR
+    # (https://github.com/NVIDIA/nccl-tests/issues/267): 0.95-0.98. Below 0.9 the pair is off its pace; below
+    # 0.8 something is broken (a lane down, a congested or misconfigured path).
+    write_bw_fraction: Band = Field(
+        default_factory=lambda: Band(min=0.8, warn_below=0.9),
+        description="ib_write_bw average between node pairs, as a fraction of the port rate",
+    )
 
 
 class GpuSkuNumbers(_Strict):
@@ -126,6 +136,9 @@ class GpuSkuNumbers(_Strict):
     pcie_gen: int | None = Field(None, ge=1, le=7, description="the PCIe generation the board is built for")
     pcie_width: int | None = Field(None, ge=1, le=32, description="the PCIe lanes the board is built for")
     nccl_busbw_gbs: Band | None = Field(None, description="all_reduce_perf bus bandwidth over NVLink")
+    nccl_alltoall_busbw_gbs: Band | None = Field(
+        None, description="alltoall_perf bus bandwidth over NVLink inside the node"
+    )
     ib_port_rate_gbps: float | None = Field(
         None, gt=0, description="each fabric port's rate on the model's reference system (one HCA per GPU)"
     )
@@ -145,6 +158,10 @@ class Profile(_Strict):
     cuda: VersionRule
     gpus_per_node: Band
     nccl_busbw_gbs: Band = Field(description="all_reduce_perf bus bandwidth at the largest size")
+    # None: no generic figure; nodes whose GPU model has one in gpu_skus.yml are judged, others are measured.
+    nccl_alltoall_busbw_gbs: Band | None = Field(
+        None, description="alltoall_perf bus bandwidth at the largest size"
+    )
     inter_node_gbps: Band = Field(description="iperf3 received throughput between node pairs")
     gloo_busbw_gbs: Band = Field(description="Gloo all_reduce bus bandwidth across the phase's nodes")
     # Per GPU model: a site's own numbers for entries of tooling/verify/profiles/gpu_skus.yml, by its keys.
