@@ -131,6 +131,7 @@ def test_exact_sources_per_port(rendered: dict[str, str]) -> None:
         f"{low}-{high}": members,
         str(probes["verify_iperf_port"]): members,
         str(probes["verify_gloo_port"]): members,
+        str(probes["verify_ib_write_bw_port"]): members,
         metrics: watchers,
         str(node_exporter["node_exporter_port"]): watchers,
     }
@@ -318,7 +319,7 @@ def test_the_probes_ports_come_from_the_file_the_firewall_reads() -> None:
     network = next(p for p in plays if any("iperf3" in str(t.get("name", "")) for t in p["tasks"]))
     assert network["vars_files"] == ["vars/probe_ports.yml"]
     probes = yaml.safe_load((ROOT / "playbooks" / "vars" / "probe_ports.yml").read_text())
-    assert set(probes) == {"verify_iperf_port", "verify_gloo_port"}
+    assert set(probes) == {"verify_iperf_port", "verify_gloo_port", "verify_ib_write_bw_port"}
     assert not set(probes) & set(network["vars"])
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     assert defaults["firewall_probe_ports_file"] == "{{ role_path }}/../../playbooks/vars/probe_ports.yml"

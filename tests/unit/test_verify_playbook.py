@@ -14,6 +14,7 @@ from tooling.verify.parsers import NVIDIA_SMI_CSV_COMMAND
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "verify.yml"
 PAIR_TASKS = ROOT / "playbooks" / "tasks" / "verify_iperf_pair.yml"
+IB_PAIR_TASKS = ROOT / "playbooks" / "tasks" / "verify_ib_write_bw_pair.yml"
 COMMANDS = {"ansible.builtin.command", "ansible.builtin.shell"}
 
 
@@ -27,7 +28,8 @@ def _tasks(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def _all_tasks() -> list[dict[str, Any]]:
     plays = yaml.safe_load(PLAYBOOK.read_text())
     tasks = [t for play in plays for t in _tasks(play.get("tasks") or [])]
-    return tasks + list(_tasks(yaml.safe_load(PAIR_TASKS.read_text())))
+    pair_files = (PAIR_TASKS, IB_PAIR_TASKS)
+    return tasks + [t for path in pair_files for t in _tasks(yaml.safe_load(path.read_text()))]
 
 
 def test_every_command_is_read_only_data_collection() -> None:
@@ -116,3 +118,60 @@ def test_dcgm_task_runs_the_profiles_level_as_json_and_says_when_dcgmi_is_missin
     assert 'exec dcgmi diag -r "$DIAG_LEVEL" -j' in script
     assert "exit 127" in script  # the judge's "not installed" SKIP
     assert dcgm["environment"]["DIAG_LEVEL"] == "{{ verify_dcgm_diag_level }}"
+
+
+def test_nccl_tests_run_all_reduce_then_alltoall_published_under_their_names() -> None:
+    plays = yaml.safe_load(PLAYBOOK.read_text())
+    gpu_block = next(t for t in plays[0]["tasks"] if t["name"] == "Inspect GPUs")
+    nccl = next(t for t in gpu_block["block"] if t.get("register") == "_v_nccl")
+    assert nccl["loop"] == ["all_reduce_perf", "alltoall_perf"]
+    loop_var = nccl["loop_control"]["loop_var"]
+    assert nccl["environment"]["TEST"] == f"{{{{ {loop_var} }}}}"
+    script = nccl["ansible.builtin.shell"]["cmd"]
+    assert '"$PREFIX/bin/$TEST"' in script and "exit 127" in script  # the judge's "not built" SKIP
+    publish = next(t for t in plays[0]["tasks"] if t["name"] == "Publish the raw outputs")
+    published = publish["vars"]["_verify_record"]["commands"]
+    # Each result is picked by the loop variable's value, so the order of the loop cannot swap them.
+    assert f"selectattr('{loop_var}', 'eq', 'all_reduce_perf')" in published["nccl_allreduce"]
+    assert f"selectattr('{loop_var}', 'eq', 'alltoall_perf')" in published["nccl_alltoall"]
+
+
+def _network_play() -> dict[str, Any]:
+    plays = yaml.safe_load(PLAYBOOK.read_text())
+    return next(p for p in plays if p["name"] == "Measure the network between the phase's nodes")
+
+
+def test_ib_write_bw_runs_only_where_asked_at_the_full_level_with_a_pair() -> None:
+    play = _network_play()
+    look = next(t for t in play["tasks"] if t.get("register") == "_v_perftest")
+    assert look["when"] == [
+        "verify_level == 'full'",
+        "verify_ib_write_bw | bool",
+        "ansible_play_hosts | length > 1",
+    ]
+    measure = next(t for t in play["tasks"] if t["name"] == "Measure each node pair with ib_write_bw")
+    assert measure["ansible.builtin.include_tasks"] == "tasks/verify_ib_write_bw_pair.yml"
+    assert "_v_perftest is not skipped" in measure["when"]
+    # The same ring as iperf3's, over the nodes that have ib_write_bw.
+    iperf = next(t for t in play["tasks"] if t["name"] == "Measure each node pair with iperf3")
+    assert measure["loop"] == iperf["loop"] == "{{ _verify_ring }}"
+    assert "_v_perftest.rc" in measure["vars"]["_verify_ring_nodes"]
+    assert play["vars"]["verify_ib_write_bw_seconds"] >= 1
+
+
+def test_ib_write_bw_server_binds_the_data_address_on_the_probe_port() -> None:
+    block = yaml.safe_load(IB_PAIR_TASKS.read_text())[0]
+    server, client, collect, publish = block["block"]
+    options = block["vars"]["_verify_ib_options"]
+    assert "-p {{ verify_ib_write_bw_port | int }}" in options and "--report_gbits" in options
+    assert block["vars"]["_verify_ib_server_addr"] == "{{ hostvars[_verify_ib_server]['_verify_addr'] }}"
+    server_cmd = server["ansible.builtin.command"]
+    assert "--bind_source_ip {{ _verify_ib_server_addr | quote }}" in server_cmd
+    assert server_cmd.startswith("timeout ") and server["poll"] == 0 and server["async"]
+    assert server["delegate_to"] == "{{ _verify_ib_server }}"
+    assert client["delegate_to"] == "{{ _verify_ib_client }}"
+    assert client["ansible.builtin.command"].rstrip().endswith("{{ _verify_ib_server_addr | quote }}")
+    assert collect["ansible.builtin.async_status"]["jid"] == "{{ _v_ib_server_job.ansible_job_id }}"
+    assert collect["delegate_to"] == "{{ _verify_ib_server }}"
+    data = publish["ansible.builtin.set_stats"]["data"]["verify_net"]["ib_write_bw"]
+    assert "'result': _v_ib_client" in data and "'server_result': _v_ib_server" in data
