@@ -269,10 +269,12 @@ def test_level_and_the_profiles_dcgm_level_reach_the_playbook(
         progress_console=None,
         level=cli.Level.quick,
         dcgm_diag_level=3,
+        rdma_fabric=False,
     )
     assert seen["extravars"] == {
         "verify_target": "node1",
         "verify_install_iperf3": False,
         "verify_level": "quick",
         "verify_dcgm_diag_level": 3,
+        "verify_ib_write_bw": False,
     }

@@ -15,6 +15,7 @@ from tests.unit.local_playbook import run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "verify.yml"
+PROBE_PORTS = ROOT / "playbooks" / "vars" / "probe_ports.yml"
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
 ADDRESSES = {"node1": "127.0.0.11", "node2": "127.0.0.12", "node3": "127.0.0.13"}
 # The stand-in: a server (the call with --bind_source_ip) prints perftest's banner, a client the report.
@@ -36,7 +37,7 @@ def _play(tmp_path: Path, fake_bin: Path) -> dict[str, Any]:
     tasks = [t for t in network["tasks"] if t["name"] in TASKS]
     assert [t["name"] for t in tasks] == list(TASKS)
     include = tasks[-1]
-    include["ansible.builtin.include_tasks"] = str(ROOT / "playbooks" / include["ansible.builtin.include_tasks"])
+    include["ansible.builtin.include_tasks"] = str(PLAYBOOK.parent / include["ansible.builtin.include_tasks"])
     record = {
         "name": "Record what the first node registered",
         "ansible.builtin.copy": {
@@ -48,7 +49,7 @@ def _play(tmp_path: Path, fake_bin: Path) -> dict[str, Any]:
     }
     return {
         **{k: network[k] for k in ("name", "hosts", "gather_facts", "vars")},
-        "vars_files": [str(ROOT / "playbooks" / "vars" / "probe_ports.yml")],
+        "vars_files": [str(PROBE_PORTS)],
         "environment": {"PATH": f"{fake_bin}:/usr/bin:/bin"},
         "tasks": [*tasks, record],
     }
@@ -83,7 +84,7 @@ def test_two_nodes_one_pair_server_bound_to_its_address(tmp_path: Path) -> None:
     servers = [c for c in calls if "--bind_source_ip" in c]
     clients = [c for c in calls if "--bind_source_ip" not in c]
     assert len(servers) == len(clients) == 1
-    port = str(yaml.safe_load((ROOT / "playbooks" / "vars" / "probe_ports.yml").read_text())["verify_ib_write_bw_port"])
+    port = str(yaml.safe_load(PROBE_PORTS.read_text())["verify_ib_write_bw_port"])
     server, client = servers[0], clients[0]
     # node1 serves on its own address only; node2 writes into it at that address, both on the probe port.
     assert server[server.index("--bind_source_ip") + 1] == ADDRESSES["node1"]

@@ -21,6 +21,7 @@ from tooling.verify import infiniband as ib
 from tooling.verify import parsers as p
 from tooling.verify.dcgm_diag import parse_dcgmi_diag
 from tooling.verify.nvidia_xml import NvidiaSmiReport, parse_nvidia_smi_xml
+from tooling.verify.perftest import WriteBwReport, parse_ib_write_bw
 from tooling.verify.profiles import Band, Profile, VersionRule
 
 _SEVERITY: dict[str, int] = {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2}
@@ -95,31 +96,42 @@ class NodeFacts:
 
 
 @dataclass(frozen=True)
-class IperfPair:
+class ProbePair:
+    """One measurement between two nodes (iperf3, ib_write_bw): the client's result and, where collected,
+    the server's."""
+
     client: str
     server: str
     output: CommandOutput | None
+    server_output: CommandOutput | None = None
+
+
+def _pairs(section: Any) -> list[ProbePair]:
+    pairs = [
+        ProbePair(
+            str(item.get("client")),
+            str(item.get("server")),
+            CommandOutput.from_result(item.get("result")),
+            CommandOutput.from_result(item.get("server_result")),
+        )
+        for item in (section or {}).values()
+        if isinstance(item, Mapping)
+    ]
+    return sorted(pairs, key=lambda pair: (pair.client, pair.server))
 
 
 @dataclass
 class ClusterFacts:
     nodes: list[str] = field(default_factory=list)
-    iperf: list[IperfPair] = field(default_factory=list)
+    iperf: list[ProbePair] = field(default_factory=list)
     iperf_missing: dict[str, str] = field(default_factory=dict)
     gloo: dict[str, CommandOutput] = field(default_factory=dict)
     level: str = "full"
+    ib_write_bw: list[ProbePair] = field(default_factory=list)
+    ib_write_bw_missing: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> ClusterFacts:
-        pairs = [
-            IperfPair(
-                str(item.get("client")),
-                str(item.get("server")),
-                CommandOutput.from_result(item.get("result")),
-            )
-            for item in (raw.get("iperf") or {}).values()
-            if isinstance(item, Mapping)
-        ]
         gloo = {
             str(host): out
             for host, res in (raw.get("gloo") or {}).items()
@@ -127,10 +139,12 @@ class ClusterFacts:
         }
         return cls(
             nodes=[str(n) for n in raw.get("nodes") or []],
-            iperf=sorted(pairs, key=lambda pair: (pair.client, pair.server)),
+            iperf=_pairs(raw.get("iperf")),
             iperf_missing={str(k): str(v) for k, v in (raw.get("iperf_missing") or {}).items()},
             gloo=gloo,
             level=str(raw.get("level") or "full"),
+            ib_write_bw=_pairs(raw.get("ib_write_bw")),
+            ib_write_bw_missing={str(k): str(v) for k, v in (raw.get("ib_write_bw_missing") or {}).items()},
         )
 
 
@@ -754,6 +768,11 @@ def _ib_check(c: _Checker, profile: Profile, choice: gpu_skus.SkuChoice | None) 
 
 
 def judge_node(node: NodeFacts, profile: Profile) -> list[CheckResult]:
+    return _judge_node(node, profile)[0]
+
+
+def _judge_node(node: NodeFacts, profile: Profile) -> tuple[list[CheckResult], gpu_skus.SkuChoice | None]:
+    """The node's rows and the GPU model its GPUs matched (None off CUDA hosts)."""
     c = _Checker(node.host, node)
     c.add("ssh", "PASS", "reached", "reachable", f"accelerator {node.accelerator}")
     cpu = _cpu_checks(c, profile)
@@ -765,11 +784,96 @@ def judge_node(node: NodeFacts, profile: Profile) -> list[CheckResult]:
     _torch_checks(c, profile)
     choice = _gpu_checks(c, profile)
     _ib_check(c, profile, choice)
-    return c.rows
+    return c.rows, choice
 
 
-def judge_network(cluster: ClusterFacts, profile: Profile) -> list[CheckResult]:
-    rows: list[CheckResult] = []
+# Each node's fabric port rate (its GPU model's, else the profile's) and where that figure came from.
+PortRates = Mapping[str, tuple[float, str]]
+
+
+def _peer_said(out: CommandOutput | None) -> list[str]:
+    """What an ib_write_bw server printed that explains a failed pair (perftest writes errors to stderr)."""
+    if out is None or out.skipped:
+        return []
+    try:
+        return list(parse_ib_write_bw(f"{out.stdout}\n{out.stderr}").errors[:2])
+    except p.ParseError:
+        return [out.error()] if out.rc not in (0, None) else []
+
+
+def _ib_write_bw_row(pair: ProbePair, band: Band, expected: str, origin: str) -> CheckResult:
+    """One pair: the client's average (largest message size) against the band; a failed run FAILs with
+    what both ends printed."""
+    check = f"ib.write_bw -> {pair.server}"
+    who = f"{pair.client} writing into {pair.server}"
+    out = pair.output
+    if out is None or out.skipped:
+        status: Status = "SKIP" if out is not None else "FAIL"
+        why = out.skip_reason if out is not None else "no output collected"
+        return CheckResult(pair.client, check, status, "-", expected, f"{who}: {why}")
+    try:
+        report: WriteBwReport | None = parse_ib_write_bw(f"{out.stdout}\n{out.stderr}")
+    except p.ParseError:
+        report = None
+    largest = report.largest if report else None
+    if report is None or largest is None or out.rc not in (0, None):
+        said = list(report.errors[:2]) if report and report.errors else [out.error()]
+        server = _peer_said(pair.server_output)
+        said += [f"server {pair.server} said: {'; '.join(server)}"] if server else []
+        return CheckResult(
+            pair.client,
+            check,
+            "FAIL",
+            "-",
+            expected,
+            f"{who}: ib_write_bw failed (rc {out.rc}): {'; '.join(said)}",
+        )
+    status, reason = judge_band(largest.average_gbps, band)
+    measured = f"{_fmt(largest.average_gbps, 'Gb/s')} average ({largest.size_bytes} B messages)"
+    setup = f" ({report.setup})" if report.setup else ""
+    return CheckResult(pair.client, check, status, measured, expected, f"{who}{setup}: {reason}; {origin}")
+
+
+def _ib_write_bw_rows(cluster: ClusterFacts, profile: Profile, port_rates: PortRates) -> list[CheckResult]:
+    """ib_write_bw between the ring's pairs, each against the fraction of the slower end's port rate; nodes
+    without perftest SKIP saying so (the port check still reads their fabric)."""
+    want = profile.infiniband
+    generic = f"{want.write_bw_fraction.describe()} x the port rate" if want else "no RDMA fabric"
+    skip = (
+        "the profile expects no InfiniBand/RoCE fabric"
+        if want is None
+        else "fewer than 2 nodes to pair"
+        if len(cluster.nodes) < 2
+        else "level quick: ib_write_bw runs at --level full"
+        if cluster.level == QUICK
+        else "ib_write_bw not collected by this run"
+        if not cluster.ib_write_bw and not cluster.ib_write_bw_missing
+        else ""
+    )
+    if skip or want is None:
+        return [CheckResult(CLUSTER, "ib.write_bw", "SKIP", "-", generic, skip)]
+    rows = [
+        CheckResult(
+            host, "ib.write_bw", "SKIP", "-", generic, f"{why}: RDMA bandwidth to its peers not measured"
+        )
+        for host, why in sorted(cluster.ib_write_bw_missing.items())
+    ]
+    fraction = want.write_bw_fraction
+    for pair in cluster.ib_write_bw:
+        ends = [
+            port_rates.get(h, (want.port_rate_gbps, "the profile's rate")) for h in (pair.server, pair.client)
+        ]
+        rate, origin = min(ends)
+        band = Band(**{k: v * rate for k, v in fraction.model_dump(exclude_none=True).items()})
+        expected = f"{band.describe('Gb/s')}: {fraction.describe()} x {rate:g} Gb/s"
+        rows.append(_ib_write_bw_row(pair, band, expected, origin))
+    return rows
+
+
+def judge_network(
+    cluster: ClusterFacts, profile: Profile, port_rates: PortRates | None = None
+) -> list[CheckResult]:
+    rows: list[CheckResult] = _ib_write_bw_rows(cluster, profile, port_rates or {})
     expected = profile.inter_node_gbps.describe("Gbps")
     if len(cluster.nodes) < 2:
         rows.append(CheckResult(CLUSTER, "net.iperf3", "SKIP", "-", expected, "fewer than 2 nodes to pair"))
@@ -847,6 +951,7 @@ def judge_all(
     """Rows for every host asked for (in order), then the cluster-wide network rows."""
     rows: list[CheckResult] = []
     failures = failures or {}
+    port_rates: dict[str, tuple[float, str]] = {}
     for host in hosts:
         if host in unreachable:
             rows.append(CheckResult(host, "ssh", "FAIL", "unreachable", "reachable", unreachable[host]))
@@ -856,14 +961,17 @@ def judge_all(
             why = "; ".join(failures.get(host, [])) or "the play published no data for this host"
             rows.append(CheckResult(host, "verify", "FAIL", "-", "raw outputs", why))
             continue
-        rows.extend(judge_node(NodeFacts.from_raw(host, raw), profile))
+        node_rows, choice = _judge_node(NodeFacts.from_raw(host, raw), profile)
+        rows.extend(node_rows)
+        if choice is not None and profile.infiniband is not None:
+            port_rates[host] = choice.ib_rate(profile.infiniband.port_rate_gbps)
         # A task that broke after the node's data was published (e.g. the network play) still counts.
         rows.extend(
             CheckResult(host, "playbook", "FAIL", "-", "no task errors", why)
             for why in failures.get(host, [])
         )
     if raw_cluster is not None:
-        rows.extend(judge_network(ClusterFacts.from_raw(raw_cluster), profile))
+        rows.extend(judge_network(ClusterFacts.from_raw(raw_cluster), profile, port_rates))
     return rows
 
 

@@ -116,8 +116,8 @@ class InfinibandExpectation(_Strict):
         "mlx4_0/1); other RDMA ports (a storage or management RoCE port) are listed, not judged. "
         "Unset: every port is the fabric's",
     )
-    # ib_write_bw between node pairs, as a fraction of the port rate. What a healthy link reaches: 98.01 of 100
-    # Gb/s over RoCE (oracle-quickstart/oci-hpc-oke docs/running-ib-write-bw-test.md, the fixture
+    # ib_write_bw between node pairs, as a fraction of the port rate. What a healthy link reaches: 98.01 of
+    # 100 Gb/s over RoCE (oracle-quickstart/oci-hpc-oke docs/running-ib-write-bw-test.md, the fixture
     # ib_write_bw_roce_rdma_cm_4qp_98g.txt), 380-385 Gb/s expected on 400 Gb/s ports (oracle-quickstart/
     # oci-gpu-quickstarts nvidia/GB300/README-GB300.md, "IB Write BW"), "up to 48-49GB/s per NIC" at NDR
     # (https://github.com/NVIDIA/nccl-tests/issues/267): 0.95-0.98. Below 0.9 the pair is off its pace; below

@@ -116,12 +116,15 @@ def collect(
     progress_console: Console | None,
     level: Level = Level.full,
     dcgm_diag_level: int = 1,
+    rdma_fabric: bool = True,
 ) -> RunResult:
     extravars: dict[str, Any] = {
         "verify_target": ",".join(target.hosts),
         "verify_install_iperf3": install_iperf3,
         "verify_level": level.value,
         "verify_dcgm_diag_level": dcgm_diag_level,
+        # ib_write_bw only where the profile expects a fabric: elsewhere (the sandbox) not even looked for.
+        "verify_ib_write_bw": rdma_fabric,
     }
     if target.nproc_per_node:
         extravars["verify_gpus_per_node"] = target.nproc_per_node
@@ -206,6 +209,7 @@ def run_verify(
         progress_console=None if as_json else err_console,
         level=level,
         dcgm_diag_level=profile.dcgm_diag_level,
+        rdma_fabric=profile.infiniband is not None,
     )
     rows = judge_run(result, target, profile)
     _release_passed(inventory_path, rows, target.hosts, err_console if as_json else out)
