@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_verify_judge import cuda_node, fixture, ok, rows_for
 from tooling.verify import parsers as p
 from tooling.verify.judge import CheckResult, judge_all
 from tooling.verify.profiles import Band, load_profile
-from tests.unit.test_verify_judge import cuda_node, fixture, ok, rows_for
 
 PRODUCTION = load_profile("production")
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
@@ -114,13 +114,19 @@ def test_out_of_place_wrong_values_fail() -> None:
 
 
 def test_binary_not_built_and_old_records_skip_and_quick_level_skips() -> None:
-    missing = {"rc": 127, "stdout": "", "stderr": "alltoall_perf not found under /opt/nccl-tests (bin/ or build/)"}
+    missing = {
+        "rc": 127,
+        "stdout": "",
+        "stderr": "alltoall_perf not found under /opt/nccl-tests (bin/ or build/)",
+    }
     row = judge_alltoall(nccl_alltoall=missing)
     assert row.status == "SKIP" and "alltoall_perf not found under /opt/nccl-tests" in row.reason
     assert judge_alltoall().status == "SKIP"  # a record from before verify.yml ran alltoall_perf
     node = cuda_node(nccl_alltoall=ok(fixture(GB300)))
     quick = rows_for(judge_all(PRODUCTION, ["n1"], {"n1": {**node, "level": "quick"}}, None, {}), "n1")
-    assert quick["nccl.alltoall_busbw"].status == "SKIP" and "level quick" in quick["nccl.alltoall_busbw"].reason
+    assert (
+        quick["nccl.alltoall_busbw"].status == "SKIP" and "level quick" in quick["nccl.alltoall_busbw"].reason
+    )
 
 
 def test_cpu_host_skips_alltoall() -> None:
