@@ -8,8 +8,8 @@ from enum import StrEnum
 
 class Level(StrEnum):
     """How much to measure. quick: what every launch can afford (seconds: no nccl-tests, no DCGM diagnostic,
-    no iperf3); full: the acceptance run (nccl-tests, iperf3 bandwidth, `dcgmi diag` where DCGM is
-    installed)."""
+    no iperf3, no ib_write_bw); full: the acceptance run (nccl-tests, iperf3 and ib_write_bw bandwidth,
+    `dcgmi diag` where DCGM is installed)."""
 
     quick = "quick"
     full = "full"
