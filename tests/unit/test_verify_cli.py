@@ -158,14 +158,9 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not all(shutil.which(tool) for tool in ("numactl", "mpirun", "iperf3")),
-    reason="needs numactl, openmpi-bin and iperf3 on this machine (the 'nodes' are localhost)",
-)
-@pytest.mark.parametrize("level", ["full", "quick"])
-def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path: Path, level: str) -> None:
-    """The whole command against this machine: two 'nodes' over a local connection, one dead host."""
+def write_local_inventory(tmp_path: Path) -> Path:
+    """Two 'nodes' on this machine over a local connection (the venv running the tests as their training
+    venv) and a dead host, node3, in group `dead`."""
     venv = Path(sys.executable).parent.parent
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(
@@ -191,6 +186,18 @@ def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path
         "          ansible_host: 127.0.0.1\n"
         f"          ansible_port: {_closed_port()}\n"
     )
+    return inventory
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("numactl", "mpirun", "iperf3")),
+    reason="needs numactl, openmpi-bin and iperf3 on this machine (the 'nodes' are localhost)",
+)
+@pytest.mark.parametrize("level", ["full", "quick"])
+def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path: Path, level: str) -> None:
+    """The whole command against this machine: two 'nodes' over a local connection, one dead host."""
+    inventory = write_local_inventory(tmp_path)
     buffer = io.StringIO()
     code = run_verify(
         ["node1", "node2", "node3"],

@@ -4,14 +4,21 @@ client aimed at that address, and what gets registered for the judge."""
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from rich.console import Console
 
 from tests.unit.local_playbook import run_local_playbook
+from tests.unit.test_verify_cli import write_local_inventory
+from tooling.verify.profiles import PROFILES_DIR
+from tooling.verify.run import run_verify
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "verify.yml"
@@ -55,11 +62,16 @@ def _play(tmp_path: Path, fake_bin: Path) -> dict[str, Any]:
     }
 
 
-def _run(tmp_path: Path, nodes: list[str]) -> tuple[list[list[str]], dict[str, Any]]:
+def _fake_ib_write_bw(tmp_path: Path) -> Path:
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     (fake_bin / "ib_write_bw").write_text(FAKE)
     (fake_bin / "ib_write_bw").chmod(0o755)
+    return fake_bin
+
+
+def _run(tmp_path: Path, nodes: list[str]) -> tuple[list[list[str]], dict[str, Any]]:
+    fake_bin = _fake_ib_write_bw(tmp_path)
     log = tmp_path / "calls.log"
     hosts = {
         n: {"ansible_connection": "local", "verify_address": ADDRESSES[n], "verify_ib_device": "mlx5_0"}
@@ -102,3 +114,37 @@ def test_three_nodes_make_a_ring_each_node_serving_once(tmp_path: Path) -> None:
     served = sorted(c[c.index("--bind_source_ip") + 1] for c in calls if "--bind_source_ip" in c)
     aimed = sorted(c[-1] for c in calls if "--bind_source_ip" not in c)
     assert served == aimed == sorted(ADDRESSES.values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("numactl", "mpirun", "iperf3")),
+    reason="needs numactl, openmpi-bin and iperf3 on this machine (the 'nodes' are localhost)",
+)
+def test_whole_command_judges_the_pair_from_what_the_playbook_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify-node end to end on two local 'nodes' with a profile expecting a 100 Gb/s RoCE fabric: the
+    stand-in's 98.01 Gb/s report goes through set_stats to the judge and PASSes (0.98 of the port rate)."""
+    monkeypatch.setenv("PATH", f"{_fake_ib_write_bw(tmp_path)}:{Path('/usr/bin')}:{Path('/bin')}")
+    monkeypatch.setenv("IB_LOG", str(tmp_path / "calls.log"))
+    monkeypatch.setenv("IB_REPORT", str(FIXTURES / "ib_write_bw_roce_rdma_cm_4qp_98g.txt"))
+    profile = yaml.safe_load((PROFILES_DIR / "sandbox.yml").read_text())
+    profile["infiniband"] = {"ports_per_node": {"min": 1}, "port_rate_gbps": 100, "link_layer": "Ethernet"}
+    (tmp_path / "roce.yml").write_text(yaml.safe_dump(profile))
+    buffer = io.StringIO()
+    run_verify(
+        ["node1", "node2"],
+        None,
+        write_local_inventory(tmp_path),
+        str(tmp_path / "roce.yml"),
+        as_json=True,
+        runs_dir=tmp_path / "runs",
+        out=Console(file=buffer, width=200),
+    )
+    rows = {(r["host"], r["check"]): r for r in json.loads(buffer.getvalue())["results"]}
+    pair = rows[("node2", "ib.write_bw -> node1")]
+    assert pair["status"] == "PASS", pair
+    assert pair["measured"] == "98.01 Gb/s average (65536 B messages)"
+    assert pair["reason"].startswith("node2 writing into node1 (device mlx5_5, 4 QP, Ethernet): within range")
+    assert not [k for k in rows if k[1].startswith("ib.write_bw") and k != ("node2", "ib.write_bw -> node1")]
