@@ -171,3 +171,15 @@ def test_sandbox_record_still_judges_as_before_with_one_skip_row() -> None:
     rows = judge_all(SANDBOX, ["node1", "node2"], data["verify_raw"], copy.deepcopy(data["verify_net"]), {})
     ib = [r for r in rows if r.check.startswith("ib.write_bw")]
     assert [(r.host, r.status) for r in ib] == [(CLUSTER, "SKIP")]
+
+
+def test_banner_without_a_result_says_so() -> None:
+    banner = fixture(ROCE_100G).split(" #bytes")[0]
+    pair = {"client": "gpu2", "server": "gpu1", "result": ok(banner)}
+    row = rows_for(judge_pairs(PRODUCTION, {"ib_write_bw": {"gpu2->gpu1": pair}}), "gpu2")[
+        "ib.write_bw -> gpu1"
+    ]
+    assert row.status == "FAIL"
+    assert row.reason == (
+        "gpu2 writing into gpu1: ib_write_bw failed (rc 0): ib_write_bw: no result row and no error message"
+    )

@@ -792,11 +792,12 @@ PortRates = Mapping[str, tuple[float, str]]
 
 
 def _peer_said(out: CommandOutput | None) -> list[str]:
-    """What an ib_write_bw server printed that explains a failed pair (perftest writes errors to stderr)."""
+    """What an ib_write_bw server printed that explains a failed pair: stderr first, where perftest and getopt
+    write their errors (a usage text may follow on stdout)."""
     if out is None or out.skipped:
         return []
     try:
-        return list(parse_ib_write_bw(f"{out.stdout}\n{out.stderr}").errors[:2])
+        return list(parse_ib_write_bw(f"{out.stderr}\n{out.stdout}").errors[:2])
     except p.ParseError:
         return [out.error()] if out.rc not in (0, None) else []
 
@@ -811,13 +812,14 @@ def _ib_write_bw_row(pair: ProbePair, band: Band, expected: str, origin: str) ->
         status: Status = "SKIP" if out is not None else "FAIL"
         why = out.skip_reason if out is not None else "no output collected"
         return CheckResult(pair.client, check, status, "-", expected, f"{who}: {why}")
+    unreadable = ""
     try:
-        report: WriteBwReport | None = parse_ib_write_bw(f"{out.stdout}\n{out.stderr}")
-    except p.ParseError:
-        report = None
+        report: WriteBwReport | None = parse_ib_write_bw(f"{out.stderr}\n{out.stdout}")
+    except p.ParseError as exc:
+        report, unreadable = None, str(exc)
     largest = report.largest if report else None
     if report is None or largest is None or out.rc not in (0, None):
-        said = list(report.errors[:2]) if report and report.errors else [out.error()]
+        said = list(report.errors[:2]) if report and report.errors else [unreadable or out.error()]
         server = _peer_said(pair.server_output)
         said += [f"server {pair.server} said: {'; '.join(server)}"] if server else []
         return CheckResult(
