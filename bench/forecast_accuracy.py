@@ -31,7 +31,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--runs-dir", type=Path, help="run directories (default: <home>/runs)")
     parser.add_argument(
-        "--verify-dir", type=Path, help="verify-node's kept artifacts (default: <home>/verify)"
+        "--artifacts-dir", type=Path, help="verify-node's kept artifacts (default: <home>/verify)"
     )
     parser.add_argument("--fit", action="append", help="a phase to fit on; repeat (default: 1 and 2a)")
     parser.add_argument("--busbw", type=float, help="all-reduce bus bandwidth in GB/s")
@@ -59,7 +59,7 @@ def compare_phases(args: argparse.Namespace) -> dict[str, Any]:
     if missing:
         raise ToolingError(f"no run of phase {', '.join(missing)} under {runs_dir} to fit on")
     fitted = load_runs([p for name in fit_on if (p := latest[name]) is not None], plan)
-    busbw, source = bandwidth(args.busbw, args.verify_dir or home.verify())
+    busbw, source = bandwidth(args.busbw, args.artifacts_dir or home.verify())
     phases: dict[str, Any] = {}
     for name, phase in plan.ordered():
         measured_path = latest.get(name)

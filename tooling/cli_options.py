@@ -97,6 +97,13 @@ RunsDirOption = Annotated[
     Path | None,
     typer.Option("--runs-dir", help="Where run directories are looked for or made (default: <home>/runs)."),
 ]
+# Not --runs-dir: that names the training runs' directory. verify-node writes here, forecast reads it back.
+VerifyArtifactsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--artifacts-dir", help="Where ansible-runner keeps verify-node's artifacts (default: <home>/verify)."
+    ),
+]
 DecisionsOption = Annotated[
     Path | None,
     typer.Option(

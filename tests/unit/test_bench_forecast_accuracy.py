@@ -36,7 +36,7 @@ def test_a_slower_phase_misses_the_target(tmp_path: Path, capsys: pytest.Capture
     runs = _runs(tmp_path, truth, Truth(compute_s=truth.compute_s * 1.5))
     verify = tmp_path / "verify"
     write_verify_record(verify, "20261201T000000.000000Z", truth.busbw_gbs, ["node1", "node2"])
-    assert main(["--runs-dir", str(runs), "--verify-dir", str(verify)]) == 1
+    assert main(["--runs-dir", str(runs), "--artifacts-dir", str(verify)]) == 1
     assert "FAIL" in capsys.readouterr().out
 
 
@@ -44,5 +44,5 @@ def test_missing_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["--runs-dir", str(tmp_path), "--busbw", "1"]) == 2
     assert "no run of phase 1, 2a" in capsys.readouterr().err
     runs = _runs(tmp_path, Truth(), Truth())
-    assert main(["--runs-dir", str(runs), "--verify-dir", str(tmp_path / "none")]) == 2
+    assert main(["--runs-dir", str(runs), "--artifacts-dir", str(tmp_path / "none")]) == 2
     assert "no all-reduce bus bandwidth measured" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from tooling.cli_options import (
     CriteriaOption,
     JsonOption,
     RunsDirOption,
+    VerifyArtifactsOption,
     phase_option,
     with_prometheus_access,
 )
@@ -183,10 +184,7 @@ def forecast_command(
         ),
     ] = None,
     runs_dir: RunsDirOption = None,
-    verify_dir: Annotated[
-        Path | None,
-        typer.Option("--verify-dir", help="verify-node's kept artifacts (default: <home>/verify)."),
-    ] = None,
+    verify_dir: VerifyArtifactsOption = None,
     as_json: JsonOption = False,
     *,
     access: PrometheusAccess,

@@ -7,12 +7,11 @@ command, so that `tooling --help` does not import the judging, the profiles' sch
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tooling.cli_options import InventoryOption, JsonOption, phase_option
+from tooling.cli_options import InventoryOption, JsonOption, VerifyArtifactsOption, phase_option
 from tooling.console import EXIT_OK
 from tooling.verify.levels import Level
 
@@ -46,14 +45,7 @@ def verify_node(
         bool,
         typer.Option("--install-iperf3", help="Install iperf3 with the package manager where it is missing."),
     ] = False,
-    runs_dir: Annotated[
-        Path | None,
-        typer.Option(
-            # Not --runs-dir: that names the training runs' directory on every other command.
-            "--artifacts-dir",
-            help="Where ansible-runner keeps its artifacts (default: <home>/verify).",
-        ),
-    ] = None,
+    runs_dir: VerifyArtifactsOption = None,
 ) -> None:
     """Check that nodes match the plan: CPU, memory, NUMA, disk, MPI, torch, GPUs, InfiniBand/RoCE ports
     and the network."""
