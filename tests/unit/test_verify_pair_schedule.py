@@ -38,9 +38,21 @@ def test_odd_counts_give_each_node_exactly_one_bye(n: int) -> None:
     assert sorted(x for b in byes for x in b) == sorted(nodes)
 
 
-def test_all_measures_both_directions_per_round() -> None:
+@pytest.mark.parametrize("n", [2, 4, 5])
+def test_all_measures_both_directions_in_disjoint_rounds(n: int) -> None:
+    rounds = schedule(_nodes(n), PairMode.all)
+    assert len(rounds) == 2 * len(circle_rounds(_nodes(n)))
+    for r in rounds:
+        members = [node for pair in r for node in pair]
+        assert len(members) == len(set(members))
+    ordered = [pair for r in rounds for pair in r]
+    assert len(ordered) == len(set(ordered)) == n * (n - 1)
+    assert set(ordered) == set(itertools.permutations(_nodes(n), 2))
+
+
+def test_all_on_four_nodes() -> None:
     rounds = schedule(_nodes(4), PairMode.all)
-    assert len(rounds) == 3
+    assert len(rounds) == 6
     ordered = [pair for r in rounds for pair in r]
     assert len(ordered) == len(set(ordered)) == 12
     assert set(ordered) == set(itertools.permutations(_nodes(4), 2))

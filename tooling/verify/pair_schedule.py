@@ -3,8 +3,8 @@
 `ring`: consecutive nodes, closed into a ring from three nodes on (the default, n pairs).
 `all`: every unordered pair once, grouped by the circle method into n - 1 rounds (n even) or n rounds
 (n odd, one node sits out each round) of disjoint pairs, so a round's pairs can run at the same time
-without two measurements sharing a node. Each pair is then measured in both directions, so the
-ordered list of a round is what the playbook loops over.
+without two measurements sharing a node. Each round is measured one direction, then the other: a node is
+only a client or only a server at a time, so a direction's figure is not shared with its reverse.
 """
 
 from __future__ import annotations
@@ -49,14 +49,9 @@ def circle_rounds(nodes: Sequence[str]) -> list[list[Pair]]:
     return [r for r in rounds if r]
 
 
-def both_directions(pairs: Sequence[Pair]) -> list[Pair]:
-    """client -> server for each pair, then the reverse: asymmetry needs both."""
-    return [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs]
-
-
 def schedule(nodes: Sequence[str], mode: PairMode) -> list[list[Pair]]:
     """Rounds of (client, server) measurements. The ring is one round run one pair after the other,
-    as before; `all` is the circle's rounds with both directions of each pair."""
+    as before; `all` is each circle round as it is, then reversed: asymmetry needs both directions."""
     if mode is PairMode.ring:
         return [ring_pairs(nodes)] if len(nodes) > 1 else []
-    return [both_directions(r) for r in circle_rounds(nodes)]
+    return [half for r in circle_rounds(nodes) for half in (list(r), [(b, a) for a, b in r])]
