@@ -151,3 +151,19 @@ def test_local_run_measures_every_pair_both_ways(tmp_path: Path) -> None:
     assert checks[("node1", "net.iperf3 -> node2")] == "PASS"
     assert checks[("node2", "net.iperf3 -> node1")] == "PASS"
     assert checks[(CLUSTER, "net.gloo_alltoall")] == "PASS"
+
+
+def test_the_rounds_reach_the_playbook(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tooling.verify.run as run
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(run, "run_playbook", lambda *args, **kwargs: seen.update(kwargs) or "ran")
+    target = run.Target(["node1", "node2", "node3"], "phase 2b", None)
+    run.collect(target, tmp_path, tmp_path, install_iperf3=False, progress_console=None, pairs=PairMode.all)
+    rounds = seen["extravars"]["verify_pair_rounds"]
+    assert seen["extravars"]["verify_pairs"] == "all"
+    # 3 nodes: 3 circle rounds (a bye each), each measured one way then the other.
+    assert len(rounds) == 6 and all(len(r) == 1 for r in rounds)
+    assert sorted(tuple(p) for r in rounds for p in r) == sorted(
+        (a, b) for a in target.hosts for b in target.hosts if a != b
+    )

@@ -127,10 +127,10 @@ def collect(
         "verify_dcgm_diag_level": dcgm_diag_level,
         # ib_write_bw only where the profile expects a fabric: elsewhere (the sandbox) not even looked for.
         "verify_ib_write_bw": rdma_fabric,
-        "verify_pairs": pairs.value,
     }
-    if pairs is PairMode.all:
+    if pairs is PairMode.all:  # ring is the playbook's default
         # The rounds come from tooling/verify/pair_schedule.py: the playbook only runs them.
+        extravars["verify_pairs"] = pairs.value
         extravars["verify_pair_rounds"] = [[list(p) for p in r] for r in schedule(target.hosts, pairs)]
     if target.nproc_per_node:
         extravars["verify_gpus_per_node"] = target.nproc_per_node
