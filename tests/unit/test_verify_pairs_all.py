@@ -3,16 +3,14 @@ and one local run of playbooks/verify.yml with every pair (two 'nodes' on this m
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.unit.test_verify_cli import _mounted, write_local_inventory
+from tests.unit.test_verify_cli import NEEDS_LOCAL_TOOLS, _mounted, run_local
 from tooling.console import ToolingError
 from tooling.verify import pair_report
 from tooling.verify.judge import CLUSTER, judge_all
@@ -123,27 +121,10 @@ def test_the_phase_probe_gives_the_all_to_all_figure() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not all(shutil.which(tool) for tool in ("numactl", "mpirun", "iperf3")),
-    reason="needs numactl, openmpi-bin and iperf3 on this machine (the 'nodes' are localhost)",
-)
+@NEEDS_LOCAL_TOOLS
 def test_local_run_measures_every_pair_both_ways(tmp_path: Path) -> None:
     """playbooks/verify.yml with --pairs all on two 'nodes' of this machine (loopback)."""
-    inventory = write_local_inventory(tmp_path)
-    buffer = io.StringIO()
-    from rich.console import Console
-
-    run_verify(
-        ["node1", "node2"],
-        None,
-        inventory,
-        "sandbox",
-        as_json=True,
-        runs_dir=tmp_path / "runs",
-        out=Console(file=buffer, width=200),
-        pairs=PairMode.all,
-    )
-    document = json.loads(buffer.getvalue())
+    _, document = run_local(tmp_path, ["node1", "node2"], pairs=PairMode.all)
     gbps = document["pairs"]["gbps"]
     assert gbps["node1"]["node2"] > 0 and gbps["node2"]["node1"] > 0
     assert document["pairs"]["allreduce_busbw_gbs"]["node1"]["node2"] > 0
