@@ -17,6 +17,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "tooling verify-node --phase 1 --profile sandbox",
             "the sandbox's nodes, against the sandbox profile",
         ),
+        (
+            "tooling verify-node --phase 2c --pairs all --json",
+            "every node pair both ways: the Gb/s matrix, asymmetry and the slow node or link named",
+        ),
     ),
     "deploy": (
         (

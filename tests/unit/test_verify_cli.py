@@ -9,6 +9,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -189,27 +190,34 @@ def write_local_inventory(tmp_path: Path) -> Path:
     return inventory
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
+NEEDS_LOCAL_TOOLS = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("numactl", "mpirun", "iperf3")),
     reason="needs numactl, openmpi-bin and iperf3 on this machine (the 'nodes' are localhost)",
 )
-@pytest.mark.parametrize("level", ["full", "quick"])
-def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path: Path, level: str) -> None:
-    """The whole command against this machine: two 'nodes' over a local connection, one dead host."""
-    inventory = write_local_inventory(tmp_path)
+
+
+def run_local(tmp_path: Path, hosts: list[str], **options: Any) -> tuple[int, dict[str, Any]]:
+    """`verify-node --json` on write_local_inventory's hosts: the exit code and the document."""
     buffer = io.StringIO()
     code = run_verify(
-        ["node1", "node2", "node3"],
+        hosts,
         None,
-        inventory,
+        write_local_inventory(tmp_path),
         "sandbox",
         as_json=True,
         runs_dir=tmp_path / "runs",
         out=Console(file=buffer, width=200),
-        level=Level(level),
+        **options,
     )
-    document = json.loads(buffer.getvalue())
+    return code, json.loads(buffer.getvalue())
+
+
+@pytest.mark.slow
+@NEEDS_LOCAL_TOOLS
+@pytest.mark.parametrize("level", ["full", "quick"])
+def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path: Path, level: str) -> None:
+    """The whole command against this machine: two 'nodes' over a local connection, one dead host."""
+    code, document = run_local(tmp_path, ["node1", "node2", "node3"], level=Level(level))
     assert code == 1
     failing = [r for r in document["results"] if r["status"] == "FAIL"]
     assert [(r["host"], r["check"]) for r in failing] == [("node3", "ssh")]

@@ -375,6 +375,7 @@ ALL_PARSERS: list[Callable[[str], Any]] = [
     p.parse_all_reduce_perf,
     p.parse_iperf3_json,
     p.parse_gloo_probe,
+    p.parse_gloo_all_to_all,
     p.parse_cpu_throttle,
 ]
 

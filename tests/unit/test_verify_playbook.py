@@ -62,7 +62,7 @@ def test_gpu_commands_only_run_on_cuda_hosts() -> None:
 
 
 def test_probe_script_is_standalone() -> None:
-    probe = (ROOT / "tooling" / "probes" / "gloo_allreduce.py").read_text()
+    probe = (ROOT / "tooling" / "probes" / "collective_bw.py").read_text()
     assert "import tooling" not in probe and "from tooling" not in probe
     assert "from ddp" not in probe and "import ddp" not in probe
 

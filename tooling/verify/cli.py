@@ -14,6 +14,7 @@ import typer
 from tooling.cli_options import InventoryOption, JsonOption, VerifyArtifactsOption, phase_option
 from tooling.console import EXIT_OK
 from tooling.verify.levels import Level
+from tooling.verify.pair_schedule import PairMode
 
 
 def verify_node(
@@ -41,6 +42,15 @@ def verify_node(
             "is installed.",
         ),
     ] = Level.full,
+    pairs: Annotated[
+        PairMode,
+        typer.Option(
+            "--pairs",
+            help="ring (default): iperf3 between consecutive nodes; all: every node pair both ways plus a "
+            "2-process all_reduce per pair, in n - 1 rounds of disjoint pairs (n even; n rounds for n odd), "
+            "printed as a node x node matrix with asymmetry flagged and the slow node or link named.",
+        ),
+    ] = PairMode.ring,
     install_iperf3: Annotated[
         bool,
         typer.Option("--install-iperf3", help="Install iperf3 with the package manager where it is missing."),
@@ -52,7 +62,15 @@ def verify_node(
     from tooling.verify.run import run_verify
 
     code = run_verify(
-        list(hosts or []), phase, inventory, profile, as_json, install_iperf3, runs_dir, level=level
+        list(hosts or []),
+        phase,
+        inventory,
+        profile,
+        as_json,
+        install_iperf3,
+        runs_dir,
+        level=level,
+        pairs=pairs,
     )
     if code != EXIT_OK:
         raise typer.Exit(code)

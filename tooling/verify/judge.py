@@ -939,7 +939,31 @@ def judge_network(
     rows.append(
         CheckResult(CLUSTER, "net.gloo_allreduce", status, measured, expected, f"{reason}; across {nodes}")
     )
+    rows.extend(_gloo_alltoall_rows(cluster, profile, nodes))
     return rows
+
+
+def _gloo_alltoall_rows(cluster: ClusterFacts, profile: Profile, nodes: str) -> list[CheckResult]:
+    """The 2c "all-to-all" figure on CPU, from the same probe run. GPU nodes: nccl.alltoall_busbw."""
+    band = profile.gloo_alltoall_busbw_gbs
+    expected = band.describe("GB/s") if band else "measured (no band in the profile)"
+    for out in cluster.gloo.values():
+        if out.skipped or out.rc not in (0, None) or not out.stdout.strip():
+            continue
+        try:
+            found = p.parse_gloo_all_to_all(out.stdout)
+        except p.ParseError as exc:
+            return [CheckResult(CLUSTER, "net.gloo_alltoall", "FAIL", "-", expected, str(exc))]
+        if found is None:
+            continue
+        status, reason = judge_band(found.busbw_gbs, band) if band else ("PASS", "no band to judge by")
+        measured = (
+            f"{found.busbw_gbs:,.3f} GB/s busbw ({found.world_size} ranks, {found.size_bytes / 2**20:g} MiB)"
+        )
+        return [
+            CheckResult(CLUSTER, "net.gloo_alltoall", status, measured, expected, f"{reason}; across {nodes}")
+        ]
+    return []
 
 
 def judge_all(

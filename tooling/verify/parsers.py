@@ -833,10 +833,8 @@ class GlooResult:
     nnodes: int | None
 
 
-def parse_gloo_probe(text: str) -> GlooResult:
-    tool = "gloo all_reduce probe"
-    data = _last_json_object(text, tool)
-    results = data.get("results")
+def _collective_result(data: dict[str, Any], results: Any, tool: str) -> GlooResult:
+    """One collective's figure from tooling/probes/collective_bw.py: its largest size's run."""
     if not isinstance(results, list) or not results:
         raise ParseError(tool, "no 'results' list")
     last = results[-1]
@@ -850,3 +848,19 @@ def parse_gloo_probe(text: str) -> GlooResult:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ParseError(tool, f"missing or bad field {exc}") from None
+
+
+def parse_gloo_probe(text: str) -> GlooResult:
+    tool = "gloo all_reduce probe"
+    data = _last_json_object(text, tool)
+    return _collective_result(data, data.get("results"), tool)
+
+
+def parse_gloo_all_to_all(text: str) -> GlooResult | None:
+    """The all_to_all part of the probe's answer; None when it was not asked for."""
+    tool = "gloo all_to_all probe"
+    data = _last_json_object(text, tool)
+    part = data.get("all_to_all")
+    if part is None:
+        return None
+    return _collective_result(data, part.get("results") if isinstance(part, dict) else None, tool)

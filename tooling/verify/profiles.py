@@ -164,6 +164,14 @@ class Profile(_Strict):
     )
     inter_node_gbps: Band = Field(description="iperf3 received throughput between node pairs")
     gloo_busbw_gbs: Band = Field(description="Gloo all_reduce bus bandwidth across the phase's nodes")
+    # None: measured and shown, not judged (GPU nodes get theirs from nccl-tests' alltoall_perf).
+    gloo_alltoall_busbw_gbs: Band | None = Field(
+        None, description="Gloo all_to_all bus bandwidth across the phase's nodes (CPU)"
+    )
+    # --pairs all: a direction below this fraction of its reverse (or of the median direction) is flagged.
+    pair_asymmetry_ratio: float = Field(
+        0.8, gt=0, le=1, description="slowest acceptable A->B / B->A iperf3 ratio between two nodes"
+    )
     # Per GPU model: a site's own numbers for entries of tooling/verify/profiles/gpu_skus.yml, by its keys.
     gpu_skus: dict[str, GpuSkuNumbers] = Field(default_factory=dict)
     # `dcgmi diag -r N` at --level full: 1 quick (seconds), 2 medium (minutes), 3 long (tens of minutes).

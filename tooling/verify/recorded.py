@@ -2,7 +2,7 @@
 
 verify-node runs playbooks/verify.yml through ansible-runner with one private data dir per run under
 <home>/verify (tooling/runner.py keeps them, newest last by name). The play publishes the Gloo probe's output
-(tooling/probes/gloo_allreduce.py) as the custom stat `verify_net`, which ansible-runner stores in the final
+(tooling/probes/collective_bw.py) as the custom stat `verify_net`, which ansible-runner stores in the final
 `playbook_on_stats` event of the run's job_events/. Nothing is re-measured here.
 """
 

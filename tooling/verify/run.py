@@ -27,9 +27,10 @@ from tooling.job import quarantine
 from tooling.job.deploy import DeployRequest
 from tooling.plan.phases import load_phases
 from tooling.runner import RunResult, run_playbook
-from tooling.verify import gpu_skus
+from tooling.verify import gpu_skus, pair_report
 from tooling.verify.judge import judge_all, overall
 from tooling.verify.levels import Level
+from tooling.verify.pair_schedule import PairMode, schedule
 from tooling.verify.profiles import BUILTIN_PROFILES, Profile, load_profile, resolve_profile_path
 
 PLAYBOOK = "playbooks/verify.yml"
@@ -117,6 +118,7 @@ def collect(
     level: Level = Level.full,
     dcgm_diag_level: int = 1,
     rdma_fabric: bool = True,
+    pairs: PairMode = PairMode.ring,
 ) -> RunResult:
     extravars: dict[str, Any] = {
         "verify_target": ",".join(target.hosts),
@@ -126,6 +128,10 @@ def collect(
         # ib_write_bw only where the profile expects a fabric: elsewhere (the sandbox) not even looked for.
         "verify_ib_write_bw": rdma_fabric,
     }
+    if pairs is PairMode.all:  # ring is the playbook's default
+        # The rounds come from tooling/verify/pair_schedule.py: the playbook only runs them.
+        extravars["verify_pairs"] = pairs.value
+        extravars["verify_pair_rounds"] = [[list(p) for p in r] for r in schedule(target.hosts, pairs)]
     if target.nproc_per_node:
         extravars["verify_gpus_per_node"] = target.nproc_per_node
     try:
@@ -184,11 +190,14 @@ def run_verify(
     out: Console | None = None,
     level: Level = Level.full,
     exclude: list[str] | None = None,
+    pairs: PairMode = PairMode.ring,
 ) -> int:
     """The whole command; returns the exit code (0/1) and raises ToolingError for usage errors (2).
     `exclude` leaves nodes of the target out (deploy's pre-flight of a phase without its quarantined
     nodes). A quarantined node with no FAIL row leaves quarantine."""
     out = out or console
+    if pairs is PairMode.all and level is not Level.full:
+        raise ToolingError("--pairs all measures with iperf3, which runs at --level full only")
     inventory_path = (inventory or default_inventory()).resolve()
     if profile_name is not None:
         pick_profile(profile_name, sandbox=False)  # a bad profile is reported before any SSH work
@@ -210,8 +219,15 @@ def run_verify(
         level=level,
         dcgm_diag_level=profile.dcgm_diag_level,
         rdma_fabric=profile.infiniband is not None,
+        pairs=pairs,
     )
     rows = judge_run(result, target, profile)
+    matrix = None
+    if pairs is PairMode.all and len(target.hosts) > 1:
+        matrix, failed_pairs = pair_report.build_matrix(
+            target.hosts, result.custom_stats.get("verify_net") or {}
+        )
+        rows += pair_report.pair_findings(matrix, profile, failed_pairs)
     _release_passed(inventory_path, rows, target.hosts, err_console if as_json else out)
     if as_json:
         out.print_json(
@@ -228,9 +244,12 @@ def run_verify(
                     "explanation": result.explanation,
                     "artifact_dir": str(result.artifact_dir),
                 },
+                **({"pairs": pair_report.to_json(matrix, profile)} if matrix else {}),
             )
         )
     else:
+        for table in pair_report.tables(matrix, profile) if matrix else []:
+            out.print(table)
         print_report(out, rows, target.scope, f"{profile_label}, level {level.value}")
         out.print(f"[dim]ansible artifacts: {result.artifact_dir}[/]")
     return EXIT_CHECK_FAILED if overall(rows) == "FAIL" else EXIT_OK

@@ -53,8 +53,9 @@ def run_role_verify(box: Sandbox, roles: list[str], limit: str) -> subprocess.Co
     )  # fmt: skip
 
 
-def verify_phase(box: Sandbox, phase: str = "2a") -> tuple[int, dict[str, Any]]:
-    """`tooling verify-node --json` on the cluster, in this process (no CLI start-up to pay)."""
+def verify_phase(box: Sandbox, phase: str = "2a", pairs: str = "ring") -> tuple[int, dict[str, Any]]:
+    """`tooling verify-node --json [--pairs all]` on the cluster, in this process (no CLI start-up to pay)."""
+    from tooling.verify.pair_schedule import PairMode
     from tooling.verify.run import run_verify
 
     buffer = io.StringIO()
@@ -67,5 +68,6 @@ def verify_phase(box: Sandbox, phase: str = "2a") -> tuple[int, dict[str, Any]]:
         install_iperf3=True,
         runs_dir=box.runs,
         out=Console(file=buffer, width=200),
+        pairs=PairMode(pairs),
     )
     return code, json.loads(buffer.getvalue())
