@@ -9,12 +9,16 @@ thread, which would break the log's one-JSON-object-per-line format that Filebea
 from __future__ import annotations
 
 import faulthandler
+import time
 from pathlib import Path
 from typing import TextIO
 
 # Stacks this long before the collective timeout; a quarter of it for short timeouts.
 MARGIN_S = 30.0
 MIN_DELAY_S = 1.0
+# faulthandler starts a new thread on every arming: a step re-arms it only this often (at most a quarter
+# of the delay, so the stacks still come well before the timeout).
+REARM_EVERY_S = 5.0
 
 
 def dump_delay_s(timeout_s: float) -> float:
@@ -31,10 +35,16 @@ class StackWatchdog:
     def __init__(self, path: Path, timeout_s: float) -> None:
         self.path = path
         self.delay_s = dump_delay_s(timeout_s)
+        self.rearm_every_s = min(REARM_EVERY_S, self.delay_s / 4)
+        self._armed_at: float | None = None
         self._file: TextIO | None = None
 
     def arm(self) -> None:
-        """(Re)start the countdown; repeats every delay while the rank stays stuck."""
+        """(Re)start the countdown unless it was started moments ago; repeats while the rank stays stuck."""
+        now = time.monotonic()
+        if self._armed_at is not None and now - self._armed_at < self.rearm_every_s:
+            return
+        self._armed_at = now
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Appended: an earlier hang's stacks (before a restart) stay for the post-mortem.
@@ -47,3 +57,4 @@ class StackWatchdog:
         faulthandler.cancel_dump_traceback_later()
         self._file.close()
         self._file = None
+        self._armed_at = None

@@ -25,7 +25,7 @@ PROBE_SOURCE = Path(node_probe.__file__)
 
 
 def _arguments(run_dir: str, unit: str | None, since: str, rendezvous: str | None) -> list[str]:
-    args = [run_dir, "--since", since]
+    args = [run_dir, f"--since={since}"]  # one word: argparse would read "-15min" as an option
     if unit:
         args += ["--unit", unit]
     if rendezvous:

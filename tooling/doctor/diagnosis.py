@@ -75,17 +75,20 @@ def _where(rank: dict[str, Any]) -> str:
     return f"collective unknown ({error})" if error else "collective unknown (no Python frame names one)"
 
 
-def _culprit(rank: dict[str, Any]) -> str | None:
-    """Why this rank itself stops the group, or None."""
+def _culprit(rank: dict[str, Any]) -> tuple[str, str] | None:
+    """Why this rank itself stops the group (a word for its peers' findings, the full evidence), or None."""
     process = rank.get("process") or {}
     state = process.get("state")
     pid = rank.get("pid")
     if rank.get("state") in ("completed", "stopped", "failed"):
         return None  # it ended and said so; not a hang
     if state is None:
-        return f"process {pid} is gone (status says {rank.get('state')!r} at step {rank.get('step')})"
+        return "gone", f"process {pid} is gone (status says {rank.get('state')!r} at step {rank.get('step')})"
     if state in STOPPED_STATES:
-        return f"process {pid} is stopped (state {state} in /proc/{pid}/stat) at step {rank.get('step')}"
+        return (
+            "stopped",
+            f"process {pid} is stopped (state {state} in /proc/{pid}/stat) at step {rank.get('step')}",
+        )
     return None
 
 
@@ -95,7 +98,12 @@ def diagnose(nodes: list[NodeEvidence], settings: Settings) -> list[DoctorFindin
     for node in nodes:
         if node.error is not None:
             findings.append(
-                DoctorFinding("unreachable", None, node.host, f"node down or cut off: {node.error}")
+                DoctorFinding(
+                    "unreachable",
+                    None,
+                    node.host,
+                    f"node not read (down, cut off or its collector failed): {node.error}",
+                )
             )
         rendezvous = node.document.get("rendezvous") or {}
         if rendezvous.get("error"):
@@ -104,14 +112,14 @@ def diagnose(nodes: list[NodeEvidence], settings: Settings) -> list[DoctorFindin
     seen = [(node, rank) for node in reachable for rank in node.ranks]
     culprits: dict[int, str] = {}
     for node, rank in seen:
-        why = _culprit(rank)
-        if why is not None:
-            culprits[rank["rank"]] = why
+        cause = _culprit(rank)
+        if cause is not None:
+            culprits[rank["rank"]], why = cause
             kind: Kind = "dead" if (rank.get("process") or {}).get("state") is None else "hang"
             findings.append(DoctorFinding(kind, rank["rank"], node.host, f"{why}; {_where(rank)}"))
     missing = _missing(seen, settings.world_size, unreachable=len(reachable) < len(nodes))
     for number in missing:
-        culprits[number] = "never wrote a status file"
+        culprits[number] = "missing"
         findings.append(DoctorFinding("dead", number, UNKNOWN_HOST, f"rank {number} has no status file"))
     for node, rank in seen:
         if rank.get("straggler") and rank.get("state") == "running":
