@@ -18,23 +18,24 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.unit.test_deployment_following import _closed_port, _deployed, _inventory
+from tests.unit.test_logs_cli import RUN_ROOT
+from tests.unit.test_logs_cli import FakeNodes as LogNodes
 from tooling.check.cluster import DEFAULT_VENV
 from tooling.cli import app
 from tooling.doctor import collect
-from tooling.remote import RemoteResult, SshTarget
+from tooling.remote import SshTarget
 
 runner = CliRunner()
-RUN_ROOT = "/var/lib/ddp/runs"
 NODE_PYTHON = f"{DEFAULT_VENV}/bin/python"
 RANKS_PER_NODE = 4
 
 
-class FakeNodes:
-    """node -> a directory standing for its file system, each rank a live `sleep` process of this machine."""
+class FakeNodes(LogNodes):
+    """node -> a directory standing for its file system (as for `tooling logs`), each rank a live `sleep`
+    process of this machine; the collector runs with this Python in place of the node's venv."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.down: dict[str, str] = {}
+        super().__init__(root)
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     def run_dir(self, host: str) -> Path:
@@ -50,16 +51,10 @@ class FakeNodes:
         return process.pid
 
     def run_each(self, commands: list[tuple[SshTarget, str]], timeout_s: float = 10.0) -> dict[str, Any]:
-        results = {}
-        for target, command in commands:
-            if target.name in self.down:
-                results[target.name] = RemoteResult(target.name, None, error=self.down[target.name])
-                continue
-            local = command.replace(RUN_ROOT, str(self.root / target.name / RUN_ROOT.strip("/")))
-            local = local.replace(shlex.quote(NODE_PYTHON), shlex.quote(sys.executable), 1)
-            done = subprocess.run(["sh", "-c", local], capture_output=True, text=True, check=False)
-            results[target.name] = RemoteResult(target.name, done.returncode, done.stdout, done.stderr)
-        return results
+        here = shlex.quote(sys.executable)
+        return super().run_each(
+            [(t, c.replace(shlex.quote(NODE_PYTHON), here, 1)) for t, c in commands], timeout_s
+        )
 
 
 @pytest.fixture
