@@ -52,6 +52,13 @@ def plain_dir_entries(directory: Path, prefix: str, suffix: str) -> list[Path]:
     return [directory / n for n in sorted(names) if n.startswith(prefix) and n.endswith(suffix)]
 
 
+def owner(path: str | Path) -> int | None:
+    try:
+        return os.lstat(path).st_uid
+    except OSError:
+        return None
+
+
 def process_state(pid: int) -> tuple[str | None, int | None]:
     """(state letter from /proc/PID/stat, parent pid), or (None, None) when the process is gone."""
     try:
@@ -151,11 +158,14 @@ def collect(run_dir: Path, unit: str | None, since: str, rendezvous: str | None)
         except ValueError:
             continue  # mid-rename: skipped, like tooling status does
         pid = status.get("pid")
-        state, parent = process_state(pid) if isinstance(pid, int) else (None, None)
+        state, parent = process_state(pid) if isinstance(pid, int) and pid > 0 else (None, None)
         process: dict[str, Any] = {"state": state}
-        if state is not None:
+        if state is not None and owner(f"/proc/{pid}") != owner(path):
+            # The pid comes from a file the run's account writes: only its own processes are dumped.
+            process.update(stack=None, stack_error=f"process {pid} is not the run's user's: not dumped")
+        elif state is not None:
             process.update(stack_of(pid, py_spy))
-            if parent is not None and parent not in agents:
+            if parent is not None and parent not in agents and owner(f"/proc/{parent}") == owner(path):
                 agent_state, _ = process_state(parent)
                 agents[parent] = {"pid": parent, "state": agent_state, **stack_of(parent, py_spy)}
         ranks.append({**status, "process": process})
