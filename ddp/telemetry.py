@@ -503,6 +503,10 @@ class Telemetry:
             "epoch": self.position.epoch,
             "loss": loss,
             "samples_per_second": self.window.samples_per_second(),
+            # With the interval between status writes, how long a stall must last before it counts as a
+            # hang (tooling doctor).
+            "step_seconds": self.window.mean_duration() if len(self.window) else None,
+            "status_every_steps": self.cfg.metrics.status_every_steps,
             "compute_seconds": split[0] if split else None,
             "collective_wait_seconds": split[1] if split else None,
             "compute_ratio_to_median": self._compute_ratio,

@@ -29,6 +29,7 @@ from ddp.distributed_checkpoint import DistributedCheckpointer
 from ddp.metrics import TrainerMetrics
 from ddp.progress import Counters, Position
 from ddp.schedule import build_scheduler
+from ddp.stack_watchdog import StackWatchdog, stacks_path
 from ddp.sync_check import check_in_sync
 from ddp.telemetry import ProbeTiming, StepResult, Telemetry
 from ddp.workloads import build_workload
@@ -95,6 +96,7 @@ class Trainer:
         self.position = Position()
         self.stop = StopRequests(run_dir / "STOP")
         self.telemetry = Telemetry(cfg, env, metrics, run_dir, self.counters, self.position, self.workload)
+        self.watchdog = StackWatchdog(stacks_path(run_dir / "logs", env.rank), cfg.distributed.timeout_s)
         self._last_checkpoint_time = time.time()
         self._iterations = 0
 
@@ -264,6 +266,14 @@ class Trainer:
         self.telemetry.start()
 
     def run(self) -> RunResult:
+        # Armed from the first collective (resume, the workers' rendezvous) to the end; each step re-arms it.
+        self.watchdog.arm()
+        try:
+            return self._run()
+        finally:
+            self.watchdog.cancel()
+
+    def _run(self) -> RunResult:
         cfg = self.cfg
         self.stop.install_signal_handlers()
         self._start()
@@ -275,6 +285,7 @@ class Trainer:
                 result = self._step(batches)
                 loss = result.loss
                 self.telemetry.on_step(result)
+                self.watchdog.arm()
                 step = self.counters.steps
                 if step % cfg.metrics.sync_check_every_steps == 0:
                     self._sync_check()

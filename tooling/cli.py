@@ -27,6 +27,7 @@ from tooling.cli_options import (
     show_plan_phases,
 )
 from tooling.console import EXIT_USAGE, CheckFailed, console, display_error, err_console, error_edge
+from tooling.doctor_cli import doctor_command
 from tooling.forecast.cli import forecast_command
 from tooling.gates.cli import gate, phases
 from tooling.job_cli import deploy_command, status_command, stop_command
@@ -142,6 +143,7 @@ app.command("verify-node", epilog=epilog("verify-node"))(verify_node)
 app.command("deploy", epilog=epilog("deploy"))(deploy_command)
 app.command("status", epilog=epilog("status"))(status_command)
 app.command("stop", epilog=epilog("stop"))(stop_command)
+app.command("doctor", epilog=epilog("doctor"))(doctor_command)
 app.command("logs", epilog=epilog("logs"))(logs_command)
 app.command("gate", epilog=epilog("gate"))(gate)
 app.command("phases", epilog=epilog("phases"))(phases)

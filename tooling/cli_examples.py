@@ -41,6 +41,15 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("tooling status --json", "one JSON document with every node's ranks"),
         ("tooling status -i inventory/production", "a deployment of another inventory"),
     ),
+    "doctor": (
+        (
+            "tooling doctor --phase 2a",
+            "is the latest 2a run hung? which rank, which node, why; a tar.gz bundle",
+        ),
+        ("tooling doctor --phase 2a --now --json", "diagnose at once, without waiting for the stall to last"),
+        ("tooling doctor --local --run runs/ddp-run", "the same for a run on this machine (`tooling run`)"),
+        ("tooling doctor --local --run runs/ddp-run --rendezvous node1:29400", "also check that endpoint"),
+    ),
     "stop": (
         ("tooling stop", "stop the latest deployment's job (asks first on a terminal)"),
         ("tooling stop --timeout 120 --yes", "no question; two minutes for the final checkpoint"),

@@ -55,6 +55,11 @@ def deployments() -> Path:
     return _sub("deployments")
 
 
+def doctor() -> Path:
+    """`tooling doctor`'s bundles (tar.gz for a bug report)."""
+    return _sub("doctor")
+
+
 def quarantine() -> Path:
     """Quarantined nodes (`tooling deploy --exclude`), one list per inventory."""
     return _sub("quarantine")

@@ -29,6 +29,8 @@ SAME_MEANING_OWN_WORDS: dict[str, str] = {
     "--skip-verify": "launch without the pre-flight checks; soak says it applies on a cluster",
     "--no-skip-verify": "the off side of --skip-verify",
     "--resume": "the id of an interrupted soak, sweep or local rehearsal to finish",
+    "--run": "a run directory; gate and report default to the newest run, doctor reads a local run's "
+    "status/ and logs/",
     "--run-id": "the id a new run gets; soak's run shares the soak's id",
     "--set": "a trainer setting; sweep applies it to every trial",
     "--steps": "training steps of the run the command starts",

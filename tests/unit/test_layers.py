@@ -48,9 +48,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "tooling.rehearse_local",
             "tooling.dashboards",
             "tooling.selfcheck",
+            "tooling.doctor",
         ],
     ),
-    ("cli", ["tooling.cli", "tooling.job_cli", "tooling.logs_cli"]),
+    ("cli", ["tooling.cli", "tooling.job_cli", "tooling.logs_cli", "tooling.doctor_cli"]),
 ]
 TOP = len(LAYERS) - 1
 PACKAGE = "tooling"  # the package itself is base; its modules are in the layers named for them

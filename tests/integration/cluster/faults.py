@@ -1,7 +1,7 @@
 """Faults put on the shared cluster's runs and what the tests read back: node2 lost (its container killed)
 or cut off (its traffic to node1 dropped in its own network namespace, the host untouched), a rank
-SIGKILLed right after a checkpoint, a node's ranks starved of CPU time, a node's outgoing link
-rate-limited, and the run's checkpoints, incarnations and unit state on the nodes."""
+SIGKILLed right after a checkpoint or SIGSTOPped for a while, a node's ranks starved of CPU time, a node's
+outgoing link rate-limited, and the run's checkpoints, incarnations and unit state on the nodes."""
 
 from __future__ import annotations
 
@@ -127,12 +127,26 @@ def rate_limited(box: Sandbox, host: str, rate: str = "2mbit") -> Iterator[None]
         assert removed.returncode == 0, explain(removed)
 
 
-def _node2_worker(box: Sandbox, run_dir: str, local_rank: int) -> dict:
+def node2_worker(box: Sandbox, run_dir: str, local_rank: int) -> dict:
     """The status record (rank, pid, step) of the worker with `local_rank` on node2."""
     read = "import glob, json, sys; print(json.dumps([json.load(open(p)) for p in glob.glob(sys.argv[1])]))"
     shown = on_node(box, "node2", f"python3 -c {shlex.quote(read)} '{run_dir}/status/rank*.json'")
     assert shown.rc == 0, shown
     return next(r for r in json.loads(shown.stdout) if r.get("local_rank") == local_rank)
+
+
+@contextmanager
+def stopped_node2_rank(box: Sandbox, run_dir: str) -> Iterator[dict]:
+    """node2's local rank 1 SIGSTOPped (a rank frozen as by a stuck driver or a debugger) while the block
+    runs, SIGCONTed after it; yields the rank's status record (rank, pid, step)."""
+    victim = node2_worker(box, run_dir, local_rank=1)
+    stopped = on_node(box, "node2", f"kill -STOP {int(victim['pid'])}")
+    assert stopped.rc == 0, stopped
+    try:
+        yield victim
+    finally:
+        resumed = on_node(box, "node2", f"kill -CONT {int(victim['pid'])}")
+        assert resumed.rc == 0, resumed
 
 
 def kill_rank_after_next_checkpoint(box: Sandbox, run_dir: str, damage: bool = False) -> tuple[int, dict]:
@@ -147,7 +161,7 @@ def kill_rank_after_next_checkpoint(box: Sandbox, run_dir: str, damage: bool = F
     for host in ("node1", "node2") if damage else ():
         damaged = corrupt_newest_checkpoint(box, host, run_dir)
         assert damaged.endswith(f"step-{newest:09d}.pt"), (host, damaged, newest)
-    victim = _node2_worker(box, run_dir, local_rank=1)
+    victim = node2_worker(box, run_dir, local_rank=1)
     killed = on_node(box, "node2", f"kill -KILL {victim['pid']}")
     assert killed.rc == 0, killed
     return newest, victim

@@ -7,7 +7,9 @@ small tmpfs mounted there before the launch) first fills up, then turns read-onl
 says so, keeps the previous checkpoint, trains on, raises TrainerCheckpointWriteFailures in Prometheus and
 Alertmanager, and writes checkpoints again once the disk is back; a SIGKILLed rank restarts the group on
 both nodes from the newest checkpoint, and from the one before when the newest is damaged; every dashboard
-panel's PromQL answers (by then the run has minutes of history, restarts included).
+panel's PromQL answers (by then the run has minutes of history, restarts included); `tooling doctor` finds
+the run healthy, then names a SIGSTOPped rank on node2 within a minute, and a rendezvous name that does not
+resolve by that name.
 Then node2's container is killed (the node-down scenario, once for the whole suite): its ranks fire
 TrainerRankDown into Alertmanager, the job stops on node1 within the configured timeouts with its
 checkpoints intact, `sandbox status`, `verify-node`, `check` and `deploy` each name node2 and the reason,
@@ -41,6 +43,7 @@ from tests.integration.cluster.faults import (
     rate_limited,
     site_phases,
     starved,
+    stopped_node2_rank,
     unit_state,
     wait_for_unit_end,
 )
@@ -504,6 +507,52 @@ def test_every_dashboard_query_answers_from_the_live_prometheus(long_run: LongRu
             empty.append(f"{query.dashboard} / {query.panel}: {expr}")
     assert empty == [], "dashboard queries with no data from the live Prometheus:\n" + "\n".join(empty)
     assert len(gpu_only) <= 6, gpu_only  # only the GPU panels are excused
+
+
+def _doctor(box: Sandbox, *extra: str) -> tuple[int, dict[str, Any], float]:
+    """`tooling doctor --phase 2a --json`: its exit code, its document and the seconds it took."""
+    started = time.monotonic()
+    done = box.tooling(
+        "doctor", "--phase", PHASE, "--inventory", str(box.inventory), "--json", *extra, timeout=300
+    )
+    took = time.monotonic() - started
+    assert done.returncode in (0, 1) and done.stdout, explain(done)
+    return done.returncode, json.loads(done.stdout), took
+
+
+def _training_again(box: Sandbox, past_step: int) -> bool:
+    shown = box.tooling("status", "--inventory", str(box.inventory), "--json", timeout=60)
+    ranks = [r for node in json.loads(shown.stdout or "{}").get("nodes", []) for r in node["ranks"]]
+    return len(ranks) == RANKS and all(r["state"] == "running" and r["step"] > past_step for r in ranks)
+
+
+def test_doctor_names_a_stopped_rank_and_its_node_within_a_minute(long_run: LongRun) -> None:
+    """Healthy first: exit 0, no findings. Then node2's local rank 1 SIGSTOPped: `tooling doctor` names that
+    rank, on node2, as stopped (its peers as waiting for it) within 60 s and writes its bundle; SIGCONT
+    afterwards, and the run trains on (restarted by torchrun if the stop outlasted the collective timeout)."""
+    box = long_run.box
+    code, report, _ = _doctor(box)
+    assert (code, report["healthy"], report["findings"]) == (0, True, []), report
+    with stopped_node2_rank(box, RUN_DIR) as victim:
+        started = time.monotonic()
+        code, report, _ = _doctor(box)
+        took = time.monotonic() - started
+    print(f"the stopped rank was named after {took:.0f} s")
+    assert took < 60, report
+    assert code == 1 and not report["healthy"], report
+    named = [f for f in report["findings"] if f["rank"] == victim["rank"]]
+    assert [(f["kind"], f["host"]) for f in named] == [("hang", "node2")], report
+    assert f"process {victim['pid']} is stopped (state T" in named[0]["evidence"], named
+    assert Path(report["bundle"]).is_file()
+    wait_until("all eight ranks training again", lambda: _training_again(box, victim["step"]), 180, every=5)
+
+
+def test_doctor_reports_a_rendezvous_name_that_does_not_resolve_by_name(long_run: LongRun) -> None:
+    code, report, _ = _doctor(long_run.box, "--rendezvous", "ddp-store.invalid:29400")
+    assert code == 1, report
+    named = {(f["kind"], f["host"]) for f in report["findings"]}
+    assert named == {("unreachable", "ddp-store.invalid")}, report
+    assert all("does not resolve" in f["evidence"] for f in report["findings"]), report
 
 
 def _node2_firing(prometheus: str) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""`tooling doctor`: hang diagnosis from the ranks' status files, process states and stacks."""
