@@ -55,8 +55,11 @@ def node_address(host: str, host_vars: Mapping[str, Any]) -> str:
     return host
 
 
-def _host_port(address: str, port: int) -> str:
-    """`address:port`, with an IPv6 address in brackets (as Prometheus targets and URLs need it)."""
+def host_port(address: str, port: int) -> str:
+    """`address:port`, with an IPv6 address in brackets (as torchrun's --rdzv-endpoint, Prometheus targets
+    and URLs need it); an address already bracketed is kept as it is."""
+    if address.startswith("["):
+        return f"{address}:{port}"
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
@@ -213,7 +216,7 @@ def derive_launch(
     rdzv_host = rendezvous_host if rendezvous_host in hosts else hosts[0]
     addresses = {h: node_address(h, hostvars.get(h) or {}) for h in hosts}
     rdzv = plan.rendezvous
-    endpoint = f"{addresses[rdzv_host]}:{rdzv.port}"
+    endpoint = host_port(addresses[rdzv_host], rdzv.port)
     if len(hosts) > 1 and _is_loopback(addresses[rdzv_host]):
         raise LaunchError(
             f"phase {name}: the rendezvous address {endpoint} (of {rdzv_host}) is a loopback address the "
@@ -246,7 +249,7 @@ def derive_launch(
         metrics_base_port=base,
         metrics_ports=ports,
         metrics_targets=[
-            MetricsTarget(h, i, _host_port(addresses[h], port)) for h in hosts for i, port in enumerate(ports)
+            MetricsTarget(h, i, host_port(addresses[h], port)) for h in hosts for i, port in enumerate(ports)
         ],
         run_root=run_root((hostvars.get(hosts[0]) or {}).get(RUN_ROOT_KEY)),
     )
