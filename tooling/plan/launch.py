@@ -124,17 +124,18 @@ def ansible_groups(inventory: Mapping[str, Any]) -> dict[str, list[str]]:
     for name, entry in inventory.items():
         if name == "_meta" or not isinstance(entry, Mapping):
             continue
-        hosts: list[str] = []
+        # A dict keeps the hosts' order and each once, in one pass (a list's `in` grows with the square).
+        hosts: dict[str, None] = {}
         level, seen_groups = [name], {name}
         while level:
             following: list[str] = []
             for group in level:
                 body = inventory.get(group) or {}
-                hosts += [h for h in body.get("hosts") or [] if h not in hosts]
+                hosts.update(dict.fromkeys(body.get("hosts") or []))
                 following += [c for c in body.get("children") or [] if c not in seen_groups]
                 seen_groups.update(following)
             level = following
-        groups[name] = hosts
+        groups[name] = list(hosts)
     return groups
 
 
@@ -184,30 +185,35 @@ def derive_launch(
     if spec.group not in groups:
         raise LaunchError(f"the inventory has no group {spec.group!r} for phase {name}")
     members = list(groups[spec.group])
-    ordered = [h for h in groups.get(nodes_group) or [] if h in members]
-    hosts = ordered + [h for h in members if h not in ordered]
+    # Sets for every membership test below: at a thousand nodes a list's `in` grows with the square.
+    member_set = set(members)
+    ordered = [h for h in groups.get(nodes_group) or [] if h in member_set]
+    ordered_set = set(ordered)
+    hosts = ordered + [h for h in members if h not in ordered_set]
     if len(hosts) != spec.nodes:
         raise LaunchError(
             f"phase {name} needs {spec.nodes} node(s) in group {spec.group!r} (nodes: in the plan); the "
             f"inventory has {len(hosts)}: {', '.join(hosts) or 'none'}"
         )
-    strangers = [h for h in exclude if h not in hosts]
+    host_set, exclude_set = set(hosts), set(exclude)
+    strangers = [h for h in exclude if h not in host_set]
     if strangers:
         raise LaunchError(
             f"cannot exclude {', '.join(strangers)}: not a node of phase {name} ({', '.join(hosts)})"
         )
-    if rendezvous_host and rendezvous_host not in hosts:
+    if rendezvous_host and rendezvous_host not in host_set:
         raise LaunchError(
             f"ddp_trainer_rendezvous_host {rendezvous_host!r} is not a node of phase {name} "
             f"({', '.join(hosts)})"
         )
-    excluded = [h for h in hosts if h in exclude]
-    hosts = [h for h in hosts if h not in exclude]
+    excluded = [h for h in hosts if h in exclude_set]
+    hosts = [h for h in hosts if h not in exclude_set]
     if not hosts:
         raise LaunchError(
             f"phase {name}: every node is excluded ({', '.join(excluded)}); nothing is left to run on"
         )
-    missing = [h for h in hosts if play_hosts is not None and h not in play_hosts]
+    in_play = set(play_hosts or [])
+    missing = [h for h in hosts if play_hosts is not None and h not in in_play]
     if missing:
         raise LaunchError(
             f"phase {name}: every node of group {spec.group!r} must be in the play; missing: "
