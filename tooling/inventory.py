@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ddp.config_errors import ConfigError, read_yaml
+from ddp.config_errors import ConfigError, SafeLoader, read_yaml
 from tooling.console import ToolingError
 from tooling.inventory_values import HOST_KEY, Setting, settings_in, settle
 from tooling.remote import SshTarget
@@ -154,7 +154,7 @@ def _ansible_only(file: Path) -> bool:
     if raw.startswith(VAULT_HEADER):
         return True
     try:
-        return any(getattr(e, "tag", None) in _ANSIBLE_TAGS for e in yaml.parse(raw, Loader=yaml.SafeLoader))
+        return any(getattr(e, "tag", None) in _ANSIBLE_TAGS for e in yaml.parse(raw, Loader=SafeLoader))
     except yaml.YAMLError:
         return False  # read_yaml names the line
 

@@ -360,6 +360,16 @@ def test_inventory_prometheus_with_tls_is_https(
     assert code == 0 and document is not None and document["prometheus"] == "https://10.0.0.10:9090"
 
 
+def test_inventory_prometheus_on_ipv6_is_bracketed() -> None:
+    from tooling.check.cluster import prometheus_url
+
+    inventory = {
+        "monitoring": {"hosts": ["mon-a01"]},
+        "_meta": {"hostvars": {"mon-a01": {"ansible_host": "2001:db8:20::fffe", "prometheus_port": 9090}}},
+    }
+    assert prometheus_url(inventory)[0] == "http://[2001:db8:20::fffe]:9090"
+
+
 def test_firing_critical_alert_fails(cluster: tuple[FakeNodes, FakePrometheus, Path]) -> None:
     _, fake_prometheus, tmp_path = cluster
     fake_prometheus.alerts = [

@@ -17,7 +17,14 @@ from tooling.console import CheckFailed, ToolingError
 from tooling.job import deploy as deploy_module
 from tooling.job import records, status
 from tooling.job.deploy import DeployRequest, build_plan
-from tooling.plan.launch import DEFAULT_RUN_ROOT, LaunchError, ansible_groups, derive_launch, run_root
+from tooling.plan.launch import (
+    DEFAULT_RUN_ROOT,
+    LaunchError,
+    ansible_groups,
+    derive_launch,
+    host_port,
+    run_root,
+)
 from tooling.plan.phases import load_phases
 from tooling.remote import SshTarget
 from tooling.runner import RunResult
@@ -161,6 +168,20 @@ def test_launch_follows_the_nodes_group_order_and_prefers_the_node_address() -> 
     assert launch.run_root == DEFAULT_RUN_ROOT
     moved = derive_launch(plan, groups, hostvars, phase="2b", rendezvous_host="node2")
     assert (moved.rdzv_host, moved.rdzv_endpoint) == ("node2", f"192.0.2.2:{plan.rendezvous.port}")
+
+
+def test_an_ipv6_rendezvous_endpoint_is_bracketed() -> None:
+    plan = load_phases()
+    groups = {"nodes": ["gpu-a", "gpu-b"], "phase2a": ["gpu-a", "gpu-b"]}
+    hostvars = {"gpu-a": {"ansible_host": "2001:db8::1"}, "gpu-b": {"ansible_host": "[2001:db8::2]"}}
+    launch = derive_launch(plan, groups, hostvars, phase="2a")
+    port = plan.rendezvous.port
+    assert launch.rdzv_endpoint == f"[2001:db8::1]:{port}"
+    moved = derive_launch(plan, groups, hostvars, phase="2a", rendezvous_host="gpu-b")
+    # An address the inventory already brackets is not bracketed twice.
+    assert moved.rdzv_endpoint == f"[2001:db8::2]:{port}"
+    assert host_port("192.0.2.7", port) == f"192.0.2.7:{port}"
+    assert host_port("gpu-a.example.org", port) == f"gpu-a.example.org:{port}"
 
 
 def test_run_root_default_is_the_trainer_roles() -> None:

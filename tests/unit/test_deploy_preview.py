@@ -301,3 +301,52 @@ def test_what_ansible_would_change_per_node_in_words() -> None:
     assert "2 task(s) would change" in text and "ddp_trainer: 2 task(s); files: /etc/ddp/trainer.yaml" in text
     assert "check mode stopped: Keep the unit disabled at boot" in text
     assert "common: 1 task(s); packages: htop, numactl" in text
+
+
+def test_offline_plan_of_a_generated_ipv6_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/plan_scale.py's site (12 nodes x 8 ranks, rack-unit names, IPv6, svc-train with become on port
+    2222, its own phases file): every node's torchrun line has its own address and the bracketed rendezvous
+    endpoint, and its targets are its own ranks."""
+    from bench.plan_scale import PHASE, RANKS, SSH_PORT, SSH_USER, host_address, write_site
+    from tooling.plan.phase_file import PHASES_FILE_ENV
+
+    inventory, phases = write_site(tmp_path, 12)
+    monkeypatch.setenv(PHASES_FILE_ENV, str(phases))
+    code, out, err, _home = run_plan(tmp_path, inventory, "--phase", PHASE, "--offline", "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    plan = load_phases()
+    launch = derive_phase_launch(load_inventory(inventory), inventory, plan, PHASE)
+    assert [n["host"] for n in shown["nodes"]] == launch.hosts and len(launch.hosts) == 12
+    endpoint = f"[{host_address(0)}]:{plan.rendezvous.port}"
+    assert shown["rendezvous"]["endpoint"] == launch.rdzv_endpoint == endpoint
+    assert (shown["nnodes"], shown["world_size"]) == ("12:12", 12 * RANKS)
+    for index, node in enumerate(shown["nodes"]):
+        pairs = options(node["command"])
+        assert pairs["--rdzv-endpoint"] == endpoint and pairs["--nproc-per-node"] == str(RANKS)
+        assert pairs["--local-addr"] == host_address(index) == node["address"]
+        connection = node["connection"]
+        assert (connection["user"], connection["port"], connection["become"]) == (SSH_USER, SSH_PORT, True)
+        base = plan.metrics.base_port
+        assert node["prometheus_targets"] == [f"[{host_address(index)}]:{base + r}" for r in range(RANKS)]
+        assert node["run_dir"] == shown["nodes"][0]["run_dir"]
+
+
+def test_the_trainer_config_is_read_once_for_the_same_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tooling.job import preview
+
+    calls: list[tuple[str, ...]] = []
+    real = preview._directories
+
+    def counted(launch: Any, overrides: Any, sets: list[str], where: Path) -> tuple[str, str]:
+        calls.append(tuple(sets))
+        return real(launch, overrides, sets, where)
+
+    monkeypatch.setattr(preview, "_directories", counted)
+    directories = preview._DirectoriesOnce({"config": "ddp/configs/phase2a.yaml"})
+    same = [directories({}, ["run.name=a"], tmp_path) for _ in range(3)]
+    other = directories({"checkpoint": {"dir": "/shared/ckpt"}}, ["run.name=a"], tmp_path)
+    assert same[0] == same[1] == same[2] and other[1] == "/shared/ckpt" != same[0][1]
+    assert calls == [("run.name=a",), ("run.name=a",)]

@@ -79,7 +79,7 @@ def _render_tasks(out: Path) -> list[dict]:
         {
             "name": "Save the plan and the rendered templates",
             "ansible.builtin.copy": {
-                "dest": f"{out}/{{{{ _ddp_trainer_phase }}}}-{{{{ inventory_hostname }}}}.json",
+                "dest": f"{out}/{{{{ _ddp_trainer_launch.phase }}}}-{{{{ inventory_hostname }}}}.json",
                 "content": "{{ {'launch': _ddp_trainer_launch, 'files': _files} | to_nice_json }}",
                 "mode": "0644",
             },

@@ -23,7 +23,7 @@ from tooling.inventory import (
 )
 from tooling.inventory_values import is_template
 from tooling.job import records
-from tooling.plan.launch import DEFAULT_RUN_ROOT
+from tooling.plan.launch import DEFAULT_RUN_ROOT, host_port
 from tooling.plan.phases import PhasePlan
 from tooling.prometheus_api import PrometheusAccess
 from tooling.remote import SshTarget
@@ -125,7 +125,7 @@ def prometheus_url(inventory: dict[str, Any]) -> tuple[str | None, str]:
     address = plain(hostvars.get("prometheus_listen_address")) or node_address(host, hostvars)[0]
     port = int(plain(hostvars.get("prometheus_port")) or DEFAULT_PROMETHEUS_PORT)
     scheme = "https" if plain(hostvars.get("prometheus_tls_cert_file")) else "http"
-    return f"{scheme}://{address}:{port}", f"monitoring host {host}"
+    return f"{scheme}://{host_port(address, port)}", f"monitoring host {host}"
 
 
 def active_run(

@@ -22,6 +22,7 @@ import shlex
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,22 @@ def _directories(
     return str(config.run_dir), str(config.checkpoint_dir)
 
 
+class _DirectoriesOnce:
+    """`_directories`, worked out once for each distinct overrides and --set items: the nodes of a phase
+    nearly always share them, and loading and validating the trainer's config (milliseconds) once per node
+    made seconds at a thousand nodes."""
+
+    def __init__(self, launch: Mapping[str, Any]) -> None:
+        self.launch = launch
+        self.known: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
+
+    def __call__(self, overrides: Mapping[str, Any], sets: list[str], where: Path) -> tuple[str, str]:
+        key = (yaml.safe_dump(dict(overrides), sort_keys=True), tuple(sets))
+        if key not in self.known:
+            self.known[key] = _directories(self.launch, overrides, sets, where)
+        return self.known[key]
+
+
 def _connection(host_vars: Mapping[str, Any], host: str) -> dict[str, Any]:
     become = str(host_vars.get("ansible_become", False)).strip().lower() in ("1", "true", "yes", "on")
     return {
@@ -249,17 +266,22 @@ def preview(
         )
         hostvars = (deploy_plan.inventory.get("_meta") or {}).get("hostvars") or {}
         nodes = []
-        for order, host in enumerate(launch["hosts"], start=1):
-            command, line = dry_run(host, files[host], work / "nodes" / host)
+        directories = _DirectoriesOnce(launch)
+        # The launchers' --dry-runs are separate bash processes: run side by side, in the nodes' order.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            hosts = launch["hosts"]
+            dry_runs = pool.map(lambda host: dry_run(host, files[host], work / "nodes" / host), hosts)
+            launched = list(zip(hosts, dry_runs, strict=True))
+        # Each node's ranks, in one pass over the targets (a scan per node grows with the square of nodes).
+        ranks_of: dict[str, list[tuple[str, str]]] = {host: [] for host in launch["hosts"]}
+        for target, url in zip(launch["metrics_targets"], launch["metrics_endpoints"], strict=True):
+            ranks_of[target["node"]].append((target["target"], url))
+        for order, (host, (command, line)) in enumerate(launched, start=1):
             _, sets = trainer_arguments(command)
-            run_dir, checkpoint_dir = _directories(
-                launch, files[host].get("config_overrides") or {}, sets, work / "nodes" / host
+            run_dir, checkpoint_dir = directories(
+                files[host].get("config_overrides") or {}, sets, work / "nodes" / host
             )
-            ranks = [
-                (target["target"], url)
-                for target, url in zip(launch["metrics_targets"], launch["metrics_endpoints"], strict=True)
-                if target["node"] == host
-            ]
+            ranks = ranks_of[host]
             nodes.append(
                 NodePreview(
                     host=host,

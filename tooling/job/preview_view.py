@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tooling.job.preview import DeployPreview, NodePreview
+from tooling.plan.launch import host_port
 
 # How many tasks, files or packages a role's line names before it says "... N more".
 SHOWN = 6
@@ -21,7 +22,7 @@ def _names(items: list[str]) -> str:
 def _ssh(connection: dict[str, Any]) -> str:
     user = f"{connection['user']}@" if connection.get("user") else ""
     become = f", become {connection['become_user']}" if connection.get("become") else ""
-    return f"{user}{connection['address']}:{connection['port']}{become}"
+    return f"{user}{host_port(connection['address'], connection['port'])}{become}"
 
 
 def ansible_lines(state: dict[str, Any]) -> list[str]:

@@ -55,8 +55,11 @@ def node_address(host: str, host_vars: Mapping[str, Any]) -> str:
     return host
 
 
-def _host_port(address: str, port: int) -> str:
-    """`address:port`, with an IPv6 address in brackets (as Prometheus targets and URLs need it)."""
+def host_port(address: str, port: int) -> str:
+    """`address:port`, with an IPv6 address in brackets (as torchrun's --rdzv-endpoint, Prometheus targets
+    and URLs need it); an address already bracketed is kept as it is."""
+    if address.startswith("["):
+        return f"{address}:{port}"
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
@@ -121,17 +124,18 @@ def ansible_groups(inventory: Mapping[str, Any]) -> dict[str, list[str]]:
     for name, entry in inventory.items():
         if name == "_meta" or not isinstance(entry, Mapping):
             continue
-        hosts: list[str] = []
+        # A dict keeps the hosts' order and each once, in one pass (a list's `in` grows with the square).
+        hosts: dict[str, None] = {}
         level, seen_groups = [name], {name}
         while level:
             following: list[str] = []
             for group in level:
                 body = inventory.get(group) or {}
-                hosts += [h for h in body.get("hosts") or [] if h not in hosts]
+                hosts.update(dict.fromkeys(body.get("hosts") or []))
                 following += [c for c in body.get("children") or [] if c not in seen_groups]
                 seen_groups.update(following)
             level = following
-        groups[name] = hosts
+        groups[name] = list(hosts)
     return groups
 
 
@@ -181,30 +185,35 @@ def derive_launch(
     if spec.group not in groups:
         raise LaunchError(f"the inventory has no group {spec.group!r} for phase {name}")
     members = list(groups[spec.group])
-    ordered = [h for h in groups.get(nodes_group) or [] if h in members]
-    hosts = ordered + [h for h in members if h not in ordered]
+    # Sets for every membership test below: at a thousand nodes a list's `in` grows with the square.
+    member_set = set(members)
+    ordered = [h for h in groups.get(nodes_group) or [] if h in member_set]
+    ordered_set = set(ordered)
+    hosts = ordered + [h for h in members if h not in ordered_set]
     if len(hosts) != spec.nodes:
         raise LaunchError(
             f"phase {name} needs {spec.nodes} node(s) in group {spec.group!r} (nodes: in the plan); the "
             f"inventory has {len(hosts)}: {', '.join(hosts) or 'none'}"
         )
-    strangers = [h for h in exclude if h not in hosts]
+    host_set, exclude_set = set(hosts), set(exclude)
+    strangers = [h for h in exclude if h not in host_set]
     if strangers:
         raise LaunchError(
             f"cannot exclude {', '.join(strangers)}: not a node of phase {name} ({', '.join(hosts)})"
         )
-    if rendezvous_host and rendezvous_host not in hosts:
+    if rendezvous_host and rendezvous_host not in host_set:
         raise LaunchError(
             f"ddp_trainer_rendezvous_host {rendezvous_host!r} is not a node of phase {name} "
             f"({', '.join(hosts)})"
         )
-    excluded = [h for h in hosts if h in exclude]
-    hosts = [h for h in hosts if h not in exclude]
+    excluded = [h for h in hosts if h in exclude_set]
+    hosts = [h for h in hosts if h not in exclude_set]
     if not hosts:
         raise LaunchError(
             f"phase {name}: every node is excluded ({', '.join(excluded)}); nothing is left to run on"
         )
-    missing = [h for h in hosts if play_hosts is not None and h not in play_hosts]
+    in_play = set(play_hosts or [])
+    missing = [h for h in hosts if play_hosts is not None and h not in in_play]
     if missing:
         raise LaunchError(
             f"phase {name}: every node of group {spec.group!r} must be in the play; missing: "
@@ -213,7 +222,7 @@ def derive_launch(
     rdzv_host = rendezvous_host if rendezvous_host in hosts else hosts[0]
     addresses = {h: node_address(h, hostvars.get(h) or {}) for h in hosts}
     rdzv = plan.rendezvous
-    endpoint = f"{addresses[rdzv_host]}:{rdzv.port}"
+    endpoint = host_port(addresses[rdzv_host], rdzv.port)
     if len(hosts) > 1 and _is_loopback(addresses[rdzv_host]):
         raise LaunchError(
             f"phase {name}: the rendezvous address {endpoint} (of {rdzv_host}) is a loopback address the "
@@ -246,7 +255,7 @@ def derive_launch(
         metrics_base_port=base,
         metrics_ports=ports,
         metrics_targets=[
-            MetricsTarget(h, i, _host_port(addresses[h], port)) for h in hosts for i, port in enumerate(ports)
+            MetricsTarget(h, i, host_port(addresses[h], port)) for h in hosts for i, port in enumerate(ports)
         ],
         run_root=run_root((hostvars.get(hosts[0]) or {}).get(RUN_ROOT_KEY)),
     )
