@@ -7,13 +7,14 @@ command, so that `tooling --help` does not import the judging, the profiles' sch
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tooling.cli_options import InventoryOption, JsonOption, phase_option
-from tooling.console import EXIT_OK
+from tooling.console import EXIT_OK, console, err_console, print_next
 from tooling.verify.levels import Level
 
 
@@ -62,5 +63,19 @@ def verify_node(
     code = run_verify(
         list(hosts or []), phase, inventory, profile, as_json, install_iperf3, runs_dir, level=level
     )
+    # Beside a JSON document, never in it.
+    out = err_console if as_json else console
+    given = [
+        *(["--inventory", str(inventory)] if inventory else []),
+        *(["--profile", profile] if profile else []),
+    ]
+    if code != EXIT_OK:
+        level_args = [] if level == Level.full else ["--level", level.value]
+        again = ["tooling", "verify-node", *(hosts or []), *(["--phase", phase] if phase else []), *given]
+        print_next(f"fix the FAIL rows above, then again: {shlex.join([*again, *level_args])}", out)
+    elif phase is not None:
+        print_next(shlex.join(["tooling", "deploy", "--phase", phase, *given]), out)
+    else:
+        print_next("tooling phases (which phase comes next; then `tooling deploy --phase P`)", out)
     if code != EXIT_OK:
         raise typer.Exit(code)
