@@ -26,7 +26,17 @@ from tooling.cli_options import (
     show_flags_as_flags,
     show_plan_phases,
 )
-from tooling.console import EXIT_USAGE, CheckFailed, console, display_error, err_console, error_edge
+from tooling.console import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CheckFailed,
+    console,
+    display_error,
+    err_console,
+    error_edge,
+    people_output_on_stderr,
+    print_next,
+)
 from tooling.doctor_cli import doctor_command
 from tooling.forecast.cli import forecast_command
 from tooling.gates.cli import gate, phases
@@ -206,7 +216,8 @@ def rehearse(
         typer.Option(
             "--resume",
             metavar="RUN",
-            help="With --local: continue this run (a name under --runs-dir) from its last checkpoint.",
+            help="With --local: continue this run (a name under --runs-dir) from its last checkpoint. "
+            "Without: watch this sandbox run again (it trains on after Ctrl-C) until it ends.",
         ),
     ] = None,
     overrides: SetOption = None,
@@ -219,22 +230,22 @@ def rehearse(
     """Rehearse a phase end to end on the local sandbox cluster (or --local) and print its measurements."""
     # Imported here, as in every command: the plan's schema, the job and sandbox layers are the command's
     # work, and `tooling --help` must not pay for them.
+    from tooling.job.cluster_watch import Detached
     from tooling.job.local_watch import Interrupted
     from tooling.plan.phases import load_phases
-    from tooling.rehearse import rehearse_on_sandbox
-    from tooling.rehearse_local import EXIT_INTERRUPTED, rehearse_locally, report_interrupted
+    from tooling.rehearse import reattach, rehearse_on_sandbox, report_detached
+    from tooling.rehearse_local import rehearse_locally, report_interrupted
 
     plan = load_phases()
     plan.get(phase)
     runs = (runs_dir or home.runs()).resolve()
-    if run is not None and not local:
-        display_error("--resume continues a local rehearsal", hint="add --local")
-        raise typer.Exit(EXIT_USAGE)
-    if run is not None and not (runs / run).is_dir():
+    if run is not None and local and not (runs / run).is_dir():
         display_error(f"no run {run} in {runs}", hint="name a run directory printed by an earlier rehearsal")
         raise typer.Exit(EXIT_USAGE)
     sets = list(overrides or [])
     run_name = run or f"rehearsal-phase{phase}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # The bar only on a terminal, and never beside a JSON document.
+    show_bar = console.is_terminal and not as_json
     try:
         if local:
             summary = rehearse_locally(
@@ -242,13 +253,22 @@ def rehearse(
             )
             path = runs / run_name / "summary.json"
         else:
-            summary, path = rehearse_on_sandbox(plan, phase, steps, sets, runs, timeout)
+            with people_output_on_stderr(as_json):
+                if run is not None:
+                    summary, path = reattach(phase, run, runs, show_bar=show_bar, timeout_s=timeout)
+                else:
+                    summary, path = rehearse_on_sandbox(
+                        plan, phase, steps, sets, runs, run_name, show_bar=show_bar, timeout_s=timeout
+                    )
     except Interrupted as stop:
         report_interrupted(stop, phase, steps, runs, sets, as_json=as_json)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Detached as left:
+        report_detached(left, phase, runs, as_json=as_json)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except CheckFailed as failed:
         if as_json:  # the document still comes, the error panel beside it on stderr
-            print(json.dumps({"run_dir": str(runs / run_name) if local else None, "summary": None,
+            print(json.dumps({"run_dir": str(runs / run_name), "summary": None,
                               "exit_status": failed.exit_code, "error": str(failed)}, indent=2))  # fmt: skip
         raise
     next_command = f"tooling gate --phase {phase} --run {path.parent}"
@@ -258,7 +278,7 @@ def rehearse(
         return
     print_summary(summary)
     console.print(f"summary: {path}", highlight=False)
-    console.print(f"next: {next_command}", highlight=False, soft_wrap=True)
+    print_next(next_command)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """One place for terminal output and for leaving the program with the right exit code.
 
-Exit codes: 0 ok, 1 a check failed, 2 usage or input error (bad phase, bad file, unreachable setup).
+Exit codes: 0 ok, 1 a check failed, 2 usage or input error (bad phase, bad file, unreachable setup), 130
+a long command ended by Ctrl-C (what a shell reports for SIGINT, 128 + 2).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ddp.config_errors import ConfigError
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,6 +40,12 @@ class ToolingError(Exception):
 
 class CheckFailed(ToolingError):
     exit_code = EXIT_CHECK_FAILED
+
+
+def print_next(what: str, out: Console | None = None) -> None:
+    """The last line of a long command: what to run next (`next: tooling gate --phase 1 --run ...`), worded
+    alike by every command. Never highlighted or wrapped: it is copied and pasted whole."""
+    (out or console).print(f"next: {what}", highlight=False, soft_wrap=True)
 
 
 def display_error(message: str, hint: str | None = None) -> None:

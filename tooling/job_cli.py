@@ -24,7 +24,7 @@ from tooling.cli_options import (
     YesOption,
     phase_option,
 )
-from tooling.console import EXIT_CHECK_FAILED, ToolingError, confirm, console, err_console
+from tooling.console import EXIT_CHECK_FAILED, ToolingError, confirm, console, err_console, print_next
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -96,6 +96,7 @@ def deploy_command(
     ] = None,
 ) -> None:
     """Provision the phase's nodes, verify them, start the trainer on all of them, wait for every rank."""
+    from tooling.job.cluster_watch import watch_commands
     from tooling.job.deploy import DeployRequest, deploy, fallback_request
     from tooling.plan.phases import load_phases
     from tooling.verify.run import preflight
@@ -149,7 +150,9 @@ def deploy_command(
         + ", ".join(record.metrics_endpoints[:4])
         + (f" ... ({len(record.metrics_endpoints)} endpoints)" if len(record.metrics_endpoints) > 4 else "")
     )
-    console.print("  follow it with `tooling status`; stop it with `tooling stop`")
+    commands = watch_commands(record)
+    console.print(f"  stop it with `{commands['stop']}`", highlight=False, soft_wrap=True)
+    print_next(commands["watch"])
 
 
 def _confirm_restart(request: DeployRequest, yes: bool) -> None:

@@ -10,14 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tooling.console import console, err_console
+from tooling.console import EXIT_INTERRUPTED, console, err_console
 from tooling.job.local_watch import Interrupted, WatchOptions, start_watched, stdout_is_terminal, watch
 from tooling.job.torchrun import local_launch
 from tooling.plan.phases import PhasePlan
 from tooling.rehearse import rehearsal_settings
-
-# What a shell reports for a command ended by Ctrl-C (128 + SIGINT).
-EXIT_INTERRUPTED = 130
 
 
 def resume_command(phase: str, steps: int, runs_dir: Path, run_name: str, overrides: list[str]) -> str:

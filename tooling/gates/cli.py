@@ -26,7 +26,7 @@ from tooling.cli_options import (
     phase_option,
     with_prometheus_access,
 )
-from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console
+from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console, print_next
 from tooling.gates.eligibility import COMPLETE_RULE, check_shape, completeness, require_complete
 from tooling.gates.evidence import find_latest_run, load_summary, resolve_summary_path, run_info
 from tooling.gates.records import latest_record
@@ -311,8 +311,6 @@ def phases(decisions: DecisionsOption = None, as_json: JsonOption = False) -> No
     if upcoming is None:
         console.print("every phase has a GO: the roll-out is complete")
     elif upcoming["decision"] == "NO-GO":
-        console.print(f"next: phase {upcoming['phase']} (its last gate said NO-GO; see {upcoming['record']})")
+        print_next(f"phase {upcoming['phase']} (its last gate said NO-GO; see {upcoming['record']})")
     else:
-        console.print(
-            f"next: phase {upcoming['phase']}: deploy it, then `tooling gate --phase {upcoming['phase']}`"
-        )
+        print_next(f"phase {upcoming['phase']}: deploy it, then `tooling gate --phase {upcoming['phase']}`")

@@ -13,14 +13,13 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from tooling.console import CheckFailed, console
 from tooling.job.local import LocalJob, read_json
+from tooling.job.step_bar import step_bar
 from tooling.job.torchrun import TorchrunLaunch
 
 LOG_FILE = "torchrun.log"
@@ -90,55 +89,13 @@ def failure_excerpt(path: Path, head: int = 30, tail: int = 50) -> str:
     return "\n".join([*unique[:head], f"[... {skipped} lines, all in {path} ...]", *unique[-tail:]])
 
 
-@contextmanager
-def _step_bar(show: bool, total: int) -> Iterator[Any]:
-    """A rich step bar with ETA and samples/s, or None when the output is not a terminal."""
-    if not show:
-        yield None
-        return
-    # Imported here: only a run on a terminal draws a bar, and `tooling --help` must not pay for it.
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("steps"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} samples/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("run", total=total, rate="-")
-
-        def update(status: dict[str, Any]) -> None:
-            rate = status.get("samples_per_second")
-            # Per-rank rate times world size: the job's rate, as the summary reports it.
-            job_rate = rate * status.get("world_size", 1) if isinstance(rate, int | float) else None
-            progress.update(
-                task,
-                completed=status.get("step", 0),
-                total=status.get("max_steps") or total,
-                rate="-" if job_rate is None else f"{job_rate:.0f}",
-            )
-
-        yield update
-
-
 def watch(job: LocalJob, total_steps: int, options: WatchOptions, timeout_s: float) -> dict[str, Any]:
     """The run's summary once torchrun ends, drawing the bar meanwhile; Interrupted on Ctrl-C,
     CheckFailed (after what explains it in the log) when the run fails."""
     follower = _LogFollower(job.log_path)
     deadline = time.monotonic() + timeout_s
     try:
-        with _step_bar(options.show_bar, total_steps) as update:
+        with step_bar(options.show_bar, total_steps) as update:
             while job.alive():
                 _relay(follower.new_lines(), options)
                 if update is not None and (status := rank0_status(job.run_dir)) is not None:

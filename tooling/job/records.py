@@ -134,3 +134,17 @@ def choose(inventory: Path | None, state_dir: Path | None = None) -> Chosen:
         )
     latest = every[-1]
     return Chosen(latest, Path(latest.inventory), latest_of=len(every))
+
+
+def of_run(run_id: str, state_dir: Path | None = None) -> Chosen:
+    """The recorded deployment of run `run_id`, whichever inventory it used. A later deploy on that
+    inventory replaces its record: the run is then no longer followed here."""
+    found = [d for d in recorded(state_dir) if d.run_id == run_id]
+    if not found:
+        known = ", ".join(d.run_id for d in recorded(state_dir)) or "none"
+        raise ToolingError(
+            f"no deployment of run {run_id} recorded (looked in {state_dir or home.deployments()}; "
+            f"recorded: {known})",
+            hint="name a run an earlier `tooling rehearse --phase P` printed, or add --local for a local run",
+        )
+    return Chosen(found[-1], Path(found[-1].inventory))

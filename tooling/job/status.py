@@ -29,10 +29,15 @@ class NodeReport:
     error: str | None = None
 
 
-def status_command(run_dir: str) -> str:
+# Every rank's status file; "rank0" reads rank 0's alone (the progress of a watched run).
+EVERY_RANK = "rank*"
+
+
+def status_command(run_dir: str, ranks: str = EVERY_RANK) -> str:
+    """The shell command that prints the node's clock and the status files matching `ranks` (a glob)."""
     status_dir = shlex.quote(f"{run_dir}/status")
     return (
-        f"date +%s.%N; echo {SEPARATOR}; for f in {status_dir}/rank*.json; do "
+        f"date +%s.%N; echo {SEPARATOR}; for f in {status_dir}/{ranks}.json; do "
         f'[ -f "$f" ] && {{ cat "$f"; echo {SEPARATOR}; }}; done; true'
     )
 
@@ -55,8 +60,11 @@ def parse_status_output(host: str, text: str) -> NodeReport:
     return NodeReport(host, sorted(ranks, key=lambda r: r.get("rank", 0)), node_time)
 
 
-def collect(targets: list[SshTarget], run_dir: str, timeout_s: float = 10.0) -> list[NodeReport]:
-    results = run_everywhere(targets, status_command(run_dir), timeout_s)
+def collect(
+    targets: list[SshTarget], run_dir: str, timeout_s: float = 10.0, ranks: str = EVERY_RANK
+) -> list[NodeReport]:
+    """Each node's status files (those matching `ranks`), all nodes in parallel."""
+    results = run_everywhere(targets, status_command(run_dir, ranks), timeout_s)
     reports = []
     for target in targets:
         result = results[target.name]

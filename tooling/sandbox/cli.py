@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from tooling.cli_examples import epilog
 from tooling.cli_options import YesOption
-from tooling.console import EXIT_CHECK_FAILED, cli_edge, confirm, console
+from tooling.console import EXIT_CHECK_FAILED, cli_edge, confirm, console, print_next
 from tooling.sandbox.settings import DEFAULT_NODES, SandboxSettings
 
 if TYPE_CHECKING:
@@ -113,9 +114,16 @@ def up(
     else:
         console.print(f"sandbox {settings.prefix!r} up in {result.seconds:.0f} s")
     console.print(f"inventory: {result.inventory}")
-    missing = omitted_groups(load_phases(), settings.node_names)
+    plan = load_phases()
+    missing = omitted_groups(plan, settings.node_names)
     if missing:
         console.print(f"[yellow]{nodes} nodes hold no {', '.join(missing)} (phases need more nodes)[/yellow]")
+    first = plan.ordered()[0][0]
+    default = SandboxSettings()
+    if (settings.prefix, settings.inventory_dir) == (default.prefix, default.inventory_dir):
+        print_next(f"tooling rehearse --phase {first}")
+    else:  # `rehearse` uses the default sandbox; this one is reached through its inventory
+        print_next(shlex.join(["tooling", "deploy", "--phase", first, "--inventory", str(result.inventory)]))
 
 
 @sandbox_app.command(epilog=epilog("sandbox status"))

@@ -7,6 +7,7 @@ Exit codes: 0 the soak ran to its end (the record says how well the job did; `to
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from tooling import home
 from tooling.cli_options import InventoryOption, RunsDirOption, SetOption, SoakDirOption, phase_option
-from tooling.console import EXIT_CHECK_FAILED, CheckFailed, ToolingError, console, err_console
+from tooling.console import EXIT_CHECK_FAILED, CheckFailed, ToolingError, console, err_console, print_next
 from tooling.soak import state as states
 from tooling.soak.duration import format_duration, parse_duration
 from tooling.soak.samples import Sample
@@ -134,6 +135,42 @@ def print_record(record: dict[str, Any], json_path: Path) -> None:
     console.print(f"soak record: {json_path} (+ soak.md)")
 
 
+SUMMARY_FILE = "summary.json"
+
+
+def _keep_summary(root: Path, state: SoakState, summary: dict[str, Any] | None) -> Path | None:
+    """The run's summary kept beside the soak's record (a cluster run's lives on its first node only), so
+    the gate can be pointed at the pair; None when no summary could be read."""
+    if summary is None:
+        return None
+    from ddp.atomic import atomic_write_json
+
+    path = states.soak_path(root, state.id) / SUMMARY_FILE
+    atomic_write_json(path, summary)
+    return path
+
+
+def _soak_dir_args(root: Path) -> list[str]:
+    """`--soak-dir DIR` when the soak is kept elsewhere than the state root's soak directory."""
+    return [] if root.resolve() == home.soak().resolve() else ["--soak-dir", str(root)]
+
+
+def _after_soak(root: Path, state: SoakState, summary: Path | None) -> str:
+    """What a finished soak leads to: the gate over its run and its uptime; a soak of another size than
+    the phase's is no evidence for it, so a soak of the phase's own size comes first."""
+    if state.world_size != state.phase_world_size:
+        duration = format_duration(state.duration_s)
+        return shlex.join(["tooling", "soak", "--phase", state.phase, "--duration", duration]) + (
+            f" (the phase's {state.phase_world_size} processes: this soak's {state.world_size} are no "
+            "evidence for its gate)"
+        )
+    # Without a summary of its own the gate takes the phase's newest run; the soak is named by its
+    # directory, found wherever the soaks are kept.
+    run = ["--run", str(summary)] if summary is not None else []
+    soak = ["--soak", str(states.soak_path(root, state.id))]
+    return shlex.join(["tooling", "gate", "--phase", state.phase, *run, *soak])
+
+
 def _finish(
     root: Path, state: SoakState, job: Job, outcome: str, stop_timeout_s: float, signal_name: str | None
 ) -> None:
@@ -153,10 +190,10 @@ def _finish(
         )
         err_console.print(
             f"[yellow]soak {state.id} interrupted[/] ({signal_name or 'stop requested'}) after "
-            f"{format_duration(record['watched_s'] or 0)}: the record is marked interrupted. {job_line} "
-            f"`tooling soak --resume {state.id}` watches it until {_utc(state.end_at)} and finishes the "
-            "record."
+            f"{format_duration(record['watched_s'] or 0)}: the record is marked interrupted. {job_line}"
         )
+        resume = shlex.join(["tooling", "soak", "--resume", state.id, *_soak_dir_args(root)])
+        print_next(f"{resume} (watches it until {_utc(state.end_at)} and finishes the record)", err_console)
         raise typer.Exit(EXIT_CHECK_FAILED)
     if outcome == "completed":
         console.print(f"soak {state.id}: planned end reached; stopping the job (final checkpoint)")
@@ -173,8 +210,13 @@ def _finish(
     states.save(state, root)
     status = "completed" if outcome == "completed" else "ended-early"
     record, json_path, _ = write_soak_record(root, state, status, final=final)
+    kept = _keep_summary(root, state, summary)
     print_record(record, json_path)
-    if status != "completed":
+    if kept is not None:
+        console.print(f"run summary: {kept}", highlight=False)
+    if status == "completed":
+        print_next(_after_soak(root, state, kept))
+    else:
         raise CheckFailed(
             f"the job ended before the soak's planned end: {how}",
             hint=f"the record ({json_path}) counts the rest of the window as down",

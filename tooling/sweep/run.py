@@ -14,7 +14,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
-from tooling.console import CheckFailed, ToolingError, confirm, console, err_console, print_document
+from tooling.console import (
+    EXIT_INTERRUPTED,
+    CheckFailed,
+    ToolingError,
+    confirm,
+    console,
+    err_console,
+    print_document,
+    print_next,
+)
 from tooling.inventory import default_inventory
 from tooling.job import production
 from tooling.plan.phases import PhasePlan
@@ -39,8 +48,6 @@ from tooling.sweep.records import (
     who,
 )
 from tooling.sweep.trials import ClusterTrials, LocalTrials, TrialRunner, TrialSpec, trial_settings
-
-EXIT_INTERRUPTED = 130
 
 
 def make_runner(
@@ -313,9 +320,10 @@ def finish(store: SweepStore, plan: SweepPlan, records: list[TrialRecord], as_js
             hint=f"see {md_path}; adjust the grid or --steps and sweep again",
         )
     best = ranking.best
-    console.print(
-        f"[green]best: trial {best.trial}[/green] ({describe(best.combination, plan.axes)}); make it phase "
-        f"{plan.phase}'s production config with `tooling sweep --lock --phase {plan.phase} --id {plan.id}`"
+    console.print(f"[green]best: trial {best.trial}[/green] ({describe(best.combination, plan.axes)})")
+    print_next(
+        f"tooling sweep --lock --phase {plan.phase} --id {plan.id} (makes it phase {plan.phase}'s "
+        "production config)"
     )
 
 

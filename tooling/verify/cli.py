@@ -7,12 +7,13 @@ command, so that `tooling --help` does not import the judging, the profiles' sch
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
 
 from tooling.cli_options import InventoryOption, JsonOption, VerifyArtifactsOption, phase_option
-from tooling.console import EXIT_OK
+from tooling.console import EXIT_OK, console, err_console, print_next
 from tooling.verify.levels import Level
 from tooling.verify.pair_schedule import PairMode
 
@@ -72,5 +73,19 @@ def verify_node(
         level=level,
         pairs=pairs,
     )
+    # Beside a JSON document, never in it.
+    out = err_console if as_json else console
+    given = [
+        *(["--inventory", str(inventory)] if inventory else []),
+        *(["--profile", profile] if profile else []),
+    ]
+    if code != EXIT_OK:
+        level_args = [] if level == Level.full else ["--level", level.value]
+        again = ["tooling", "verify-node", *(hosts or []), *(["--phase", phase] if phase else []), *given]
+        print_next(f"fix the FAIL rows above, then again: {shlex.join([*again, *level_args])}", out)
+    elif phase is not None:
+        print_next(shlex.join(["tooling", "deploy", "--phase", phase, *given]), out)
+    else:
+        print_next("tooling phases (which phase comes next; then `tooling deploy --phase P`)", out)
     if code != EXIT_OK:
         raise typer.Exit(code)
