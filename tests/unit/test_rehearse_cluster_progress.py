@@ -46,6 +46,7 @@ def write_rank0(run_dir: Path, state: str, step: int, rate: float = 12.5) -> Non
 def finish(run_dir: Path, state: str = "completed") -> dict[str, Any]:
     """The end as rank 0 leaves it: the summary written first, then its final status."""
     summary: dict[str, Any] = {**json.loads(SUMMARY.read_text()), "status": state, "run": RUN_ID}
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").write_text(json.dumps(summary))
     write_rank0(run_dir, state, STEPS)
     return summary
@@ -93,7 +94,12 @@ def sandbox(tmp_path: Path, nodes: Path, monkeypatch: pytest.MonkeyPatch) -> lis
     return deployed
 
 
-def _progressing(monkeypatch: pytest.MonkeyPatch, run_dir: Path, end: str = "completed") -> None:
+def _launched_run_dir() -> Path:
+    """The run directory of the run the (fake) deploy launched: its id is the rehearsal's own."""
+    return Path(records.recorded()[-1].run_dir)
+
+
+def _progressing(monkeypatch: pytest.MonkeyPatch, end: str = "completed") -> None:
     """Each look at the nodes finds rank 0 further on: 50, 100, 150 steps, then the end."""
     looks = iter([50, 100, 150])
     real = fake_nodes.everywhere
@@ -101,9 +107,9 @@ def _progressing(monkeypatch: pytest.MonkeyPatch, run_dir: Path, end: str = "com
     def everywhere(targets: Any, command: str, timeout_s: float = 10.0) -> Any:
         step = next(looks, None)
         if step is None:
-            finish(run_dir, end)
+            finish(_launched_run_dir(), end)
         else:
-            write_rank0(run_dir, "running", step)
+            write_rank0(_launched_run_dir(), "running", step)
         return real(targets, command, timeout_s)
 
     monkeypatch.setattr(fake_nodes.status, "run_everywhere", everywhere)
@@ -113,8 +119,7 @@ def test_a_cluster_rehearsal_reads_rank0_over_ssh_and_the_summary_from_its_node(
     tmp_path: Path, nodes: Path, sandbox: list[DeployRequest], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = tmp_path / "runs"
-    run_dir = nodes / RUN_ID
-    _progressing(monkeypatch, run_dir)
+    _progressing(monkeypatch)
     result = runner.invoke(
         app,
         ["rehearse", "--phase", "2a", "--steps", str(STEPS), "--runs-dir", str(runs)],
@@ -122,6 +127,8 @@ def test_a_cluster_rehearsal_reads_rank0_over_ssh_and_the_summary_from_its_node(
     )
     assert result.exit_code == 0, result.output
     [request] = sandbox
+    run_dir = _launched_run_dir()
+    assert run_dir.name == request.run_id
     assert f"training.max_steps={STEPS}" in request.overrides
     lines = result.output.splitlines()
     # Where the run's summary will be, before anything else (the sandbox and the deploy take minutes).
@@ -134,7 +141,7 @@ def test_a_cluster_rehearsal_reads_rank0_over_ssh_and_the_summary_from_its_node(
     # The summary read from node1 (where rank 0 was), copied here, shown, and the gate as the next step.
     copied = json.loads((local / "summary.json").read_text())
     assert copied == json.loads((run_dir / "summary.json").read_text())
-    assert "run rehearsal-phase2a-test: completed" in result.output
+    assert f"run {RUN_ID}: completed" in result.output  # the summary's own name for the run
     assert lines[-1] == f"next: tooling gate --phase 2a --run {local}"
     assert "\x1b[" not in result.output  # not a terminal: no bar
 
@@ -142,7 +149,7 @@ def test_a_cluster_rehearsal_reads_rank0_over_ssh_and_the_summary_from_its_node(
 def test_a_run_that_did_not_complete_is_kept_and_exits_1(
     tmp_path: Path, nodes: Path, sandbox: list[DeployRequest], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _progressing(monkeypatch, nodes / RUN_ID, end="stopped")
+    _progressing(monkeypatch, end="stopped")
     result = runner.invoke(app, ["rehearse", "--phase", "2a", "--runs-dir", str(tmp_path / "runs"), "--json"])
     assert result.exit_code == 1, result.output
     document = json.loads(result.stdout)  # people's lines went to stderr
@@ -201,7 +208,7 @@ def test_resume_reattaches_to_a_recorded_run_and_reads_its_end(tmp_path: Path, n
     assert result.exit_code == 0, result.output
     assert len(fake_nodes.calls) == 1
     assert (runs / RUN_ID / "summary.json").is_file()
-    assert flat(result.output).splitlines()[-1] == f"next: tooling gate --phase 2a --run {runs / RUN_ID}"
+    assert squeezed(result.output).endswith(squeezed(f"next: tooling gate --phase 2a --run {runs / RUN_ID}"))
 
 
 def test_resume_of_an_unknown_run_or_of_another_phase_is_a_usage_error(tmp_path: Path, nodes: Path) -> None:
