@@ -15,6 +15,7 @@ from tests.unit.forecast_fakes import Truth, summary, write_run, write_verify_re
 from tests.unit.panel_text import flat
 from tooling import home
 from tooling.cli import app
+from tooling.console import console
 from tooling.verify.recorded import latest_busbw
 
 runner = CliRunner()
@@ -30,7 +31,14 @@ def _setup(truth: Truth, *, phases: tuple[tuple[str, int], ...] = (("1", 1), ("2
 
 
 def _invoke(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, ["forecast", *args], env={"COLUMNS": "200"})
+    # The shared console took its width when it was made (80 without a terminal, as in CI): widen it for
+    # the table's cells to stay on one line each, then give it back.
+    width = console.width
+    console.width = 200
+    try:
+        result = runner.invoke(app, ["forecast", *args], env={"COLUMNS": "200"})
+    finally:
+        console.width = width
     return result.exit_code, result.output
 
 

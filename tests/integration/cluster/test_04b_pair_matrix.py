@@ -17,7 +17,9 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
 # Slow enough to stand far below the bridge's Gb/s, fast enough that the 16 MiB all_reduce probes (pair
 # and phase) over the shaped direction finish well inside the time limit below.
 RATE = "400mbit"
-CLUSTER_TIME_S = 60
+# Its cost on the shared cluster: 79 s measured with the rest of the suite loading both cores (the
+# budget for a cluster test is 60 s on a quiet machine); beyond 120 s something is wrong.
+CLUSTER_TIME_S = 120
 
 
 def test_pair_matrix_names_the_shaped_link(phase2a_cluster: Sandbox) -> None:
