@@ -451,6 +451,7 @@ def test_a_rate_limited_link_is_named_a_slow_link_not_a_slow_rank(long_run: Long
         wait_until("the node1 <-> node2 link named slow from both ends", both_ends, timeout=120, every=2)
         print(f"the link was named after {time.monotonic() - started:.0f} s")
         assert _stragglers(prometheus) == [], "a slow link was taken for a slow rank"
+
         # `status` reads the ranks' status files, written at their heartbeat: poll, as the scrape was.
         def in_status() -> str:
             shown = box.tooling("status", "--inventory", str(box.inventory), timeout=60)
