@@ -25,6 +25,7 @@ from tooling.job.deploy import DeployRequest, build_plan, preparation_steps
 from tooling.job.exclude import excluding_request
 from tooling.plan.launch import LaunchError, ansible_groups, derive_launch
 from tooling.plan.phases import load_phases
+from tooling.runner import RunResult
 from tooling.verify import run as verify_run
 
 PLAN = load_phases()
@@ -239,3 +240,25 @@ def test_phases_shows_the_quarantined_nodes(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["phases", "--decisions", str(tmp_path / "decisions")])
     assert result.exit_code == 0, result.output
     assert "quarantined" in result.stdout and "node3" in result.stdout and "ECC errors" in result.stdout
+
+
+def test_the_excluded_nodes_trainer_is_halted_and_an_unreachable_one_named(
+    site: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quarantine.add(site, ["node3"], "ECC errors")
+    request = DeployRequest(phase="2b", inventory=site, run_id="r1")
+    plan = build_plan(request, PLAN)
+    ran: list[tuple[str, str | None]] = []
+
+    def playbook(
+        _req: DeployRequest, _plan: object, name: str, _label: str, limit: str | None = None
+    ) -> RunResult:
+        ran.append((name, limit))
+        return RunResult(4, "failed", "unreachable", site, site, unreachable={"node3": "No route to host"})
+
+    monkeypatch.setattr(deploy_module, "_playbook", playbook)
+    deploy_module._halt_excluded(request, plan)  # an unreachable node is named, not fatal
+    assert ran == [("playbooks/quarantine.yml", "node3")]
+    shown = " ".join(capsys.readouterr().out.split())  # as read, whatever the console's wrapping
+    assert "left out: node3 (since" in shown and "ECC errors" in shown and "runs on node1, node2" in shown
+    assert "node3: its trainer could not be halted (unreachable: No route to host)" in shown

@@ -161,9 +161,11 @@ def build_plan(request: DeployRequest, plan: PhasePlan, out: Console = console) 
     """The deploy worked out and checked; what it notes on the way (the locked config) goes to `out`."""
     phase = plan.get(request.phase)
     inventory = load_inventory(request.inventory)
-    members = derive_phase_launch(inventory, request.inventory, plan, request.phase).hosts
+    # Quarantined nodes of other phases' groups are not this phase's to leave out (derive_launch refuses
+    # strangers): only the group's own are passed on.
+    members = set(ansible_groups(inventory).get(phase.group) or [])
     quarantined = set(quarantine.names(request.inventory)) | set(request.exclude)
-    excluded = [host for host in members if host in quarantined]
+    excluded = sorted(quarantined & members)
     launch = derive_phase_launch(inventory, request.inventory, plan, request.phase, excluded)
     # The config that will run on the nodes: the phase's, its locked production settings (`tooling sweep
     # --lock`), the --config file laid over them, then --set.
@@ -319,7 +321,7 @@ def preparation_steps(request: DeployRequest, deploy_plan: Plan) -> list[Step]:
 
 
 def _halt_excluded(request: DeployRequest, deploy_plan: Plan) -> None:
-    """Say which nodes the phase runs without, and stop and disable the trainer on them
+    """Say which nodes the phase runs without, and stop the trainer on them
     (playbooks/quarantine.yml): an agent left alive there would knock at the rendezvous of the run that
     goes on and could take a place in it. A node that cannot be reached is named, not fatal: a dead
     node's agent cannot rejoin either."""

@@ -37,15 +37,12 @@ def _path(inventory: Path, state_dir: Path | None) -> Path:
     return inventory_file(inventory, state_dir or home.quarantine())
 
 
-def load(inventory: Path, state_dir: Path | None = None) -> list[Quarantined]:
-    """The inventory's quarantined nodes, in the order they were quarantined; none when no file exists."""
-    path = _path(inventory, state_dir)
+def _read(path: Path) -> tuple[str, list[Quarantined]]:
+    """One list file: the inventory it is kept for and its entries."""
     try:
-        entries = json.loads(path.read_text())["nodes"]
-        return [Quarantined(**entry) for entry in entries]
-    except FileNotFoundError:
-        return []
-    except (ValueError, TypeError, KeyError) as exc:
+        document = json.loads(path.read_text())
+        return str(document["inventory"]), [Quarantined(**entry) for entry in document["nodes"]]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
         # Never guess: a list that cannot be read might be hiding a bad node from the next deploy.
         raise ToolingError(
             f"quarantine list {path} is unreadable: {type(exc).__name__}: {exc}",
@@ -53,21 +50,17 @@ def load(inventory: Path, state_dir: Path | None = None) -> list[Quarantined]:
         ) from None
 
 
+def load(inventory: Path, state_dir: Path | None = None) -> list[Quarantined]:
+    """The inventory's quarantined nodes, in the order they were quarantined; none when no file exists."""
+    path = _path(inventory, state_dir)
+    return _read(path)[1] if path.exists() else []
+
+
 def every(state_dir: Path | None = None) -> dict[str, list[Quarantined]]:
     """Each inventory's quarantined nodes (the inventories with none left out); unreadable lists are
     named rather than skipped."""
-    found: dict[str, list[Quarantined]] = {}
-    for path in sorted((state_dir or home.quarantine()).glob("*.json")):
-        try:
-            inventory = json.loads(path.read_text())["inventory"]
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise ToolingError(
-                f"quarantine list {path} is unreadable: {exc}", hint="fix or remove it"
-            ) from None
-        nodes = load(Path(inventory), state_dir)
-        if nodes:
-            found[inventory] = nodes
-    return found
+    read = (_read(path) for path in sorted((state_dir or home.quarantine()).glob("*.json")))
+    return {inventory: nodes for inventory, nodes in read if nodes}
 
 
 def _save(inventory: Path, nodes: list[Quarantined], state_dir: Path | None) -> None:
