@@ -691,7 +691,8 @@ def test_a_quarantined_node_stays_out_until_it_verifies(long_run: LongRun) -> No
     assert excluded.returncode == 0, explain(excluded)
     assert f"run {RUN_ID} continues as phase {PHASE} on node1" in excluded.stdout, excluded.stdout
     # node2's unit was already down after the node-down test: what shows the halt ran is its line.
-    assert "left out: node2" in excluded.stdout and "could not be halted" not in excluded.stdout, excluded.stdout
+    halted = "left out: node2" in excluded.stdout and "could not be halted" not in excluded.stdout
+    assert halted, excluded.stdout
     resumed = incarnations(box, RUN_DIR, before + 1)[-1]
     assert (resumed["world_size"], resumed["resumed_from_step"]) == (4, newest), resumed
     assert unit_state(box, "node2") == "inactive"
