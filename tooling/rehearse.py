@@ -36,6 +36,13 @@ REHEARSAL_SETTINGS = [
 ]
 
 
+def _announce(local_dir: Path) -> None:
+    """Where the run's summary will be, on one line whatever the terminal's width (a path to copy)."""
+    console.print(
+        f"run directory: {local_dir} (its summary comes here from the nodes)", highlight=False, soft_wrap=True
+    )
+
+
 def rehearsal_settings(steps: int) -> list[str]:
     """A short rehearsal still exercises checkpoints (three of them) and the probes."""
     return [f"training.max_steps={steps}", f"checkpoint.every_steps={max(1, steps // 3)}"]
@@ -71,9 +78,7 @@ def rehearse_on_sandbox(
     """Deploy the rehearsal on the sandbox and watch it to its end: its summary and the local copy's path.
     Detached (tooling.job.cluster_watch) on Ctrl-C once the run is launched: it trains on."""
     # First, before the sandbox and the deploy take their minutes: where the run's summary will be.
-    console.print(
-        f"run directory: {output_dir / run_id} (its summary comes here from the nodes)", highlight=False
-    )
+    _announce(output_dir / run_id)
     inventory = ensure_sandbox(plan, phase_name)
     sets = [*REHEARSAL_SETTINGS, *rehearsal_settings(steps), *overrides]
     request = DeployRequest(phase=phase_name, inventory=inventory, overrides=sets, run_id=run_id)
@@ -101,16 +106,17 @@ def reattach(
             f"run {run_id} is a run of phase {record.phase}, not {phase_name}",
             hint=f"tooling rehearse --phase {record.phase} --resume {run_id}",
         )
-    console.print(
-        f"run directory: {output_dir / run_id} (its summary comes here from the nodes)", highlight=False
-    )
+    _announce(output_dir / run_id)
     _show_where(record)
     summary = watch_cluster(record, None, show_bar, timeout_s)
     return summary, _keep(summary, output_dir, run_id)
 
 
 def _show_where(record: records.Deployment) -> None:
-    console.print(f"on the nodes: {record.run_dir} ({', '.join(record.hosts)})", highlight=False)
+    # Paths to copy: one line each, never wrapped at the terminal's width.
+    console.print(
+        f"on the nodes: {record.run_dir} ({', '.join(record.hosts)})", highlight=False, soft_wrap=True
+    )
 
 
 def _launched(inventory: Path, run_id: str) -> records.Deployment | None:

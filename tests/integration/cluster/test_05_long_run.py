@@ -555,9 +555,13 @@ def test_doctor_names_a_stopped_rank_and_its_node_within_a_minute(long_run: Long
 def test_doctor_reports_a_rendezvous_name_that_does_not_resolve_by_name(long_run: LongRun) -> None:
     code, report, _ = _doctor(long_run.box, "--rendezvous", "ddp-store.invalid:29400")
     assert code == 1, report
-    named = {(f["kind"], f["host"]) for f in report["findings"]}
-    assert named == {("unreachable", "ddp-store.invalid")}, report
-    assert all("does not resolve" in f["evidence"] for f in report["findings"]), report
+    # The rank the test before stopped (on node2) may still flag itself a straggler: its windows of the
+    # stop age out over the following minute. Nothing else may be named.
+    stragglers = [f for f in report["findings"] if f["kind"] == "straggler"]
+    assert all(f["host"] == "node2" for f in stragglers), report
+    named = [f for f in report["findings"] if f["kind"] != "straggler"]
+    assert {(f["kind"], f["host"]) for f in named} == {("unreachable", "ddp-store.invalid")}, report
+    assert all("does not resolve" in f["evidence"] for f in named), report
 
 
 def _node2_firing(prometheus: str) -> list[dict[str, Any]]:
