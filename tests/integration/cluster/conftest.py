@@ -62,6 +62,11 @@ def phase2a_cluster(
     home.mkdir(parents=True, exist_ok=True)
     box = Sandbox(home, CLUSTER_PREFIX, CLUSTER_SUBNET, kept=bool(KEEP_DIR))
     try:
+        if not KEEP_DIR:
+            # A session cut off before its finalizer leaves its containers behind under this prefix; they
+            # belong to the suite, and `up` would restart them rather than start clean.
+            leftovers = box.cli("down")
+            assert leftovers.returncode == 0, explain(leftovers)
         started = box.cli("up", "--nodes", "2")
         assert started.returncode == 0, explain(started)
         box.first_up = started
