@@ -271,7 +271,7 @@ def test_nvidia_smi_default_table_is_one_clear_error() -> None:
         assert info.value.reason.startswith(
             f"got nvidia-smi's default table (version {version}, {rows} GPU row(s))"
         )
-        assert "--format=csv,noheader" in info.value.reason
+        assert p.NVIDIA_SMI_CSV_COMMAND in info.value.reason
 
 
 def test_nvcc_release() -> None:
