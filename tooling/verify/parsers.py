@@ -169,7 +169,7 @@ def _cpu_info_from_entries(entries: list[tuple[str, str]], tool: str) -> CpuInfo
         # than the node has CPUs: an s390 LPAR or z/VM guest prints its machine's drawers, books and sockets,
         # of which the partition runs a few CPUs. The kernel still knows how many CPUs it runs and how many
         # threads share a core, which is all the judge needs.
-        machine = f" (lscpu's {layout} is the whole machine's)" if None not in counted else ""
+        machine = f", not the machine's {layout}" if None not in counted else ""
         cores = online // max(tpc, 1)
         layout = f"{online} online CPUs / {tpc} thr per core{machine}"
         sockets = None
