@@ -49,43 +49,30 @@ def test_lscpu_two_sockets_indented_terminal_layout() -> None:
     assert info.numa_cpus[1][:2] == [16, 17] and len(info.numa_cpus[1]) == 32
 
 
-def test_lscpu_json_nested_children_layout() -> None:
-    nested = (
-        '{"lscpu": [{"field": "CPU(s):", "data": "8", "children": ['
-        '{"field": "On-line CPU(s) list:", "data": "0-7"}]},'
-        '{"field": "Vendor ID:", "data": "GenuineIntel", "children": ['
-        '{"field": "Model name:", "data": "Xeon", "children": ['
-        '{"field": "Thread(s) per core:", "data": "2"}, {"field": "Core(s) per socket:", "data": "4"},'
-        '{"field": "Socket(s):", "data": "1"}]}]},'
-        '{"field": "NUMA:", "data": null, "children": [{"field": "NUMA node0 CPU(s):", "data": "0-7"}]}]}'
-    )
-    info = p.parse_lscpu_json(nested)
-    assert (info.physical_cores, info.model_name, info.numa_cpus) == (4, "Xeon", {0: list(range(8))})
-
-
 # --- CPU topology on every architecture lscpu describes (fixtures/verify/README.md cites each output) ---
 
 
 @pytest.mark.parametrize(
-    ("name", "cores", "threads", "layout", "sockets"),
+    ("parse", "name", "cores", "threads", "layout", "sockets"),
     [
         # Fujitsu A64FX: "Socket(s): -", the cores hang off 4 clusters (CMGs).
-        ("lscpu_a64fx_clusters.txt", 48, 1, "4 clusters x 12", None),
+        (p.parse_lscpu, "lscpu_a64fx_clusters.txt", 48, 1, "4 clusters x 12", None),
         # Neoverse-N1 (Ampere Altra class) as Debian's arm64 builders print it.
-        ("lscpu_neoverse_n1_cluster.txt", 12, 1, "1 clusters x 12", None),
+        (p.parse_lscpu, "lscpu_neoverse_n1_cluster.txt", 12, 1, "1 clusters x 12", None),
         # IBM z: cores per socket, sockets per book, books per drawer, drawers.
-        ("lscpu_s390x_drawers.txt", 2, 1, "2 drawers x 1 books x 1 sockets x 1", 2),
+        (p.parse_lscpu, "lscpu_s390x_drawers.txt", 2, 1, "2 drawers x 1 books x 1 sockets x 1", 2),
         # POWER9 with 4 threads per core.
-        ("lscpu_power9_memory_only_numa.txt", 32, 4, "2 x 16", 2),
+        (p.parse_lscpu, "lscpu_power9_memory_only_numa.txt", 32, 4, "2 x 16", 2),
         # POWER9 with SMT off: 96 of its 128 CPUs offline, one thread per core left.
-        ("lscpu_power9_smt_off.txt", 32, 1, "2 x 16", 2),
+        (p.parse_lscpu, "lscpu_power9_smt_off.txt", 32, 1, "2 x 16", 2),
         # POWER7 LPAR (pHyp): 16 sockets of one core each.
-        ("lscpu_power7_empty_numa_node.txt", 16, 4, "16 x 1", 16),
+        (p.parse_lscpu, "lscpu_power7_empty_numa_node.txt", 16, 4, "16 x 1", 16),
         # Four ARM core types, one summary section each.
-        ("lscpu_arm_4_core_types.txt", 8, 1, "1 x 3 + 1 x 2 + 1 x 2 + 1 x 1", 1),
+        (p.parse_lscpu, "lscpu_arm_4_core_types.txt", 8, 1, "1 x 3 + 1 x 2 + 1 x 2 + 1 x 1", 1),
         # s390x LPARs print the machine's drawers/books/sockets (192 and 96 "cores"), of which the partition
         # runs 8 and 17 online CPUs: the cores are counted from the CPUs.
         (
+            p.parse_lscpu,
             "lscpu_s390x_lpar_drawer_machine_counts.txt",
             8,
             1,
@@ -93,18 +80,23 @@ def test_lscpu_json_nested_children_layout() -> None:
             None,
         ),
         (
+            p.parse_lscpu,
             "lscpu_s390x_lpar_books_offline.txt",
             17,
             1,
             "17 online CPUs / 1 thr per core, not the machine's 4 books x 6 sockets x 4",
             None,
         ),
+        # lscpu -J of util-linux 2.37+: sections nested under "children", headings with "data": null.
+        (p.parse_lscpu_json, "lscpu_json_i7_8750h_nested.json", 6, 2, "1 x 6", 1),
+        # lscpu -J of older releases: one flat list (Grace, 4 x 72 Neoverse-V2).
+        (p.parse_lscpu_json, "lscpu_json_grace_4x72_null_numa.json", 288, 1, "4 x 72", 4),
     ],
 )
 def test_lscpu_counts_cores_on_any_topology(
-    name: str, cores: int, threads: int, layout: str, sockets: int | None
+    parse: Callable[[str], p.CpuInfo], name: str, cores: int, threads: int, layout: str, sockets: int | None
 ) -> None:
-    info = p.parse_lscpu(fixture(name))
+    info = parse(fixture(name))
     assert (info.physical_cores, info.threads_per_core, info.layout, info.sockets) == (
         cores,
         threads,
@@ -132,24 +124,12 @@ def test_lscpu_keeps_memory_only_numa_nodes_apart(
     assert info.numa_nodes == len(cpu_nodes) + len(memory_only)
 
 
-@pytest.mark.parametrize(
-    ("name", "logical", "cores", "layout", "model"),
-    [
-        # util-linux 2.37+: sections nested under "children", headings with "data": null.
-        ("lscpu_json_i7_8750h_nested.json", 12, 6, "1 x 6", "Intel(R) Core(TM) i7-8750H CPU @ 2.20GHz"),
-        # Older util-linux: one flat list; Grace names no model, only "Vendor ID: ARM" and "Model: 0".
-        ("lscpu_json_grace_4x72_null_numa.json", 288, 288, "4 x 72", None),
-    ],
-)
-def test_lscpu_json_real_outputs(name: str, logical: int, cores: int, layout: str, model: str | None) -> None:
-    info = p.parse_lscpu_json(fixture(name))
-    assert (info.logical_cpus, info.physical_cores, info.layout, info.model_name) == (
-        logical,
-        cores,
-        layout,
-        model,
+def test_lscpu_json_model_name_under_its_vendor() -> None:
+    # Nested -J puts "Model name" under "Vendor ID"; Grace's flat one names no model at all.
+    assert p.parse_lscpu_json(fixture("lscpu_json_i7_8750h_nested.json")).model_name == (
+        "Intel(R) Core(TM) i7-8750H CPU @ 2.20GHz"
     )
-    assert info.threads_per_core == logical // cores
+    assert p.parse_lscpu_json(fixture("lscpu_json_grace_4x72_null_numa.json")).model_name is None
 
 
 def test_lscpu_sums_core_types_of_a_hybrid_cpu() -> None:
