@@ -81,12 +81,24 @@ def test_ibv_devinfo_has_state_and_link_layer_but_no_rate() -> None:
     ]
 
 
-def test_ibv_devinfo_verbose_gives_the_rate_and_physical_state() -> None:
-    """-v on a real card: the device's capability lists (continued on bare lines, `key = value`, no colon
-    at all) are skipped; the port's width x per-lane speed is its rate."""
-    assert triples(ib.parse_ibv_devinfo(fixture("ibv_devinfo_v_mlx4_port2_polling.txt"))) == [
-        ("mlx4_1", 2, "Down", "Polling", 10.0, "InfiniBand")
-    ]
+@pytest.mark.parametrize(
+    ("name", "ports"),
+    [
+        ("ibv_devinfo_v_mlx4_port2_polling.txt", [("mlx4_1", 2, "Down", "Polling", 10.0, "InfiniBand")]),
+        # -vv on two ConnectX-6: an HDR port (4X x 50 Gbps) up, the other disabled with "invalid speed (0)".
+        (
+            "ibv_devinfo_vv_cx6_hdr_port_disabled.txt",
+            [
+                ("mlx5_0", 1, "Active", "LinkUp", 200.0, "InfiniBand"),
+                ("mlx5_1", 1, "Down", "Disabled", None, "InfiniBand"),
+            ],
+        ),
+    ],
+)
+def test_ibv_devinfo_verbose_gives_the_rate_and_physical_state(name: str, ports: list[Any]) -> None:
+    """-v on real cards: the device's capability lists (continued on tab-indented lines, `key = value`, no
+    colon at all) are skipped; the port's width x per-lane speed is its rate."""
+    assert triples(ib.parse_ibv_devinfo(fixture(name))) == ports
 
 
 def test_sys_ports_from_the_exporter_fixtures() -> None:
@@ -236,6 +248,13 @@ def test_rate_unknown_from_ibv_devinfo_warns_but_a_down_port_fails() -> None:
     )
     assert verbose.status == "FAIL" and "mlx4_1 port 2: state Down" in verbose.reason
     assert "rate not reported" not in verbose.reason  # -v gives it: 10 Gb/s, far below the profile's
+    hdr = ib_row(
+        ib_sysfs=ok(""), ibstat=NOT_FOUND, ibv_devinfo=ok(fixture("ibv_devinfo_vv_cx6_hdr_port_disabled.txt"))
+    )
+    assert hdr.status == "FAIL" and hdr.reason.startswith(
+        "mlx5_0 port 1: rate 200 Gb/s below 400; mlx5_1 port 1: state Down; mlx5_1 port 1: physical state "
+        "Disabled; mlx5_1 port 1: rate not reported"
+    )
 
 
 def test_node_without_hcas_fails_where_the_profile_expects_some() -> None:

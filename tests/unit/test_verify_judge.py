@@ -381,6 +381,29 @@ def judge_one(profile: Profile, **commands: dict[str, Any]) -> dict[str, CheckRe
     return rows_for(judge_all(profile, ["n1"], {"n1": cuda_node(**commands)}, None, {}), "n1")
 
 
+def test_hybrid_cpu_is_counted_from_the_summary_not_lscpu_p() -> None:
+    by = judge_one(
+        PRODUCTION,
+        lscpu_parse=ok(fixture("lscpu_parsable_arm_4_core_types.txt")),
+        lscpu=ok(fixture("lscpu_arm_4_core_types.txt")),
+    )
+    cores = by["cpu.cores"]
+    assert (cores.status, cores.measured) == ("FAIL", "8 cores (1 x 3 + 1 x 2 + 1 x 2 + 1 x 1, 1 thr/core)")
+    assert cores.reason == (
+        "below the minimum 16; Cortex-A510 + Cortex-A710 + Cortex-A715 + Cortex-X3; "
+        "3 by lscpu -p, whose core numbers restart for each core type"
+    )
+
+
+def test_s390x_lpar_is_judged_on_its_online_cpus() -> None:
+    cores = judge_one(PRODUCTION, lscpu=ok(fixture("lscpu_s390x_lpar_books_offline.txt")))["cpu.cores"]
+    assert (cores.status, cores.measured) == (
+        "PASS",
+        "17 cores (17 online CPUs / 1 thr per core, not the machine's 4 books x 6 sockets x 4, 1 thr/core)",
+    )
+    assert cores.reason == "within range; unknown model; 3 CPUs offline, not counted"
+
+
 def test_arm_lscpu_without_socket_count_is_judged_on_its_cores() -> None:
     by = judge_one(PRODUCTION, lscpu=ok(fixture("lscpu_a64fx_clusters.txt")))
     cores = by["cpu.cores"]
@@ -413,6 +436,13 @@ def test_memory_only_numa_nodes_are_named_not_counted() -> None:
     )["numa.nodes"]
     assert (no_numactl.status, no_numactl.measured) == ("WARN", "2")
     assert no_numactl.reason.endswith("(count from lscpu); memory-only nodes 252, 253, 254, 255")
+    grace = judge_one(
+        PRODUCTION,
+        numactl={"rc": 127, "stdout": "", "stderr": "sh: 1: numactl: not found"},
+        lscpu_json=ok(fixture("lscpu_json_grace_4x72_null_numa.json")),
+    )["numa.nodes"]
+    assert (grace.status, grace.measured) == ("WARN", "4")
+    assert grace.reason.endswith("memory-only nodes " + ", ".join(map(str, range(4, 36))))
 
 
 @pytest.mark.parametrize(("count", "status"), [("0", "PASS"), ("1", "WARN"), ("2", "FAIL"), ("37", "FAIL")])
@@ -428,6 +458,22 @@ def test_cpu_thermal_throttle_band(count: str, status: str) -> None:
         "<= 1 events (target <= 0)",
     )
     assert row.reason.endswith("throttled CPUs: 1" if count != "0" else "no CPU throttled since boot")
+
+
+@pytest.mark.parametrize(
+    ("name", "measured", "reason"),
+    [
+        ("cpu_thermal_throttle_node_exporter.txt", "30", "above the maximum 1; throttled CPUs: 0, 1, 2, 3"),
+        ("cpu_thermal_throttle_procfs.txt", "34818", "above the maximum 1; throttled CPUs: 0, 1"),
+    ],
+)
+def test_cpu_thermal_throttle_real_counters_fail(name: str, measured: str, reason: str) -> None:
+    row = judge_one(PRODUCTION, cpu_throttle=ok(fixture(name)))["cpu.thermal_throttle"]
+    assert (row.status, row.measured, row.reason) == (
+        "FAIL",
+        f"{measured} (largest counter since boot)",
+        reason,
+    )
 
 
 def test_cpu_thermal_throttle_absent_skips() -> None:
@@ -466,12 +512,38 @@ def test_gpu_rows_from_the_xml() -> None:
     assert by["gpu.modes"].status == "WARN"
 
 
-def test_cuda_13_driver_passes_the_cuda_rule() -> None:
-    text = fixture("nvidia_smi_q_x_rtx4090_driver535.xml").replace(
-        "<cuda_version>12.2<", "<cuda_version>13.0<"
+@pytest.mark.parametrize(
+    ("name", "measured"),
+    [
+        ("nvidia_smi_q_x_a100_mig_cuda12.2_cut.xml", "CUDA 12.2 (driver 535.54.03)"),
+        ("nvidia_smi_q_x_rtx3080_cuda13.2.xml", "CUDA 13.2 (driver 595.58.03)"),
+        ("nvidia_smi_q_x_rtx4000_ada_cuda13.2.xml", "CUDA 13.2 (driver 595.84)"),
+    ],
+)
+def test_cuda_12_and_13_drivers_pass_the_cuda_rule(name: str, measured: str) -> None:
+    driver = judge_one(ONE_GPU, nvidia_smi_xml=ok(fixture(name)))["cuda.driver"]
+    assert (driver.status, driver.measured, driver.reason) == ("PASS", measured, "new enough")
+
+
+def test_xml_copy_missing_gpus_fails_the_count() -> None:
+    count = judge_one(ONE_GPU, nvidia_smi_xml=ok(fixture("nvidia_smi_q_x_a100_mig_cuda12.2_cut.xml")))[
+        "gpu.count"
+    ]
+    assert (count.status, count.measured) == ("FAIL", "1 x NVIDIA A100-SXM4-80GB, 81920 MiB")
+    assert count.reason == (
+        "nvidia-smi cannot read every GPU: nvidia-smi counts 4 attached GPUs but describes 1; "
+        "driver 535.54.03"
     )
-    driver = judge_one(ONE_GPU, nvidia_smi_xml=ok(text))["cuda.driver"]
-    assert (driver.status, driver.measured) == ("PASS", "CUDA 13.0 (driver 535.86.05)")
+
+
+def test_gpu_count_from_a_csv_with_its_header() -> None:
+    # No XML collected: the CSV fallback, a real header-first output of a wider query.
+    count = judge_one(ONE_GPU, nvidia_smi=ok(fixture("nvidia_smi_csv_h200_590_header.csv")))["gpu.count"]
+    assert (count.status, count.measured, count.reason) == (
+        "PASS",
+        "1 x NVIDIA H200, 143771 MiB",
+        "within range; driver 590.48.01",
+    )
 
 
 def test_gpu_held_by_heat_warns_then_fails() -> None:
@@ -514,9 +586,18 @@ def test_nccl_table_without_its_footer_fails() -> None:
     assert row.reason == "incomplete: no 'Avg bus bandwidth' line, the run was cut off or a rank died"
 
 
-def test_complete_nccl_run_passes_with_ranks_and_hosts() -> None:
-    row = judge_one(PRODUCTION, nccl_allreduce=ok(fixture("all_reduce_perf_8xh200_azure.txt")))["nccl.busbw"]
-    assert (row.status, row.measured) == ("PASS", "480.0 GB/s @ 16384 MiB (avg 480.1, 8 ranks on vm)")
+@pytest.mark.parametrize(
+    ("name", "measured"),
+    [
+        ("all_reduce_perf_8xh200_azure.txt", "480.0 GB/s @ 16384 MiB (avg 480.1, 8 ranks on vm)"),
+        # Its author cut the small sizes and the rank lines; the footer is there, so the run is complete.
+        ("all_reduce_perf_8xb300_small_sizes_cut.txt", "834.8 GB/s @ 8192 MiB (avg 440.6)"),
+    ],
+)
+def test_complete_nccl_run_passes_with_ranks_and_hosts(name: str, measured: str) -> None:
+    # Judged on cuda_node's H100 band (>= 200 GB/s): completeness and the figure are what is tested here.
+    row = judge_one(PRODUCTION, nccl_allreduce=ok(fixture(name)))["nccl.busbw"]
+    assert (row.status, row.measured) == ("PASS", measured)
 
 
 def test_nccl_failure_keeps_what_nccl_tests_printed() -> None:
@@ -530,6 +611,27 @@ def test_nccl_failure_keeps_what_nccl_tests_printed() -> None:
     with_stderr = {"rc": 1, "stdout": text, "stderr": "mpirun noticed that process rank 0 exited on signal 6"}
     reason = judge_one(PRODUCTION, nccl_allreduce=with_stderr)["nccl.busbw"].reason
     assert reason.endswith("common.cu:891; mpirun noticed that process rank 0 exited on signal 6")
+
+
+def test_real_nccl_failures_keep_the_reason_printed_on_stdout() -> None:
+    text = fixture("all_reduce_perf_1024rank_cuda_error.txt")
+    failed = judge_one(PRODUCTION, nccl_allreduce={"rc": 1, "stdout": text, "stderr": ""})["nccl.busbw"]
+    assert (failed.status, failed.measured) == ("FAIL", "-")
+    assert failed.reason.startswith(
+        "all_reduce_perf failed (rc 1): HCA-128: Test NCCL failure common.cu:1204 'unhandled cuda error"
+    )
+    # The same output under rc 0 (a launcher that loses the status): the missing footer still fails it.
+    cut = judge_one(PRODUCTION, nccl_allreduce=ok(text))["nccl.busbw"]
+    assert cut.status == "FAIL" and cut.measured.startswith(
+        "stopped after 16384 MiB (5 sizes, 100 ranks on HCA-32,"
+    )
+    assert "; it printed: HCA-128: Test NCCL failure common.cu:1204" in cut.reason
+    # NCCL 1.x: the settings line without "#" is the header, not the reason.
+    old = judge_one(PRODUCTION, nccl_allreduce=ok(fixture("all_reduce_perf_nccl1_header_failure.txt")))
+    assert (old["nccl.busbw"].status, old["nccl.busbw"].reason) == (
+        "FAIL",
+        "all_reduce_perf failed: NCCL failure all_reduce.cu:95 'unhandled cuda error'",
+    )
 
 
 def test_nccl_run_cut_before_its_first_row_fails() -> None:

@@ -70,12 +70,81 @@ def test_a_gpu_counted_but_not_described_is_an_inventory_error() -> None:
     ]
 
 
-def test_cuda_13_version_is_read_as_given() -> None:
-    # No public nvidia-smi -q -x from a CUDA 13 driver was found; the version is copied, not interpreted.
-    text = fixture("nvidia_smi_q_x_rtx4090_driver535.xml").replace(
-        "<cuda_version>12.2<", "<cuda_version>13.0<"
+@pytest.mark.parametrize(
+    ("name", "driver", "cuda", "gpu", "persistence", "pcie", "reasons"),
+    [
+        # DTD v12, 535 driver: an A100 in MIG mode whose copy describes 1 of its 4 attached GPUs.
+        (
+            "nvidia_smi_q_x_a100_mig_cuda12.2_cut.xml",
+            "535.54.03",
+            "12.2",
+            ("NVIDIA A100-SXM4-80GB", "00000000:01:00.0", 81920),
+            "Disabled",
+            ((4, 4), (16, 16)),
+            (),
+        ),
+        # DTD v13, 595 drivers (CUDA 13.2): widths printed "16x", event-reason counters beside the reasons.
+        (
+            "nvidia_smi_q_x_rtx3080_cuda13.2.xml",
+            "595.58.03",
+            "13.2",
+            ("NVIDIA GeForce RTX 3080", "00000000:0C:00.0", 10240),
+            "Disabled",
+            ((4, 4), (16, 16)),
+            (),
+        ),
+        (
+            "nvidia_smi_q_x_rtx4000_ada_cuda13.2.xml",
+            "595.84",
+            "13.2",
+            ("NVIDIA RTX 4000 SFF Ada Generation", "00000000:06:00.0", 20475),
+            "Enabled",
+            ((1, 4), (16, 16)),
+            ("gpu_idle",),
+        ),
+    ],
+)
+def test_cuda_12_and_13_drivers(
+    name: str,
+    driver: str,
+    cuda: str,
+    gpu: tuple[str, str, int],
+    persistence: str,
+    pcie: tuple[tuple[int, int], tuple[int, int]],
+    reasons: tuple[str, ...],
+) -> None:
+    report = parse_nvidia_smi_xml(fixture(name))
+    assert (report.driver, report.cuda, len(report.gpus)) == (driver, cuda, 1)
+    (detail,) = report.gpus
+    assert (detail.name, detail.bus_id, detail.memory_mib) == gpu
+    assert (detail.persistence, (detail.pcie_gen, detail.pcie_width), detail.clock_reasons) == (
+        persistence,
+        pcie,
+        reasons,
     )
-    assert parse_nvidia_smi_xml(text).cuda == "13.0"
+
+
+def test_cut_copy_counts_more_gpus_than_it_describes() -> None:
+    report = parse_nvidia_smi_xml(fixture("nvidia_smi_q_x_a100_mig_cuda12.2_cut.xml"))
+    assert report.inventory().errors == ["nvidia-smi counts 4 attached GPUs but describes 1"]
+    (gpu,) = report.gpus
+    # Ampere's per-memory-kind ECC counters with MIG on (535 reports them, 510 said N/A); no row remapper.
+    assert (gpu.mig, gpu.ecc_volatile_uncorrected, gpu.ecc_aggregate_corrected) == ("Enabled", 0, 0)
+    assert (gpu.retired_pages, gpu.remap_pending) == (None, None)
+
+
+def test_ecc_off_with_the_v13_repair_fields() -> None:
+    # ECC disabled: every counter N/A, the new channel/TPC repair and unrepairable-memory fields beside them;
+    # the row remapper still answers.
+    report = parse_nvidia_smi_xml(fixture("nvidia_smi_q_x_rtx4000_ada_cuda13.2.xml"))
+    (gpu,) = report.gpus
+    assert (gpu.ecc_volatile_uncorrected, gpu.ecc_aggregate_uncorrected, gpu.ecc_aggregate_corrected) == (
+        None,
+        None,
+        None,
+    )
+    assert (gpu.remap_pending, gpu.remap_failure) == (False, False)
+    assert gpu_health.memory_errors(report)[1:3] == ("WARN", "no ECC counters")
 
 
 @pytest.mark.parametrize(

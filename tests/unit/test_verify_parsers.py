@@ -49,54 +49,87 @@ def test_lscpu_two_sockets_indented_terminal_layout() -> None:
     assert info.numa_cpus[1][:2] == [16, 17] and len(info.numa_cpus[1]) == 32
 
 
-def test_lscpu_json_nested_children_layout() -> None:
-    nested = (
-        '{"lscpu": [{"field": "CPU(s):", "data": "8", "children": ['
-        '{"field": "On-line CPU(s) list:", "data": "0-7"}]},'
-        '{"field": "Vendor ID:", "data": "GenuineIntel", "children": ['
-        '{"field": "Model name:", "data": "Xeon", "children": ['
-        '{"field": "Thread(s) per core:", "data": "2"}, {"field": "Core(s) per socket:", "data": "4"},'
-        '{"field": "Socket(s):", "data": "1"}]}]},'
-        '{"field": "NUMA:", "data": null, "children": [{"field": "NUMA node0 CPU(s):", "data": "0-7"}]}]}'
-    )
-    info = p.parse_lscpu_json(nested)
-    assert (info.physical_cores, info.model_name, info.numa_cpus) == (4, "Xeon", {0: list(range(8))})
-
-
 # --- CPU topology on every architecture lscpu describes (fixtures/verify/README.md cites each output) ---
 
 
 @pytest.mark.parametrize(
-    ("name", "cores", "threads", "layout", "sockets"),
+    ("parse", "name", "cores", "threads", "layout", "sockets"),
     [
         # Fujitsu A64FX: "Socket(s): -", the cores hang off 4 clusters (CMGs).
-        ("lscpu_a64fx_clusters.txt", 48, 1, "4 clusters x 12", None),
+        (p.parse_lscpu, "lscpu_a64fx_clusters.txt", 48, 1, "4 clusters x 12", None),
         # Neoverse-N1 (Ampere Altra class) as Debian's arm64 builders print it.
-        ("lscpu_neoverse_n1_cluster.txt", 12, 1, "1 clusters x 12", None),
+        (p.parse_lscpu, "lscpu_neoverse_n1_cluster.txt", 12, 1, "1 clusters x 12", None),
         # IBM z: cores per socket, sockets per book, books per drawer, drawers.
-        ("lscpu_s390x_drawers.txt", 2, 1, "2 drawers x 1 books x 1 sockets x 1", 2),
+        (p.parse_lscpu, "lscpu_s390x_drawers.txt", 2, 1, "2 drawers x 1 books x 1 sockets x 1", 2),
         # POWER9 with 4 threads per core.
-        ("lscpu_power9_memory_only_numa.txt", 32, 4, "2 x 16", 2),
+        (p.parse_lscpu, "lscpu_power9_memory_only_numa.txt", 32, 4, "2 x 16", 2),
+        # POWER9 with SMT off: 96 of its 128 CPUs offline, one thread per core left.
+        (p.parse_lscpu, "lscpu_power9_smt_off.txt", 32, 1, "2 x 16", 2),
+        # POWER7 LPAR (pHyp): 16 sockets of one core each.
+        (p.parse_lscpu, "lscpu_power7_empty_numa_node.txt", 16, 4, "16 x 1", 16),
+        # Four ARM core types, one summary section each.
+        (p.parse_lscpu, "lscpu_arm_4_core_types.txt", 8, 1, "1 x 3 + 1 x 2 + 1 x 2 + 1 x 1", 1),
+        # s390x LPARs print the machine's drawers/books/sockets (192 and 96 "cores"), of which the partition
+        # runs 8 and 17 online CPUs: the cores are counted from the CPUs.
+        (
+            p.parse_lscpu,
+            "lscpu_s390x_lpar_drawer_machine_counts.txt",
+            8,
+            1,
+            "8 online CPUs / 1 thr per core, not the machine's 4 drawers x 2 books x 3 sockets x 8",
+            None,
+        ),
+        (
+            p.parse_lscpu,
+            "lscpu_s390x_lpar_books_offline.txt",
+            17,
+            1,
+            "17 online CPUs / 1 thr per core, not the machine's 4 books x 6 sockets x 4",
+            None,
+        ),
+        # lscpu -J of util-linux 2.37+: sections nested under "children", headings with "data": null.
+        (p.parse_lscpu_json, "lscpu_json_i7_8750h_nested.json", 6, 2, "1 x 6", 1),
+        # lscpu -J of older releases: one flat list (Grace, 4 x 72 Neoverse-V2).
+        (p.parse_lscpu_json, "lscpu_json_grace_4x72_null_numa.json", 288, 1, "4 x 72", 4),
     ],
 )
 def test_lscpu_counts_cores_on_any_topology(
-    name: str, cores: int, threads: int, layout: str, sockets: int | None
+    parse: Callable[[str], p.CpuInfo], name: str, cores: int, threads: int, layout: str, sockets: int | None
 ) -> None:
-    info = p.parse_lscpu(fixture(name))
+    info = parse(fixture(name))
     assert (info.physical_cores, info.threads_per_core, info.layout, info.sockets) == (
         cores,
         threads,
         layout,
         sockets,
     )
-    assert info.logical_cpus == cores * threads
+    assert info.logical_cpus - info.offline_cpus == cores * threads
 
 
-def test_lscpu_keeps_memory_only_numa_nodes_apart() -> None:
-    info = p.parse_lscpu(fixture("lscpu_power9_memory_only_numa.txt"))
-    assert info.numa_nodes == 6
-    assert info.cpu_numa_nodes == [0, 8]
-    assert info.memory_only_numa_nodes == [252, 253, 254, 255]
+@pytest.mark.parametrize(
+    ("parse", "name", "cpu_nodes", "memory_only"),
+    [
+        (p.parse_lscpu, "lscpu_power9_memory_only_numa.txt", [0, 8], [252, 253, 254, 255]),
+        # "NUMA node1 CPU(s):" with nothing after it.
+        (p.parse_lscpu, "lscpu_power7_empty_numa_node.txt", [0], [1]),
+        # Grace (4 x 72 Neoverse-V2): 32 GPU-memory nodes written as `"data": null` in lscpu -J.
+        (p.parse_lscpu_json, "lscpu_json_grace_4x72_null_numa.json", [0, 1, 2, 3], list(range(4, 36))),
+    ],
+)
+def test_lscpu_keeps_memory_only_numa_nodes_apart(
+    parse: Callable[[str], p.CpuInfo], name: str, cpu_nodes: list[int], memory_only: list[int]
+) -> None:
+    info = parse(fixture(name))
+    assert (info.cpu_numa_nodes, info.memory_only_numa_nodes) == (cpu_nodes, memory_only)
+    assert info.numa_nodes == len(cpu_nodes) + len(memory_only)
+
+
+def test_lscpu_json_model_name_under_its_vendor() -> None:
+    # Nested -J puts "Model name" under "Vendor ID"; Grace's flat one names no model at all.
+    assert p.parse_lscpu_json(fixture("lscpu_json_i7_8750h_nested.json")).model_name == (
+        "Intel(R) Core(TM) i7-8750H CPU @ 2.20GHz"
+    )
+    assert p.parse_lscpu_json(fixture("lscpu_json_grace_4x72_null_numa.json")).model_name is None
 
 
 def test_lscpu_sums_core_types_of_a_hybrid_cpu() -> None:
@@ -133,6 +166,11 @@ def test_lscpu_translated_output_is_a_clear_error() -> None:
             "2 x 4",
             {0: [0, 1, 2, 3, 8, 9, 10, 11], 1: [4, 5, 6, 7, 12, 13, 14, 15]},
         ),
+        # s390x LPAR: only the 17 online CPUs have rows, its Node column is empty, 2 to 4 cores a socket.
+        ("lscpu_parsable_s390x_lpar_offline.txt", 17, 17, 1, "17 distinct cores over 7 sockets", {}),
+        # Four ARM core types: lscpu numbers the cores again from 0 in each type, so the 8 cores read as 3
+        # (the judge counts them from the summary instead: test_verify_judge).
+        ("lscpu_parsable_arm_4_core_types.txt", 8, 3, 4, "1 x 3", {}),
     ],
 )
 def test_lscpu_parsable(name: str, logical: int, cores: int, threads: int, layout: str, numa: dict) -> None:
@@ -167,11 +205,32 @@ def test_lscpu_parsable_errors() -> None:
         p.parse_lscpu_parsable("# CPU,Core,Socket,Node\nx,0,0,0\n")
 
 
-def test_cpu_throttle_counters() -> None:
-    throttle = p.parse_cpu_throttle(fixture("cpu_thermal_throttle_4cpu.txt"))
+@pytest.mark.parametrize(
+    ("name", "core", "package", "worst", "throttled"),
+    [
+        # `grep -r .`: the *_time_ms lines beside the counters are skipped.
+        ("cpu_thermal_throttle_4cpu.txt", {0: 0, 1: 0, 2: 0, 3: 0}, {0: 0, 1: 0, 2: 0, 3: 0}, 0, []),
+        # Two packages (30 and 6 events), cores 0 and 3 throttled on their own.
+        (
+            "cpu_thermal_throttle_node_exporter.txt",
+            {0: 5, 1: 0, 2: 0, 3: 9},
+            {0: 30, 1: 30, 2: 6, 3: 6},
+            30,
+            [0, 1, 2, 3],
+        ),
+        ("cpu_thermal_throttle_procfs.txt", {0: 10084, 1: 523}, {0: 34818, 1: 34818}, 34818, [0, 1]),
+    ],
+)
+def test_cpu_throttle_counters(
+    name: str, core: dict[int, int], package: dict[int, int], worst: int, throttled: list[int]
+) -> None:
+    throttle = p.parse_cpu_throttle(fixture(name))
     assert throttle is not None
-    assert sorted(throttle.core_counts) == [0, 1, 2, 3] and throttle.worst == 0
-    assert throttle.throttled_cpus == []
+    assert (throttle.core_counts, throttle.package_counts) == (core, package)
+    assert (throttle.worst, throttle.throttled_cpus) == (worst, throttled)
+
+
+def test_cpu_throttle_errors_and_one_raised_counter() -> None:
     hot = fixture("cpu_thermal_throttle_4cpu.txt").replace(
         "cpu2/thermal_throttle/core_throttle_count:0", "cpu2/thermal_throttle/core_throttle_count:142"
     )
@@ -248,6 +307,31 @@ def test_nvidia_smi_four_gpus() -> None:
     assert inv.gpus[0].memory_mib == 81559
 
 
+@pytest.mark.parametrize(
+    ("name", "model", "driver", "memory_mib"),
+    [
+        # nvidia_gpu_exporter's captures: a 200-column query with a header naming each column and its unit,
+        # the playbook's four among them; dozens of [N/A] cells.
+        ("nvidia_smi_csv_h200_590_header.csv", "NVIDIA H200", "590.48.01", 143771),
+        ("nvidia_smi_csv_l40s_595_header.csv", "NVIDIA L40S", "595.80", 46068),
+    ],
+)
+def test_nvidia_smi_csv_columns_are_read_by_their_header(
+    name: str, model: str, driver: str, memory_mib: int
+) -> None:
+    inv = p.parse_nvidia_smi_csv(fixture(name))
+    assert inv.gpus == [p.Gpu(0, model, driver, memory_mib)] and not inv.errors
+    # The same output as `--format=csv,nounits` prints it (" MiB" dropped from the value, the header keeps
+    # the unit): the memory still reads in MiB.
+    header, row = fixture(name).splitlines()
+    assert p.parse_nvidia_smi_csv(f"{header}\n{row.replace(' MiB', '')}\n").gpus[0].memory_mib == memory_mib
+
+
+def test_nvidia_smi_csv_header_without_the_needed_columns() -> None:
+    with pytest.raises(p.ParseError, match=r"the CSV header has no 'driver_version', 'memory\.total' column"):
+        p.parse_nvidia_smi_csv("index, name\n0, NVIDIA H200\n")
+
+
 def test_nvidia_smi_failed_gpu_is_reported_not_dropped_silently() -> None:
     inv = p.parse_nvidia_smi_csv(fixture("nvidia_smi_failed_gpu.csv"))
     assert [g.index for g in inv.gpus] == [0, 1, 3]
@@ -271,7 +355,7 @@ def test_nvidia_smi_default_table_is_one_clear_error() -> None:
         assert info.value.reason.startswith(
             f"got nvidia-smi's default table (version {version}, {rows} GPU row(s))"
         )
-        assert "--format=csv,noheader" in info.value.reason
+        assert p.NVIDIA_SMI_CSV_COMMAND in info.value.reason
 
 
 def test_nvcc_release() -> None:
@@ -326,6 +410,42 @@ def test_all_reduce_perf_cut_in_its_header() -> None:
     result = p.parse_all_reduce_perf(fixture("all_reduce_perf_16xh100_header_cut.txt"))
     assert (result.ranks, result.hosts) == (13, ("h100-2", "h100-4"))
     assert not result.rows and not result.errors and not result.complete
+
+
+def test_all_reduce_perf_failure_after_five_sizes_on_1024_ranks() -> None:
+    # 1024 ranks on 128 H100 nodes; its poster kept the first 100 rank lines. Every rank printed its
+    # failure after the 16 GiB row, then mpirun its own message.
+    result = p.parse_all_reduce_perf(fixture("all_reduce_perf_1024rank_cuda_error.txt"))
+    assert (len(result.rows), result.complete, result.gpus, result.ranks, len(result.hosts)) == (
+        5,
+        False,
+        1,
+        100,
+        13,
+    )
+    assert result.largest is not None and result.largest.size_bytes == 16 * 2**30
+    assert result.peak_busbw_gbs == pytest.approx(367.44)
+    assert result.reasons[0] == (
+        "HCA-128: Test NCCL failure common.cu:1204 "
+        "'unhandled cuda error (run with NCCL_DEBUG=INFO for details) / '"
+    )
+    assert len(result.reasons) == 77 and "Exit code:    3" in result.errors
+
+
+def test_all_reduce_perf_nccl_1_failure_after_its_header() -> None:
+    # An NCCL 1.0 build: the settings line has no "#", the rank lines no Group/Pid.
+    result = p.parse_all_reduce_perf(fixture("all_reduce_perf_nccl1_header_failure.txt"))
+    assert (result.gpus, result.ranks, result.hosts, result.rows) == (8, 8, ("node03",), [])
+    assert result.errors == result.reasons == ["NCCL failure all_reduce.cu:95 'unhandled cuda error'"]
+
+
+def test_all_reduce_perf_complete_with_its_small_sizes_cut_out() -> None:
+    # 8 x B300, NCCL 2.28: a "NCCL version" line inside the header, the small sizes cut by the author, and the
+    # closing "# Collective test concluded" line.
+    result = p.parse_all_reduce_perf(fixture("all_reduce_perf_8xb300_small_sizes_cut.txt"))
+    assert (result.complete, result.avg_busbw_gbs, result.gpus, len(result.rows)) == (True, 440.608, 8, 1)
+    assert result.largest is not None and result.largest.oop_busbw == pytest.approx(834.84)
+    assert result.out_of_bounds_ok is True and result.errors == ["NCCL version 2.28.9+cuda13.1"]
 
 
 def test_all_reduce_perf_without_root_column() -> None:

@@ -8,7 +8,6 @@ judged.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -248,9 +247,15 @@ def _cpu_checks(c: _Checker, profile: Profile) -> p.CpuInfo | None:
         return None
     summary = _quiet_parse(c, summary_sources)
     model = cpu.model_name or (summary.model_name if summary else None)
+    per_type = ""
+    if summary is not None and summary.core_types > 1 and summary.physical_cores != cpu.physical_cores:
+        # `lscpu -p` numbers cores within each core type (util-linux keeps one topology per type), so on a
+        # hybrid CPU the (socket, core) pairs of different types collide; the summary counts each type.
+        per_type = f"{cpu.physical_cores} by lscpu -p, whose core numbers restart for each core type"
+        cpu = summary
     status, reason = judge_band(cpu.physical_cores, profile.cpu_cores)
     measured = f"{cpu.physical_cores} cores ({cpu.layout}, {cpu.threads_per_core} thr/core)"
-    notes = [reason, model or "unknown model"]
+    notes = [reason, model or "unknown model", *([per_type] if per_type else [])]
     if cpu.offline_cpus:
         notes.append(f"{cpu.offline_cpus} CPUs offline, not counted")
     c.add("cpu.cores", status, measured, expected, "; ".join(notes))
@@ -499,10 +504,9 @@ def _nccl_failure(out: CommandOutput, test: NcclTest) -> str:
     """Why a run that exited non-zero stopped: nccl-tests prints it on stdout ("Test NCCL failure
     common.cu:..."), not stderr."""
     try:
-        said = test.parse(out.stdout).errors
+        parts = test.parse(out.stdout).reasons[:3]
     except p.ParseError:
-        said = []
-    parts = ([e for e in said if re.search(r"fail|error|abort|warn", e, re.IGNORECASE)] or said)[:3]
+        parts = []
     if out.stderr.strip() or not parts:
         parts.append(out.error())
     return f"{test.tool} failed (rc {out.rc}): {'; '.join(parts)}"
@@ -525,7 +529,7 @@ def _nccl_run_check(c: _Checker, test: NcclTest, band: Band | None, origin: str)
     run = f", {nccl.ranks} ranks on {', '.join(nccl.hosts)}" if nccl.ranks else ""
     if not nccl.rows:
         reason = (
-            f"{test.tool} failed: " + "; ".join(nccl.errors[:2])
+            f"{test.tool} failed: " + "; ".join(nccl.reasons[:2])
             if nccl.errors
             else f"incomplete: stopped before its first result{run}"
         )
@@ -535,7 +539,7 @@ def _nccl_run_check(c: _Checker, test: NcclTest, band: Band | None, origin: str)
     assert largest is not None
     busbw = largest.oop_busbw
     if not nccl.complete:
-        printed = f"; it printed: {'; '.join(nccl.errors[:2])}" if nccl.errors else ""
+        printed = f"; it printed: {'; '.join(nccl.reasons[:2])}" if nccl.errors else ""
         c.add(
             test.check,
             "FAIL",

@@ -69,6 +69,7 @@ class CpuInfo:
     sockets: int | None = None
     numa_cpus: dict[int, list[int]] = field(default_factory=dict)
     offline_cpus: int = 0
+    core_types: int = 1  # sections of the summary (big.LITTLE, P/E cores); `lscpu -p` cannot tell
 
     @property
     def numa_nodes(self) -> int:
@@ -156,19 +157,22 @@ def _cpu_info_from_entries(entries: list[tuple[str, str]], tool: str) -> CpuInfo
         )
     counted = [_section_cores(s) for s in sections]
     offline = len(expand_cpu_list(fields.get("Off-line CPU(s) list", "")))
+    online = logical - offline
     tpc = max(t for t in threads if t is not None)
-    if None in counted:
-        # No container count at all (neither sockets, clusters nor books): the kernel still knows how many
-        # CPUs it runs and how many threads share a core, which is all the judge needs.
-        cores = (logical - offline) // max(tpc, 1)
-        layout = f"{logical - offline} online CPUs / {tpc} thr per core"
+    known = [c for c in counted if c is not None]
+    cores = sum(c[0] for c in known)
+    layout = " + ".join(c[1] for c in known)
+    socket_counts = [c[2] for c in known if c[2] is not None]
+    sockets = max(socket_counts) if known and len(socket_counts) == len(known) else None
+    if None in counted or cores > online:
+        # No container count at all (neither sockets, clusters nor books), or counts that give more cores
+        # than the node has CPUs: an s390 LPAR or z/VM guest prints its machine's drawers, books and sockets,
+        # of which the partition runs a few CPUs. The kernel still knows how many CPUs it runs and how many
+        # threads share a core, which is all the judge needs.
+        machine = f", not the machine's {layout}" if None not in counted else ""
+        cores = online // max(tpc, 1)
+        layout = f"{online} online CPUs / {tpc} thr per core{machine}"
         sockets = None
-    else:
-        known = [c for c in counted if c is not None]
-        cores = sum(c[0] for c in known)
-        layout = " + ".join(c[1] for c in known)
-        socket_counts = [c[2] for c in known if c[2] is not None]
-        sockets = max(socket_counts) if len(socket_counts) == len(known) else None
     numa: dict[int, list[int]] = {}
     for key, value in fields.items():
         match = re.fullmatch(r"NUMA node(\d+) CPU\(s\)", key)
@@ -183,6 +187,7 @@ def _cpu_info_from_entries(entries: list[tuple[str, str]], tool: str) -> CpuInfo
         sockets=sockets,
         numa_cpus=dict(sorted(numa.items())),
         offline_cpus=offline,
+        core_types=len(sections),
     )
 
 
@@ -213,8 +218,11 @@ def parse_lscpu_json(text: str) -> CpuInfo:
             if not isinstance(entry, dict):
                 continue
             name = str(entry.get("field", "")).strip().rstrip(":")
-            if name and entry.get("data") is not None:
-                entries.append((name, str(entry["data"]).strip()))
+            if name:
+                # `"data": null` is a heading ("Caches (sum of all)") or, as for Grace's memory-only NUMA
+                # nodes, a node without CPUs: the same as the text form's empty value.
+                data = entry.get("data")
+                entries.append((name, "" if data is None else str(data).strip()))
             walk(entry.get("children") or [])
 
     walk(data["lscpu"])
@@ -553,7 +561,11 @@ _TABLE_BANNER = re.compile(r"^\|\s*NVIDIA-SMI\s+(\S+)", re.MULTILINE)
 _TABLE_GPU_ROW = re.compile(
     r"^\|\s+(\d+)\s+\S.*\|\s+[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d", re.MULTILINE
 )
-NVIDIA_SMI_CSV_COMMAND = "nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader"
+# The playbook's query. With its header row (`--format=csv`) the columns are read by name, so any query that
+# includes them reads alike (nvidia_gpu_exporter's 200-column captures do); a record made with `noheader`
+# is read in this order.
+NVIDIA_SMI_CSV_COLUMNS = ("index", "name", "driver_version", "memory.total")
+NVIDIA_SMI_CSV_COMMAND = f"nvidia-smi --query-gpu={','.join(NVIDIA_SMI_CSV_COLUMNS)} --format=csv"
 
 
 def reject_nvidia_smi_table(text: str, tool: str, wanted: str) -> None:
@@ -568,32 +580,48 @@ def reject_nvidia_smi_table(text: str, tool: str, wanted: str) -> None:
         )
 
 
+def _csv_row(line: str) -> list[str]:
+    return [cell.strip() for cell in next(csv.reader(io.StringIO(line), skipinitialspace=True), [])]
+
+
 def parse_nvidia_smi_csv(text: str) -> GpuInventory:
-    """`nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader`.
+    """`nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv` (or `noheader`, and with
+    `nounits`: the memory is MiB either way).
 
     A GPU nvidia-smi cannot talk to shows up as a free-text line in place of its row ("Unable to determine
-    the device handle for GPU...") or as "[Unknown Error]" / "[GPU requires reset]" fields.
+    the device handle for GPU...") or as "[Unknown Error]" / "[GPU requires reset]" fields; "[N/A]" is a
+    reading the board does not support, not an error.
     """
     tool = "nvidia-smi"
     body = _require(text, tool)
     if "NVIDIA-SMI has failed" in body or "couldn't communicate with the NVIDIA driver" in body:
         raise ParseError(tool, body.strip().splitlines()[0])
     reject_nvidia_smi_table(body, tool, f"the CSV of `{NVIDIA_SMI_CSV_COMMAND}`")
+    lines = [line for line in body.splitlines() if line.strip()]
+    # The header names each column with its unit: "memory.total [MiB]".
+    names = [cell.split(" [")[0] for cell in _csv_row(lines[0])]
+    if "name" in names and not names[0].isdigit():
+        missing = [c for c in NVIDIA_SMI_CSV_COLUMNS[1:] if c not in names]
+        if missing:
+            raise ParseError(tool, f"the CSV header has no {', '.join(map(repr, missing))} column")
+        lines, width = lines[1:], len(names)
+    else:
+        names, width = list(NVIDIA_SMI_CSV_COLUMNS), len(NVIDIA_SMI_CSV_COLUMNS)
+    column = {name: names.index(name) for name in NVIDIA_SMI_CSV_COLUMNS if name in names}
     gpus: list[Gpu] = []
     errors: list[str] = []
-    for line in body.splitlines():
-        if not line.strip():
+    for position, line in enumerate(lines):
+        row = _csv_row(line)
+        index = row[column["index"]] if "index" in column and len(row) == width else str(position)
+        if len(row) != width or not index.isdigit():
+            errors.append(", ".join(row))
             continue
-        row = next(csv.reader(io.StringIO(line), skipinitialspace=True), [])
-        if len(row) != 4 or not row[0].strip().isdigit():
-            errors.append(", ".join(row).strip())
-            continue
-        index, name, driver, memory = (cell.strip() for cell in row)
-        broken = [cell for cell in (name, driver, memory) if cell.startswith("[")]
+        name, driver, memory = (row[column[c]] for c in NVIDIA_SMI_CSV_COLUMNS[1:])
+        broken = [cell for cell in (name, driver, memory) if cell.startswith("[") and cell != "[N/A]"]
         if broken:
             errors.append(f"GPU {index}: {broken[0]}")
             continue
-        mem = re.match(r"(\d+)\s*MiB", memory)
+        mem = re.fullmatch(r"(\d+)(?:\s*MiB)?", memory)
         gpus.append(Gpu(int(index), name, driver, int(mem.group(1)) if mem else None))
     if not gpus and not errors:
         raise ParseError(tool, "no GPU rows")
@@ -651,10 +679,21 @@ class NcclResult:
     def wrong_rows(self) -> list[NcclRow]:
         return self.wrong(in_place=True)
 
+    @property
+    def reasons(self) -> list[str]:
+        """Why the run stopped, as it printed it: the failure lines among the lines outside the table
+        ("Test NCCL failure common.cu:...", NCCL WARN lines), else every such line (banners, NCCL INFO)."""
+        return [e for e in self.errors if _FAILURE_WORDS.search(e)] or self.errors
+
     def wrong(self, in_place: bool) -> list[NcclRow]:
         """Rows with wrong values; `in_place=False` reads the out-of-place column only (alltoall_perf does not
         validate its in-place run: N/A in 2.x, a meaningless max error in the older `error` column)."""
         return [r for r in self.rows if (r.oop_wrong or 0) > 0 or (in_place and (r.ip_wrong or 0) > 0)]
+
+
+_FAILURE_WORDS = re.compile(r"fail|error|abort|warn", re.IGNORECASE)
+# The run's settings: "# nThread 1 nGpus 8 ..." in 2.x, without the "#" in the NCCL 1.x era.
+_NCCL_SETTINGS = re.compile(r"#?\s*nThread\s+\d+\s+nGpus\s+(\d+)")
 
 
 def _wrong(token: str) -> int | None:
@@ -688,10 +727,11 @@ def parse_nccl_perf(text: str, tool: str) -> NcclResult:
         stripped = line.strip()
         if not stripped:
             continue
+        if match := _NCCL_SETTINGS.match(stripped):
+            gpus = int(match.group(1))
+            continue
         if stripped.startswith("#"):
-            if match := re.search(r"nGpus (\d+)", stripped):
-                gpus = int(match.group(1))
-            elif match := re.match(r"#\s*Rank\s+\d+\s.*?\bon\s+(\S+)\s+device\b", stripped):
+            if match := re.match(r"#\s*Rank\s+\d+\s.*?\bon\s+(\S+)\s+device\b", stripped):
                 ranks += 1
                 hosts.setdefault(match.group(1))
             elif match := re.match(r"#\s*Avg bus bandwidth\s*:\s*([\d.eE+-]+)", stripped):
