@@ -112,6 +112,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "tooling rehearse --phase 1 --local --steps 100 --resume <run>",
             "resume an interrupted local rehearsal from its last checkpoint",
         ),
+        (
+            "tooling rehearse --phase 2a --resume <run>",
+            "watch a cluster rehearsal again after Ctrl-C (the bar, or its summary once it ended)",
+        ),
         ("tooling rehearse --phase 1 --local --json", "the run's figures as one JSON document"),
     ),
     "sandbox up": (

@@ -113,3 +113,6 @@ def test_killed_rank_is_a_restart_with_its_cause_and_uptime_drops(tmp_path: Path
     assert final["checkpoint_step"] == final["steps"] > killed["step"]
     assert Path(final["checkpoint_file"]).is_file()
     assert "killed by SIGKILL" in (soak_dir / "soak.md").read_text()
+    # Two processes are no evidence for phase 1's gate (four): what comes next is a soak of its own size.
+    last = output.rstrip("\n").splitlines()[-1]
+    assert last.startswith("next: tooling soak --phase 1 --duration ") and "phase's 4 processes" in last, last
