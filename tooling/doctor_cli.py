@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tooling import home
 from tooling.cli_options import DeploymentInventoryOption, JsonOption, OptionalPhaseOption
-from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console
+from tooling.console import EXIT_CHECK_FAILED, ToolingError, console, err_console, print_next
+
+if TYPE_CHECKING:
+    from tooling.job.records import Deployment
 
 SINCE = "-15min"  # the journal lines worth reading: the run's last minutes
 
@@ -39,6 +43,7 @@ def doctor_command(
     from tooling.doctor.diagnosis import Settings, diagnose
 
     out = err_console if as_json else console
+    deployment: tuple[Deployment, Path] | None = None
     if local:
         if run is None or phase is not None or inventory is not None:
             raise ToolingError(
@@ -66,6 +71,7 @@ def doctor_command(
         if rendezvous is not None:
             record.rendezvous_endpoint = rendezvous
         nodes = collect.cluster(record, chosen.inventory, SINCE)
+        deployment = (record, chosen.inventory)
         world_size = record.world_size
     findings = diagnose(nodes, Settings(k=k, now=now, world_size=world_size))
     report: dict[str, Any] = {"healthy": not findings, "findings": [f.as_dict() for f in findings]}
@@ -75,8 +81,37 @@ def doctor_command(
         console.print_json(data=report)
     else:
         _show(report)
+    what = _what_next(report, deployment)
+    if what is not None:
+        print_next(what, out)
     if findings:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _what_next(report: dict[str, Any], deployment: tuple[Deployment, Path] | None) -> str | None:
+    """Quarantine the nodes at fault (the run goes on without them from its newest checkpoint) when some but
+    not all of the phase's nodes are named; otherwise the closest next look."""
+    findings = report["findings"]
+    if deployment is None:
+        if not findings:
+            return None
+        return f"tar -tzf {shlex.quote(report['bundle'])} (each rank's stack, status and journal lines)"
+    record, inventory = deployment
+    given = ["--inventory", str(inventory)]
+    if not findings:
+        return shlex.join(["tooling", "status", "--watch", *given])
+    at_fault = [f for f in findings if f["at_fault"] and f["host"] in record.hosts]
+    named = list(dict.fromkeys(f["host"] for f in at_fault))
+    if named and len(named) < len(record.hosts):
+        kinds = ", ".join(dict.fromkeys(f["kind"] for f in at_fault))
+        excluded = [arg for host in named for arg in ("--exclude", host)]
+        reason = ["--reason", f"doctor: {kinds}"]
+        return shlex.join(["tooling", "deploy", "--phase", record.phase, *given, *excluded, *reason])
+    looked_at = named or [f["host"] for f in findings if f["host"] in record.hosts]
+    if looked_at:
+        return shlex.join(["tooling", "logs", *given, "--node", looked_at[0]])
+    again = shlex.join(["tooling", "doctor", "--phase", record.phase, *given])
+    return f"fix what the findings name (outside the phase's nodes), then again: {again}"
 
 
 def _show(report: dict[str, Any]) -> None:

@@ -91,7 +91,9 @@ def test_a_stopped_rank_on_node2_is_named_with_its_node(nodes: FakeNodes) -> Non
     assert code == 1
     stopped = [f for f in report["findings"] if "is stopped" in f["evidence"]]
     assert [(f["kind"], f["rank"], f["host"]) for f in stopped] == [("hang", 6, "node2")]
-    assert set(stopped[0]) == {"kind", "rank", "host", "evidence"}
+    assert set(stopped[0]) == {"kind", "rank", "host", "evidence", "at_fault"}
+    # The ranks waiting on it are listed, not blamed.
+    assert {f["host"] for f in report["findings"] if f["at_fault"]} == {"node2"}
 
 
 def test_an_unreachable_node_is_named_with_the_reason(nodes: FakeNodes) -> None:
@@ -121,3 +123,30 @@ def test_a_directory_that_is_not_a_run_is_refused(tmp_path: Path) -> None:
     result = runner.invoke(app, ["doctor", "--local", "--run", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a run directory" in " ".join(result.output.split())
+
+
+def _next_line(*args: str) -> tuple[int, str]:
+    """The exit code and the line after the findings: what to run next."""
+    result = runner.invoke(app, ["doctor", *args])
+    return result.exit_code, result.output.rstrip("\n").splitlines()[-1]
+
+
+def test_after_a_healthy_look_the_next_command_watches_the_run(nodes: FakeNodes, tmp_path: Path) -> None:
+    code, line = _next_line("--phase", "2a")
+    assert (code, line) == (0, f"next: tooling status --watch --inventory {tmp_path / 'inventory'}")
+
+
+def test_the_node_at_fault_is_the_one_the_next_command_quarantines(nodes: FakeNodes, tmp_path: Path) -> None:
+    nodes.processes[6].send_signal(signal.SIGSTOP)
+    code, line = _next_line("--phase", "2a")
+    inventory = tmp_path / "inventory"
+    expected = f"tooling deploy --phase 2a --inventory {inventory} --exclude node2 --reason 'doctor: hang'"
+    assert (code, line) == (1, f"next: {expected}")
+
+
+def test_with_every_node_at_fault_the_next_command_reads_the_first_ones_logs(
+    nodes: FakeNodes, tmp_path: Path
+) -> None:
+    nodes.down["node1"] = nodes.down["node2"] = "timed out"
+    code, line = _next_line("--phase", "2a")
+    assert (code, line) == (1, f"next: tooling logs --inventory {tmp_path / 'inventory'} --node node1")

@@ -30,6 +30,8 @@ class DoctorFinding:
     rank: int | None
     host: str
     evidence: str
+    # False for a rank that only waits on the ones at fault, or stalls with everyone at the same step.
+    at_fault: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,13 +162,15 @@ def _hang(
     )
     for node, rank in running:
         step = int(rank.get("step") or 0)
+        behind = False
         if culprits:
             evidence = f"{_where(rank)} at step {step}, waiting for {waited_for}"
         elif (stalled or settings.now) and step + slack <= top:
             evidence = f"behind: step {step} while others reached {top}; {_where(rank)}; {stall}"
+            behind = True
         elif stalled:
             evidence = f"{_where(rank)} at step {step}; {stall}"
         else:
             continue
-        findings.append(DoctorFinding("hang", rank["rank"], node.host, evidence))
+        findings.append(DoctorFinding("hang", rank["rank"], node.host, evidence, at_fault=behind))
     return findings
