@@ -521,3 +521,18 @@ def test_real_commands_on_this_machine(tmp_path: Path, monkeypatch: pytest.Monke
     assert code == 1 and document is not None, output
     row = next(r for r in document["results"] if r["check"] == "checkpoint")
     assert row["status"] == "FAIL" and "step-000000040.pt: sha256 does not match" in row["detail"]
+
+
+def test_the_last_line_says_what_to_run_next(cluster: tuple[FakeNodes, FakePrometheus, Path]) -> None:
+    """Passing with the run going: watch it; failing: the doctor names the rank or node and why."""
+    fake_nodes, _, tmp_path = cluster
+    inventory = (tmp_path / "inventory").resolve()
+    code, _, output = invoke(tmp_path)
+    assert code == 0 and output.rstrip("\n").splitlines()[-1] == (
+        f"next: tooling status --watch --inventory {inventory}"
+    )
+    fake_nodes.down["node2"] = "No route to host"
+    code, _, output = invoke(tmp_path)
+    assert code == 1 and output.rstrip("\n").splitlines()[-1] == (
+        f"next: tooling doctor --phase 2a --inventory {inventory}"
+    )

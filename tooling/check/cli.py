@@ -8,6 +8,7 @@ or phase, bad settings file, missing inventory, no phase to check). Every run ap
 from __future__ import annotations
 
 import datetime
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from tooling.cli_options import (
     phase_option,
     with_prometheus_access,
 )
-from tooling.console import EXIT_CHECK_FAILED, console, err_console
+from tooling.console import EXIT_CHECK_FAILED, console, err_console, print_next
 
 if TYPE_CHECKING:
     from tooling.check.cluster import Cluster
@@ -143,5 +144,23 @@ def check_command(
             VIEW.summary(rows),
             [f"snapshot appended to {written}"],
         )
-    if overall(rows) == "FAIL":
+    failed = overall(rows) == "FAIL"
+    print_next(
+        _what_next(failed, cluster.phase, path, running=cluster.run is not None),
+        err_console if as_json else console,
+    )
+    if failed:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _what_next(failed: bool, phase: str, inventory: Path, *, running: bool) -> str:
+    """A failed check with a run going leads to the doctor (which rank, which node, why); without a run, to
+    the nodes' own verification; a passing one to watching the run, or to deploying the phase."""
+    given = ["--phase", phase, "--inventory", str(inventory)]
+    if failed and running:
+        return shlex.join(["tooling", "doctor", *given])
+    if failed:
+        return shlex.join(["tooling", "verify-node", *given])
+    if running:
+        return shlex.join(["tooling", "status", "--watch", "--inventory", str(inventory)])
+    return shlex.join(["tooling", "deploy", *given])
