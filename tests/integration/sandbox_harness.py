@@ -4,8 +4,10 @@ developer's running sandbox."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +46,14 @@ class Sandbox:
         return self.run([sys.executable, "-m", "tooling.cli", *args], timeout=timeout)
 
     def run(self, command: list[str], timeout: int = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        started = time.monotonic()
+        done = subprocess.run(
             command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
         )
+        # Where a cluster test's minutes go, in its captured output (shown when it fails, or with -s).
+        shown = shlex.join([Path(command[0]).name, *command[1:]])
+        print(f"[sandbox] {time.monotonic() - started:5.1f} s  exit {done.returncode}  {shown[:160]}")
+        return done
 
     def site(self, limit: str, label: str) -> Any:
         """`site.yml -l LIMIT` on this cluster through ansible-runner, as `tooling deploy` provisions."""

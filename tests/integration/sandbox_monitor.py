@@ -36,11 +36,13 @@ def instant_query(url: str, expr: str) -> list[dict[str, Any]]:
 
 
 def wait_until(what: str, probe: Any, timeout: float, every: float = 5) -> Any:
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     last: Any = None
     while time.monotonic() < deadline:
         last = probe()
         if last:
+            print(f"[waited] {time.monotonic() - started:5.1f} s  {what}")
             return last
         time.sleep(every)
     raise AssertionError(f"{what}: not seen within {timeout:.0f} s (last answer: {last!r})")
