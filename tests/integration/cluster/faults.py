@@ -28,13 +28,17 @@ COLLECTIVE_TIMEOUT_S = 20
 # more than torchrun's last-call wait (30 s): an elastic group re-forming on node1 alone waits that long
 # for node2 before closing, and a shorter join timeout ends it first (RendezvousTimeoutError).
 JOIN_TIMEOUT_S = 45
+# Where no group re-forms with fewer nodes (min_nodes 2), the join timeout only bounds how long node1 waits
+# for a lost node2 before its job fails: shorter again, but with room for the two nodes' agents starting a
+# few seconds apart under load.
+STRICT_JOIN_TIMEOUT_S = 25
 
 
-def site_phases(box: Sandbox, name: str, **phase2a: int) -> Path:
+def site_phases(box: Sandbox, name: str, join_timeout_s: int = JOIN_TIMEOUT_S, **phase2a: int) -> Path:
     """A site's own phases file (`tooling --phases`): the project's plan with a shorter join timeout and
     phase 2a's settings changed by `phase2a` (e.g. min_nodes=1)."""
     plan = yaml.safe_load(DEFAULT_PHASES_FILE.read_text())
-    plan["rendezvous"]["join_timeout_s"] = JOIN_TIMEOUT_S
+    plan["rendezvous"]["join_timeout_s"] = join_timeout_s
     plan["phases"]["2a"].update(phase2a)
     path = box.tmp / f"site-phases-{name}.yml"
     path.write_text(yaml.safe_dump(plan))

@@ -34,7 +34,7 @@ import pytest
 from tests.integration.cluster.checks import verify_phase
 from tests.integration.cluster.faults import (
     COLLECTIVE_TIMEOUT_S,
-    JOIN_TIMEOUT_S,
+    STRICT_JOIN_TIMEOUT_S,
     checkpoints_verify,
     incarnations,
     kill_rank_after_next_checkpoint,
@@ -117,7 +117,7 @@ class LongRun:
 @pytest.fixture(scope="module")
 def long_run(phase2a_cluster: Sandbox) -> Iterator[LongRun]:
     box = phase2a_cluster
-    plan = site_phases(box, "long-run")
+    plan = site_phases(box, "long-run", join_timeout_s=STRICT_JOIN_TIMEOUT_S)
     forget_run(box, RUN_ID)
     # node1's checkpoint directory is a small disk of its own, mounted before the launch so the trainer's
     # unit starts with it in place: room for the few checkpoints kept (well under 1 MiB each with
@@ -597,7 +597,9 @@ def test_node_down_is_named_everywhere_and_the_run_falls_back_to_phase1(long_run
         assert received[0]["status"]["state"] == "active"
 
         # The job: min_nodes is 2, so node1 gives up once the collective and join timeouts have passed.
-        stopped_after = wait_for_unit_end(box, "node1", lost, COLLECTIVE_TIMEOUT_S + JOIN_TIMEOUT_S + 90)
+        stopped_after = wait_for_unit_end(
+            box, "node1", lost, COLLECTIVE_TIMEOUT_S + STRICT_JOIN_TIMEOUT_S + 90
+        )
         assert unit_state(box, "node1") == "failed"
         checkpoints_verify(box, RUN_DIR)
         newest = newest_checkpoint(box, RUN_DIR)
@@ -690,7 +692,7 @@ def test_a_quarantined_node_stays_out_until_it_verifies(long_run: LongRun) -> No
     before = len(incarnations(box, RUN_DIR, 1))
     excluded = box.tooling(
         "--phases", str(long_run.plan), "deploy", "--phase", PHASE, "--exclude", "node2", "--reason",
-        "cluster test", "--inventory", str(box.inventory), "--skip-verify",
+        "cluster test", "--inventory", str(box.inventory), "--skip-provision", "--skip-verify",
     )  # fmt: skip
     assert excluded.returncode == 0, explain(excluded)
     assert f"run {RUN_ID} continues as phase {PHASE} on node1" in excluded.stdout, excluded.stdout
