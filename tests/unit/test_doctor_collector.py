@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+import socket
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,22 @@ def test_the_rendezvous_check_names_a_name_that_does_not_resolve() -> None:
     checked = node_probe.endpoint_check("ddp-store.invalid:29400")
     assert checked["host"] == "ddp-store.invalid"
     assert "name 'ddp-store.invalid' does not resolve" in checked["error"]
-    assert "not host:port" in node_probe.endpoint_check("nohostport")["error"]
+    assert checked["failed"] == "resolve"
+    refused = node_probe.endpoint_check("nohostport")
+    assert "not host:port" in refused["error"] and refused["failed"] == "parse"
+
+
+def test_a_port_nobody_listens_on_is_a_failed_connect() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        checked = node_probe.endpoint_check(f"127.0.0.1:{port}")
+    assert checked["failed"] == "connect" and "does not connect" in checked["error"], checked
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        checked = node_probe.endpoint_check(f"127.0.0.1:{listening.getsockname()[1]}")
+    assert (checked["error"], checked["failed"]) == (None, None)
 
 
 def test_a_bundle_holds_findings_stacks_and_evidence(tmp_path: Path) -> None:

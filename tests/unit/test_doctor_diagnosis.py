@@ -111,6 +111,29 @@ def test_an_unresolvable_rendezvous_name_is_reported_by_name() -> None:
     assert "store.invalid:29400" in finding.evidence
 
 
+def _endpoint(error: str | None, failed: str | None) -> dict[str, Any]:
+    return {"endpoint": "10.0.0.11:29400", "host": "10.0.0.11", "error": error, "failed": failed}
+
+
+def test_a_node_that_alone_cannot_reach_the_rendezvous_is_named_cut_off() -> None:
+    """node2 partitioned: its SSH still answers, its connect to the store on node1 times out, node1's works."""
+    timed_out = _endpoint("10.0.0.11:29400 resolves to 10.0.0.11 but does not connect: timed out", "connect")
+    nodes = [
+        node("node1", rank(0), rendezvous=_endpoint(None, None)),
+        node("node2", rank(1), rendezvous=timed_out),
+    ]
+    cut = [f for f in diagnose(nodes, Settings(world_size=2)) if f.kind == "unreachable"]
+    assert [(f.host, f.at_fault) for f in cut] == [("node2", True)]
+    assert cut[0].evidence.startswith("cut off: ") and "while node1 connect" in cut[0].evidence
+
+
+def test_when_no_node_reaches_the_rendezvous_the_endpoint_is_named() -> None:
+    refused = _endpoint("10.0.0.11:29400 resolves to 10.0.0.11 but does not connect: refused", "connect")
+    nodes = [node("node1", rank(0), rendezvous=refused), node("node2", rank(1), rendezvous=refused)]
+    cut = [f for f in diagnose(nodes, Settings(world_size=2)) if f.kind == "unreachable"]
+    assert [f.host for f in cut] == ["10.0.0.11", "10.0.0.11"]
+
+
 def test_stragglers_come_from_the_ranks_own_flags() -> None:
     nodes = [node("node3", rank(4, straggler=True, compute_ratio_to_median=1.8), rank(5))]
     (finding,) = diagnose(nodes, Settings())

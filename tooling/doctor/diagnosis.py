@@ -97,6 +97,10 @@ def _culprit(rank: dict[str, Any]) -> tuple[str, str] | None:
 def diagnose(nodes: list[NodeEvidence], settings: Settings) -> list[DoctorFinding]:
     findings: list[DoctorFinding] = []
     reachable = [n for n in nodes if n.error is None]
+    # Nodes that reached the rendezvous endpoint: while some do, one that cannot connect is cut off itself.
+    connected = [
+        n.host for n in reachable if (n.document.get("rendezvous") or {}).get("error", "unchecked") is None
+    ]
     for node in nodes:
         if node.error is not None:
             findings.append(
@@ -110,7 +114,13 @@ def diagnose(nodes: list[NodeEvidence], settings: Settings) -> list[DoctorFindin
         rendezvous = node.document.get("rendezvous") or {}
         if rendezvous.get("error"):
             evidence = f"rendezvous endpoint {rendezvous['endpoint']} from {node.host}: {rendezvous['error']}"
-            findings.append(DoctorFinding("unreachable", None, rendezvous.get("host") or node.host, evidence))
+            if rendezvous.get("failed") == "connect" and connected:
+                evidence = f"cut off: {evidence}, while {', '.join(connected)} connect"
+                findings.append(DoctorFinding("unreachable", None, node.host, evidence))
+            else:
+                findings.append(
+                    DoctorFinding("unreachable", None, rendezvous.get("host") or node.host, evidence)
+                )
     seen = [(node, rank) for node in reachable for rank in node.ranks]
     culprits: dict[int, str] = {}
     for node, rank in seen:

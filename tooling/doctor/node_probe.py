@@ -100,15 +100,17 @@ def stack_of(pid: int, py_spy: str | None) -> dict[str, Any]:
 def endpoint_check(endpoint: str, timeout_s: float = 3.0) -> dict[str, Any]:
     """Does host:port resolve here, and does it accept a TCP connection?"""
     host, _, port_text = endpoint.rpartition(":")
-    result: dict[str, Any] = {"endpoint": endpoint, "host": host, "error": None}
+    # "failed": which step failed (parse, resolve, connect): a connect that fails from one node only is that
+    # node's link, not the endpoint.
+    result: dict[str, Any] = {"endpoint": endpoint, "host": host, "error": None, "failed": None}
     try:
         port = int(port_text)
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except ValueError:
-        result["error"] = f"{endpoint!r} is not host:port"
+        result.update(error=f"{endpoint!r} is not host:port", failed="parse")
         return result
     except socket.gaierror as exc:
-        result["error"] = f"name {host!r} does not resolve: {exc.strerror}"
+        result.update(error=f"name {host!r} does not resolve: {exc.strerror}", failed="resolve")
         return result
     family, kind, proto, _, address = addresses[0]
     try:
@@ -116,7 +118,9 @@ def endpoint_check(endpoint: str, timeout_s: float = 3.0) -> dict[str, Any]:
             sock.settimeout(timeout_s)
             sock.connect(address)
     except OSError as exc:
-        result["error"] = f"{host}:{port} resolves to {address[0]} but does not connect: {exc}"
+        result.update(
+            error=f"{host}:{port} resolves to {address[0]} but does not connect: {exc}", failed="connect"
+        )
     return result
 
 

@@ -1,6 +1,6 @@
 """Launch and network faults on the cluster. A taken rendezvous port stops the launch on every node. node2
 cut off from node1 during a phase-2a run, with a site's phases file that lets 2a go down to one node
-(min_nodes 1): the cut is absorbed, torchrun re-forms the group on node1 alone and training continues from
+(min_nodes 1): `tooling doctor` names node2 as cut off at once, the cut is absorbed, torchrun re-forms the group on node1 alone and training continues from
 the checkpoint. Without that setting (min_nodes 2) the job must stop on node1 within the configured
 timeouts with its checkpoints intact: the node-down scenario of test_05 checks that, once for the suite (for
 node1 a killed node2 is the same silent peer a cut-off one is: its packets vanish, nothing answers with a
@@ -8,6 +8,7 @@ reset), then falls back to phase 1."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 
@@ -93,6 +94,13 @@ def test_node_cut_off_is_absorbed_when_the_site_allows_fewer_nodes(phase2a_clust
         before = wait_for_checkpoint(box, run_dir, 40, MAX_STEPS)
         partition_node2(box)
         injected = time.monotonic()
+        # While node1 still waits in the collective: the doctor names node2 as cut off (its SSH answers, its
+        # connect to the rendezvous store does not, node1's does) and offers to quarantine it.
+        doctor = box.tooling("doctor", "--phase", "2a", "--inventory", str(box.inventory), "--now", "--json")
+        assert doctor.returncode == 1, explain(doctor)
+        cut = [f for f in json.loads(doctor.stdout)["findings"] if f["kind"] == "unreachable"]
+        assert [f["host"] for f in cut] == ["node2"] and cut[0]["evidence"].startswith("cut off: "), cut
+        assert "--exclude node2" in doctor.stderr, doctor.stderr
         # The job must finish on node1 alone, without ever leaving its unit (no operator, no fallback).
         summary = wait_for_summary(box, run_dir, stop_on_failed=False)
         absorbed_in = time.monotonic() - injected
