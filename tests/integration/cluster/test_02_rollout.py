@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("cluster")]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Scrapes of a rank (5 s apart) before phase 1 is stopped: several throughput points at the gate's step.
-SCRAPES = 8
+SCRAPES = 6
 GATE_STEP_S = "10"  # two scrapes of the trainer's 5 s interval
 SOAK_RUN = "rollout-soak-2a"
 # How often Prometheus evaluates its rules, as the prometheus role configures it.
@@ -125,7 +125,7 @@ def test_phase1_then_phase2a_are_deployed_gated_and_reported(phase2a_cluster: Sa
     assert verified.returncode == 0, explain(verified)
 
     soaked = box.tooling(
-        "soak", "--phase", "2a", "--inventory", str(box.inventory), "--duration", "40s", "--interval", "10s",
+        "soak", "--phase", "2a", "--inventory", str(box.inventory), "--duration", "30s", "--interval", "10s",
         "--run-id", SOAK_RUN, "--soak-dir", str(soaks), "--skip-provision", "--skip-verify",
         *_sets("training.max_steps=1000000"),
     )  # fmt: skip
