@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 import socket
+import tarfile
 from pathlib import Path
 
 import pytest

@@ -116,7 +116,7 @@ def _endpoint(error: str | None, failed: str | None) -> dict[str, Any]:
 
 
 def test_a_node_that_alone_cannot_reach_the_rendezvous_is_named_cut_off() -> None:
-    """node2 partitioned: its SSH still answers, its connect to the store on node1 times out, node1's works."""
+    """node2 partitioned: its SSH answers, its connect to the store on node1 times out, node1's works."""
     timed_out = _endpoint("10.0.0.11:29400 resolves to 10.0.0.11 but does not connect: timed out", "connect")
     nodes = [
         node("node1", rank(0), rendezvous=_endpoint(None, None)),

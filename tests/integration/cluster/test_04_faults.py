@@ -1,10 +1,10 @@
 """Launch and network faults on the cluster. A taken rendezvous port stops the launch on every node. node2
 cut off from node1 during a phase-2a run, with a site's phases file that lets 2a go down to one node
-(min_nodes 1): `tooling doctor` names node2 as cut off at once, the cut is absorbed, torchrun re-forms the group on node1 alone and training continues from
-the checkpoint. Without that setting (min_nodes 2) the job must stop on node1 within the configured
-timeouts with its checkpoints intact: the node-down scenario of test_05 checks that, once for the suite (for
-node1 a killed node2 is the same silent peer a cut-off one is: its packets vanish, nothing answers with a
-reset), then falls back to phase 1."""
+(min_nodes 1): `tooling doctor` names node2 as cut off at once, the cut is absorbed, torchrun re-forms the
+group on node1 alone and training continues from the checkpoint. Without that setting (min_nodes 2) the
+job must stop on node1 within the configured timeouts with its checkpoints intact: the node-down scenario
+of test_05 checks that, once for the suite (for node1 a killed node2 is the same silent peer a cut-off one
+is: its packets vanish, nothing answers with a reset), then falls back to phase 1."""
 
 from __future__ import annotations
 
