@@ -77,3 +77,24 @@ def test_the_same_wheels_again_change_nothing(tmp_path: Path, monkeypatch: pytes
     _push(tmp_path, monkeypatch)
     _, _, unpacked = _push(tmp_path, monkeypatch)
     assert unpacked == [False]
+
+
+def test_no_wheels_is_refused_naming_the_variables(tmp_path: Path) -> None:
+    play = [
+        {
+            "name": "Push nothing",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Push the wheels",
+                    "ansible.builtin.include_role": {"name": "package_source", "tasks_from": "wheels_push"},
+                    "vars": {"package_source_wheels": [], "package_source_wheels_dest": str(tmp_path)},
+                }
+            ],
+        }
+    ]
+    done = run_local_playbook(tmp_path, play, "-i", "localhost,")
+    assert done.returncode != 0
+    assert "needs package_source_wheels" in done.stdout and "package_source_wheels_dest" in done.stdout
