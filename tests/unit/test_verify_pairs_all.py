@@ -132,9 +132,6 @@ def test_local_run_measures_every_pair_both_ways(tmp_path: Path) -> None:
     assert checks[("node1", "net.iperf3 -> node2")] == "PASS"
     assert checks[("node2", "net.iperf3 -> node1")] == "PASS"
     assert checks[(CLUSTER, "net.gloo_alltoall")] == "PASS"
-    # Healthy links: nobody is blamed.
-    blamed = [r for r in document["results"] if r["check"].startswith("net.pair_blame")]
-    assert blamed == [], blamed
 
 
 def test_the_rounds_reach_the_playbook(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
