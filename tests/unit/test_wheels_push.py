@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,16 @@ WHEELS = {
 }
 
 
+def _play(wheels: list[str], dest: Path) -> list[dict[str, Any]]:
+    """One play on localhost running the step with these inputs."""
+    step = {"name": "package_source", "tasks_from": "wheels_push"}
+    inputs = {"package_source_wheels": wheels, "package_source_wheels_dest": str(dest)}
+    task = {"name": "Push the wheels", "ansible.builtin.include_role": step, "vars": inputs}
+    return [
+        {"name": "Push", "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [task]}
+    ]
+
+
 def _push(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, list[bool]]:
     source = tmp_path / "wheelhouse"
     source.mkdir(exist_ok=True)
@@ -27,24 +38,7 @@ def _push(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[
             (source / name).write_bytes(data)
     dest = tmp_path / "node" / "wheelhouse"
     dest.mkdir(parents=True, exist_ok=True)
-    play = [
-        {
-            "name": "Push",
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": False,
-            "tasks": [
-                {
-                    "name": "Push the wheels",
-                    "ansible.builtin.include_role": {"name": "package_source", "tasks_from": "wheels_push"},
-                    "vars": {
-                        "package_source_wheels": [str(source / name) for name in sorted(WHEELS)],
-                        "package_source_wheels_dest": str(dest),
-                    },
-                }
-            ],
-        }
-    ]
+    play = _play([str(source / name) for name in sorted(WHEELS)], dest)
     env_tmp = tmp_path / "scratch"
     env_tmp.mkdir(exist_ok=True)
     monkeypatch.setenv("TMPDIR", str(env_tmp))  # where ansible.builtin.tempfile makes the archive
@@ -80,21 +74,6 @@ def test_the_same_wheels_again_change_nothing(tmp_path: Path, monkeypatch: pytes
 
 
 def test_no_wheels_is_refused_naming_the_variables(tmp_path: Path) -> None:
-    play = [
-        {
-            "name": "Push nothing",
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": False,
-            "tasks": [
-                {
-                    "name": "Push the wheels",
-                    "ansible.builtin.include_role": {"name": "package_source", "tasks_from": "wheels_push"},
-                    "vars": {"package_source_wheels": [], "package_source_wheels_dest": str(tmp_path)},
-                }
-            ],
-        }
-    ]
-    done = run_local_playbook(tmp_path, play, "-i", "localhost,")
+    done = run_local_playbook(tmp_path, _play([], tmp_path), "-i", "localhost,")
     assert done.returncode != 0
     assert "needs package_source_wheels" in done.stdout and "package_source_wheels_dest" in done.stdout
