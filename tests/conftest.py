@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # processes, Ansible, molecule's containers): when the cluster needs both cores (provisioning, eight ranks
 # starting) it gets them, and the other tests take the CPU the cluster leaves idle while it waits on scrapes,
 # alerts and timeouts. Every test still runs, only the order in which the kernel serves them changes. The
-# lowest priority (19): at 10 the cluster's critical path still ran about a quarter slower beside the other
-# worker than alone (26 min alone, 33 beside it), while the other worker had minutes to spare.
+# lowest priority (19): at 10 the cluster's tests took about 33 min beside the other worker and 30:52 alone
+# (on a machine busy with other work), while the other worker had minutes to spare; at 19 the whole suite
+# took 29.0 min.
 BESIDE_THE_CLUSTER_NICE = 19
 # Test-only workloads (tests/fixtures) are imported by trainer subprocesses by import path.
 if str(ROOT) not in sys.path:
