@@ -102,9 +102,9 @@ def train(cfg: TrainerConfig, source: Path, guard: OrphanGuard | None) -> int:
         # training thread may be changing, so a failure falls back to the plain status.
         if trainer is not None:
             with contextlib.suppress(Exception):
-                trainer.telemetry.write_status("failed", error=reason)
+                trainer.telemetry.write_status("failed", final=True, error=reason)
                 return
-        status.write("failed", error=reason)
+        status.write("failed", final=True, error=reason)
 
     if guard is not None:
         guard.add_last_words(last_status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,18 @@ class RankStatus:
             "restart_count": env.restart_count,
             "started_at": time.time(),
         }
+        # The orphan guard's last word comes from another thread while training may still be writing; the
+        # lock orders the two and the seal keeps a later "running" from replacing the "failed".
+        self._lock = threading.Lock()
+        self._sealed = False
 
-    def write(self, state: str, **fields: Any) -> None:
-        # Rewritten every few steps: atomic (never half a file) but not fsynced.
-        atomic_write_json(
-            self.path, {**self.base, "state": state, "updated_at": time.time(), **fields}, durable=False
-        )
+    def write(self, state: str, *, final: bool = False, **fields: Any) -> None:
+        """`final`: the process's last word; later writes are dropped."""
+        with self._lock:
+            if self._sealed:
+                return
+            # Rewritten every few steps: atomic (never half a file) but not fsynced.
+            atomic_write_json(
+                self.path, {**self.base, "state": state, "updated_at": time.time(), **fields}, durable=False
+            )
+            self._sealed = final

@@ -495,7 +495,9 @@ class Telemetry:
         if self.env.is_main:
             self.write_summary(status, reason, digests)
 
-    def write_status(self, state: str, loss: float | None = None, **extra: Any) -> None:
+    def write_status(
+        self, state: str, loss: float | None = None, *, final: bool = False, **extra: Any
+    ) -> None:
         split = self.split.means()
         fields = {
             "step": self.counters.steps,
@@ -515,7 +517,9 @@ class Telemetry:
             "last_checkpoint_step": self.checkpoint_info["last_step"],
             **extra,
         }
-        self.writes.attempt("status", self.status.path, lambda: self.status.write(state, **fields))
+        self.writes.attempt(
+            "status", self.status.path, lambda: self.status.write(state, final=final, **fields)
+        )
 
     # ----- the end -----
     def failed(self, error: str, loss: float | None) -> None:

@@ -30,7 +30,9 @@ out, mode = Path(sys.argv[1]), sys.argv[2]
 guard = OrphanGuard(os.getppid(), poll_s=0.1 if mode == "thread" else 3600)
 guard.add_last_words(lambda reason: (out / "last_words").write_text(reason))
 guard.start(kernel_signal=mode != "thread")
-(out / "ready").write_text(f"{os.getpid()} {guard.kernel_signals}")
+# Written whole, then renamed: the test polls for the file and must never read it half-written.
+(out / "ready.tmp").write_text(f"{os.getpid()} {guard.kernel_signals}")
+os.replace(out / "ready.tmp", out / "ready")
 if mode == "spurious":
     os.kill(os.getpid(), death_signal())  # what the kernel sends when the parent *thread* ends
     time.sleep(0.5)
