@@ -15,8 +15,11 @@ On CPU the clock is the host's. On CUDA the hand-over is an event recorded on th
 runs ahead of the device, so its clock would time the launch, not the work), and the end is an event
 recorded after `backward()`: the device's own timeline.
 
-The hook wraps whatever hook the trainer uses (plain all-reduce, or fp16 compression), so the measurement
-never changes what is communicated.
+How the clock learns of the hand-over costs the step. With DDP's own all-reduce, which runs in C++, it
+listens to each parameter's gradient being accumulated (a post-accumulate-grad hook; the last one is when
+the last bucket became ready): a Python comm hook instead would take the GIL for every bucket and its
+completion, measured at about 4 % of a 30 ms CPU step. With fp16 compression the comm hook is Python
+anyway: the clock wraps it and notes each bucket, so the measurement never changes what is communicated.
 """
 
 # No `from __future__ import annotations`: DDP's register_comm_hook checks the hook's annotations as
@@ -28,6 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 Hook = Callable[[Any, dist.GradBucket], torch.futures.Future[torch.Tensor]]
 
@@ -38,16 +42,37 @@ class CollectiveClock:
         self._inner = inner
         self._last_ready: float | None = None
         self._last_event: Any = None
+        self._synced: Callable[[], bool] = lambda: True
+
+    def attach(self, model: DDP, compression: Hook | None = None) -> None:
+        """Time `model`'s synced backward passes; `compression` is the comm hook that communicates the
+        buckets (None: DDP's built-in all-reduce)."""
+        if compression is not None:
+            self._inner = compression
+            model.register_comm_hook(state=None, hook=self.hook)
+            return
+        # Under no_sync() nothing is communicated, so nothing is timed (DDP clears this flag there).
+        self._synced = lambda: bool(model.require_backward_grad_sync)
+        for param in model.parameters():
+            if param.requires_grad:
+                param.register_post_accumulate_grad_hook(self._gradient_ready)
+
+    def _gradient_ready(self, _param: torch.Tensor) -> None:
+        if self._synced():
+            self._mark()
 
     def hook(self, state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
         """DDP's communication hook: note when this bucket's gradients were ready, then communicate them
         exactly as the wrapped hook does."""
+        self._mark()
+        return self._inner(state, bucket)
+
+    def _mark(self) -> None:
         if self._cuda:
             self._last_event = torch.cuda.Event(enable_timing=True)
             self._last_event.record()
         else:
             self._last_ready = time.perf_counter()
-        return self._inner(state, bucket)
 
     def start(self) -> None:
         """A synced backward is about to run: forget the previous step's buckets."""

@@ -32,8 +32,9 @@ class CommOverhead:
         self._samples: deque[tuple[float, float, float]] = deque(maxlen=keep)
 
     def due(self, step: int) -> bool:
-        """Probe once right after warm-up, then every `every_steps` steps."""
-        return step == self.warmup_steps or (step > self.warmup_steps and step % self.every_steps == 0)
+        """Probe once right after warm-up, then every `every_steps` steps counted from there: counted from
+        step 0 instead, a run of `every_steps` steps would pay two probes (at warm-up and at its end)."""
+        return step >= self.warmup_steps and (step - self.warmup_steps) % self.every_steps == 0
 
     def add(self, sync_fwd_bwd: float, nosync_fwd_bwd: float, step_seconds: float) -> None:
         self._samples.append((sync_fwd_bwd, nosync_fwd_bwd, step_seconds))

@@ -32,13 +32,23 @@ class SyncCheck:
 
 @torch.no_grad()
 def parameter_checksum(module: nn.Module) -> torch.Tensor:
+    """[plain sum, position-weighted sum] in float64. Parameter i's elements weigh i * position / numel,
+    position 1..numel in row-major order. The weighted sum is taken from row and column sums of the
+    parameter seen as (rows, columns): sum (a*c + b + 1) * v[a, b] = c * sum a * row[a] + sum (b+1) *
+    col[b]. Two reductions that read the parameter where it is, instead of a float64 copy times a
+    position vector: about five times less memory traffic, which is the whole cost of a check."""
     plain = torch.zeros((), dtype=torch.float64)
     weighted = torch.zeros((), dtype=torch.float64)
     for i, param in enumerate(module.parameters(), start=1):
-        values = param.detach().to(torch.float64).flatten().cpu()
-        plain += values.sum()
-        positions = torch.arange(1, values.numel() + 1, dtype=torch.float64)
-        weighted += i * (values * positions).sum() / values.numel()
+        rows = param.detach().reshape(param.shape[0] if param.dim() > 1 else 1, -1)
+        row_sums = rows.sum(dim=1, dtype=torch.float64).cpu()
+        column_sums = rows.sum(dim=0, dtype=torch.float64).cpu()
+        height, width = rows.shape
+        positions = width * torch.dot(torch.arange(height, dtype=torch.float64), row_sums) + torch.dot(
+            torch.arange(1, width + 1, dtype=torch.float64), column_sums
+        )
+        plain += row_sums.sum()
+        weighted += i * positions / param.numel()
     return torch.stack([plain, weighted])
 
 

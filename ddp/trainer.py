@@ -75,11 +75,10 @@ class Trainer:
             static_graph=cfg.ddp.static_graph,
             find_unused_parameters=cfg.ddp.find_unused_parameters,
         )
-        # Every bucket goes through the clock, which times this rank's wait in the all-reduce and hands
-        # the bucket on to the hook that communicates it (plain, or fp16-compressed).
-        inner = default_hooks.fp16_compress_hook if cfg.ddp.fp16_compression else default_hooks.allreduce_hook
-        self.clock = CollectiveClock(env.device, inner)
-        self.model.register_comm_hook(state=None, hook=self.clock.hook)
+        # The clock times this rank's wait in the all-reduce (ddp/collective_clock.py).
+        self.clock = CollectiveClock(env.device)
+        self.clock.attach(self.model, default_hooks.fp16_compress_hook if cfg.ddp.fp16_compression else None)
+        self._params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = self._build_optimizer(model)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, tcfg.max_steps)
         # Dropout/augmentation draws differ per rank; model init above was identical everywhere.
@@ -161,14 +160,24 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return elapsed
 
-    def _grad_norm(self) -> float:
-        params = [p for p in self.model.parameters() if p.grad is not None]
+    def _nonfinite_gradients(self) -> float | None:
+        """None when every gradient element is finite (checked after clipping them, when asked: then an
+        infinite norm counts too, as it cannot clip); else the gradients' norm, NaN or inf, for the
+        message. Without clipping no norm is needed: one sum per gradient costs a third of a norm (0.17
+        against 0.57 ms a step for 3.7 M parameters here), and a NaN or inf element makes its sum
+        non-finite. Finite elements can overflow a sum too: then each element is checked."""
+        grads = [p.grad for p in self._params if p.grad is not None]
+        if not grads:
+            return None
         clip = self.cfg.optimizer.grad_clip_norm
         if clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-        return float(norm)
+            norm = float(torch.nn.utils.clip_grad_norm_(self._params, clip))
+            return None if math.isfinite(norm) else norm
+        if math.isfinite(float(torch.stack([g.sum() for g in grads]).sum())):
+            return None
+        if all(bool(torch.isfinite(g).all()) for g in grads):
+            return None
+        return float(torch.nn.utils.get_total_norm(grads))
 
     def _step(self, batches: Iterator[Batch]) -> StepResult:
         """One optimizer step (grad_accum micro-batches), timed."""
@@ -206,8 +215,8 @@ class Trainer:
         loss = float(loss_total)
         # After the all-reduce every rank holds the same gradients, so this verdict is the same on all
         # ranks (a NaN loss on one rank poisons everyone's averaged gradients) and they act in lockstep.
-        grad_norm = self._grad_norm()
-        if not math.isfinite(grad_norm) or not math.isfinite(loss):
+        grad_norm = self._nonfinite_gradients()
+        if grad_norm is not None or not math.isfinite(loss):
             self._on_nonfinite(step_index, loss, grad_norm)
         else:
             self.optimizer.step()
@@ -218,10 +227,12 @@ class Trainer:
         probe = ProbeTiming(sync_fwd_bwd, nosync, seconds - probe_seconds) if probe_seconds else None
         return StepResult(loss, seconds, probe, wait)
 
-    def _on_nonfinite(self, step: int, loss: float, grad_norm: float) -> None:
-        what = f"non-finite loss or gradients at step {step} (loss={loss}, grad_norm={grad_norm})"
+    def _on_nonfinite(self, step: int, loss: float, grad_norm: float | None) -> None:
+        """`grad_norm`: the gradients' norm when it is not finite, None when they all are."""
+        norm = "finite" if grad_norm is None else grad_norm
+        what = f"non-finite loss or gradients at step {step} (loss={loss}, grad_norm={norm})"
         # A finite global gradient with a NaN local loss would make ranks disagree on skipping: stop.
-        skip = self.cfg.training.nonfinite_policy == "skip" and not math.isfinite(grad_norm)
+        skip = self.cfg.training.nonfinite_policy == "skip" and grad_norm is not None
         self.telemetry.on_nonfinite(step, what, skip)
         if not skip:
             raise NonFiniteLossError(f"{what}; training.nonfinite_policy=stop, so training stops here")
@@ -298,7 +309,7 @@ class Trainer:
                         self.stop.by_signal,
                     )
                 if step % cfg.metrics.status_every_steps == 0:
-                    self.telemetry.write_status("running", loss)
+                    self.telemetry.write_status("running", loss, later=True)
                 if stop:
                     status, reason = "stopped", stop_reason(self.stop.reason, by_signal)
                     break

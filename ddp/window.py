@@ -8,28 +8,31 @@ from collections import deque
 
 
 class StepWindow:
+    """Read from the metrics endpoint's thread while the training thread adds: each (samples, seconds)
+    pair is one item of one deque, and readers work on a copy (taken in one C call, so never torn)."""
+
     def __init__(self, size: int) -> None:
-        self._durations: deque[float] = deque(maxlen=size)
-        self._samples: deque[int] = deque(maxlen=size)
+        self._steps: deque[tuple[int, float]] = deque(maxlen=size)
 
     def add(self, duration_s: float, samples: int) -> None:
-        self._durations.append(duration_s)
-        self._samples.append(samples)
+        self._steps.append((samples, duration_s))
 
     def __len__(self) -> int:
-        return len(self._durations)
+        return len(self._steps)
 
     def samples_per_second(self) -> float:
-        total = sum(self._durations)
-        return sum(self._samples) / total if total > 0 else 0.0
+        steps = tuple(self._steps)
+        total = sum(d for _, d in steps)
+        return sum(n for n, _ in steps) / total if total > 0 else 0.0
 
     def rate_stddev(self, scale: float = 1.0) -> float:
         """Sigma of the per-step rate (samples/step_time) times `scale` (world size -> job-wide rate)."""
-        rates = [scale * n / d for n, d in zip(self._samples, self._durations, strict=True) if d > 0]
+        rates = [scale * n / d for n, d in tuple(self._steps) if d > 0]
         return statistics.pstdev(rates) if len(rates) >= 2 else 0.0
 
     def mean_duration(self) -> float:
-        return statistics.fmean(self._durations) if self._durations else 0.0
+        steps = tuple(self._steps)
+        return statistics.fmean(d for _, d in steps) if steps else 0.0
 
 
 class SplitWindow:

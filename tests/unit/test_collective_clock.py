@@ -1,9 +1,11 @@
-"""ddp/collective_clock.py on two real Gloo ranks: the rank that computes slowly waits little in the
-all-reduce, its peer waits for it; a step under no_sync() communicates nothing and measures nothing; the
-wrapped hook still averages the gradients."""
+"""ddp/collective_clock.py on two real Gloo ranks, with DDP's own all-reduce (the clock listens to the
+gradients) and with a compression hook (the clock wraps it): the rank that computes slowly waits little in
+the all-reduce, its peer waits for it; a step under no_sync() communicates nothing and measures nothing;
+the gradients are still averaged."""
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ddp.collective_clock import CollectiveClock
@@ -35,10 +38,10 @@ class SlowOnOneRank(nn.Module):
         return self.layer(x)
 
 
-def _measure(rank: int, _tmp: Path) -> dict[str, Any]:
+def _measure(compressed: bool, rank: int, _tmp: Path) -> dict[str, Any]:
     model = DDP(SlowOnOneRank(DELAY_S if rank == SLOW_RANK else 0.0))
     clock = CollectiveClock(torch.device("cpu"))
-    model.register_comm_hook(state=None, hook=clock.hook)
+    clock.attach(model, default_hooks.fp16_compress_hook if compressed else None)
     out: dict[str, Any] = {}
     for step in range(3):  # the first steps set DDP up; the last one is measured
         clock.start()
@@ -55,12 +58,13 @@ def _measure(rank: int, _tmp: Path) -> dict[str, Any]:
     return out
 
 
-def test_the_waiting_rank_is_the_fast_one(tmp_path: Path) -> None:
-    got = run_ranks(_measure, tmp_path, WORLD)
+@pytest.mark.parametrize("compressed", [False, True], ids=["built-in all-reduce", "fp16 hook"])
+def test_the_waiting_rank_is_the_fast_one(tmp_path: Path, compressed: bool) -> None:
+    got = run_ranks(functools.partial(_measure, compressed), tmp_path, WORLD)
     fast, slow = got[1 - SLOW_RANK], got[SLOW_RANK]
     assert fast["wait"] >= 0.75 * DELAY_S, got  # it waited for its peer's gradients
     assert slow["wait"] < 0.5 * DELAY_S, got  # its peer was ready: the all-reduce ended soon after
     assert fast["wait_no_sync"] is None and slow["wait_no_sync"] is None
-    # The wrapped hook is the plain all-reduce: both ranks hold the mean of the two ranks' gradients.
+    # Both ranks hold the mean of the two ranks' gradients (exact in fp16 too: small integers).
     assert fast["grad"] == slow["grad"]
     assert fast["grad"][0] == pytest.approx([6.0] * 8)  # d(sum)/dW = 4 rows of x; mean of 4*1 and 4*2
