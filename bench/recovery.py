@@ -1,6 +1,7 @@
 """Recovery from a SIGKILLed rank vs a cold start, measured side by side in the same torchrun run.
 
     python bench/recovery.py [--nproc 4] [--repeats 3] [--every-steps 20] [--kill-rank 1] [--target-s 30]
+                             [--warm-start]
 
 Each repeat launches the real trainer under torchrun on this machine (1 node x --nproc, CPU/Gloo, a small
 synthetic workload, a checkpoint every --every-steps steps, torchrun's --max-restarts and --monitor-interval
@@ -13,7 +14,11 @@ from tooling/phases.yml, as the nodes run it) and, in that one run:
   steps lost  the last step completed before the kill - the step the restart resumed from
               (at most one checkpoint interval);
   restart     counted by the trainer (summary.json restarts/incarnations, the log's restart label) with
+              every gradient-sync check of the run in agreement, and
               its cause from torchrun's own log line ("failed (exitcode: -9) local_rank: 1 (pid: ...)").
+
+With --warm-start every rank, at the launch and at the restart alike, is forked from the node's warm pool
+(DDP_WARM_START=1, ddp/warm_pool.py), which imports torch and the trainer once for the run.
 
 Step instants come from the trainer's ECS logs (training.log_every_steps=1 gives one heartbeat record per
 step, with its @timestamp); launch and kill instants are this script's own, on the same wall clock.
@@ -52,6 +57,7 @@ import psutil  # noqa: E402
 from bench.ratio_stats import judge, machine_load, paired_ratio  # noqa: E402
 from ddp.atomic import atomic_write_json  # noqa: E402
 from ddp.ports import free_port_block  # noqa: E402
+from ddp.warm_client import WARM_START_ENV  # noqa: E402
 from tooling.job.torchrun import standalone_torchrun, torchrun_env  # noqa: E402
 from tooling.soak.causes import parse_failure  # noqa: E402
 
@@ -214,9 +220,11 @@ def bench_config(args: argparse.Namespace, out: Path, base_port: int) -> dict[st
     }
 
 
-def trainer_env(monitor_s: float) -> dict[str, str]:
+def trainer_env(monitor_s: float, warm_start: bool) -> dict[str, str]:
     # Restarts are what this measures: the rendezvous switch they need on, whatever the plan says.
     env = torchrun_env(disable_shared_tcp_store=True, monitor_interval_s=monitor_s)
+    if warm_start:
+        env[WARM_START_ENV] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["OMP_NUM_THREADS"] = "1"  # 4 ranks on 2 cores: intra-op threads would only fight each other
     return env
@@ -270,7 +278,7 @@ def run_trial(args: argparse.Namespace, workdir: Path, max_restarts: int, monito
             standalone_torchrun(config, args.nproc, max_restarts, monitor_s),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=trainer_env(monitor_s),
+            env=trainer_env(monitor_s, args.warm_start),
             cwd=workdir,
         )
         killed: float | None = None
@@ -361,12 +369,22 @@ def figures_from_records(
         trial.problems.append("no step after the restart recorded by every rank")
     if trial.restarts != 1:
         trial.problems.append(f"expected 1 restart, the summary counts {trial.restarts}")
+    sync = summary.get("grad_sync") or {}
+    if not sync.get("checks") or sync.get("mismatches"):
+        # The ranks hold the same parameters after the restart as before it: every check agreed.
+        trial.problems.append(f"gradient sync checks after the restart: {sync}")
     lines = launcher_log.read_text(errors="replace").splitlines()
     began, stopped = group_stop_times(lines, killed)
     trial.detected_s = began - killed if began is not None else None
     trial.group_stopped_s = stopped - killed if stopped is not None else None
     failures = [f for f in map(parse_failure, lines) if f is not None]
-    ours = [f for f in failures if f.pid == trial.killed_pid]
+    # Warm, torchrun's child is the rank's launcher process, whose pid torchrun names: one node, so the
+    # killed rank is the failed local rank.
+    ours = [
+        f
+        for f in failures
+        if f.pid == trial.killed_pid or (args.warm_start and f.local_rank == args.kill_rank)
+    ]
     if ours:
         # One node: local rank = global rank.
         trial.cause = f"rank {ours[0].local_rank} (pid {ours[0].pid}) {ours[0].how()}"
@@ -469,6 +487,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout-s", type=float, default=120.0, help="limit per run (default 120 s)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--verbose", action="store_true", help="print torchrun's log of a failed run")
+    parser.add_argument(
+        "--warm-start", action="store_true", help="ranks forked from the warm pool (DDP_WARM_START=1)"
+    )
     args = parser.parse_args(argv)
     if args.nproc < 2:
         parser.error("--nproc must be at least 2 (a rank is killed while the others wait)")

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 
 EXIT_ORPHANED = 4
+# Set by the warm pool in a rank it forks: "<descriptor>:<launcher pid>" (ddp/warm_pool.py).
+LIFELINE_ENV = "DDP_WARM_LIFELINE"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 LastWords = Callable[[str], None]
@@ -92,11 +94,12 @@ class OrphanGuard:
             self._wake.clear()
         self._leave()
 
+    def lost(self) -> str:
+        """What is gone, for the last words."""
+        return f"the torchrun agent (pid {self.parent_pid})"
+
     def _leave(self) -> None:
-        reason = (
-            f"the torchrun agent (pid {self.parent_pid}) is gone; this worker stops so that a relaunch "
-            "finds its ports free"
-        )
+        reason = f"{self.lost()} is gone; this worker stops so that a relaunch finds its ports free"
         # In a thread of their own: a write stuck on a dead file system must not keep the orphan alive.
         speaker = threading.Thread(target=self._say, args=(reason,), name="orphan-last-words", daemon=True)
         speaker.start()
@@ -113,9 +116,42 @@ class OrphanGuard:
             print(f"pid {os.getpid()}: {reason}", file=sys.stderr, flush=True)
 
 
+class LifelineGuard(OrphanGuard):
+    """For a rank forked by the warm pool (ddp/warm_pool.py): its parent is the pool, which outlives the
+    run's launcher processes, so the guard watches a lifeline instead, the read end of a pipe whose write
+    end only the launcher process holds. Reading it blocks until that process is gone, however it went."""
+
+    def __init__(self, lifeline_fd: int, launcher_pid: int, last_words_s: float = 2.0) -> None:
+        super().__init__(launcher_pid, last_words_s=last_words_s)
+        self.lifeline_fd = lifeline_fd
+        self._cut = threading.Event()
+
+    def orphaned(self) -> bool:
+        return self._cut.is_set()
+
+    def lost(self) -> str:
+        return f"the process torchrun started for this rank (pid {self.parent_pid})"
+
+    def start(self, kernel_signal: bool = False) -> OrphanGuard:
+        threading.Thread(target=self._watch, name="orphan-guard", daemon=True).start()
+        return self
+
+    def _watch(self) -> None:
+        with contextlib.suppress(OSError):  # a bad descriptor: as good as cut
+            while os.read(self.lifeline_fd, 1):
+                pass
+        self._cut.set()
+        self._leave()
+
+
 def guard_under_torchrun(environ: Mapping[str, str] = os.environ) -> OrphanGuard | None:
     """A started guard when torchrun launched this process (it gives its workers TORCHELASTIC_RUN_ID);
-    None for a process started on its own, whose parent (a shell) may come and go."""
+    None for a process started on its own, whose parent (a shell) may come and go. A rank forked by the
+    warm pool watches its lifeline (the pool names it in the environment)."""
     if "TORCHELASTIC_RUN_ID" not in environ:
         return None
+    lifeline = environ.get(LIFELINE_ENV)
+    if lifeline:
+        fd, _, launcher = lifeline.partition(":")
+        return LifelineGuard(int(fd), int(launcher or 0)).start()
     return OrphanGuard(os.getppid()).start()

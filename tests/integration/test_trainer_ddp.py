@@ -3,15 +3,19 @@ non-finite policies, a killed rank, the metrics endpoint and convergence on a re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import torch.distributed as dist
@@ -117,7 +121,17 @@ def test_nonfinite_stop_fails_clearly(tmp_path: Path) -> None:
     assert "nonfinite_policy=stop" in result["reason"]
 
 
-def test_killed_rank_restarts_and_resumes_from_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm pool"])
+def test_killed_rank_restarts_and_resumes_from_checkpoint(
+    tmp_path: Path, warm: bool, request: pytest.FixtureRequest
+) -> None:
+    """Warm: the ranks are forked from the run's warm pool (ddp/warm_pool.py) at the launch and at the
+    restart; the kill, the restart and the resume are the same."""
+    env = trainer_env()
+    if warm:
+        runtime = tempfile.mkdtemp(prefix="warm-")  # short: the pool's socket path must fit 107 bytes
+        request.addfinalizer(lambda: shutil.rmtree(runtime, ignore_errors=True))
+        env |= {"DDP_WARM_START": "1", "XDG_RUNTIME_DIR": runtime}
     config = write_config(
         tmp_path,
         "kill",
@@ -139,11 +153,12 @@ def test_killed_rank_restarts_and_resumes_from_checkpoint(tmp_path: Path) -> Non
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=trainer_env(),
+        env=env,
         cwd=tmp_path,
     )
     status_file = run_dir(tmp_path, "kill") / "status" / "rank1.json"
     killed_at = None
+    restarted_by: list[str] = []
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -157,6 +172,12 @@ def test_killed_rank_restarts_and_resumes_from_checkpoint(tmp_path: Path) -> Non
                 break
             time.sleep(0.05)
         assert killed_at is not None, "rank 1 never reached step 60"
+        while time.monotonic() < deadline and proc.poll() is None and not restarted_by:
+            with contextlib.suppress(FileNotFoundError, ValueError, psutil.Error):
+                status = json.loads(status_file.read_text())
+                if status.get("restart_count") == 1:
+                    restarted_by = psutil.Process(status["pid"]).parent().cmdline()
+            time.sleep(0.05)
         output, _ = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
@@ -167,6 +188,9 @@ def test_killed_rank_restarts_and_resumes_from_checkpoint(tmp_path: Path) -> Non
     assert result["restarts"] >= 1
     resumed = result["incarnations"][-1]["resumed_from_step"]
     assert resumed is not None and killed_at - 25 - 5 <= resumed <= killed_at + 5, (killed_at, resumed)
+    assert result["grad_sync"]["checks"] and not result["grad_sync"]["mismatches"], result["grad_sync"]
+    # Who started the restarted rank: the pool, or torchrun's agent itself.
+    assert ("ddp.warm_pool" in restarted_by) == warm, restarted_by
 
 
 def scrape(port: int) -> dict[str, list]:

@@ -1,0 +1,227 @@
+"""The warm start (ddp/warm_client.py, ddp/warm_pool.py) with real processes: an "agent" (torchrun's part)
+starts launcher processes (`python -m ddp.real_ddp_trainer`), which hand their rank to the run's pool; the
+pool forks it. The rank is a light stand-in (tests/unit/warm_targets.py), so torch is never imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ddp.warm_protocol import WarmStartError, private_directory, socket_path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+AGENT = """
+import subprocess, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+launcher = subprocess.Popen(sys.argv[2:], stdout=open(out / "stdout", "w"), stderr=open(out / "stderr", "w"))
+(out / "launcher.pid").write_text(str(launcher.pid))
+(out / "launcher.rc").write_text(str(launcher.wait()))
+"""
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.02)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+class Run:
+    """One agent and its launcher for one rank; `out` holds what they wrote."""
+
+    def __init__(self, agent: subprocess.Popen[bytes], out: Path) -> None:
+        self.agent = agent
+        self.out = out
+
+    def launcher_pid(self) -> int:
+        wait_until((self.out / "launcher.pid").exists, 10, "the agent started its launcher")
+        return int((self.out / "launcher.pid").read_text())
+
+    def finish(self) -> tuple[int, str, str]:
+        self.agent.wait(timeout=60)
+        rc = int((self.out / "launcher.rc").read_text())
+        return rc, (self.out / "stdout").read_text(), (self.out / "stderr").read_text()
+
+
+@pytest.fixture
+def runtime() -> Iterator[Path]:
+    """A short XDG_RUNTIME_DIR: a Unix socket's path must fit in 107 bytes, and pytest's are long."""
+    path = Path(tempfile.mkdtemp(prefix="warm-"))  # mode 0700
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def warm(tmp_path: Path, runtime: Path) -> Iterator[Callable[..., Run]]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "DDP_WARM_START": "1",
+        "TORCHELASTIC_RUN_ID": "warm-test",
+        "DDP_WARM_POOL_TARGET": "tests.unit.warm_targets:main",
+        "WARM_TEST_MARKER": "from the launcher",
+    }
+    agents: list[subprocess.Popen[bytes]] = []
+    count = 0
+
+    def start(*argv: str) -> Run:
+        nonlocal count
+        count += 1
+        out = tmp_path / f"run{count}"
+        out.mkdir()
+        command = [sys.executable, "-m", "ddp.real_ddp_trainer", *argv]
+        agents.append(subprocess.Popen([sys.executable, "-c", AGENT, str(out), *command], env=env, cwd=out))
+        return Run(agents[-1], out)
+
+    yield start
+    for agent in agents:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    # The pool leaves with its agent; whatever of this test is left is ended here.
+    for process in psutil.process_iter(["cmdline"]):
+        if any(str(runtime) in part for part in process.info["cmdline"] or []):
+            process.kill()
+
+
+def test_a_rank_gets_its_launchers_arguments_environment_and_streams(warm: Callable[..., Run]) -> None:
+    run = warm("echo", "two words")
+    rc, stdout, stderr = run.finish()
+    assert rc == 0, stderr
+    seen = json.loads(stdout)
+    assert seen["argv"] == ["echo", "two words"]
+    assert seen["marker"] == "from the launcher"
+    assert seen["cwd"] == str(run.out)
+    assert seen["pid"] != run.launcher_pid()
+    assert seen["sid"] == seen["pid"]  # a session of its own, as torchrun gives its workers
+    assert "warm start" not in stderr  # no fallback to a cold start
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(("exit", "3"), 3), (("exit", "0"), 0), (("die-by", "9"), -9), (("die-by", "15"), -15)],
+    ids=["exit 3", "exit 0", "SIGKILL", "SIGTERM"],
+)
+def test_the_launcher_ends_as_its_rank_ended(
+    warm: Callable[..., Run], argv: tuple[str, str], expected: int
+) -> None:
+    rc, _, stderr = warm(*argv).finish()
+    assert rc == expected, stderr
+
+
+def test_a_signal_to_the_launcher_reaches_the_rank(warm: Callable[..., Run], tmp_path: Path) -> None:
+    run = warm("wait", str(tmp_path))
+    wait_until((tmp_path / "pid").exists, 30, "the rank started")
+    os.kill(run.launcher_pid(), signal.SIGTERM)  # what torchrun sends to stop its workers
+    rc, _, stderr = run.finish()
+    assert rc == 15, stderr  # the rank's SIGTERM handler exits with 15
+
+
+def test_a_killed_launcher_takes_its_rank_with_it(warm: Callable[..., Run], tmp_path: Path) -> None:
+    run = warm("wait", str(tmp_path))
+    wait_until((tmp_path / "pid").exists, 30, "the rank started")
+    rank = int((tmp_path / "pid").read_text())
+    launcher = run.launcher_pid()
+    os.kill(launcher, signal.SIGKILL)
+    wait_until(lambda: gone(rank), 10, f"the rank (pid {rank}) stopped with its launcher")
+    last_words = (tmp_path / "last_words").read_text()
+    assert last_words.startswith(f"the process torchrun started for this rank (pid {launcher}) is gone")
+
+
+def test_an_agent_killed_takes_its_launchers_ranks_and_pool(
+    warm: Callable[..., Run], tmp_path: Path, runtime: Path
+) -> None:
+    """torchrun's agent SIGKILLed (the OOM killer): its launcher processes notice (their orphan guard),
+    their ranks' lifelines close, and the pool, which watches the agent, goes too."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    runs = [warm("wait", str(first)), warm("wait", str(second))]
+    wait_until(lambda: (first / "pid").exists() and (second / "pid").exists(), 30, "both ranks started")
+    ranks = [int((d / "pid").read_text()) for d in (first, second)]
+    pools = {psutil.Process(rank).ppid() for rank in ranks}
+    launchers = {run.launcher_pid() for run in runs}
+    assert not pools & launchers  # each rank's parent is a pool, never its launcher
+    sockets = runtime / "ddp-warm"
+    assert len(list(sockets.glob("*.sock"))) == 2  # one pool per agent
+    for run in runs:
+        run.agent.kill()
+        run.agent.wait()
+    wait_until(lambda: all(gone(pid) for pid in [*launchers, *ranks, *pools]), 15, "all of them gone")
+    wait_until(lambda: not list(sockets.glob("*.sock")), 5, "the pools' sockets removed")
+
+
+def test_ranks_launched_by_one_agent_share_its_pool(runtime: Path) -> None:
+    """Several launchers of one agent (a node's local ranks) come to the same pool, started once."""
+    script = """
+import json, os, subprocess, sys
+children = [subprocess.Popen([sys.executable, "-m", "ddp.real_ddp_trainer", "echo"], stdout=subprocess.PIPE)
+            for _ in range(3)]
+print(json.dumps([json.loads(c.communicate()[0]) for c in children]))
+"""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "DDP_WARM_START": "1",
+        "TORCHELASTIC_RUN_ID": "warm-test",
+        "DDP_WARM_POOL_TARGET": "tests.unit.warm_targets:main",
+    }
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    ranks = json.loads(done.stdout)
+    assert len({rank["pid"] for rank in ranks}) == 3
+    assert len({rank["ppid"] for rank in ranks}) == 1  # one pool, started once for the three
+    logs = list((runtime / "ddp-warm").glob("*.log"))
+    assert not logs or all(not log.read_text() for log in logs), [log.read_text() for log in logs]
+    wait_until(lambda: not list((runtime / "ddp-warm").glob("*.sock")), 5, "the pool left with its agent")
+
+
+def test_a_directory_others_could_enter_is_refused(tmp_path: Path) -> None:
+    loose = tmp_path / "ddp-warm"
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+    with pytest.raises(WarmStartError, match="mode 0700"):
+        private_directory({"XDG_RUNTIME_DIR": str(tmp_path)})
+    loose.rmdir()
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    loose.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(WarmStartError, match="not a directory"):
+        private_directory({"XDG_RUNTIME_DIR": str(tmp_path)})
+
+
+def test_without_a_private_directory_the_rank_starts_cold(
+    warm: Callable[..., Run], tmp_path: Path, runtime: Path
+) -> None:
+    (runtime / "ddp-warm").mkdir(mode=0o777)
+    (runtime / "ddp-warm").chmod(0o777)
+    rc, _, stderr = warm("--config", str(tmp_path / "missing.yaml"), "--check").finish()
+    assert "warm start unavailable" in stderr and "mode 0700" in stderr, stderr
+    # The trainer itself ran here: it names the missing config.
+    assert rc == 2 and "missing.yaml" in stderr, stderr
+
+
+def test_a_socket_path_too_long_is_named() -> None:
+    with pytest.raises(WarmStartError, match="XDG_RUNTIME_DIR at a shorter directory"):
+        socket_path(Path("/run/" + "x" * 100), "run-1", 1234)
+    assert len(bytes(socket_path(Path("/run/user/1000/ddp-warm"), "r" * 500, 1234))) <= 107 - 12
