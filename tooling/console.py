@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
@@ -46,6 +47,17 @@ def print_next(what: str, out: Console | None = None) -> None:
     """The last line of a long command: what to run next (`next: tooling gate --phase 1 --run ...`), worded
     alike by every command. Never highlighted or wrapped: it is copied and pasted whole."""
     (out or console).print(f"next: {what}", highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any, out: Console | None = None) -> None:
+    """`Console.print_json(data=...)`. Its colouring takes seconds for the megabytes of a large site's plan;
+    where nothing is coloured (not a terminal, not recorded) the same text is written as it is."""
+    out = out or console
+    if out.is_terminal or out.record:
+        out.print_json(data=data)
+        return
+    # What rich's JSON renderable holds before it colours it, with print's closing newline.
+    out.file.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def display_error(message: str, hint: str | None = None) -> None:

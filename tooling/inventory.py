@@ -21,9 +21,10 @@ import yaml
 
 from ddp.config_errors import ConfigError, SafeLoader, read_yaml
 from tooling.console import ToolingError
+from tooling.inventory_plugins import listing_environment
 from tooling.inventory_values import HOST_KEY, Setting, settings_in, settle
 from tooling.remote import SshTarget
-from tooling.runner import PROJECT_ROOT, get_inventory
+from tooling.runner import PROJECT_ROOT, InventoryListing
 from tooling.vault import VAULT_HEADER, Vault, VaultError, is_vaulted
 
 if TYPE_CHECKING:
@@ -339,10 +340,21 @@ def load_inventory(path: Path, vault: Vault | None = None) -> dict[str, Any]:
             f"inventory not found: {path}", hint="pass --inventory DIR (e.g. inventory/sandbox)"
         )
     vault = vault or Vault()
-    settings = check_inventory_files(path, vault)
+    plugins = listing_environment(inventory_sources(path), PROJECT_ROOT / "ansible.cfg")
     try:
-        inventory = get_inventory(path)
+        listing = InventoryListing(path, environment=plugins)
     except (FileNotFoundError, ValueError) as exc:
+        raise ToolingError(str(exc)) from None
+    # The files are checked while ansible-inventory lists them (a tenth of a second at a thousand hosts);
+    # a problem found there is still what is reported.
+    try:
+        settings = check_inventory_files(path, vault)
+    except BaseException:
+        listing.cancel()
+        raise
+    try:
+        inventory = listing.result()
+    except ValueError as exc:
         raise ToolingError(str(exc)) from None
     settle(inventory, sorted(all_hosts(inventory), key=natural_key), path, settings, vault)
     return inventory

@@ -24,7 +24,15 @@ from tooling.cli_options import (
     YesOption,
     phase_option,
 )
-from tooling.console import EXIT_CHECK_FAILED, ToolingError, confirm, console, err_console, print_next
+from tooling.console import (
+    EXIT_CHECK_FAILED,
+    ToolingError,
+    confirm,
+    console,
+    err_console,
+    print_json,
+    print_next,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -192,7 +200,7 @@ def _show_plan(request: DeployRequest, offline: bool, as_json: bool) -> None:
         progress=None if as_json else err_console,
     )
     if as_json:
-        console.print_json(data=shown.as_dict())
+        print_json(shown.as_dict())
     else:
         print_preview(console, shown)
     if shown.unreachable:

@@ -475,37 +475,76 @@ def run_playbook(
     )
 
 
-def get_inventory(inventory: str | Path, project_dir: str | Path = PROJECT_ROOT) -> dict[str, Any]:
-    """`ansible-inventory --list` of `inventory`: groups, their hosts and hostvars as a dict.
+class InventoryListing:
+    """`ansible-inventory --list` of `inventory`, running while the caller does other work: result() waits
+    for it and gives groups, their hosts and hostvars as a dict; cancel() stops it. `environment` is added
+    to ansible-inventory's (tooling.inventory_plugins).
 
     ansible-inventory writes its listing to a file read here in one go: through ansible-runner each line
     of it became an event, a JSON file and a callback, most of the cost at a thousand hosts. The vault
     secrets configured for this process (tooling.vault) apply, so a vault-encrypted vars file is listed
-    decrypted; the listing therefore goes to a temporary directory, removed before this returns.
+    decrypted; the listing therefore goes to a temporary directory, removed when the listing is read or
+    cancelled.
     """
-    import json
-    import shutil
-    import subprocess
 
-    inventory_path = Path(inventory).resolve()
-    if not inventory_path.exists():
-        raise FileNotFoundError(f"inventory not found: {inventory_path}")
-    project = Path(project_dir).resolve()
-    path = path_with_ansible()
-    env = {**os.environ, "ANSIBLE_CONFIG": str(project / "ansible.cfg"), "PATH": path}
-    with tempfile.TemporaryDirectory(prefix="tooling-inventory-") as scratch:
-        listing = Path(scratch) / "inventory.json"
+    def __init__(
+        self,
+        inventory: str | Path,
+        project_dir: str | Path = PROJECT_ROOT,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
+        import shutil
+        import subprocess
+
+        self.inventory = Path(inventory).resolve()
+        if not self.inventory.exists():
+            raise FileNotFoundError(f"inventory not found: {self.inventory}")
+        project = Path(project_dir).resolve()
+        path = path_with_ansible()
+        env = {
+            **os.environ,
+            **(environment or {}),
+            "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+            "PATH": path,
+        }
+        self._scratch = tempfile.TemporaryDirectory(prefix="tooling-inventory-")
+        self._listing = Path(self._scratch.name) / "inventory.json"
         program = shutil.which("ansible-inventory", path=path) or "ansible-inventory"
-        argv = [program, "-i", str(inventory_path), "--list", "--output", str(listing)]
+        argv = [program, "-i", str(self.inventory), "--list", "--output", str(self._listing)]
         try:
-            done = subprocess.run(argv, env=env, cwd=project, capture_output=True, text=True, check=False)
+            self._process = subprocess.Popen(
+                argv, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
         except OSError as exc:
-            raise ValueError(f"cannot read inventory {inventory_path}: ansible-inventory: {exc}") from None
+            self._scratch.cleanup()
+            raise ValueError(f"cannot read inventory {self.inventory}: ansible-inventory: {exc}") from None
+
+    def result(self) -> dict[str, Any]:
+        import json
+
         try:
-            data = json.loads(listing.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            why = (done.stderr or done.stdout or f"ansible-inventory exited {done.returncode}").strip()
-            raise ValueError(f"cannot read inventory {inventory_path}: {why}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"cannot read inventory {inventory_path}: unexpected output")
-    return data
+            stdout, stderr = self._process.communicate()
+            try:
+                data = json.loads(self._listing.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                why = (stderr or stdout or f"ansible-inventory exited {self._process.returncode}").strip()
+                raise ValueError(f"cannot read inventory {self.inventory}: {why}") from None
+        finally:
+            self._scratch.cleanup()
+        if not isinstance(data, dict):
+            raise ValueError(f"cannot read inventory {self.inventory}: unexpected output")
+        return data
+
+    def cancel(self) -> None:
+        self._process.kill()
+        self._process.communicate()
+        self._scratch.cleanup()
+
+
+def get_inventory(
+    inventory: str | Path,
+    project_dir: str | Path = PROJECT_ROOT,
+    environment: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """`ansible-inventory --list` of `inventory` (InventoryListing), waited for."""
+    return InventoryListing(inventory, project_dir, environment).result()

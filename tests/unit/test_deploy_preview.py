@@ -332,21 +332,40 @@ def test_offline_plan_of_a_generated_ipv6_site(tmp_path: Path, monkeypatch: pyte
         assert node["run_dir"] == shown["nodes"][0]["run_dir"]
 
 
-def test_the_trainer_config_is_read_once_for_the_same_settings(
+def test_the_trainer_config_files_are_read_once_for_the_same_overrides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tooling.job import preview
+    """Each node's --set items differ (its own metrics address): the config's files are read once per
+    distinct overrides, each node's items validated on that, and the directories are load_config's."""
+    from ddp.config_errors import ConfigError
+    from tooling.job import run_directories
 
-    calls: list[tuple[str, ...]] = []
-    real = preview._directories
+    reads: list[object] = []
+    real = run_directories.load_config
 
-    def counted(launch: Any, overrides: Any, sets: list[str], where: Path) -> tuple[str, str]:
-        calls.append(tuple(sets))
-        return real(launch, overrides, sets, where)
+    def counted(path: Any, sets: Any = None, overlay: Any = None) -> Any:
+        reads.append(sets)
+        return real(path, sets, overlay)
 
-    monkeypatch.setattr(preview, "_directories", counted)
-    directories = preview._DirectoriesOnce({"config": "ddp/configs/phase2a.yaml"})
-    same = [directories({}, ["run.name=a"], tmp_path) for _ in range(3)]
-    other = directories({"checkpoint": {"dir": "/shared/ckpt"}}, ["run.name=a"], tmp_path)
-    assert same[0] == same[1] == same[2] and other[1] == "/shared/ckpt" != same[0][1]
-    assert calls == [("run.name=a",), ("run.name=a",)]
+    monkeypatch.setattr(run_directories, "load_config", counted)
+    launch = {"config": "ddp/configs/phase2a.yaml"}
+    phase = run_directories.PhaseDirectories(launch)
+    nodes = [
+        ["run.name=a", f"metrics.bind_address=10.0.0.{i}", "metrics.base_port=9600"] for i in range(1, 4)
+    ]
+    moved = {"checkpoint": {"dir": "/shared/ckpt"}}
+    cases = [({}, sets) for sets in nodes]
+    cases += [(moved, nodes[0]), ({}, [*nodes[0][:2], "run.output_dir=/x"])]  # an item of its own, apart
+    cases += [({}, ["run.name=b", "metrics.bind_address=10.0.0.9", "run=1"])]  # not apart: all its items
+    shown = [phase(overrides, sets, tmp_path) for overrides, sets in cases[:-1]]
+    assert reads == [None, None], "the files are read once per distinct overrides, without any node's items"
+    with pytest.raises(ConfigError, match="run: expected"):
+        phase(*cases[-1], tmp_path)  # as load_config fails: a value where the section goes
+    monkeypatch.setattr(run_directories, "load_config", real)
+    assert shown == [
+        run_directories.directories(launch, overrides, sets, tmp_path) for overrides, sets in cases[:-1]
+    ]
+    assert shown[3][1] == "/shared/ckpt" and shown[4][0] == "/x/a"
+    # A node whose own item the trainer would refuse fails as load_config fails, naming the --set.
+    with pytest.raises(ConfigError, match=r"--set metrics\.bind_address=0\.0\.0\.0"):
+        phase({}, ["run.name=a", "metrics.bind_address=0.0.0.0", "metrics.base_port=9600"], tmp_path)

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         [
             "tooling.runner",
             "tooling.inventory",
+            "tooling.inventory_plugins",
             "tooling.inventory_values",
             "tooling.vault",
             "tooling.remote",

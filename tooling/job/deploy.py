@@ -199,10 +199,15 @@ def build_plan(request: DeployRequest, plan: PhasePlan, out: Console = console) 
     )
 
 
+def task_failure_line(host: str, task: str, message: str) -> str:
+    """One failed task of one host, as failure_detail says it."""
+    return f"{host}: task {task!r}: {message}"
+
+
 def failure_detail(result: RunResult) -> str:
     """What stopped a playbook, a line per unreachable host and failed task (the first 20)."""
     lines = [f"{host}: unreachable: {reason}" for host, reason in result.unreachable.items()]
-    lines += [f"{f.host}: task {f.task!r}: {f.message}" for f in result.hard_failures()]
+    lines += [task_failure_line(f.host, f.task, f.message) for f in result.hard_failures()]
     return "\n".join(lines[:20]) or result.explanation
 
 

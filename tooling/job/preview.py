@@ -1,13 +1,14 @@
 """`tooling deploy --phase P --plan`: what a deploy would do, per node, changing and launching nothing.
 
 Nothing here derives the launch a second time. The deploy is worked out by `build_plan` (run id, settings,
-extra vars), exactly as a deploy does. Each node's launch comes from role ddp_trainer itself: the play
-playbooks/plan.yml runs the role's phase derivation (the `ddp_launch` filter over tooling/plan/launch.py)
-and renders the node's launcher and environment files from the same templates configure and launch write
-on the node, with the inventory's real host and group variables, but only on the control machine: it
-connects to no node. The command line is then what that launcher's own `--dry-run` prints, run here in
-a scratch directory; the environment is the files the unit reads (EnvironmentFile); the run and
-checkpoint directories are what the trainer's config (ddp.config) makes of the launcher's settings.
+extra vars), exactly as a deploy does. Each node's launch comes from role ddp_trainer itself: playbooks/
+plan.yml's work (the role's phase derivation, the `ddp_launch` filter over tooling/plan/launch.py, and the
+node's launcher and environment files rendered from the templates configure and launch write on the node,
+with the inventory's real host and group variables), done in one pass in this process, or by the play
+itself where that pass cannot be exact (tooling.job.plan_source); it connects to no node. The command line
+is then what that launcher's own `--dry-run` prints, run here in a scratch directory
+(tooling.job.launcher_dry_runs); the environment is the files the unit reads (EnvironmentFile); the run
+and checkpoint directories are what the trainer's config (ddp.config) makes of the launcher's settings.
 
 Unless offline, the playbooks the deploy would run before launching (`preparation_steps`) then run in
 check mode with diff, and what they would change is summarised per node and role. A node Ansible cannot
@@ -17,33 +18,25 @@ scratch directory that is removed: a plan leaves no state and no deployment reco
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 
-from ddp.config import load_config
 from tooling.console import ToolingError, err_console
 from tooling.job.check_changes import HostChanges, delegate_names, merge, summarise
-from tooling.job.deploy import DeployRequest, Plan, build_plan, failure_detail, preparation_steps
+from tooling.job.deploy import DeployRequest, Plan, build_plan, preparation_steps
+from tooling.job.launcher_dry_runs import command_lines
+from tooling.job.plan_source import planned, preparing
+from tooling.job.run_directories import PhaseDirectories
 from tooling.plan.phases import PhasePlan
-from tooling.runner import PROJECT_ROOT, RunResult, run_playbook
+from tooling.runner import run_playbook
 
-PLAN_PLAYBOOK = "playbooks/plan.yml"
-# What playbooks/plan.yml publishes with set_stats (roles/ddp_trainer/tasks/plan.yml).
-PLAN_STATS_KEY = "ddp_plan"
-# The launcher's name in the scratch directory (the files it reads are named by plan.yml).
-LAUNCHER = "ddp-launch"
 TRAINER_MODULE = "ddp.real_ddp_trainer"
-DRY_RUN_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -84,7 +77,13 @@ class DeployPreview:
     other_hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. the monitoring host
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What dataclasses.asdict gives, without copying (its deep copy took a third of a second at a
+        thousand nodes): the result is only read, to be shown."""
+        shown = {item.name: getattr(self, item.name) for item in fields(self)}
+        shown["nodes"] = [
+            {item.name: getattr(node, item.name) for item in fields(node)} for node in self.nodes
+        ]
+        return shown
 
     @property
     def unreachable(self) -> list[str]:
@@ -117,65 +116,6 @@ def trainer_arguments(command: list[str]) -> tuple[str, list[str]]:
     return config, sets
 
 
-def dry_run(host: str, files: Mapping[str, Any], where: Path) -> tuple[list[str], str]:
-    """The node's launcher's own `--dry-run`, in `where` next to its environment and run files."""
-    where.mkdir(parents=True)
-    (where / LAUNCHER).write_text(str(files["launcher"]), encoding="utf-8")
-    for name, text in dict(files["files"]).items():
-        (where / Path(str(name)).name).write_text(str(text), encoding="utf-8")
-    # A clean environment: the launcher reads the run id and settings from its files, as the unit's start
-    # does.
-    env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}
-    try:
-        done = subprocess.run(
-            ["bash", LAUNCHER, "--dry-run"],
-            cwd=where,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=DRY_RUN_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ToolingError(f"{host}: could not run the launcher's --dry-run here: {exc}") from None
-    line = done.stdout.strip()
-    if done.returncode != 0 or not line:
-        raise ToolingError(
-            f"{host}: the launcher's --dry-run failed (exit {done.returncode}): "
-            f"{done.stderr.strip() or 'no output'}",
-            hint="it needs bash 4.4 or later on this machine",
-        )
-    return shlex.split(line), line
-
-
-def _directories(
-    launch: Mapping[str, Any], overrides: Mapping[str, Any], sets: list[str], where: Path
-) -> tuple[str, str]:
-    """The run and checkpoint directories the trainer derives from the node's config and settings."""
-    overlay = None
-    if overrides:
-        overlay = where / "ddp_trainer_config_overrides.yaml"
-        overlay.write_text(yaml.safe_dump(dict(overrides), sort_keys=True), encoding="utf-8")
-    config = load_config(PROJECT_ROOT / str(launch["config"]), sets, overlay)
-    return str(config.run_dir), str(config.checkpoint_dir)
-
-
-class _DirectoriesOnce:
-    """`_directories`, worked out once for each distinct overrides and --set items: the nodes of a phase
-    nearly always share them, and loading and validating the trainer's config (milliseconds) once per node
-    made seconds at a thousand nodes."""
-
-    def __init__(self, launch: Mapping[str, Any]) -> None:
-        self.launch = launch
-        self.known: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
-
-    def __call__(self, overrides: Mapping[str, Any], sets: list[str], where: Path) -> tuple[str, str]:
-        key = (yaml.safe_dump(dict(overrides), sort_keys=True), tuple(sets))
-        if key not in self.known:
-            self.known[key] = _directories(self.launch, overrides, sets, where)
-        return self.known[key]
-
-
 def _connection(host_vars: Mapping[str, Any], host: str) -> dict[str, Any]:
     become = str(host_vars.get("ansible_become", False)).strip().lower() in ("1", "true", "yes", "on")
     return {
@@ -200,13 +140,6 @@ def ansible_state(host: str, changes: dict[str, HostChanges] | None, problems: l
         return {"status": "unreachable", "reason": found.unreachable}
     status = "incomplete" if found.failures else "checked"
     return {"status": status, **found.as_dict()}
-
-
-def _raise_unless_planned(result: RunResult) -> dict[str, Any]:
-    published = result.published(PLAN_STATS_KEY)
-    if result.ok and published.get("nodes"):
-        return published
-    raise ToolingError(f"{PLAN_PLAYBOOK} could not work out the launch:\n{failure_detail(result)}")
 
 
 def _check(
@@ -246,41 +179,27 @@ def preview(
 ) -> DeployPreview:
     """The deploy of `request`, worked out per node. `verification` names the pre-flight check the deploy
     runs for the loaded inventory (it lives a layer above jobs: tooling.verify)."""
+    prepared = preparing()  # while build_plan lists the inventory
     deploy_plan = build_plan(request, plan, out=err_console)
     with tempfile.TemporaryDirectory(prefix="tooling-plan-") as scratch:
         work = Path(scratch)
-        planned = run_playbook(
-            PLAN_PLAYBOOK,
-            inventory=request.inventory,
-            runs_dir=work / "ansible",
-            limit=deploy_plan.limit,
-            extravars=deploy_plan.extravars,
-            label=f"plan-{deploy_plan.group}",
-            console=progress,
-            progress=progress is not None,
-        )
-        published = _raise_unless_planned(planned)
+        published = planned(request, deploy_plan, work / "ansible", progress, err_console, prepared)
         launch, files = published["launch"], published["nodes"]
         changes, problems = (
             (None, []) if offline else _check(request, deploy_plan, work / "ansible", progress)
         )
         hostvars = (deploy_plan.inventory.get("_meta") or {}).get("hostvars") or {}
         nodes = []
-        directories = _DirectoriesOnce(launch)
-        # The launchers' --dry-runs are separate bash processes: run side by side, in the nodes' order.
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            hosts = launch["hosts"]
-            dry_runs = pool.map(lambda host: dry_run(host, files[host], work / "nodes" / host), hosts)
-            launched = list(zip(hosts, dry_runs, strict=True))
+        directories = PhaseDirectories(launch)
+        commands = command_lines(files, launch["addresses"], launch["hosts"], work / "launchers")
         # Each node's ranks, in one pass over the targets (a scan per node grows with the square of nodes).
         ranks_of: dict[str, list[tuple[str, str]]] = {host: [] for host in launch["hosts"]}
         for target, url in zip(launch["metrics_targets"], launch["metrics_endpoints"], strict=True):
             ranks_of[target["node"]].append((target["target"], url))
-        for order, (host, (command, line)) in enumerate(launched, start=1):
+        for order, host in enumerate(launch["hosts"], start=1):
+            command, line = commands[host]
             _, sets = trainer_arguments(command)
-            run_dir, checkpoint_dir = directories(
-                files[host].get("config_overrides") or {}, sets, work / "nodes" / host
-            )
+            run_dir, checkpoint_dir = directories(files[host].get("config_overrides") or {}, sets, work)
             ranks = ranks_of[host]
             nodes.append(
                 NodePreview(
