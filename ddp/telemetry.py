@@ -195,6 +195,7 @@ class Telemetry:
         if result.probe is not None:
             p = result.probe
             self.overhead.add(p.sync_fwd_bwd, p.nosync_fwd_bwd, p.step_seconds)
+            self._publish_overhead()  # the estimate changes only with a new probe
         m, n, loss = self.metrics, self.samples_per_step, result.loss
         self.window.add(result.seconds, n)
         self.stats.add_step(result.seconds, n)
@@ -215,14 +216,18 @@ class Telemetry:
         m.step.set(self.counters.steps)
         m.epoch.set(self.position.epoch)
         m.samples_per_second.set(self.window.samples_per_second())
+
+    def _publish_overhead(self) -> None:
         estimate = self.overhead.estimate()
-        if estimate is not None:
-            m.comm_overhead.set(estimate.ratio)
-            m.sync_step_seconds.set(estimate.sync_seconds)
-            m.nosync_step_seconds.set(estimate.nosync_seconds)
-            self.stats.comm_overhead_ratio = estimate.ratio
-            self.stats.sync_step_seconds = estimate.sync_seconds
-            self.stats.nosync_step_seconds = estimate.nosync_seconds
+        if estimate is None:
+            return
+        m = self.metrics
+        m.comm_overhead.set(estimate.ratio)
+        m.sync_step_seconds.set(estimate.sync_seconds)
+        m.nosync_step_seconds.set(estimate.nosync_seconds)
+        self.stats.comm_overhead_ratio = estimate.ratio
+        self.stats.sync_step_seconds = estimate.sync_seconds
+        self.stats.nosync_step_seconds = estimate.nosync_seconds
 
     def on_sync_check(self, result: SyncCheck) -> None:
         c = self.counters
