@@ -250,7 +250,8 @@ def _ddp_trainer_vars(tmp_path: Path) -> dict[str, Any]:
     (project / "ddp").mkdir(parents=True)
     (project / "ddp" / "__init__.py").write_text("VERSION = '0.1.0'\n")
     (project / "ddp" / "config.py").write_text("")
-    (project / "ddp" / "real_ddp_trainer.py").write_text("import torch, tinydep\n")
+    (project / "ddp" / "real_ddp_trainer.py").write_text("")
+    (project / "ddp" / "rank_main.py").write_text("import torch, tinydep\n")
     (project / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "demo"\nversion = "0.1.0"\ndependencies = ["torch", "tinydep>=1"]\n'
