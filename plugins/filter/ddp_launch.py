@@ -12,7 +12,7 @@ tooling.plan.role_launch.role_launch in-process.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,35 +29,11 @@ from tooling.plan.launch import LaunchError, run_root  # noqa: E402
 from tooling.plan.role_launch import role_launch  # noqa: E402
 
 
-def ddp_launch(
-    plan_file: str,
-    *,
-    hostvars: Mapping[str, Mapping[str, Any]],
-    groups: Mapping[str, Sequence[str]],
-    phases: Any = None,
-    rendezvous: Any = None,
-    metrics: Any = None,
-    phase: Any = "",
-    play_hosts: Sequence[str] | None = None,
-    nodes_group: str = "nodes",
-    rendezvous_host: str = "",
-    exclude: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """The phase's launch (tooling.plan.launch.Launch.as_vars) for the roles."""
+def ddp_launch(plan_file: str, **settings: Any) -> dict[str, Any]:
+    """The phase's launch (tooling.plan.launch.Launch.as_vars) for the roles; `settings` are
+    tooling.plan.role_launch.role_launch's keywords (hostvars, groups, phase, ...)."""
     try:
-        return role_launch(
-            plan_file,
-            hostvars=hostvars,
-            groups=groups,
-            phases=phases,
-            rendezvous=rendezvous,
-            metrics=metrics,
-            phase=phase,
-            play_hosts=play_hosts,
-            nodes_group=nodes_group,
-            rendezvous_host=rendezvous_host,
-            exclude=exclude,
-        )
+        return role_launch(plan_file, **settings)
     except (ConfigError, LaunchError) as exc:
         raise AnsibleFilterError(str(exc)) from None
 

@@ -63,6 +63,18 @@ class Run:
         return rc, (self.out / "stdout").read_text(), (self.out / "stderr").read_text()
 
 
+def warm_env(runtime: Path) -> dict[str, str]:
+    """A launcher's environment under torchrun with the warm start asked for, the light rank as target."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "DDP_WARM_START": "1",
+        "TORCHELASTIC_RUN_ID": "warm-test",
+        "DDP_WARM_POOL_TARGET": "tests.unit.warm_targets:main",
+    }
+
+
 @pytest.fixture
 def runtime() -> Iterator[Path]:
     """A short XDG_RUNTIME_DIR: a Unix socket's path must fit in 107 bytes, and pytest's are long."""
@@ -73,15 +85,7 @@ def runtime() -> Iterator[Path]:
 
 @pytest.fixture
 def warm(tmp_path: Path, runtime: Path) -> Iterator[Callable[..., Run]]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "XDG_RUNTIME_DIR": str(runtime),
-        "DDP_WARM_START": "1",
-        "TORCHELASTIC_RUN_ID": "warm-test",
-        "DDP_WARM_POOL_TARGET": "tests.unit.warm_targets:main",
-        "WARM_TEST_MARKER": "from the launcher",
-    }
+    env = {**warm_env(runtime), "WARM_TEST_MARKER": "from the launcher"}
     agents: list[subprocess.Popen[bytes]] = []
     count = 0
 
@@ -180,15 +184,9 @@ children = [subprocess.Popen([sys.executable, "-m", "ddp.real_ddp_trainer", "ech
             for _ in range(3)]
 print(json.dumps([json.loads(c.communicate()[0]) for c in children]))
 """
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "XDG_RUNTIME_DIR": str(runtime),
-        "DDP_WARM_START": "1",
-        "TORCHELASTIC_RUN_ID": "warm-test",
-        "DDP_WARM_POOL_TARGET": "tests.unit.warm_targets:main",
-    }
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=warm_env(runtime), capture_output=True, text=True, timeout=60
+    )
     ranks = json.loads(done.stdout)
     assert len({rank["pid"] for rank in ranks}) == 3
     assert len({rank["ppid"] for rank in ranks}) == 1  # one pool, started once for the three
