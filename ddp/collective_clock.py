@@ -25,6 +25,7 @@ anyway: the clock wraps it and notes each bucket, so the measurement never chang
 # No `from __future__ import annotations`: DDP's register_comm_hook checks the hook's annotations as
 # objects (dist.GradBucket, torch.futures.Future[torch.Tensor]) and refuses them as strings.
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -51,8 +52,17 @@ class CollectiveClock:
             self._inner = compression
             model.register_comm_hook(state=None, hook=self.hook)
             return
-        # Under no_sync() nothing is communicated, so nothing is timed (DDP clears this flag there).
-        self._synced = lambda: bool(model.require_backward_grad_sync)
+        # Under no_sync() nothing is communicated, so nothing is timed (DDP clears this flag there). A weak
+        # reference: the parameters hold these hooks, and a model reachable from its own hooks would live
+        # until the interpreter's final collection, past destroy_process_group (a rank then died of SIGABRT,
+        # "terminate called without an active exception", on its way out).
+        model_ref = weakref.ref(model)
+
+        def synced() -> bool:
+            live = model_ref()
+            return live is not None and bool(live.require_backward_grad_sync)
+
+        self._synced = synced
         for param in model.parameters():
             if param.requires_grad:
                 param.register_post_accumulate_grad_hook(self._gradient_ready)

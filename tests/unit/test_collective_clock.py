@@ -6,7 +6,9 @@ the gradients are still averaged."""
 from __future__ import annotations
 
 import functools
+import gc
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +70,21 @@ def test_the_waiting_rank_is_the_fast_one(tmp_path: Path, compressed: bool) -> N
     # Both ranks hold the mean of the two ranks' gradients (exact in fp16 too: small integers).
     assert fast["grad"] == slow["grad"]
     assert fast["grad"][0] == pytest.approx([6.0] * 8)  # d(sum)/dW = 4 rows of x; mean of 4*1 and 4*2
+
+
+def _freed_without_the_cycle_collector(rank: int, _tmp: Path) -> bool:
+    model = DDP(nn.Linear(4, 2))
+    CollectiveClock(torch.device("cpu")).attach(model)
+    gc.disable()
+    try:
+        ref = weakref.ref(model)
+        del model
+        return ref() is None
+    finally:
+        gc.enable()
+
+
+def test_the_clock_keeps_no_model_alive(tmp_path: Path) -> None:
+    """The parameters hold the clock's hooks; were the model reachable from them, it would live until the
+    interpreter's last collection, after the process group is destroyed (a rank died there of SIGABRT)."""
+    assert run_ranks(_freed_without_the_cycle_collector, tmp_path, 1) == {0: True}
