@@ -1,6 +1,6 @@
 """Trainer (all instrumentation on) vs a bare DDP loop: same model, batch, world size, data, optimizer.
 
-    python bench/trainer_overhead.py [--nproc 2] [--steps 100] [--rounds 7] [--breakdown]
+    python bench/trainer_overhead.py [--ranks 2] [--steps 100] [--rounds 7] [--breakdown]
 
 Runs itself under torchrun. In one process group it alternates a bare loop and the real Trainer for
 `--steps` steps each, `--rounds` times (the order rotates every round so drift hits every side), and prints
@@ -47,7 +47,8 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--nproc", type=int, default=2)
+    # Not --nproc: torchrun re-reads this script's arguments and takes --nproc for its own --nproc-per-node.
+    parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--hidden", type=int, default=1024)
@@ -192,7 +193,7 @@ def main() -> int:
             "-m",
             "torch.distributed.run",
             "--standalone",
-            f"--nproc-per-node={args.nproc}",
+            f"--nproc-per-node={args.ranks}",
             __file__,
             *sys.argv[1:],
         ]
