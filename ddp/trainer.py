@@ -163,9 +163,9 @@ class Trainer:
     def _nonfinite_gradients(self) -> float | None:
         """None when every gradient element is finite (checked after clipping them, when asked: then an
         infinite norm counts too, as it cannot clip); else the gradients' norm, NaN or inf, for the
-        message. Without clipping no norm is needed: one sum per gradient costs a third of a norm (0.17
-        against 0.57 ms a step for 3.7 M parameters here), and a NaN or inf element makes its sum
-        non-finite. Finite elements can overflow a sum too: then each element is checked."""
+        message. Without clipping no norm is needed: one sum per gradient costs less than a norm (3.7 M
+        parameters on the one thread a rank has here: 0.42 against 0.66 ms), and a NaN or inf element
+        makes its sum non-finite. Finite elements can overflow a sum too: then each element is checked."""
         grads = [p.grad for p in self._params if p.grad is not None]
         if not grads:
             return None

@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +22,9 @@ from tests.integration.trainer_harness import (
     trainer_env,
     write_config,
 )
+from tests.process_waits import gone, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        time.sleep(0.1)
-
-
-def gone(pid: int) -> bool:
-    """Exited; a zombie counts (reaping it is the adopting parent's business)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def process_states(pids: list[int]) -> str:

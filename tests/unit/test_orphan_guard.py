@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from ddp.orphan_guard import guard_under_torchrun
+from tests.process_waits import gone, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,21 +45,6 @@ import subprocess, sys, time
 subprocess.Popen([sys.executable, "-c", sys.argv[1], *sys.argv[2:]], start_new_session=True)
 time.sleep(3600)
 """
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        time.sleep(0.05)
-
-
-def gone(pid: int) -> bool:
-    """Exited; a zombie counts (reaping it is the adopting parent's business)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import psutil
 import pytest
 
 from ddp.warm_protocol import WarmStartError, private_directory, socket_path
+from tests.process_waits import gone, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,20 +30,6 @@ launcher = subprocess.Popen(sys.argv[2:], stdout=open(out / "stdout", "w"), stde
 (out / "launcher.pid").write_text(str(launcher.pid))
 (out / "launcher.rc").write_text(str(launcher.wait()))
 """
-
-
-def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        time.sleep(0.02)
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 class Run:
