@@ -143,9 +143,9 @@ def _stand_in(sock: socket.socket, rank_pid: int, agent_pid: int, keep: int) -> 
         return EXIT_POOL_LOST
     os.close(keep)
     if "signal" in outcome:
-        signum = int(outcome["signal"])
+        ended_by = int(outcome["signal"])
         with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
-            signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)  # end the way the rank ended: torchrun reports "exitcode: -N"
-        return 128 + signum
+            signal.signal(ended_by, signal.SIG_DFL)
+        os.kill(os.getpid(), ended_by)  # end the way the rank ended: torchrun reports "exitcode: -N"
+        return 128 + ended_by
     return int(outcome["exit"])

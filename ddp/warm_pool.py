@@ -100,9 +100,10 @@ class Pool:
         while self.agent_alive():
             # A rank's exit wakes the pool at once (its pidfd turns readable), so its launcher, and torchrun
             # at its next poll, learn of it without the pool's own polling delay.
-            readable, _, _ = select.select([self.listener, *self.exits.values()], [], [], AGENT_POLL_S)
+            listening = self.listener.fileno()
+            readable, _, _ = select.select([listening, *self.exits.values()], [], [], AGENT_POLL_S)
             self._reap()
-            if self.listener in readable:
+            if listening in readable:
                 self._accept()
         self.close()
 
