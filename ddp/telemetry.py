@@ -545,12 +545,14 @@ class Telemetry:
         summarises with its own figures."""
         self._stop_link_probes()
         self.write_status("failed", loss, error=error)
+        self.status_writer.close()
         if self.env.is_main:
             self.write_summary("failed", error, [self.digest()])
 
     def finished(self, status: str, loss: float | None) -> None:
         self._stop_link_probes()
         self.write_status(status, loss)
+        self.status_writer.close()
         log.info(
             "%s at step %d",
             status,
