@@ -18,7 +18,8 @@ from tooling/phases.yml, as the nodes run it) and, in that one run:
               its cause from torchrun's own log line ("failed (exitcode: -9) local_rank: 1 (pid: ...)").
 
 With --warm-start every rank, at the launch and at the restart alike, is forked from the node's warm pool
-(DDP_WARM_START=1, ddp/warm_pool.py), which imports torch and the trainer once for the run.
+(torchrun under `python -m ddp.warm_supervisor`, ddp/warm_pool.py), which imports torch and the trainer once
+for the run.
 
 Step instants come from the trainer's ECS logs (training.log_every_steps=1 gives one heartbeat record per
 step, with its @timestamp); launch and kill instants are this script's own, on the same wall clock.
@@ -57,12 +58,12 @@ import psutil  # noqa: E402
 from bench.ratio_stats import judge, machine_load, paired_ratio  # noqa: E402
 from ddp.atomic import atomic_write_json  # noqa: E402
 from ddp.ports import free_port_block  # noqa: E402
-from ddp.warm_client import WARM_START_ENV  # noqa: E402
 from tooling.job.torchrun import standalone_torchrun, torchrun_env  # noqa: E402
 from tooling.soak.causes import parse_failure  # noqa: E402
 
 RUN_NAME = "recovery"
 POLL_S = 0.02  # status polling: a step takes ~25 ms here, so the kill lands within a step or two
+WARM_SUPERVISOR = [sys.executable, "-m", "ddp.warm_supervisor"]
 
 
 # ----- the trainer's records -----
@@ -184,6 +185,7 @@ class Trial:
     recovery_setup_s: float | None = None  # kill -> every restarted rank set up, checkpoint loaded
     killed_rank: int | None = None
     killed_pid: int | None = None
+    killed_launcher_pid: int | None = None  # the process torchrun started for it (warm: not the rank)
     step_at_kill: int | None = None
     resumed_from_step: int | None = None
     steps_lost: int | None = None
@@ -220,11 +222,9 @@ def bench_config(args: argparse.Namespace, out: Path, base_port: int) -> dict[st
     }
 
 
-def trainer_env(monitor_s: float, warm_start: bool) -> dict[str, str]:
+def trainer_env(monitor_s: float) -> dict[str, str]:
     # Restarts are what this measures: the rendezvous switch they need on, whatever the plan says.
     env = torchrun_env(disable_shared_tcp_store=True, monitor_interval_s=monitor_s)
-    if warm_start:
-        env[WARM_START_ENV] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["OMP_NUM_THREADS"] = "1"  # 4 ranks on 2 cores: intra-op threads would only fight each other
     return env
@@ -275,10 +275,14 @@ def run_trial(args: argparse.Namespace, workdir: Path, max_restarts: int, monito
     with launcher_log.open("wb") as log:
         launched = time.time()
         proc = subprocess.Popen(
-            standalone_torchrun(config, args.nproc, max_restarts, monitor_s),
+            # Warm: under the supervisor, as ddp-launch runs torchrun with the role's ddp_trainer_warm_start.
+            [
+                *(WARM_SUPERVISOR if args.warm_start else []),
+                *standalone_torchrun(config, args.nproc, max_restarts, monitor_s),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=trainer_env(monitor_s, args.warm_start),
+            env=trainer_env(monitor_s),
             cwd=workdir,
         )
         killed: float | None = None
@@ -294,6 +298,7 @@ def run_trial(args: argparse.Namespace, workdir: Path, max_restarts: int, monito
                     and read_status(manifest).get("checkpoints")
                 ):
                     pid = int(status["pid"])
+                    launcher_pid = int(status.get("launcher_pid") or pid)
                     known |= descendants(proc.pid)
                     victim = next((p for p in known if p.pid == pid), None)
                     if victim is None:  # never signal a pid this run did not start
@@ -306,7 +311,7 @@ def run_trial(args: argparse.Namespace, workdir: Path, max_restarts: int, monito
                         killed = None
                         trial.problems.append(f"rank {args.kill_rank} (pid {pid}) ended before the kill")
                         break
-                    trial.killed_pid = pid
+                    trial.killed_pid, trial.killed_launcher_pid = pid, launcher_pid
                     break
                 time.sleep(POLL_S)
             if killed is None:
@@ -378,13 +383,8 @@ def figures_from_records(
     trial.detected_s = began - killed if began is not None else None
     trial.group_stopped_s = stopped - killed if stopped is not None else None
     failures = [f for f in map(parse_failure, lines) if f is not None]
-    # Warm, torchrun's child is the rank's launcher process, whose pid torchrun names: one node, so the
-    # killed rank is the failed local rank.
-    ours = [
-        f
-        for f in failures
-        if f.pid == trial.killed_pid or (args.warm_start and f.local_rank == args.kill_rank)
-    ]
+    # Warm, torchrun's child is the rank's launcher process, whose pid torchrun names.
+    ours = [f for f in failures if f.pid in (trial.killed_pid, trial.killed_launcher_pid)]
     if ours:
         # One node: local rank = global rank.
         trial.cause = f"rank {ours[0].local_rank} (pid {ours[0].pid}) {ours[0].how()}"
@@ -488,7 +488,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--verbose", action="store_true", help="print torchrun's log of a failed run")
     parser.add_argument(
-        "--warm-start", action="store_true", help="ranks forked from the warm pool (DDP_WARM_START=1)"
+        "--warm-start", action="store_true", help="ranks forked from the warm pool (ddp/warm_supervisor.py)"
     )
     args = parser.parse_args(argv)
     if args.nproc < 2:

@@ -144,6 +144,13 @@ class LifelineGuard(OrphanGuard):
         self._leave()
 
 
+def launcher_pid(environ: Mapping[str, str] = os.environ) -> int:
+    """The pid of the process torchrun started for this rank, the one its failure reports name: this
+    process, or for a rank forked by the warm pool, its launcher (the pool names it with the lifeline)."""
+    _fd, _, launcher = environ.get(LIFELINE_ENV, "").partition(":")
+    return int(launcher) if launcher else os.getpid()
+
+
 def guard_under_torchrun(environ: Mapping[str, str] = os.environ) -> OrphanGuard | None:
     """A started guard when torchrun launched this process (it gives its workers TORCHELASTIC_RUN_ID);
     None for a process started on its own, whose parent (a shell) may come and go. A rank forked by the

@@ -7,9 +7,10 @@
 Exit codes: 0 completed or stopped cleanly, 2 bad configuration or setup (nothing written when the config
 alone shows it), 3 non-finite loss (policy stop), 4 the torchrun agent died (ddp/orphan_guard.py).
 
-With DDP_WARM_START=1 (ddp/warm_client.py) the rank is forked from the node's warm pool, which has torch
-and the trainer imported already: a restart then skips the seconds every rank spends importing them. This
-module imports nothing heavy itself, so that deciding costs nothing.
+Under the warm supervisor (`python -m ddp.warm_supervisor torchrun ...`, ddp/warm_client.py) the rank is
+forked from the node's warm pool, which has torch and the trainer imported already: a restart then skips
+the seconds every rank spends importing them. This module imports nothing heavy itself, so that deciding
+costs nothing.
 """
 
 from __future__ import annotations

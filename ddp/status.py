@@ -10,6 +10,7 @@ from typing import Any
 
 from ddp.atomic import atomic_write_json
 from ddp.dist import DistEnv
+from ddp.orphan_guard import launcher_pid
 
 
 class RankStatus:
@@ -21,6 +22,8 @@ class RankStatus:
             "local_rank": env.local_rank,
             "node": env.node,
             "pid": os.getpid(),
+            # torchrun's failure lines name this one; with the warm start it is not the rank's own pid.
+            "launcher_pid": launcher_pid(),
             "world_size": env.world_size,
             "restart_count": env.restart_count,
             "started_at": time.time(),

@@ -5,19 +5,19 @@ ended (its exit code, or the same signal), so torchrun's monitoring, restarts an
 they would see of the rank itself. torchrun names this process's pid in its log; the rank's status file
 names the rank's own (the one to inspect).
 
-Anything that keeps the warm path from starting (no private directory, the pool did not come up) is said on
-stderr and the rank starts cold in this process instead. Once the pool has the request, there is no going
+The pool is the run's on this node, started by the warm supervisor above torchrun (ddp/warm_supervisor.py),
+which names its socket in the environment torchrun's workers inherit. Anything that keeps the warm path
+from starting (the pool exited, or was not listening in time) is said on stderr and the rank starts cold in
+this process instead. Once the pool has the request, there is no going
 back: closing the lifeline stops whatever the pool may have forked.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -25,19 +25,16 @@ from pathlib import Path
 from types import FrameType
 
 from ddp.orphan_guard import OrphanGuard
-from ddp.warm_protocol import WarmStartError, private_directory, receive, send, socket_path
+from ddp.warm_protocol import POOL_PID_ENV, POOL_SOCKET_ENV, WarmStartError, receive, send
 
-WARM_START_ENV = "DDP_WARM_START"
-POOL_TARGET_ENV = "DDP_WARM_POOL_TARGET"  # tests run the pool with a light target; nodes use the trainer
 POOL_START_TIMEOUT_S = 120.0  # the pool's imports, on a node whose ranks are all starting at once
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 EXIT_POOL_LOST = 1
 
 
 def warm_start_requested(environ: Mapping[str, str]) -> bool:
-    """Asked for, and launched by torchrun (whose agent the pool lives with)."""
-    asked = environ.get(WARM_START_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-    return asked and "TORCHELASTIC_RUN_ID" in environ
+    """A pool named by the warm supervisor, and launched by torchrun (whose failure reports name us)."""
+    return bool(environ.get(POOL_SOCKET_ENV)) and "TORCHELASTIC_RUN_ID" in environ
 
 
 def _connect(path: Path) -> socket.socket | None:
@@ -50,36 +47,32 @@ def _connect(path: Path) -> socket.socket | None:
     return sock
 
 
-def _start_pool(path: Path, agent_pid: int) -> socket.socket:
-    log_path = path.with_suffix(".log")
-    target = os.environ.get(POOL_TARGET_ENV)
-    command = [sys.executable, "-m", "ddp.warm_pool", "--socket", str(path), "--agent-pid", str(agent_pid)]
-    with open(log_path, "ab") as log:
-        pool = subprocess.Popen(
-            [*command, *(["--target", target] if target else [])],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,  # not in this launcher's process group, which torchrun signals
-        )
-    deadline = time.monotonic() + POOL_START_TIMEOUT_S
-    while time.monotonic() < deadline:
+def _pool_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def wait_for_pool(path: Path, pool_pid: int, timeout_s: float = POOL_START_TIMEOUT_S) -> socket.socket:
+    """A connection to the pool, which may still be importing; WarmStartError if it exited or timed out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
         sock = _connect(path)
         if sock is not None:
             return sock
-        if pool.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-            raise WarmStartError(f"the pool exited with {pool.returncode}: {' | '.join(tail) or 'no output'}")
+        if pool_pid and _pool_gone(pool_pid):
+            log = path.with_suffix(".log")
+            with contextlib.suppress(OSError):
+                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+                raise WarmStartError(f"the pool (pid {pool_pid}) exited: {tail or 'no output'} ({log})")
+            raise WarmStartError(f"the pool (pid {pool_pid}) exited")
+        if time.monotonic() >= deadline:
+            raise WarmStartError(f"the pool was not listening on {path} after {timeout_s:.0f} s")
         time.sleep(0.02)
-    pool.kill()
-    raise WarmStartError(f"the pool was not listening after {POOL_START_TIMEOUT_S:.0f} s")
-
-
-def connect_or_start(path: Path, agent_pid: int) -> socket.socket:
-    """A connection to the run's pool, started by whichever launcher of the node comes first."""
-    with open(path.with_suffix(".lock"), "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _connect(path) or _start_pool(path, agent_pid)
 
 
 def _standard_streams() -> list[int]:
@@ -99,9 +92,9 @@ def run_through_pool(argv: list[str]) -> int | None:
     """The rank's exit code once the pool ran it; None when it must start cold here instead."""
     agent_pid = os.getppid()
     try:
-        path = socket_path(private_directory(os.environ), os.environ["TORCHELASTIC_RUN_ID"], agent_pid)
-        sock = connect_or_start(path, agent_pid)
-    except (OSError, WarmStartError) as exc:
+        pool_pid = int(os.environ.get(POOL_PID_ENV) or 0)
+        sock = wait_for_pool(Path(os.environ[POOL_SOCKET_ENV]), pool_pid)
+    except (OSError, ValueError, WarmStartError) as exc:
         print(f"warm start unavailable ({exc}); this rank starts cold", file=sys.stderr, flush=True)
         return None
     lifeline, keep = os.pipe()

@@ -3,8 +3,9 @@ a rank for each launcher process that asks (ddp/warm_client.py).
 
 Why: every rank of every start imports torch and the trainer, about 2 s of CPU each; after a rank fails,
 torchrun restarts all of the node's ranks, which paid that again at once. A forked rank starts with all of
-it done. The pool is started by the first launcher process of the run that finds none, lives as long as
-the torchrun agent that launched it, and stays single-threaded so that forking it is safe (it never runs
+it done. The pool is started by the node's warm supervisor (ddp/warm_supervisor.py) beside torchrun, and
+leaves when its lifeline, a pipe only the supervisor writes to, reads end-of-file: once torchrun has
+exited, or when the supervisor is gone. It stays single-threaded so that forking it is safe (it never runs
 a torch operation or initialises CUDA; each rank does that itself).
 
 A forked rank gets its launcher's arguments, environment, working directory and standard streams (passed
@@ -13,7 +14,7 @@ holds. When the launcher goes (SIGKILL included) the lifeline reads end-of-file 
 guard stops it (ddp/orphan_guard.py). When the rank exits, the pool reaps it and tells the launcher how,
 and the launcher ends the same way, so torchrun sees what it would have seen.
 
-    python -m ddp.warm_pool --socket PATH --agent-pid PID [--target ddp.rank_main:main]
+    python -m ddp.warm_pool --socket PATH --lifeline-fd FD [--target ddp.rank_main:main]
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from ddp.warm_protocol import WarmStartError, receive, send
 DEFAULT_TARGET = "ddp.rank_main:main"
 # A launcher that connects and then says nothing must not hold up the others' restarts.
 REQUEST_TIMEOUT_S = 10.0
-AGENT_POLL_S = 0.5
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 RankMain = Callable[[list[str]], int]
@@ -65,9 +65,9 @@ def _peer_uid(conn: socket.socket) -> int:
 
 
 class Pool:
-    def __init__(self, path: Path, agent_pid: int, run_rank: RankMain) -> None:
+    def __init__(self, path: Path, lifeline: int, run_rank: RankMain) -> None:
         self.path = path
-        self.agent_pid = agent_pid
+        self.lifeline = lifeline  # readable (end-of-file) when the supervisor closes it or is gone
         self.run_rank = run_rank
         self.children: dict[int, socket.socket] = {}  # forked rank -> its launcher's connection
         self.exits: dict[int, int] = {}  # forked rank -> its pidfd, where the kernel has them (Linux 5.3)
@@ -87,32 +87,24 @@ class Pool:
         self.listener.listen(64)
         os.replace(staging, self.path)
 
-    def agent_alive(self) -> bool:
-        try:
-            os.kill(self.agent_pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
     def serve(self) -> None:
-        while self.agent_alive():
+        listening = self.listener.fileno()
+        while True:
             # A rank's exit wakes the pool at once (its pidfd turns readable), so its launcher, and torchrun
-            # at its next poll, learn of it without the pool's own polling delay.
-            listening = self.listener.fileno()
-            readable, _, _ = select.select([listening, *self.exits.values()], [], [], AGENT_POLL_S)
+            # at its next poll, learn of it without a polling delay.
+            readable, _, _ = select.select([listening, self.lifeline, *self.exits.values()], [], [])
             self._reap()
+            if self.lifeline in readable:
+                break
             if listening in readable:
                 self._accept()
         self.close()
 
     def close(self) -> None:
-        """The socket and lock go with the pool; its log only when empty (otherwise it says what failed)."""
+        """The socket goes with the pool; its log only when empty (otherwise it says what failed)."""
         self.listener.close()
-        for path in (self.path, self.path.with_suffix(".lock")):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
         log = self.path.with_suffix(".log")
         with contextlib.suppress(OSError):
             if log.stat().st_size == 0:
@@ -163,8 +155,8 @@ class Pool:
             self.listener.close()
             for conn in self.children.values():
                 conn.close()
-            for pidfd in self.exits.values():
-                os.close(pidfd)
+            for fd in [self.lifeline, *self.exits.values()]:
+                os.close(fd)
             os.setsid()
             stdin, stdout, stderr, lifeline = fds
             for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
@@ -218,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--socket", type=Path, required=True)
-    parser.add_argument("--agent-pid", type=int, required=True)
+    parser.add_argument("--lifeline-fd", type=int, required=True, help="leave when this reads end-of-file")
     parser.add_argument("--target", default=DEFAULT_TARGET, help="module:function run in each forked rank")
     args = parser.parse_args(argv)
     run_rank = load_target(args.target)  # the imports every rank would otherwise pay for
@@ -227,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             f"warm pool: {threading.active_count()} threads after importing {args.target}; not forking"
         )
-    pool = Pool(args.socket, args.agent_pid, run_rank)
+    pool = Pool(args.socket, args.lifeline_fd, run_rank)
     pool.listen()
     pool.serve()
     return 0

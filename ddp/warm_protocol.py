@@ -3,7 +3,8 @@ ddp/warm_pool.py): one JSON object per message, with a 4-byte length before it, 
 passed alongside (SCM_RIGHTS). JSON only: nothing a peer sends is ever unpickled.
 
 Where the pool listens: a Unix socket in a directory only this user can enter, named after the run and the
-torchrun agent (torchrun restarts a run's ranks under the same agent; a new launch gets a new pool).
+supervisor that started it (ddp/warm_supervisor.py: one pool per launch), and given to torchrun's workers
+in their environment.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import socket
 import stat
 import struct
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+POOL_SOCKET_ENV = "DDP_WARM_SOCKET"
+POOL_PID_ENV = "DDP_WARM_POOL_PID"
 MAX_MESSAGE = 1 << 20  # an environment and argv; anything larger is not ours
 MAX_FDS = 8
 _LENGTH = struct.Struct("!I")
@@ -65,7 +69,7 @@ def _exactly(sock: socket.socket, count: int) -> bytes:
     return b"".join(chunks)
 
 
-def private_directory(environ: dict[str, str] | os._Environ[str]) -> Path:
+def private_directory(environ: Mapping[str, str]) -> Path:
     """A directory only this user can enter: $XDG_RUNTIME_DIR (systemd makes it 0700), else ddp-warm-<uid>
     under the temp directory, created 0700. Anything else there (a link, another owner, a looser mode) is
     refused: another user could then connect, or plant the socket."""
@@ -92,9 +96,9 @@ def private_directory(environ: dict[str, str] | os._Environ[str]) -> Path:
 MAX_SOCKET_PATH = 107 - 12
 
 
-def socket_path(directory: Path, run_id: str, agent_pid: int) -> Path:
+def socket_path(directory: Path, run_id: str, owner_pid: int) -> Path:
     # Hashed: run ids are the site's to choose, and the path's length is limited.
-    key = hashlib.sha256(f"{run_id}\0{agent_pid}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{run_id}\0{owner_pid}".encode()).hexdigest()[:20]
     path = directory / f"pool-{key}.sock"
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise WarmStartError(

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -131,7 +132,7 @@ def test_killed_rank_restarts_and_resumes_from_checkpoint(
     if warm:
         runtime = tempfile.mkdtemp(prefix="warm-")  # short: the pool's socket path must fit 107 bytes
         request.addfinalizer(lambda: shutil.rmtree(runtime, ignore_errors=True))
-        env |= {"DDP_WARM_START": "1", "XDG_RUNTIME_DIR": runtime}
+        env |= {"XDG_RUNTIME_DIR": runtime}
     config = write_config(
         tmp_path,
         "kill",
@@ -148,8 +149,10 @@ def test_killed_rank_restarts_and_resumes_from_checkpoint(
             "metrics": {"status_every_steps": 5},
         },
     )
+    # Warm: torchrun under the supervisor, as ddp-launch runs it with the role's ddp_trainer_warm_start.
+    supervisor = [sys.executable, "-m", "ddp.warm_supervisor"] if warm else []
     proc = subprocess.Popen(
-        torchrun_command(config, 2, max_restarts=2),
+        [*supervisor, *torchrun_command(config, 2, max_restarts=2)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -167,7 +170,7 @@ def test_killed_rank_restarts_and_resumes_from_checkpoint(
             except (FileNotFoundError, ValueError):
                 status = {}
             if status.get("step", 0) >= 60:
-                killed_at = status["step"]
+                killed_at, launcher_pid = status["step"], status["launcher_pid"]
                 os.kill(status["pid"], signal.SIGKILL)
                 break
             time.sleep(0.05)
@@ -183,6 +186,9 @@ def test_killed_rank_restarts_and_resumes_from_checkpoint(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, output[-5000:]
+    # torchrun names the process it started, which the status file records as the launcher (warm: not
+    # the rank's own pid): what `tooling soak` matches its failure lines with.
+    assert f"local_rank: 1 (pid: {launcher_pid})" in output, output[-5000:]
     result = summary(tmp_path, "kill")
     assert result["status"] == "completed" and result["steps"] == 400
     assert result["restarts"] >= 1

@@ -161,7 +161,13 @@ def test_offline_json_for_phase_1(tmp_path: Path) -> None:
         "become_user": "root",
     }
     command = node["command"]
-    assert command[0] == "/opt/ddp/venv/bin/torchrun"
+    # The role's default warm start: torchrun under the supervisor that starts the node's warm pool.
+    assert command[:4] == [
+        "/opt/ddp/venv/bin/python",
+        "-m",
+        "ddp.warm_supervisor",
+        "/opt/ddp/venv/bin/torchrun",
+    ]
     pairs = options(command)
     assert pairs["--local-addr"] == DATA["gpu-a07"]
     assert pairs["--nnodes"] == "1:1"
@@ -238,7 +244,7 @@ def test_unreachable_nodes_are_named_and_the_launch_is_still_shown(tmp_path: Pat
         assert (
             f"port {port}" in node["ansible"]["reason"] and "Connection refused" in node["ansible"]["reason"]
         )
-        assert node["command"][0].endswith("torchrun") and node["metrics_endpoints"]
+        assert node["command"][3].endswith("torchrun") and node["metrics_endpoints"]
     assert shown["other_hosts"]["mon-01"]["status"] == "unreachable"
 
 

@@ -91,3 +91,22 @@ def test_a_bundle_that_fails_midway_leaves_nothing(tmp_path: Path, monkeypatch: 
     with pytest.raises(OSError, match="disk full"):
         bundle.write(tmp_path, [], {"healthy": True})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_warm_started_ranks_agent_is_its_launchers_parent(tmp_path: Path) -> None:
+    """With the warm start the rank's parent is the node's warm pool; torchrun's agent is the parent of the
+    process it started, which the status file names as `launcher_pid`. Here this test's process stands in
+    for the launcher, a child of it for the rank."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    rank = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path = _status(run, 0, rank.pid)
+        path.write_text(json.dumps({"rank": 0, "pid": rank.pid, "launcher_pid": os.getpid(), "step": 3}))
+        agents = node_probe.collect(run, None, "-1min", None)["agents"]
+    finally:
+        rank.kill()
+        rank.wait()
+    assert [agent["pid"] for agent in agents] == [os.getppid()]

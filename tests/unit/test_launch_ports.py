@@ -47,7 +47,13 @@ def launch_vars(rdzv_port: int, base_port: int, rendezvous: dict[str, Any] | Non
 
 
 def render(
-    tmp: Path, *, host: str, rdzv_port: int, base_port: int, rendezvous: dict[str, Any] | None = None
+    tmp: Path,
+    *,
+    host: str,
+    rdzv_port: int,
+    base_port: int,
+    rendezvous: dict[str, Any] | None = None,
+    warm_start: bool = False,
 ) -> Path:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -66,6 +72,7 @@ def render(
         "ddp_trainer_service_name": "ddp-trainer",
         "ddp_trainer_run_root": str(tmp / "runs"),
         "ddp_trainer_torchrun_extra_args": [],
+        "ddp_trainer_warm_start": warm_start,
         "ddp_trainer_metrics_bind_address": "127.0.0.1",
         "_ddp_trainer_torchrun": str(torchrun),
         "_ddp_trainer_python": sys.executable,
@@ -222,3 +229,20 @@ def test_rendezvous_timeouts_reach_torchrun(
     assert argv[argv.index("--rdzv-conf") + 1] == expected
     assert argv[argv.index("--rdzv-endpoint") + 1] == f"{ADDRESSES['node1']}:{rdzv}"
     assert f"metrics.base_port={base}" in argv
+
+
+@pytest.mark.parametrize("warm_start", [True, False], ids=["warm start", "cold"])
+def test_the_warm_start_puts_torchrun_under_its_supervisor(
+    tmp_path: Path, ports: tuple[int, int], warm_start: bool
+) -> None:
+    """ddp_trainer_warm_start: the unit's main process is the supervisor (ddp/warm_supervisor.py), which
+    starts the warm pool beside torchrun and outlives both; without it the launcher execs torchrun."""
+    rdzv, base = ports
+    script = render(tmp_path, host="node1", rdzv_port=rdzv, base_port=base, warm_start=warm_start)
+    result = launch(script, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    argv = shlex.split(result.stdout)
+    torchrun = str(tmp_path / "torchrun")
+    expected = [sys.executable, "-m", "ddp.warm_supervisor", torchrun] if warm_start else [torchrun]
+    assert argv[: len(expected)] == expected
+    assert argv.count(torchrun) == 1 and "ddp.real_ddp_trainer" in argv

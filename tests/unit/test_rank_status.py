@@ -7,6 +7,7 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 
 from ddp.dist import DistEnv
@@ -47,3 +48,18 @@ def test_the_last_word_from_another_thread_stays_whatever_the_order(tmp_path: Pa
     sealed.set()
     thread.join()
     assert read(status.path)["state"] == "failed"
+
+
+def test_launcher_pid_is_the_one_torchrun_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from ddp.orphan_guard import LIFELINE_ENV
+
+    monkeypatch.delenv(LIFELINE_ENV, raising=False)
+    status = RankStatus(tmp_path, ENV, "run")
+    status.write("running")
+    assert read(status.path)["launcher_pid"] == read(status.path)["pid"] == os.getpid()
+    monkeypatch.setenv(LIFELINE_ENV, "7:4353")  # forked by the warm pool for launcher 4353
+    status = RankStatus(tmp_path, ENV, "run")
+    status.write("running")
+    assert (read(status.path)["pid"], read(status.path)["launcher_pid"]) == (os.getpid(), 4353)

@@ -334,3 +334,24 @@ def test_looks_after_the_planned_end_count_restarts_but_stay_out_of_the_uptime_w
     [incident] = result.incidents
     assert (incident.end, incident.after_end_s) == (40, 20)
     assert incident.restarts == restart.causes
+
+
+def test_a_warm_started_rank_is_named_by_the_launcher_pid_torchrun_logs() -> None:
+    # With the warm start torchrun's worker is the launcher (ddp/warm_client.py), the rank a process the
+    # node's pool forked: the failure line names the launcher, the status file both.
+    from tooling.soak.causes import explain
+
+    forked = RankObs(1, 160, "running", 0, pid=7001, node="vm", launcher_pid=4353)
+    history = [Sample(20.0, {1: forked})]
+    assert explain([KILL_LINE], history) == [
+        "rank 1 (local rank 1, pid 4353, node vm) killed by SIGKILL at step 160"
+    ]
+
+
+def test_rank_observations_round_trip_and_older_six_field_samples_still_load() -> None:
+    obs = RankObs(1, 160, "running", 2, pid=7001, node="vm", launcher_pid=4353)
+    assert RankObs.from_json(obs.to_json()) == obs
+    assert RankObs.from_json([1, 160, "running", 2, 7001, "vm"]) == RankObs(1, 160, "running", 2, 7001, "vm")
+    sampled = sample_from_statuses(1.0, [{"rank": 1, "step": 5, "pid": 7001, "launcher_pid": 4353}])
+    assert sampled.ranks[1].ran_as(4353) and sampled.ranks[1].ran_as(7001)
+    assert not sampled.ranks[1].ran_as(4354)

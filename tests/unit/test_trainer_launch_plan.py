@@ -196,7 +196,8 @@ def test_torchrun_arguments_follow_the_plan(
     phase = PLAN.get(phase_name)
     argv = _dry_run(rendered[(phase_name, host)]["files"]["ddp-launch"], tmp_path)
 
-    assert argv[0] == "/opt/ddp/venv/bin/torchrun"
+    # The role's default warm start: torchrun under the supervisor that starts the node's warm pool.
+    assert argv[:4] == ["/opt/ddp/venv/bin/python", "-m", "ddp.warm_supervisor", "/opt/ddp/venv/bin/torchrun"]
     assert _option(argv, "--nnodes") == f"{phase.min_nodes}:{phase.nodes}"
     assert _option(argv, "--nproc-per-node") == str(phase.nproc_per_node)
     assert _option(argv, "--rdzv-backend") == PLAN.rendezvous.backend
@@ -206,7 +207,7 @@ def test_torchrun_arguments_follow_the_plan(
     assert _option(argv, "--rdzv-conf") == f"join_timeout={PLAN.rendezvous.join_timeout_s}"
     assert _option(argv, "--max-restarts") == str(PLAN.rendezvous.max_restarts)
     assert _option(argv, "--monitor-interval") == str(PLAN.rendezvous.monitor_interval_s)
-    assert argv[argv.index("-m") + 1] == "ddp.real_ddp_trainer"
+    assert argv[argv.index("-m", 4) + 1] == "ddp.real_ddp_trainer"  # the supervisor has the first -m
     assert _option(argv, "--config") == "/etc/ddp/trainer.yaml"
     assert _sets(argv) == {
         "run.output_dir": "/var/lib/ddp/runs",

@@ -1,6 +1,7 @@
-"""The warm start (ddp/warm_client.py, ddp/warm_pool.py) with real processes: an "agent" (torchrun's part)
-starts launcher processes (`python -m ddp.real_ddp_trainer`), which hand their rank to the run's pool; the
-pool forks it. The rank is a light stand-in (tests/unit/warm_targets.py), so torch is never imported."""
+"""The warm start (ddp/warm_supervisor.py, ddp/warm_client.py, ddp/warm_pool.py) with real processes: the
+supervisor starts the run's pool and an "agent" (torchrun's part), which starts launcher processes (`python
+-m ddp.real_ddp_trainer`); each hands its rank to the pool, which forks it. The rank is a light stand-in
+(tests/unit/warm_targets.py), so torch is never imported."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from tests.process_waits import gone, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 
 AGENT = """
-import subprocess, sys
+import os, subprocess, sys
 from pathlib import Path
 out = Path(sys.argv[1])
+(out / "agent.pid").write_text(str(os.getpid()))
 launcher = subprocess.Popen(sys.argv[2:], stdout=open(out / "stdout", "w"), stderr=open(out / "stderr", "w"))
 (out / "launcher.pid").write_text(str(launcher.pid))
 (out / "launcher.rc").write_text(str(launcher.wait()))
@@ -33,29 +35,36 @@ launcher = subprocess.Popen(sys.argv[2:], stdout=open(out / "stdout", "w"), stde
 
 
 class Run:
-    """One agent and its launcher for one rank; `out` holds what they wrote."""
+    """One supervisor, its agent and the agent's launcher for one rank; `out` holds what they wrote."""
 
-    def __init__(self, agent: subprocess.Popen[bytes], out: Path) -> None:
-        self.agent = agent
+    def __init__(self, supervisor: subprocess.Popen[bytes], out: Path) -> None:
+        self.supervisor = supervisor
         self.out = out
 
+    def _pid(self, name: str) -> int:
+        wait_until((self.out / f"{name}.pid").exists, 10, f"the {name} started")
+        return int((self.out / f"{name}.pid").read_text())
+
     def launcher_pid(self) -> int:
-        wait_until((self.out / "launcher.pid").exists, 10, "the agent started its launcher")
-        return int((self.out / "launcher.pid").read_text())
+        return self._pid("launcher")
+
+    def agent_pid(self) -> int:
+        return self._pid("agent")
 
     def finish(self) -> tuple[int, str, str]:
-        self.agent.wait(timeout=60)
+        """The launcher's exit code and output; stderr has the supervisor's first."""
+        self.supervisor.wait(timeout=60)
         rc = int((self.out / "launcher.rc").read_text())
-        return rc, (self.out / "stdout").read_text(), (self.out / "stderr").read_text()
+        stderr = (self.out / "supervisor.stderr").read_text() + (self.out / "stderr").read_text()
+        return rc, (self.out / "stdout").read_text(), stderr
 
 
 def warm_env(runtime: Path) -> dict[str, str]:
-    """A launcher's environment under torchrun with the warm start asked for, the light rank as target."""
+    """The supervisor's environment, with what torchrun gives its workers and the light rank as target."""
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "XDG_RUNTIME_DIR": str(runtime),
-        "DDP_WARM_START": "1",
         "TORCHELASTIC_RUN_ID": "warm-test",
         "DDP_WARM_POOL_TARGET": "tests.unit.warm_targets:main",
     }
@@ -72,7 +81,7 @@ def runtime() -> Iterator[Path]:
 @pytest.fixture
 def warm(tmp_path: Path, runtime: Path) -> Iterator[Callable[..., Run]]:
     env = {**warm_env(runtime), "WARM_TEST_MARKER": "from the launcher"}
-    agents: list[subprocess.Popen[bytes]] = []
+    supervisors: list[subprocess.Popen[bytes]] = []
     count = 0
 
     def start(*argv: str) -> Run:
@@ -80,16 +89,22 @@ def warm(tmp_path: Path, runtime: Path) -> Iterator[Callable[..., Run]]:
         count += 1
         out = tmp_path / f"run{count}"
         out.mkdir()
-        command = [sys.executable, "-m", "ddp.real_ddp_trainer", *argv]
-        agents.append(subprocess.Popen([sys.executable, "-c", AGENT, str(out), *command], env=env, cwd=out))
-        return Run(agents[-1], out)
+        launcher = [sys.executable, "-m", "ddp.real_ddp_trainer", *argv]
+        agent = [sys.executable, "-c", AGENT, str(out), *launcher]
+        with open(out / "supervisor.stderr", "wb") as stderr:
+            supervisors.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "ddp.warm_supervisor", *agent], env=env, cwd=out, stderr=stderr
+                )
+            )
+        return Run(supervisors[-1], out)
 
     yield start
-    for agent in agents:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait()
-    # The pool leaves with its agent; whatever of this test is left is ended here.
+    for supervisor in supervisors:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+    # The pool leaves with its supervisor; whatever of this test is left is ended here.
     for process in psutil.process_iter(["cmdline"]):
         if any(str(runtime) in part for part in process.info["cmdline"] or []):
             process.kill()
@@ -143,7 +158,7 @@ def test_an_agent_killed_takes_its_launchers_ranks_and_pool(
     warm: Callable[..., Run], tmp_path: Path, runtime: Path
 ) -> None:
     """torchrun's agent SIGKILLed (the OOM killer): its launcher processes notice (their orphan guard),
-    their ranks' lifelines close, and the pool, which watches the agent, goes too."""
+    their ranks' lifelines close, and the supervisor ends the pool and exits as the agent did."""
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()
     second.mkdir()
@@ -156,8 +171,9 @@ def test_an_agent_killed_takes_its_launchers_ranks_and_pool(
     sockets = runtime / "ddp-warm"
     assert len(list(sockets.glob("*.sock"))) == 2  # one pool per agent
     for run in runs:
-        run.agent.kill()
-        run.agent.wait()
+        os.kill(run.agent_pid(), signal.SIGKILL)
+    for run in runs:
+        assert run.supervisor.wait(timeout=15) == -signal.SIGKILL
     wait_until(lambda: all(gone(pid) for pid in [*launchers, *ranks, *pools]), 15, "all of them gone")
     wait_until(lambda: not list(sockets.glob("*.sock")), 5, "the pools' sockets removed")
 
@@ -171,14 +187,18 @@ children = [subprocess.Popen([sys.executable, "-m", "ddp.real_ddp_trainer", "ech
 print(json.dumps([json.loads(c.communicate()[0]) for c in children]))
 """
     done = subprocess.run(
-        [sys.executable, "-c", script], env=warm_env(runtime), capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ddp.warm_supervisor", sys.executable, "-c", script],
+        env=warm_env(runtime),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     ranks = json.loads(done.stdout)
     assert len({rank["pid"] for rank in ranks}) == 3
     assert len({rank["ppid"] for rank in ranks}) == 1  # one pool, started once for the three
     logs = list((runtime / "ddp-warm").glob("*.log"))
     assert not logs or all(not log.read_text() for log in logs), [log.read_text() for log in logs]
-    wait_until(lambda: not list((runtime / "ddp-warm").glob("*.sock")), 5, "the pool left with its agent")
+    assert not list((runtime / "ddp-warm").glob("*.sock"))  # the pool was gone before its supervisor
 
 
 def test_a_directory_others_could_enter_is_refused(tmp_path: Path) -> None:
@@ -201,6 +221,7 @@ def test_without_a_private_directory_the_rank_starts_cold(
     (runtime / "ddp-warm").chmod(0o777)
     rc, _, stderr = warm("--config", str(tmp_path / "missing.yaml"), "--check").finish()
     assert "warm start unavailable" in stderr and "mode 0700" in stderr, stderr
+    assert "every rank starts cold" in stderr  # said once, by the supervisor
     # The trainer itself ran here: it names the missing config.
     assert rc == 2 and "missing.yaml" in stderr, stderr
 
@@ -209,3 +230,68 @@ def test_a_socket_path_too_long_is_named() -> None:
     with pytest.raises(WarmStartError, match="XDG_RUNTIME_DIR at a shorter directory"):
         socket_path(Path("/run/" + "x" * 100), "run-1", 1234)
     assert len(bytes(socket_path(Path("/run/user/1000/ddp-warm"), "r" * 500, 1234))) <= 107 - 12
+
+
+def test_nothing_of_the_run_outlives_the_supervisor(runtime: Path) -> None:
+    """Under systemd the supervisor is the unit's main process: once it has exited, no pool or rank of the
+    run may be left in the unit (a leftover pool held a sandbox unit `deactivating` for its whole stop
+    timeout, then failed it). The agent exits by itself here, as torchrun does after a completed run."""
+    agent = """
+import subprocess, sys
+launcher = subprocess.Popen([sys.executable, "-m", "ddp.real_ddp_trainer", "echo"], stdout=subprocess.PIPE)
+print(launcher.communicate()[0].decode().strip())
+"""
+    done = subprocess.run(
+        [sys.executable, "-m", "ddp.warm_supervisor", sys.executable, "-c", agent],
+        env=warm_env(runtime),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rank = json.loads(done.stdout)
+    assert not psutil.pid_exists(rank["ppid"]), "the pool outlived its supervisor"
+    assert not psutil.pid_exists(rank["pid"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_supervisor_passes_signals_to_torchrun_and_exits_as_it_did(
+    warm: Callable[..., Run], tmp_path: Path, signum: int
+) -> None:
+    """systemd's SIGTERM (KillMode=mixed) reaches the main process only: the supervisor passes it on to the
+    agent (the stand-in has no handler, so its launcher is not told) and leaves as the agent did."""
+    run = warm("wait", str(tmp_path))
+    wait_until((tmp_path / "pid").exists, 30, "the rank started")
+    rank = int((tmp_path / "pid").read_text())
+    run.supervisor.send_signal(signum)
+    assert run.supervisor.wait(timeout=15) == -signum
+    wait_until(lambda: gone(rank), 15, "the rank stopped once its launcher's agent was gone")
+
+
+def test_a_pool_that_cannot_start_leaves_every_rank_cold(
+    warm_cold_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The pool's target fails to import: the launcher names why (the pool's log) and starts the rank here."""
+    launcher = [
+        sys.executable,
+        "-m",
+        "ddp.real_ddp_trainer",
+        "--config",
+        str(tmp_path / "missing.yaml"),
+        "--check",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "ddp.warm_supervisor", *launcher],
+        env=warm_cold_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "warm start failed" in done.stderr or "warm start unavailable" in done.stderr, done.stderr
+    assert "no_such_module" in done.stderr, done.stderr
+    assert done.returncode == 2 and "missing.yaml" in done.stderr, done.stderr
+
+
+@pytest.fixture
+def warm_cold_env(runtime: Path) -> dict[str, str]:
+    return {**warm_env(runtime), "DDP_WARM_POOL_TARGET": "no_such_module:main"}

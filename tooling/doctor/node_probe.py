@@ -169,6 +169,11 @@ def collect(run_dir: Path, unit: str | None, since: str, rendezvous: str | None)
             process.update(stack=None, stack_error=f"process {pid} is not the run's user's: not dumped")
         elif state is not None:
             process.update(stack_of(pid, py_spy))
+            # The agent is the parent of the process torchrun started: the rank itself, or with the warm
+            # start its launcher (the rank's own parent is then the node's warm pool).
+            launcher = status.get("launcher_pid")
+            if isinstance(launcher, int) and launcher > 0 and launcher != pid:
+                parent = process_state(launcher)[1] if owner(f"/proc/{launcher}") == owner(path) else None
             if parent is not None and parent not in agents and owner(f"/proc/{parent}") == owner(path):
                 agent_state, _ = process_state(parent)
                 agents[parent] = {"pid": parent, "state": agent_state, **stack_of(parent, py_spy)}

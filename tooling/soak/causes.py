@@ -60,7 +60,7 @@ def describe(failure: WorkerFailure, history: list[Sample]) -> str:
             obs
             for sample in reversed(history)
             for obs in sample.ranks.values()
-            if obs.pid == failure.pid and (failure.node is None or obs.node in (None, failure.node))
+            if obs.ran_as(failure.pid) and (failure.node is None or obs.node in (None, failure.node))
         ),
         None,
     )

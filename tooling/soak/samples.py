@@ -23,13 +23,20 @@ class RankObs:
     restart_count: int = 0
     pid: int | None = None
     node: str | None = None
+    launcher_pid: int | None = None  # the process torchrun started (ddp/warm_client.py), when not `pid`
 
     def to_json(self) -> list[Any]:
-        return [self.rank, self.step, self.state, self.restart_count, self.pid, self.node]
+        return [self.rank, self.step, self.state, self.restart_count, self.pid, self.node, self.launcher_pid]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> RankObs:
-        return cls(int(data[0]), int(data[1]), str(data[2]), int(data[3]), data[4], data[5])
+        # Samples kept before the launcher's pid was recorded have six fields.
+        launcher = data[6] if len(data) > 6 else None
+        return cls(int(data[0]), int(data[1]), str(data[2]), int(data[3]), data[4], data[5], launcher)
+
+    def ran_as(self, pid: int) -> bool:
+        """Whether torchrun's `pid` for a worker was this rank's process or its launcher."""
+        return pid in (self.pid, self.launcher_pid)
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ def sample_from_statuses(
             state=str(status.get("state", "unknown")),
             restart_count=_int(status.get("restart_count")) or 0,
             pid=_int(status.get("pid"), None),
+            launcher_pid=_int(status.get("launcher_pid"), None),
             node=str(status["node"]) if status.get("node") is not None else None,
         )
         updated = status.get("updated_at")

@@ -478,7 +478,7 @@ def test_killed_rank_restarts_from_the_last_good_checkpoint(long_run: LongRun) -
     # The cause, as torchrun's agent logged it and as `tooling soak` reads it.
     agent_log = on_node(box, "node2", "journalctl -u ddp-trainer --no-pager -o cat").stdout
     failures = [f for f in map(parse_failure, agent_log.splitlines()) if f is not None]
-    assert WorkerFailure(-9, 1, victim["pid"]) in failures, agent_log[-3000:]
+    assert WorkerFailure(-9, 1, victim["launcher_pid"]) in failures, agent_log[-3000:]
 
     damaged_step, _ = kill_rank_after_next_checkpoint(box, RUN_DIR, damage=True)
     third = incarnations(box, RUN_DIR, before + 2)[-1]
