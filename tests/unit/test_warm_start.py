@@ -70,6 +70,17 @@ def warm_env(runtime: Path) -> dict[str, str]:
     }
 
 
+def supervised(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    """`command` (an agent) run to its end under the warm supervisor."""
+    return subprocess.run(
+        [sys.executable, "-m", "ddp.warm_supervisor", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 @pytest.fixture
 def runtime() -> Iterator[Path]:
     """A short XDG_RUNTIME_DIR: a Unix socket's path must fit in 107 bytes, and pytest's are long."""
@@ -186,13 +197,7 @@ children = [subprocess.Popen([sys.executable, "-m", "ddp.real_ddp_trainer", "ech
             for _ in range(3)]
 print(json.dumps([json.loads(c.communicate()[0]) for c in children]))
 """
-    done = subprocess.run(
-        [sys.executable, "-m", "ddp.warm_supervisor", sys.executable, "-c", script],
-        env=warm_env(runtime),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = supervised(warm_env(runtime), sys.executable, "-c", script)
     ranks = json.loads(done.stdout)
     assert len({rank["pid"] for rank in ranks}) == 3
     assert len({rank["ppid"] for rank in ranks}) == 1  # one pool, started once for the three
@@ -241,13 +246,7 @@ import subprocess, sys
 launcher = subprocess.Popen([sys.executable, "-m", "ddp.real_ddp_trainer", "echo"], stdout=subprocess.PIPE)
 print(launcher.communicate()[0].decode().strip())
 """
-    done = subprocess.run(
-        [sys.executable, "-m", "ddp.warm_supervisor", sys.executable, "-c", agent],
-        env=warm_env(runtime),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = supervised(warm_env(runtime), sys.executable, "-c", agent)
     assert done.returncode == 0, done.stderr
     rank = json.loads(done.stdout)
     assert not psutil.pid_exists(rank["ppid"]), "the pool outlived its supervisor"
@@ -272,20 +271,9 @@ def test_a_pool_that_cannot_start_leaves_every_rank_cold(
     warm_cold_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The pool's target fails to import: the launcher names why (the pool's log) and starts the rank here."""
-    launcher = [
-        sys.executable,
-        "-m",
-        "ddp.real_ddp_trainer",
-        "--config",
-        str(tmp_path / "missing.yaml"),
-        "--check",
-    ]
-    done = subprocess.run(
-        [sys.executable, "-m", "ddp.warm_supervisor", *launcher],
-        env=warm_cold_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    missing = str(tmp_path / "missing.yaml")
+    done = supervised(
+        warm_cold_env, sys.executable, "-m", "ddp.real_ddp_trainer", "--config", missing, "--check"
     )
     assert "warm start failed" in done.stderr or "warm start unavailable" in done.stderr, done.stderr
     assert "no_such_module" in done.stderr, done.stderr

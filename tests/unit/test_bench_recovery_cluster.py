@@ -1,0 +1,45 @@
+"""bench/recovery_cluster.py's reading of a run: the unit's start from systemd's journal, the job's first step
+after an instant from the ranks' ECS records (told apart by time, not restart label), the resumed step."""
+
+from __future__ import annotations
+
+from bench.recovery import StepEvent
+from bench.recovery_cluster import job_first_step, resumed_after, unit_started
+
+# `journalctl -u ddp-trainer -o short-unix` on a sandbox node (Debian 12, systemd 252): two launches.
+JOURNAL = [
+    "1796382939.836599 ddp-warm-node1 (p-launch)[5098]: ddp-trainer.service: ProtectHostname=yes is "
+    "configured, but UTS namespace setup is prohibited (container manager?), ignoring namespace setup.",
+    "1796382939.841855 ddp-warm-node1 systemd[1]: Started ddp-trainer.service - DDP trainer, phase 1 "
+    "(1 node(s) x 4 processes, rendezvous 10.213.91.11:29400).",
+    "1796383557.068403 ddp-warm-node1 systemd[1]: Started ddp-trainer.service - DDP trainer, phase 1 "
+    "(1 node(s) x 4 processes, rendezvous 10.213.91.11:29400).",
+    "1796383558.100000 ddp-warm-node1 systemd[1]: Started other.service - something else.",
+]
+
+
+def test_the_last_start_of_the_unit_is_taken() -> None:
+    assert unit_started(JOURNAL) == 1796383557.068403
+    assert unit_started(JOURNAL[:1]) is None
+
+
+def ev(t: float, rank: int, event: str, step: int, restart: int = 0) -> StepEvent:
+    return StepEvent(t, rank, restart, step, event)
+
+
+def test_the_first_step_after_an_instant_waits_for_every_rank_and_skips_the_old_incarnation() -> None:
+    events = [
+        ev(10.0, 0, "start", 0), ev(10.5, 1, "start", 0),
+        ev(11.0, 0, "heartbeat", 1), ev(11.2, 1, "heartbeat", 1),
+        ev(12.0, 0, "heartbeat", 2), ev(12.1, 1, "heartbeat", 2),
+        # rank 1 killed at 13.0; rank 0 still logs a step of the old incarnation before it notices
+        ev(13.2, 0, "heartbeat", 3),
+        # the restart: node labels disagree on the restart count, times do not
+        ev(15.0, 1, "start", 2, restart=1), ev(15.4, 0, "start", 2, restart=0),
+        ev(16.0, 1, "heartbeat", 3, restart=1), ev(16.3, 0, "heartbeat", 3, restart=0),
+    ]  # fmt: skip
+    assert job_first_step(events, 9.0, 2) == 11.2
+    assert job_first_step(events, 13.0, 2) == 16.3
+    assert resumed_after(events, 13.0) == 2
+    assert job_first_step(events, 13.0, 3) is None  # a rank that never stepped again
+    assert job_first_step(events[:9], 13.0, 2) is None  # started, no step yet
