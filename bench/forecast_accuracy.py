@@ -10,6 +10,11 @@ nodes unless --busbw gives it. For each predicted phase it prints throughput, st
 overhead predicted (with the band) and measured, the error, and whether the measured throughput is within
 --target (default 15 %) of the prediction. --json FILE keeps the whole comparison. Exit 1 when a phase
 misses the target, 2 when a run or the bandwidth is missing.
+
+Every run is also listed with its measured step, compute and wait and its ranks' CPU use (the summary's
+mean `cpu_utilisation_ratio`, as a ratio to the fitted runs'): the model takes a node's capacity to be the
+same in every phase, so a phase whose ranks got less CPU (a shared or over-committed host, e.g. a sandbox
+whose nodes together ask for every CPU the machine has) was measured on other machines than the fit.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ def compare_phases(args: argparse.Namespace) -> dict[str, Any]:
     fitted = load_runs([p for name in fit_on if (p := latest[name]) is not None], plan)
     busbw, source = bandwidth(args.busbw, args.artifacts_dir or home.verify())
     phases: dict[str, Any] = {}
+    measured_runs = list(fitted)
     for name, phase in plan.ordered():
         measured_path = latest.get(name)
         if name in fit_on or measured_path is None:
@@ -68,6 +74,7 @@ def compare_phases(args: argparse.Namespace) -> dict[str, Any]:
         criteria = effective_criteria(name, phase, None, None)
         result = forecast(plan, name, fitted, busbw, source, criteria)
         measured = load_runs([measured_path], plan)[0]
+        measured_runs.append(measured)
         comparison = compare(result, measured)
         error = comparison["figures"]["throughput"]["error_ratio"]
         phases[name] = {
@@ -77,10 +84,37 @@ def compare_phases(args: argparse.Namespace) -> dict[str, Any]:
         }
     return {
         "fitted_on": {r.phase or "?": str(r.path) for r in fitted},
+        "runs": [{**r.as_dict(), "cpu_utilisation_ratio": _rank_cpu(r.path)} for r in measured_runs],
         "bandwidth_source": source,
         "target": args.target,
         "phases": phases,
     }
+
+
+def _rank_cpu(summary_path: Path) -> float | None:
+    """The ranks' mean CPU use as the trainer measured it (None when the summary has none)."""
+    import statistics
+
+    ranks = json.loads(summary_path.read_text(encoding="utf-8")).get("ranks") or []
+    values = [r["cpu_utilisation_ratio"] for r in ranks if isinstance(r.get("cpu_utilisation_ratio"), float)]
+    return statistics.fmean(values) if values else None
+
+
+def _print_runs(runs: list[dict[str, Any]], fitted: set[str]) -> None:
+    """Each run's measurements, with its ranks' CPU use against the fitted runs' (module docstring)."""
+    import statistics
+
+    base = [r["cpu_utilisation_ratio"] for r in runs if r["summary"] in fitted and r["cpu_utilisation_ratio"]]
+    reference = statistics.fmean(base) if base else None
+    for r in runs:
+        cpu = r["cpu_utilisation_ratio"]
+        against = f" (x{cpu / reference:.2f} of the fitted runs')" if cpu and reference else ""
+        print(
+            f"  {r['phase'] or '?':3} {r['nodes']} x {r['world_size'] // r['nodes']}: "
+            f"{r['throughput']:9.1f} samples/s, step {r['step_seconds'] * 1e3:7.2f} ms = "
+            f"compute {r['compute_seconds'] * 1e3:6.2f} + wait {r['wait_seconds'] * 1e3:7.2f} ms, "
+            f"rank CPU {'-' if cpu is None else f'{cpu:.3f}'}{against}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"fitted on {', '.join(f'{k}: {v}' for k, v in document['fitted_on'].items())}")
     print(f"bus bandwidth: {document['bandwidth_source']}")
+    print("runs (measured):")
+    _print_runs(document["runs"], set(document["fitted_on"].values()))
     if not document["phases"]:
         print("no later phase has a measured run yet: nothing to compare")
     for name, entry in document["phases"].items():

@@ -121,6 +121,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "sandbox up": (
         ("tooling sandbox up", "start the sandbox cluster"),
         ("tooling sandbox up --nodes 3 --monitor", "three nodes and the monitoring node"),
+        ("tooling sandbox up --cpus-per-node 0.5", "each node a machine of half a CPU, as a forecast needs"),
     ),
     "sandbox status": (("tooling sandbox status", "the sandbox's containers and inventory"),),
     "sandbox down": (

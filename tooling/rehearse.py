@@ -10,7 +10,9 @@ rendezvous across nodes, metrics, checkpoints), not the throughput.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from tooling.job.cluster_watch import Detached, watch_cluster, watch_commands
 from tooling.job.deploy import DeployRequest, deploy
 from tooling.plan.phases import PhasePlan
 from tooling.sandbox import cluster
-from tooling.sandbox.settings import SandboxSettings
+from tooling.sandbox.settings import CPUS_ENV, SandboxSettings, overcommit_warning
 from tooling.verify.run import preflight
 
 # Small enough that 4 processes per node train at a useful pace on a 2-core machine.
@@ -49,7 +51,8 @@ def rehearsal_settings(steps: int) -> list[str]:
 
 
 def ensure_sandbox(plan: PhasePlan, phase_name: str) -> Path:
-    """A running sandbox big enough for the phase; starts one with the largest phase's node count."""
+    """A running sandbox big enough for the phase; starts one with the largest phase's node count (each
+    node limited to DDP_SANDBOX_CPUS_PER_NODE CPUs when that is set)."""
     needed = plan.get(phase_name).nodes
     state = cluster.load_state(SandboxSettings())
     nodes = len([h for h in (state or {}).get("hosts", {}) if h.startswith("node")]) or plan.max_nodes()
@@ -59,8 +62,18 @@ def ensure_sandbox(plan: PhasePlan, phase_name: str) -> Path:
             hint=f"`tooling sandbox down`, then `tooling sandbox up --nodes {plan.max_nodes()}`",
         )
     settings = SandboxSettings(nodes=nodes)
+    if state is not None and not os.environ.get(CPUS_ENV, "").strip():
+        # A sandbox that is up keeps the capacity it was made with, as it keeps its node count; set
+        # DDP_SANDBOX_CPUS_PER_NODE to insist on one (`up` refuses a sandbox made with another).
+        settings = dataclasses.replace(settings, cpus_per_node=state.get("cpus_per_node"))
     result = cluster.up(settings)
-    console.print(f"sandbox: {nodes} nodes + monitor {'already up' if result.already_up else 'started'}")
+    capacity = "" if settings.cpus_per_node is None else f" of {settings.cpus_per_node:g} CPU each"
+    console.print(
+        f"sandbox: {nodes} nodes{capacity} + monitor {'already up' if result.already_up else 'started'}"
+    )
+    warning = overcommit_warning(settings.cpus_per_node, nodes)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}")
     return settings.inventory_dir
 
 

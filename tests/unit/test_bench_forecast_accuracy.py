@@ -46,3 +46,35 @@ def test_missing_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     runs = _runs(tmp_path, Truth(), Truth())
     assert main(["--runs-dir", str(runs), "--artifacts-dir", str(tmp_path / "none")]) == 2
     assert "no all-reduce bus bandwidth measured" in capsys.readouterr().err
+
+
+def test_each_run_is_listed_with_its_ranks_cpu_against_the_fitted_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A phase whose ranks got half the CPU of the fitted runs' (an over-committed sandbox) says so."""
+    truth = Truth()
+    runs = tmp_path / "runs"
+    for phase, nodes, cpu in (("1", 1, 0.06), ("2a", 2, 0.06), ("2b", 3, 0.06), ("2c", 4, 0.03)):
+        data = summary(truth, nodes, spread=0.02)
+        for rank in data["ranks"]:
+            rank["cpu_utilisation_ratio"] = cpu
+        write_run(runs, f"rehearsal-phase{phase}-20261201-000000", data)
+    out = tmp_path / "accuracy.json"
+    assert main(["--runs-dir", str(runs), "--busbw", str(truth.busbw_gbs), "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    listed = [line for line in lines if "rank CPU" in line]
+    assert [line.split()[0] for line in listed] == ["1", "2a", "2b", "2c"]
+    assert "rank CPU 0.060 (x1.00 of the fitted runs')" in listed[2]
+    assert "rank CPU 0.030 (x0.50 of the fitted runs')" in listed[3]
+    document = json.loads(out.read_text())
+    assert [r["cpu_utilisation_ratio"] for r in document["runs"]] == [0.06, 0.06, 0.06, 0.03]
+
+
+def test_a_summary_without_cpu_figures_lists_a_dash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = Truth()
+    assert main(["--runs-dir", str(_runs(tmp_path, truth, truth)), "--busbw", str(truth.busbw_gbs)]) == 0
+    assert all(
+        line.endswith("rank CPU -") for line in capsys.readouterr().out.splitlines() if "rank CPU" in line
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from ddp.atomic import atomic_write_json
 from tooling.console import ToolingError
 from tooling.sandbox import cluster, hostnet, image, podman
+from tooling.sandbox import settings as settings_module
 from tooling.sandbox.addresses import allocate
 from tooling.sandbox.settings import SandboxSettings
 
@@ -129,3 +131,74 @@ def test_a_container_that_died_while_booting_is_reported_at_once(monkeypatch: py
         cluster._wait_for_boot("t-sbx-node1", {})
     assert "t-sbx-node1: the container exited (code 255)" in str(err.value)
     assert "init.scope" in str(err.value) and err.value.hint and "cgroup" in err.value.hint
+
+
+def _create_args(settings: SandboxSettings, host: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    recorder = Recorder()
+    monkeypatch.setattr(podman, "run", recorder)
+    cluster._create_container(settings, host, allocate(settings.subnet, settings.host_names)[host], {})
+    (args,) = recorder.calls
+    return args
+
+
+def test_nodes_get_the_cpu_limit_asked_for_and_the_monitor_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster, "check_cpus_per_node", lambda value: value)
+    limited = dataclasses.replace(_settings(tmp_path), cpus_per_node=0.5)
+    node = _create_args(limited, "node1", monkeypatch)
+    assert node[node.index("--cpus") + 1] == "0.5"
+    assert node.index("--cpus") < node.index(limited.image)  # an option of `run`, not of the command
+    assert "--cpus" not in _create_args(limited, "monitor", monkeypatch)
+    # The default stays as it was: no limit, so the suite's sandbox runs as before.
+    assert "--cpus" not in _create_args(_settings(tmp_path), "node1", monkeypatch)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, 0.001, 2.5])
+def test_a_cpu_limit_outside_the_host_is_refused_naming_the_setting(
+    value: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings_module, "host_cpus", lambda: 2)
+    with pytest.raises(ToolingError, match=r"--cpus-per-node=.*from 0\.01 to 2 \(this machine has 2\)"):
+        settings_module.check_cpus_per_node(value)
+    assert settings_module.check_cpus_per_node(0.5) == 0.5
+    assert settings_module.check_cpus_per_node(2) == 2
+    assert settings_module.check_cpus_per_node(None) is None
+
+
+@pytest.mark.parametrize(("raw", "words"), [("half", "expected a number of CPUs"), ("9", "from 0.01 to 2")])
+def test_the_environment_variable_is_checked_the_same_way(
+    raw: str, words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings_module, "host_cpus", lambda: 2)
+    monkeypatch.setenv(settings_module.CPUS_ENV, raw)
+    with pytest.raises(ToolingError, match=f"{settings_module.CPUS_ENV}={raw}: .*{words}"):
+        SandboxSettings()
+    monkeypatch.setenv(settings_module.CPUS_ENV, "0.25")
+    assert SandboxSettings().cpus_per_node == 0.25
+    monkeypatch.delenv(settings_module.CPUS_ENV)
+    assert SandboxSettings().cpus_per_node is None
+
+
+@pytest.mark.parametrize(("recorded", "asked"), [(0.5, None), (None, 0.5), (0.5, 1.0)])
+def test_up_refuses_a_sandbox_made_with_another_cpu_limit(
+    tmp_path: Path, recorded: float | None, asked: float | None
+) -> None:
+    settings = dataclasses.replace(_settings(tmp_path), cpus_per_node=asked)
+    expected = {settings.container_name(h): h for h in settings.host_names}
+    existing = dict.fromkeys(expected, "running")
+    state = {"subnet": settings.subnet, "cpus_per_node": recorded}
+    with pytest.raises(ToolingError, match="runs nodes of") as err:
+        cluster._refuse_mismatch(settings, state, existing, expected)
+    assert err.value.hint and "--cpus-per-node" in err.value.hint
+    # The same value, or a state from before the option (no key: no limit) asked without one, passes.
+    cluster._refuse_mismatch(dataclasses.replace(settings, cpus_per_node=recorded), state, existing, expected)
+    cluster._refuse_mismatch(_settings(tmp_path), {"subnet": settings.subnet}, existing, expected)
+
+
+def test_nodes_that_ask_for_every_cpu_of_the_host_are_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "host_cpus", lambda: 2)
+    warning = settings_module.overcommit_warning(0.5, 4)
+    assert warning and "4 nodes x 0.5 CPU ask for all 2 CPUs" in warning and "below 0.5 CPU" in warning
+    assert settings_module.overcommit_warning(0.4, 4) is None
+    assert settings_module.overcommit_warning(None, 4) is None

@@ -13,7 +13,7 @@ from rich.table import Table
 from tooling.cli_examples import epilog
 from tooling.cli_options import YesOption
 from tooling.console import EXIT_CHECK_FAILED, cli_edge, confirm, console, print_next
-from tooling.sandbox.settings import DEFAULT_NODES, SandboxSettings
+from tooling.sandbox.settings import DEFAULT_NODES, SandboxSettings, overcommit_warning
 
 if TYPE_CHECKING:
     from tooling.sandbox import cluster
@@ -54,10 +54,13 @@ def _settings(
     prefix: str | None = None,
     state_dir: Path | None = None,
     inventory: Path | None = None,
+    cpus_per_node: float | None = None,
 ) -> SandboxSettings:
     changes: dict[str, object] = {"monitor": monitor}
     if nodes is not None:
         changes["nodes"] = nodes
+    if cpus_per_node is not None:
+        changes["cpus_per_node"] = cpus_per_node
     if subnet:
         changes["subnet"] = subnet
     if prefix:
@@ -91,6 +94,15 @@ def up(
         str | None,
         typer.Option("--subnet", envvar="DDP_SANDBOX_SUBNET", help="Private network, e.g. 10.213.31.0/24."),
     ] = None,
+    cpus_per_node: Annotated[
+        float | None,
+        typer.Option(
+            "--cpus-per-node",
+            envvar="DDP_SANDBOX_CPUS_PER_NODE",
+            help="CPU capacity of each training node (podman --cpus, e.g. 0.5); default: no limit, the "
+            "nodes share this machine's CPUs.",
+        ),
+    ] = None,
     mirror: Mirror = None,
     prefix: Prefix = None,
     state_dir: StateDir = None,
@@ -105,10 +117,21 @@ def up(
     from tooling.sandbox.inventory import omitted_groups
 
     settings = _settings(
-        nodes=nodes, monitor=monitor, subnet=subnet, prefix=prefix, state_dir=state_dir, inventory=inventory
+        nodes=nodes,
+        monitor=monitor,
+        subnet=subnet,
+        prefix=prefix,
+        state_dir=state_dir,
+        inventory=inventory,
+        cpus_per_node=cpus_per_node,
     )
     result = cluster.up(settings, mirror=mirror, keep_on_failure=keep_on_failure)
     console.print(_table(result.hosts))
+    if settings.cpus_per_node is not None:
+        console.print(f"each training node is limited to {settings.cpus_per_node:g} CPU (podman --cpus)")
+    warning = overcommit_warning(settings.cpus_per_node, settings.nodes)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}")
     if result.already_up:
         console.print(f"sandbox {settings.prefix!r} is already up; nothing to do")
     else:

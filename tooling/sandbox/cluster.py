@@ -20,7 +20,7 @@ from tooling.console import CheckFailed, ToolingError, console
 from tooling.sandbox import hostnet, inventory, keys, podman
 from tooling.sandbox.addresses import Endpoint, allocate, host_offset
 from tooling.sandbox.image import ensure_image, remove_image
-from tooling.sandbox.settings import MONITOR_HOST, SandboxSettings
+from tooling.sandbox.settings import MONITOR_HOST, SandboxSettings, check_cpus_per_node
 from tooling.sandbox.sshcheck import check_all
 
 LABEL = "ddp.sandbox.prefix"
@@ -124,6 +124,7 @@ def up(settings: SandboxSettings, *, mirror: str | None = None, keep_on_failure:
 
 def _up(settings: SandboxSettings, *, mirror: str | None, keep_on_failure: bool) -> UpResult:
     start = time.monotonic()
+    check_cpus_per_node(settings.cpus_per_node)
     # Read before podman touches the host (building, probing, networks), so `down` can put it back.
     ip_forward_before = hostnet.read_ip_forward()
     podman.podman_binary()
@@ -165,6 +166,7 @@ def _up(settings: SandboxSettings, *, mirror: str | None, keep_on_failure: bool)
             nodes=settings.nodes,
             monitor=settings.monitor,
             image=settings.image,
+            cpus_per_node=settings.cpus_per_node,
             hosts={h: asdict(e) for h, e in endpoints.items()},
         )
         atomic_write_json(settings.state_file, state)
@@ -222,6 +224,19 @@ def _refuse_mismatch(
             f"sandbox {settings.prefix!r} runs on subnet {state.get('subnet')}, not {settings.subnet}",
             hint="run `tooling sandbox down` first to change the subnet",
         )
+    # A container's CPU limit is fixed when it is created: nodes of two capacities would make one sandbox
+    # that is neither. States from before the option have no key, i.e. no limit.
+    if state and existing and state.get("cpus_per_node") != settings.cpus_per_node:
+        raise ToolingError(
+            f"sandbox {settings.prefix!r} runs nodes of {_capacity(state.get('cpus_per_node'))}, "
+            f"not {_capacity(settings.cpus_per_node)}",
+            hint="run `tooling sandbox down` first to change --cpus-per-node "
+            "(or DDP_SANDBOX_CPUS_PER_NODE), or `up` with the value it has",
+        )
+
+
+def _capacity(cpus: float | None) -> str:
+    return "no CPU limit" if cpus is None else f"{cpus:g} CPU each"
 
 
 def _ensure_network(settings: SandboxSettings, env: dict[str, str]) -> bool:
@@ -264,6 +279,10 @@ def _create_container(settings: SandboxSettings, host: str, endpoint: Endpoint, 
     ]  # fmt: skip
     if endpoint.published_port is not None:
         args += ["--publish", f"127.0.0.1:{endpoint.published_port}:22"]
+    if settings.cpus_per_node is not None and host in settings.node_names:
+        # A CFS quota: the node never runs more than this much CPU time, however many nodes share the
+        # host, as a real machine of that size would. The monitoring host is not a training node: unlimited.
+        args += ["--cpus", f"{settings.cpus_per_node:g}"]
     try:
         podman.run([*args, settings.image, "/lib/systemd/systemd"], env=env)
     except podman.PodmanError as exc:
