@@ -46,6 +46,9 @@ class RunResult:
     summary_path: Path | None
     reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Wall time of the training loop, first step to the last step's bookkeeping: the run without its
+    # start (resume, announcement) and end (final checkpoint, summary), which a run pays once.
+    loop_seconds: float | None = None
 
 
 # DDP builds its buckets in the first iteration and rebuilds them in the second: those steps' timings say
@@ -291,6 +294,7 @@ class Trainer:
         batches = self._micro_batches()
         status, reason = "completed", None
         loss: float | None = None
+        loop_started = time.perf_counter()
         try:
             while self.counters.steps < cfg.training.max_steps:
                 result = self._step(batches)
@@ -320,8 +324,11 @@ class Trainer:
         except NonFiniteLossError as exc:
             self.telemetry.failed(str(exc), loss)
             raise
+        loop_seconds = time.perf_counter() - loop_started
         if self.counters.sync_checks == 0:
             self._sync_check()  # short runs still get one cross-rank comparison
         self._finish(status, reason)
         self.telemetry.finished(status, loss)
-        return RunResult(status, self.counters.steps, self.telemetry.summary_path, reason)
+        return RunResult(
+            status, self.counters.steps, self.telemetry.summary_path, reason, loop_seconds=loop_seconds
+        )

@@ -74,7 +74,7 @@ def overcommit_warning(cpus_per_node: float | None, nodes: int) -> str | None:
     """A sentence when the nodes together may use every CPU this machine has (None otherwise). The limit is
     a ceiling, not a reservation: the host's own work (Ansible, SSH, the monitoring host, this toolkit)
     then comes out of the nodes' share, the more so the more nodes train at once. Measured on 2 cores,
-    4 nodes x 0.5 (the trainer's own CPU figures; the host also ran another user's Ansible): each node got
+    4 nodes x 0.5 (the trainer's own CPU figures; the host also ran a second sandbox's Ansible): each node got
     0.48 CPU when one node trained, 0.41 with three, 0.31 with all four."""
     available = host_cpus()
     if cpus_per_node is None or cpus_per_node * nodes < available:
