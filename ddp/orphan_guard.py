@@ -159,6 +159,5 @@ def guard_under_torchrun(environ: Mapping[str, str] = os.environ) -> OrphanGuard
         return None
     lifeline = environ.get(LIFELINE_ENV)
     if lifeline:
-        fd, _, launcher = lifeline.partition(":")
-        return LifelineGuard(int(fd), int(launcher or 0)).start()
+        return LifelineGuard(int(lifeline.partition(":")[0]), launcher_pid(environ)).start()
     return OrphanGuard(os.getppid()).start()

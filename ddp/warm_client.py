@@ -47,24 +47,16 @@ def _connect(path: Path) -> socket.socket | None:
     return sock
 
 
-def _pool_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def wait_for_pool(path: Path, pool_pid: int, timeout_s: float = POOL_START_TIMEOUT_S) -> socket.socket:
     """A connection to the pool, which may still be importing; WarmStartError if it exited or timed out."""
+    import psutil  # here: deciding whether to start warm must cost the launcher nothing
+
     deadline = time.monotonic() + timeout_s
     while True:
         sock = _connect(path)
         if sock is not None:
             return sock
-        if pool_pid and _pool_gone(pool_pid):
+        if pool_pid and not psutil.pid_exists(pool_pid):
             log = path.with_suffix(".log")
             with contextlib.suppress(OSError):
                 tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])

@@ -40,6 +40,7 @@ from ddp.warm_protocol import WarmStartError, receive, send
 DEFAULT_TARGET = "ddp.rank_main:main"
 # A launcher that connects and then says nothing must not hold up the others' restarts.
 REQUEST_TIMEOUT_S = 10.0
+EXIT_POLL_S = 0.1
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 RankMain = Callable[[list[str]], int]
@@ -92,7 +93,9 @@ class Pool:
         while True:
             # A rank's exit wakes the pool at once (its pidfd turns readable), so its launcher, and torchrun
             # at its next poll, learn of it without a polling delay.
-            readable, _, _ = select.select([listening, self.lifeline, *self.exits.values()], [], [])
+            # Without pidfds (a kernel before 5.3) nothing else would wake the pool for an exit: it polls.
+            poll_s = None if len(self.exits) == len(self.children) else EXIT_POLL_S
+            readable, _, _ = select.select([listening, self.lifeline, *self.exits.values()], [], [], poll_s)
             self._reap()
             if self.lifeline in readable:
                 break
