@@ -42,8 +42,8 @@ from ddp.warm_protocol import (
 POOL_TARGET_ENV = "DDP_WARM_POOL_TARGET"  # tests run the pool with a light target; nodes use the trainer
 # torchrun stops its workers on each of these and exits (torch.distributed.elastic's SignalException).
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-# The pool's own leaving (socket removed, interpreter exit) takes well under a second; past this it is
-# killed, so that a pool stuck in a system call never holds the unit.
+# The pool's leaving is a socket removed and an interpreter exit (the warm-start tests wait for it within
+# seconds); past this it is killed, so that a pool stuck in a system call never holds the unit.
 POOL_EXIT_TIMEOUT_S = 10.0
 
 
