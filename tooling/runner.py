@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import datetime as dt
+import hashlib
 import logging
 import os
 import shlex
@@ -268,6 +269,24 @@ def _host_key_checking(ansible_cfg: Path) -> str:
     return "True" if value else "False"
 
 
+def fact_cache_dir(project: Path, inventory: Path) -> Path:
+    """Where a run against `inventory` caches its hosts' facts.
+
+    The jsonfile cache is keyed by host name alone. Two clusters driven from one checkout with the same
+    host names (node1, ... in a test cluster, a rehearsal sandbox and the site) would read each other's
+    facts, and `gathering = smart` does not refresh them for `fact_caching_timeout`. ansible.cfg's default
+    inventory keeps ansible.cfg's cache, the one a hand-run `ansible-playbook site.yml` shares; every other
+    inventory gets a cache of its own next to it, named after the inventory's resolved path."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(project / "ansible.cfg", encoding="utf-8")
+    shared = project / parser.get("defaults", "fact_caching_connection", fallback=".ansible/facts")
+    default_inventory = parser.get("defaults", "inventory", fallback="")
+    if default_inventory and (project / default_inventory).resolve() == inventory.resolve():
+        return shared
+    key = hashlib.sha256(str(inventory.resolve()).encode()).hexdigest()[:12]
+    return shared.parent / f"{shared.name}-by-inventory" / f"{inventory.resolve().name}-{key}"
+
+
 def explain(status: str, rc: int, collector: EventCollector, stdout_tail: str, timeout: int | None) -> str:
     """Why the run ended as it did, in words, from runner's status, the rc and what the events showed."""
     if status == "successful":
@@ -376,6 +395,7 @@ def run_playbook(
         "ANSIBLE_CONFIG": str(ansible_cfg),
         "ANSIBLE_ROLES_PATH": str(project / "roles"),
         "ANSIBLE_HOST_KEY_CHECKING": _host_key_checking(ansible_cfg),
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(fact_cache_dir(project, inventory_path)),
         "PATH": path_with_ansible(),
         # Counts and results come from events; keep ansible's own stdout free of colour codes for the
         # artifact file a person reads after a failure.

@@ -20,6 +20,7 @@ from tooling.runner import (
     HostStats,
     _host_key_checking,
     explain,
+    fact_cache_dir,
     failure_message,
     get_inventory,
     run_playbook,
@@ -145,6 +146,79 @@ def test_host_key_checking_follows_ansible_cfg(tmp_path: Path) -> None:
     cfg.write_text("[defaults]\nforks = 5\n")
     assert _host_key_checking(cfg) == "True"
     assert _host_key_checking(tmp_path / "missing.cfg") == "True"
+
+
+def _fact_project(root: Path) -> Path:
+    (root / "inventory").mkdir(parents=True)
+    (root / "ansible.cfg").write_text(
+        "[defaults]\ninventory = inventory/site\ngathering = smart\nfact_caching = jsonfile\n"
+        "fact_caching_connection = .ansible/facts\nfact_caching_timeout = 86400\n"
+    )
+    return root
+
+
+def test_each_inventory_but_the_default_has_a_fact_cache_of_its_own(tmp_path: Path) -> None:
+    project = _fact_project(tmp_path / "project")
+    (project / "inventory" / "site").write_text("node1\n")
+    shared = project / ".ansible" / "facts"
+    assert fact_cache_dir(project, project / "inventory" / "site") == shared
+    sandbox = tmp_path / "a" / "inventory"
+    other = tmp_path / "b" / "inventory"
+    own = fact_cache_dir(project, sandbox)
+    assert own.parent == project / ".ansible" / "facts-by-inventory"
+    assert own.name.startswith("inventory-")
+    assert own != fact_cache_dir(project, other)  # same file name, another cluster
+    assert own == fact_cache_dir(project, tmp_path / "a" / ".." / "a" / "inventory")  # the path, resolved
+
+
+CACHE_FACT = """\
+- name: Cache a fact, or read it back
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Remember which cluster this is
+      ansible.builtin.set_fact:
+        cluster_name: "{{ cluster_name_to_cache }}"
+        cacheable: true
+      when: cluster_name_to_cache is defined
+    - name: Say which cluster the cache holds
+      ansible.builtin.debug:
+        msg: "cluster={{ cluster_name | default('none') }}"
+"""
+
+
+def test_clusters_with_the_same_host_names_do_not_share_facts(tmp_path: Path) -> None:
+    """Two inventories that both name their host node1: each run reads back the facts its own cluster
+    cached, never the other's (one cache keyed by host name alone would answer "b" for cluster a)."""
+    project = _fact_project(tmp_path / "project")
+    book = project / "cache.yml"
+    book.write_text(CACHE_FACT)
+    inventories = {}
+    for name in ("a", "b"):
+        inventories[name] = tmp_path / name / "hosts.ini"
+        inventories[name].parent.mkdir()
+        inventories[name].write_text(
+            f"node1 ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        )
+
+    def said(name: str, extravars: dict[str, str]) -> str:
+        result = run_playbook(
+            book,
+            inventory=inventories[name],
+            runs_dir=tmp_path / "runs",
+            project_dir=project,
+            extravars=extravars,
+            progress=False,
+        )
+        assert result.status == "successful", result.explanation
+        messages = [e["event_data"]["res"].get("msg", "") for e in result.events if e["event"] == "runner_on_ok"]
+        return next(m for m in messages if m.startswith("cluster="))
+
+    assert said("a", {"cluster_name_to_cache": "a"}) == "cluster=a"
+    assert said("b", {"cluster_name_to_cache": "b"}) == "cluster=b"
+    assert said("a", {}) == "cluster=a"
+    assert said("b", {}) == "cluster=b"
+    assert not (project / ".ansible" / "facts").exists()
 
 
 def test_missing_inventory_is_refused_before_running(tmp_path: Path) -> None:
