@@ -217,6 +217,10 @@ BAD_EDITS = [
     ({"rendezvous": {"read_timeout_s": -1}}, "rendezvous.read_timeout_s: expected greater than 0"),
     ({"rendezvous": {"max_restarts": -1}}, "rendezvous.max_restarts: expected greater than or equal to 0"),
     (
+        {"rendezvous": {"monitor_interval_s": 0.01}},
+        "rendezvous.monitor_interval_s: expected greater than or equal to 0.05",
+    ),
+    (
         {"metrics": {"base_port": 9597}},
         "the ranks' ports 9597..9600 (base_port + local rank; phase 1 runs 4 a node)",
     ),

@@ -97,7 +97,7 @@ class Launch:
     rdzv_conf: str  # torchrun --rdzv-conf; the timeouts the plan leaves out keep torchrun's defaults
     join_timeout_s: int
     max_restarts: int
-    monitor_interval_s: int
+    monitor_interval_s: float
     disable_shared_tcp_store: bool
     addresses: dict[str, str]
     metrics_base_port: int

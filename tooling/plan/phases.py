@@ -109,7 +109,12 @@ class Rendezvous(_Strict):
     last_call_timeout_s: Seconds | None = None
     read_timeout_s: Seconds | None = None
     max_restarts: Annotated[int, Field(ge=0, le=1000)] = 3
-    monitor_interval_s: Annotated[int, Field(gt=0, le=3600)] = 1
+    # How often each node's agent polls its ranks and, while they are healthy, reads the rendezvous
+    # state from the store to see whether a node is waiting to restart the job. Both polls sit on the
+    # recovery path one after the other (the failed node's agent sees its dead rank, joins a new round;
+    # the other agents see it waiting), so the default is short; every healthy agent reads the store
+    # once an interval, so sites of hundreds of nodes raise it (README, "Large sites").
+    monitor_interval_s: Annotated[float, Field(ge=0.05, le=3600)] = 0.25
 
 
 class MetricsPorts(_Strict):
