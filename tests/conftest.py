@@ -52,7 +52,9 @@ def _cluster_test(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Under xdist: the cluster's tests at normal priority, every other test at BESIDE_THE_CLUSTER_NICE."""
+    """Under xdist: the cluster's tests at normal priority, every other test at BESIDE_THE_CLUSTER_NICE.
+    Each test's worker goes into the JUnit report (scripts/test_durations.py sums the workers' chains)."""
+    item.user_properties.append(("worker", os.environ.get("PYTEST_XDIST_WORKER", "main")))
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return
     wanted = 0 if _cluster_test(item) else BESIDE_THE_CLUSTER_NICE
