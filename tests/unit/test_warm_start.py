@@ -146,6 +146,33 @@ def test_the_launcher_ends_as_its_rank_ended(
     assert rc == expected, stderr
 
 
+def test_without_pidfds_the_pool_still_sees_its_ranks_end(tmp_path: Path, runtime: Path) -> None:
+    """A kernel before 5.3 has no pidfds: nothing wakes the pool when a rank exits, so it polls. Every
+    process of the run here starts without os.pidfd_open (a sitecustomize on the path removes it)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import os\ndel os.pidfd_open\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    env = {**warm_env(runtime), "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
+    launcher = [sys.executable, "-m", "ddp.real_ddp_trainer", "exit", "3"]
+    with open(out / "supervisor.stderr", "wb") as stderr:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "ddp.warm_supervisor", sys.executable, "-c", AGENT, str(out), *launcher],
+            env=env,
+            cwd=out,
+            stderr=stderr,
+        )
+    try:
+        rc, _, stderr_text = Run(supervisor, out).finish()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+    assert rc == 3, stderr_text
+    assert "warm start" not in stderr_text  # the rank was forked by the pool, not started cold
+
+
 def test_a_signal_to_the_launcher_reaches_the_rank(warm: Callable[..., Run], tmp_path: Path) -> None:
     run = warm("wait", str(tmp_path))
     wait_until((tmp_path / "pid").exists, 30, "the rank started")
