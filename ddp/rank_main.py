@@ -19,6 +19,7 @@ from typing import NoReturn
 from ddp.config import TrainerConfig, load_config
 from ddp.config_errors import ConfigError
 from ddp.control import peer_failure_hold_s
+from ddp.cpu_threads import apply_launcher_threads
 from ddp.dist import init_distributed, launched_world_size, shutdown_distributed
 from ddp.logs import setup_logging
 from ddp.metrics import MetricsServerError, TrainerMetrics
@@ -84,6 +85,7 @@ def preload() -> None:
 def main(argv: list[str] | None = None) -> int:
     # First: from here on, losing the torchrun agent stops this worker.
     guard = guard_under_torchrun()
+    apply_launcher_threads()  # before any work: a rank forked from the warm pool has the pool's count
     args = parse_args(argv)
     world_size = args.world_size or launched_world_size()
     try:

@@ -171,7 +171,10 @@ class Telemetry:
             self.env.backend,
             self.workload.parameter_count,
             self.counters.steps,
-            extra={"trainer": {"event": "start", "step": self.counters.steps}},
+            # The intra-op threads it computes with: what the launcher asked for (ddp/cpu_threads.py).
+            extra={
+                "trainer": {"event": "start", "step": self.counters.steps, "threads": torch.get_num_threads()}
+            },
         )
         self._start_link_probes()
         self.write_status("running")

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
+from ddp.cpu_threads import THREADS_ENV
 from ddp.warm_protocol import (
     POOL_PID_ENV,
     POOL_SOCKET_ENV,
@@ -83,6 +84,9 @@ def start_pool(environ: Mapping[str, str]) -> PoolProcess:
         with open(path.with_suffix(".log"), "ab") as log:
             process = subprocess.Popen(
                 [*command, *(["--target", target] if target else [])],
+                # One thread for whatever the pool computes while importing: OpenMP's worker threads do not
+                # survive a fork, and each rank sizes its own pool from its launcher (ddp/cpu_threads.py).
+                env={**environ, THREADS_ENV: "1"},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -197,6 +197,15 @@ def test_killed_rank_restarts_and_resumes_from_checkpoint(
     assert result["grad_sync"]["checks"] and not result["grad_sync"]["mismatches"], result["grad_sync"]
     # Who started the restarted rank: the pool, or torchrun's agent itself.
     assert ("ddp.warm_pool" in restarted_by) == warm, restarted_by
+    # Every incarnation of every rank computed with the one thread torchrun gives each of several ranks on
+    # a node (OMP_NUM_THREADS=1), forked from the pool or not: the pool imported torch in its own environment.
+    starts = [
+        record["trainer"]
+        for log in (run_dir(tmp_path, "kill") / "logs").glob("rank*.ndjson")
+        for record in map(json.loads, log.read_text().splitlines())
+        if record.get("trainer", {}).get("event") == "start"
+    ]
+    assert len(starts) >= 4 and {start["threads"] for start in starts} == {1}, starts
 
 
 def scrape(port: int) -> dict[str, list]:
