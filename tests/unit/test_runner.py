@@ -211,7 +211,9 @@ def test_clusters_with_the_same_host_names_do_not_share_facts(tmp_path: Path) ->
             progress=False,
         )
         assert result.status == "successful", result.explanation
-        messages = [e["event_data"]["res"].get("msg", "") for e in result.events if e["event"] == "runner_on_ok"]
+        messages = [
+            e["event_data"]["res"].get("msg", "") for e in result.events if e["event"] == "runner_on_ok"
+        ]
         return next(m for m in messages if m.startswith("cluster="))
 
     assert said("a", {"cluster_name_to_cache": "a"}) == "cluster=a"
