@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ def test_report_is_summed_per_worker_module_and_test(tmp_path: Path) -> None:
     ran = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", "."],
         cwd=tmp_path, capture_output=True, text=True, check=False,
+        # Not an xdist worker, even where this test runs in one: the tests ran in the "main" process.
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
     )  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
     shown = subprocess.run(
