@@ -26,12 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # (on a machine busy with other work), while the other worker had minutes to spare; at 19 the whole suite
 # took 29.0 min.
 BESIDE_THE_CLUSTER_NICE = 19
-# Collected last, so the worker beside the cluster takes them last: molecule's scenarios install packages
-# and write images' worth of files in containers of their own, disk work that neither nice nor the cluster's
-# CPU share holds back. First, they met the cluster's own provisioning (site.yml on three hosts, the
-# heaviest disk work of the suite: 373 s against 294 s on an idle machine); last, they meet its long run,
-# which mostly waits on scrapes and alerts.
-LAST_MODULES = ("tests/integration/test_molecule.py",)
 # Test-only workloads (tests/fixtures) are imported by trainer subprocesses by import path.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -50,11 +44,6 @@ def _no_site_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("DDP_PHASES_FILE", "")
     monkeypatch.delenv("DDP_PHASES_FILE", raising=False)
     monkeypatch.delenv("TOOLING_KEEP_ARTIFACTS", raising=False)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """LAST_MODULES' tests after every other, each group in its collected order (a stable sort)."""
-    items.sort(key=lambda item: item.nodeid.startswith(LAST_MODULES))
 
 
 def _cluster_test(item: pytest.Item) -> bool:
