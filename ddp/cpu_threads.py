@@ -5,7 +5,8 @@ imported; torchrun sets OMP_NUM_THREADS=1 for its workers when a node runs sever
 node do not each spread over every CPU). A rank forked from the node's warm pool (ddp/warm_pool.py) imported
 torch in the pool, whose environment is not its launcher's: without this it would keep the pool's count.
 Measured on the sandbox (4 ranks a node, a node of 0.4 CPU): forked ranks kept 2 threads each and a step took
-0.64 s instead of about 0.04 s, their threads spending the node's CPU quota waiting on each other.
+0.64 s against 0.052 s once they had their launcher's one thread (their threads spent the node's CPU quota
+waiting on each other).
 """
 
 from __future__ import annotations

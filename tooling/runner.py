@@ -257,14 +257,22 @@ class RunProgress:
             self._progress.update(self._rows[host], description=task, counts=counts)
 
 
+def _ansible_cfg(path: Path) -> configparser.ConfigParser:
+    """The project's ansible.cfg; empty (Ansible's defaults) where it is missing or cannot be parsed."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error:
+        return configparser.ConfigParser(interpolation=None)
+    return parser
+
+
 def _host_key_checking(ansible_cfg: Path) -> str:
     # ansible-runner exports ANSIBLE_HOST_KEY_CHECKING=False unless it is already set, which would silently
     # override the project's ansible.cfg; carry the cfg's own answer (Ansible's default: on).
-    parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(ansible_cfg, encoding="utf-8")
-        value = parser.getboolean("defaults", "host_key_checking", fallback=True)
-    except (configparser.Error, ValueError):
+        value = _ansible_cfg(ansible_cfg).getboolean("defaults", "host_key_checking", fallback=True)
+    except ValueError:
         value = True
     return "True" if value else "False"
 
@@ -277,8 +285,7 @@ def fact_cache_dir(project: Path, inventory: Path) -> Path:
     facts, and `gathering = smart` does not refresh them for `fact_caching_timeout`. ansible.cfg's default
     inventory keeps ansible.cfg's cache, the one a hand-run `ansible-playbook site.yml` shares; every other
     inventory gets a cache of its own next to it, named after the inventory's resolved path."""
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(project / "ansible.cfg", encoding="utf-8")
+    parser = _ansible_cfg(project / "ansible.cfg")
     shared = project / parser.get("defaults", "fact_caching_connection", fallback=".ansible/facts")
     default_inventory = parser.get("defaults", "inventory", fallback="")
     if default_inventory and (project / default_inventory).resolve() == inventory.resolve():
