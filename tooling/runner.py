@@ -502,6 +502,11 @@ def run_playbook(
     )
 
 
+# ansible-inventory with no fact cache to read (the in-memory one starts empty) and no facts as variables.
+LISTING_WITHOUT_FACTS = {"ANSIBLE_CACHE_PLUGIN": "memory", "ANSIBLE_INJECT_FACT_VARS": "False"}
+_PROMOTED_FACT = "ansible_local"
+
+
 class InventoryListing:
     """`ansible-inventory --list` of `inventory`, running while the caller does other work: result() waits
     for it and gives groups, their hosts and hostvars as a dict; cancel() stops it. `environment` is added
@@ -512,6 +517,11 @@ class InventoryListing:
     secrets configured for this process (tooling.vault) apply, so a vault-encrypted vars file is listed
     decrypted; the listing therefore goes to a temporary directory, removed when the listing is read or
     cancelled.
+
+    The listing is of the inventory alone: Ansible would add each host's cached facts from the last
+    playbook run (ansible.cfg's fact cache) to its hostvars, and clean them per host even where there are
+    none, a fifth of the listing at a thousand hosts. Nothing tooling reads is a fact, and a stale fact
+    must not pass for an inventory value, so the listing reads no fact cache (LISTING_WITHOUT_FACTS).
     """
 
     def __init__(
@@ -531,6 +541,7 @@ class InventoryListing:
         env = {
             **os.environ,
             **(environment or {}),
+            **LISTING_WITHOUT_FACTS,
             "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
             "PATH": path,
         }
@@ -560,6 +571,10 @@ class InventoryListing:
             self._scratch.cleanup()
         if not isinstance(data, dict):
             raise ValueError(f"cannot read inventory {self.inventory}: unexpected output")
+        for host_vars in (data.get("_meta") or {}).get("hostvars", {}).values():
+            # Without facts as variables Ansible still gives every host the facts' `ansible_local`, empty.
+            if isinstance(host_vars, dict) and host_vars.get(_PROMOTED_FACT) == {}:
+                del host_vars[_PROMOTED_FACT]
         return data
 
     def cancel(self) -> None:

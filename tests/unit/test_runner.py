@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -353,6 +354,33 @@ def test_get_inventory_lists_groups(tmp_path: Path) -> None:
     assert data["phase1"]["hosts"] == ["n1"]
     assert set(data["phase2a"]["children"]) == {"phase1"}
     assert data["_meta"]["hostvars"]["n1"]["ansible_host"] == "127.0.0.1"
+
+
+def test_inventory_listing_leaves_cached_facts_out(tmp_path: Path) -> None:
+    """A fact cached by the last run (here one `set_fact cacheable=true` of Ansible's own) is not an
+    inventory value: Ansible's own listing mixes it into the host's vars (checked, so the test can tell),
+    tooling's leaves it out."""
+    import subprocess
+
+    config = tmp_path / "ansible.cfg"
+    config.write_text(
+        f"[defaults]\nfact_caching = jsonfile\nfact_caching_connection = {tmp_path / 'facts'}\n",
+        encoding="utf-8",
+    )
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[phase1]\nn1 ansible_connection=local rack=r03\n", encoding="utf-8")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(config)}
+
+    def ansible(*argv: str) -> str:
+        done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
+        return done.stdout
+
+    cache_a_fact = ("-m", "ansible.builtin.set_fact", "-a", "row=r03 cacheable=true")
+    ansible("ansible", "n1", "-i", str(inventory), *cache_a_fact)
+    ansible_own = json.loads(ansible("ansible-inventory", "-i", str(inventory), "--list"))
+    assert ansible_own["_meta"]["hostvars"]["n1"]["row"] == "r03"
+    listed = get_inventory(inventory, project_dir=tmp_path)["_meta"]["hostvars"]["n1"]
+    assert listed == {"ansible_connection": "local", "rack": "r03"}
 
 
 VAULT_PLAYBOOK = """\
