@@ -265,9 +265,13 @@ def _override_value(parts: list[str], raw: str) -> Any:
     return value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
-    """Apply `a.b.c=value` strings (value parsed as YAML) to a copy of `data`."""
-    result = copy.deepcopy(data)
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], source: str, share: bool = False
+) -> dict[str, Any]:
+    """Apply `a.b.c=value` strings (value parsed as YAML) to a copy of `data`. With `share`, only the
+    sections an item writes into are copied and the result shares every other value with `data`: for a
+    caller that changes neither afterwards."""
+    result = dict(data) if share else copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -292,6 +296,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
                     source,
                     [f"override {item!r}: {where} is a value ({child!r}), not a section with keys"],
                 )
+            if share:
+                child = node[part] = dict(child)
             node = child
         try:
             node[parts[-1]] = _override_value(parts, raw)

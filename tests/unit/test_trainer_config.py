@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ddp.config import ConfigError, load_config, validate_config
+from ddp.config import ConfigError, apply_overrides, load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "ddp" / "configs").glob("*.yaml"))
@@ -167,3 +168,23 @@ def test_cli_rejects_bad_config_without_traceback_or_launch(tmp_path: Path) -> N
     assert f"{path}: training.batch_size: expected a valid integer" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists(), "nothing may be launched or written from an invalid config"
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        ["metrics.bind_address=10.0.0.7"],
+        ["metrics.bind_address=10.0.0.7", "metrics.base_port=9600", "run.name=0123"],
+        ["training.schedule.kind=cosine", "new.section.key=1"],
+    ],
+)
+def test_shared_overrides_give_the_same_result_and_leave_the_data_alone(items: list[str]) -> None:
+    """share=True copies only the sections an item writes into (the plan lays each of a thousand nodes'
+    items over one config): the result is the deep copy's, and the data it was laid over is unchanged."""
+    data = {"run": {"name": "r"}, "metrics": {"base_port": 9500}, "training": {"schedule": {"warmup": 5}}}
+    before = copy.deepcopy(data)
+    shared = apply_overrides(data, items, "--set", share=True)
+    assert shared == apply_overrides(data, items, "--set")
+    assert data == before
+    untouched = [key for key in data if not any(item.startswith(f"{key}.") for item in items)]
+    assert untouched and all(shared[key] is data[key] for key in untouched)
