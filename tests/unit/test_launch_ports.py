@@ -212,12 +212,16 @@ def test_bad_config_or_process_count_is_reported_not_a_traceback(
 @pytest.mark.parametrize(
     ("rendezvous", "expected"),
     [
-        ({}, "join_timeout=120"),
-        ({"last_call_timeout_s": 45}, "join_timeout=120,last_call_timeout=45"),
+        ({}, "join_timeout=120,state_poll_interval=0.25"),
+        ({"last_call_timeout_s": 45}, "join_timeout=120,last_call_timeout=45,state_poll_interval=0.25"),
         (
-            {"read_timeout_s": 90, "last_call_timeout_s": 45},
-            "join_timeout=120,last_call_timeout=45,read_timeout=90",
+            {"read_timeout_s": 90, "last_call_timeout_s": 45, "monitor_interval_s": 0.5},
+            "join_timeout=120,last_call_timeout=45,read_timeout=90,state_poll_interval=0.5",
         ),
+        # ddp-c10d's poll is the monitor's interval up to torch's own second (ddp/rendezvous_poll.py) ...
+        ({"monitor_interval_s": 5}, "join_timeout=120,state_poll_interval=1"),
+        # ... and torch's own backend knows no such key.
+        ({"backend": "c10d"}, "join_timeout=120"),
     ],
 )
 def test_rendezvous_timeouts_reach_torchrun(

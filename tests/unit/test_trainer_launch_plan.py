@@ -204,7 +204,10 @@ def test_torchrun_arguments_follow_the_plan(
     # The first node of the phase (node1), although the nested group lists its newest node first.
     assert _option(argv, "--rdzv-endpoint") == f"{ADDRESS['node1']}:{PLAN.rendezvous.port}"
     assert _option(argv, "--rdzv-id") == "run-7"
-    assert _option(argv, "--rdzv-conf") == f"join_timeout={PLAN.rendezvous.join_timeout_s}"
+    rendezvous = PLAN.rendezvous
+    # ddp-c10d reads a round it waits in as often as the agents poll (ddp/rendezvous_poll.py).
+    poll = f"state_poll_interval={rendezvous.monitor_interval_s:g}"
+    assert _option(argv, "--rdzv-conf") == f"join_timeout={rendezvous.join_timeout_s},{poll}"
     assert _option(argv, "--max-restarts") == str(PLAN.rendezvous.max_restarts)
     assert _option(argv, "--monitor-interval") == str(PLAN.rendezvous.monitor_interval_s)
     assert argv[argv.index("-m", 4) + 1] == "ddp.real_ddp_trainer"  # the supervisor has the first -m

@@ -51,3 +51,28 @@ def test_unchanged_sources_skip_the_build_and_changes_rebuild(tmp_path: Path) ->
     wheel.unlink()
     restored = _fill(project, wheelhouse)
     assert restored["changed"] is True and wheel.is_file()
+
+
+def test_the_node_wheel_carries_the_package_entry_points_only(tmp_path: Path) -> None:
+    """torchrun finds the trainer's rendezvous backend through an entry point: the node's wheel keeps those
+    whose object is in the package, and drops one into code the node does not get."""
+    import configparser
+    import zipfile
+
+    project = _project(tmp_path / "project")
+    with (project / "pyproject.toml").open("a", encoding="utf-8") as toml:
+        toml.write(
+            '[project.entry-points."torchrun.handlers"]\n'
+            'demo-c10d = "pkg.rendezvous:creator"\n'
+            'tool-c10d = "tool.rendezvous:creator"\n'
+            "[project.scripts]\n"
+            'tool = "tool.cli:main"\n'
+        )
+    wheel = Path(_fill(project, tmp_path / "wheelhouse")["wheel"])
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        entries = configparser.ConfigParser()
+        entries.read_string(archive.read(name).decode())
+    assert {section: dict(entries[section]) for section in entries.sections()} == {
+        "torchrun.handlers": {"demo-c10d": "pkg.rendezvous:creator"}
+    }

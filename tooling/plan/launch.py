@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ddp import rendezvous_poll
 from ddp.config_errors import ConfigError, load_yaml_mapping
 from tooling.plan.phases import PROJECT_ROOT, PhasePlan
 
@@ -242,6 +243,10 @@ def derive_launch(
     conf = [f"join_timeout={rdzv.join_timeout_s}"]
     conf += [] if rdzv.last_call_timeout_s is None else [f"last_call_timeout={rdzv.last_call_timeout_s}"]
     conf += [] if rdzv.read_timeout_s is None else [f"read_timeout={rdzv.read_timeout_s}"]
+    if rdzv.backend == rendezvous_poll.BACKEND:
+        # A node waiting in a round reads it as often as a healthy agent reads the store (torch: 1 s).
+        poll = min(rdzv.monitor_interval_s, rendezvous_poll.TORCH_SYNC_WAIT_S)
+        conf.append(f"{rendezvous_poll.POLL_KEY}={poll:g}")
     base = plan.metrics.base_port
     ports = [base + i for i in range(spec.nproc_per_node)]
     return Launch(

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ddp import rendezvous_poll
 from ddp.config_errors import ConfigError, format_validation_error, load_yaml_mapping
 from tooling.plan.criteria import GateSection
 from tooling.plan.phase_file import DEFAULT_PHASES_FILE, roll_out_key, site_phases_file
@@ -101,7 +102,7 @@ class Phase(_Strict):
 
 class Rendezvous(_Strict):
     port: Port = 29400
-    backend: str = Field("c10d", pattern=r"^[a-z][a-z0-9_-]*$")
+    backend: str = Field(rendezvous_poll.BACKEND, pattern=r"^[a-z][a-z0-9_-]*$")
     disable_shared_tcp_store: bool = True
     join_timeout_s: Seconds = 120
     # torchrun's own defaults apply when these are left out (30 s and 60 s): how long the rendezvous

@@ -84,9 +84,27 @@ def node_pyproject(project: Path, dist_name: str, package: str) -> str:
     if "requires-python" in meta:
         lines.append(f"requires-python = {_toml(meta['requires-python'])}")
     lines += ["[tool.setuptools.packages.find]", f"include = {_toml([package, package + '.*'])}"]
+    for group, entries in sorted(package_entry_points(meta, package).items()):
+        lines.append(f"[project.entry-points.{_toml(group)}]")
+        lines += [f"{_toml(name)} = {_toml(target)}" for name, target in sorted(entries.items())]
     if package in package_data:
         lines += ["[tool.setuptools.package-data]", f"{package} = {_toml(package_data[package])}"]
     return "\n".join(lines) + "\n"
+
+
+def package_entry_points(meta: dict, package: str) -> dict[str, dict[str, str]]:
+    """The project's entry points whose object is in `package` (torchrun's rendezvous backend): the node's
+    wheel has nothing else of the project, so an entry into the tooling would not load there."""
+    carried: dict[str, dict[str, str]] = {}
+    for group, entries in meta.get("entry-points", {}).items():
+        inside = {
+            name: target
+            for name, target in entries.items()
+            if target.split(":")[0].strip().split(".")[0] == package
+        }
+        if inside:
+            carried[group] = inside
+    return carried
 
 
 def build_wheel(project: Path, dist_name: str, package: str, isolation: bool, workdir: Path) -> Path:
