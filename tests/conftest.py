@@ -4,6 +4,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch._dynamo  # noqa: F401  (imported first on purpose: see below)
@@ -63,3 +64,26 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # Raising the priority back needs privileges: without them the worker stays where it is.
     with contextlib.suppress(PermissionError):
         os.setpriority(os.PRIO_PROCESS, 0, wanted)
+
+
+CLUSTER_GROUP = "cluster"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under `--dist loadgroup`: the worker running the cluster's group takes no other test until the
+    group is done. xdist's own scheduler hands a worker more work whenever two or fewer of its tests are
+    pending, so the cluster's worker took a couple of tests at the start and more during its last two
+    tests, each on the suite's critical path (in one run three of test_web_config's, whose module
+    fixture then ran on both workers: 88 s)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ClusterWorkerApart(LoadGroupScheduling):
+        def _reschedule(self, node: Any) -> None:
+            cluster = self.assigned_work.get(node, {}).get(CLUSTER_GROUP, {})
+            if self.workqueue and not all(cluster.values()):
+                return  # still running the cluster's tests: the other worker takes the rest
+            super()._reschedule(node)
+
+    return ClusterWorkerApart(config, log)
