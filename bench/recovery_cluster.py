@@ -18,7 +18,8 @@ The kill's host keeps the run's timeline honest: its rank is named by its status
 time comes from the nodes (one clock on the sandbox; NTP on a real cluster). Prints each repeat, the
 median of recovery / cold start with its bootstrap interval (bench/ratio_stats.py) and PASS/FAIL/
 INCONCLUSIVE against --target-ratio (0.5); exit 1 unless PASS and every repeat lost at most one
-checkpoint interval. The SSH user must be able to signal the training account's processes (root, as the
+checkpoint interval (the steps lost: the furthest step any rank logged before the restart, less the step
+the job resumed from). The SSH user must be able to signal the training account's processes (root, as the
 sandbox's is, or that account).
 """
 
@@ -122,6 +123,16 @@ def resumed_after(events: Iterable[StepEvent], since: float) -> int | None:
             steps.setdefault(e.rank, e.step)
     values = set(steps.values())
     return values.pop() if len(values) == 1 else None
+
+
+def progress_before_restart(events: Iterable[StepEvent], since: float) -> int | None:
+    """The furthest step the job had done when it restarted after `since`: the highest step any rank
+    logged as done before the first `start` record at or after `since` (a step the killed rank's peers
+    finish just after the kill still counts; the killed rank's status file can lag behind both)."""
+    ordered = sorted(events, key=lambda e: e.t)
+    restart = next((e.t for e in ordered if e.t >= since and e.event == "start"), math.inf)
+    steps = [e.step for e in ordered if e.event == "heartbeat" and e.t < restart]
+    return max(steps) if steps else None
 
 
 class Cluster:
@@ -229,7 +240,8 @@ def one_repeat(args: argparse.Namespace, cluster: Cluster, index: int) -> Repeat
         repeat.problems.append("no restart found after the kill")
     else:
         repeat.recovery_s = again - killed_at
-        repeat.steps_lost = int(victim["step"]) - resumed
+        progress = progress_before_restart(events, killed_at)
+        repeat.steps_lost = (int(victim["step"]) if progress is None else progress) - resumed
         if repeat.steps_lost > args.every_steps:
             repeat.problems.append(
                 f"lost {repeat.steps_lost} steps, more than one interval ({args.every_steps})"

@@ -4,7 +4,7 @@ after an instant from the ranks' ECS records (told apart by time, not restart la
 from __future__ import annotations
 
 from bench.recovery import StepEvent
-from bench.recovery_cluster import job_first_step, resumed_after, unit_started
+from bench.recovery_cluster import job_first_step, progress_before_restart, resumed_after, unit_started
 
 # `journalctl -u ddp-trainer -o short-unix` on a sandbox node (Debian 12, systemd 252): two launches.
 JOURNAL = [
@@ -43,3 +43,18 @@ def test_the_first_step_after_an_instant_waits_for_every_rank_and_skips_the_old_
     assert resumed_after(events, 13.0) == 2
     assert job_first_step(events, 13.0, 3) is None  # a rank that never stepped again
     assert job_first_step(events[:9], 13.0, 2) is None  # started, no step yet
+
+
+def test_the_steps_lost_count_from_what_the_job_had_done_when_it_restarted() -> None:
+    """The killed rank's status file said step 58 in one repeat that resumed from 60 ("-2 steps lost"):
+    the job's progress is read from every rank's heartbeats up to the restart instead."""
+    events = [
+        ev(10.0, 0, "start", 0), ev(10.0, 1, "start", 0),
+        ev(11.0, 0, "heartbeat", 59), ev(11.0, 1, "heartbeat", 59),
+        ev(12.0, 0, "heartbeat", 60),  # done just after the kill at 11.5, before the restart
+        ev(15.0, 0, "start", 60, restart=1), ev(15.1, 1, "start", 60, restart=1),
+        ev(16.0, 0, "heartbeat", 61, restart=1), ev(16.0, 1, "heartbeat", 61, restart=1),
+    ]  # fmt: skip
+    assert progress_before_restart(events, 11.5) == 60
+    assert progress_before_restart(events, 11.5) - resumed_after(events, 11.5) == 0
+    assert progress_before_restart(events[:2], 11.5) is None
