@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (on a machine busy with other work), while the other worker had minutes to spare; at 19 the whole suite
 # took 29.0 min.
 BESIDE_THE_CLUSTER_NICE = 19
+CLUSTER_GROUP = "cluster"  # the xdist group of tests/integration/cluster
 # Test-only workloads (tests/fixtures) are imported by trainer subprocesses by import path.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -48,7 +49,7 @@ def _no_site_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 def _cluster_test(item: pytest.Item) -> bool:
-    return any(marker.args[:1] == ("cluster",) for marker in item.iter_markers("xdist_group"))
+    return any(marker.args[:1] == (CLUSTER_GROUP,) for marker in item.iter_markers("xdist_group"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -64,9 +65,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # Raising the priority back needs privileges: without them the worker stays where it is.
     with contextlib.suppress(PermissionError):
         os.setpriority(os.PRIO_PROCESS, 0, wanted)
-
-
-CLUSTER_GROUP = "cluster"
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
