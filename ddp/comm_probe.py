@@ -1,21 +1,37 @@
 """Communication overhead, measured rather than assumed.
 
-Every `comm_probe_every_steps` steps the trainer runs one extra forward+backward of the step's first
-micro-batch under DDP's no_sync() (no all-reduce) and throws its gradients away. Comparing that with the
-same step's synced forward+backward gives the time spent communicating that computation did not hide:
+Every `comm_probe_every_steps` steps the trainer times one forward+backward under DDP's no_sync() (no
+all-reduce) and compares it with a synced forward+backward of the same shapes, which gives the time spent
+communicating that computation did not hide:
 
     overhead = (T_sync_fwd_bwd - T_nosync_fwd_bwd) / T_step
 
 T_sync / T_nosync is also the ceiling on scaling efficiency that the phase gates check. Medians over the
-last few probes keep one noisy probe from swinging the figure. The probe costs one forward+backward per
-interval (about 1 % at the default interval of 100 steps) and is counted in the measured throughput.
+last few probes keep one noisy probe from swinging the figure.
+
+The probe's pass is the step's own work, not an extra one (an extra forward+backward per interval cost
+0.5 % of a 30 ms CPU step at the default interval of 100 steps):
+- with gradient accumulation the step's first micro-batch runs under no_sync() anyway, so the probe only
+  times it;
+- with one micro-batch the step runs its forward+backward under no_sync() and then averages the gradients
+  with an all-reduce of its own (`all_reduce_gradients`), which is what DDP's synced backward would have
+  done, only not overlapped with the backward; T_sync and T_step are the previous step's. What the probe
+  step costs is that all-reduce's unhidden part, and it is counted in the measured throughput;
+- where that all-reduce cannot stand in for DDP's (find_unused_parameters, whose unused parameters DDP
+  tells apart with a collective of its own, or sparse gradients), or before any synced step was timed
+  (right after a restart), the probe runs the first micro-batch once more under no_sync() and throws its
+  gradients away.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
 
 
 @dataclass(frozen=True)
@@ -47,3 +63,26 @@ class CommOverhead:
         step = statistics.median(s[2] for s in self._samples)
         ratio = max(0.0, sync - nosync) / step if step > 0 else 0.0
         return OverheadEstimate(min(ratio, 1.0), sync, nosync)
+
+
+def all_reduce_gradients(params: Sequence[torch.Tensor], world_size: int, fp16: bool = False) -> None:
+    """Average every parameter's gradient over the ranks in place, as DDP's synced backward does: divided
+    by the world size before the sum (so the sum cannot overflow where the average would not), in fp16
+    when DDP's communication is compressed to fp16. A parameter without a gradient gets zeros, so every
+    rank issues the same collectives in the same order."""
+    works = []
+    pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        grad = param.grad.div_(world_size)
+        if fp16 and grad.dtype != torch.float16:
+            wire = grad.to(torch.float16)
+            pending.append((grad, wire))
+            works.append(dist.all_reduce(wire, async_op=True))
+        else:
+            works.append(dist.all_reduce(grad, async_op=True))
+    for work in works:
+        work.wait()
+    for grad, wire in pending:
+        grad.copy_(wire)

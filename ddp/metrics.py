@@ -7,6 +7,7 @@ rank/local_rank/node so Prometheus can aggregate per node or job-wide.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -34,9 +35,16 @@ class _FirstSetChild:
         self._child: Any = None
 
     def set(self, value: float) -> None:
+        self._created().set(value)
+
+    def set_function(self, function: Callable[[], float]) -> None:
+        """From now on the sample is `function()`, called when Prometheus scrapes."""
+        self._created().set_function(function)
+
+    def _created(self) -> Any:
         if self._child is None:
             self._child = self._family.labels(**self._labels)
-        self._child.set(value)
+        return self._child
 
 
 class TrainerMetrics:

@@ -126,8 +126,13 @@ class Telemetry:
         self._link_readings: list[LinkReading] = []
         self._slow_links: set[str] = set()
         # Worked out when Prometheus scrapes, not every step: the sigma of a window of rates costs a tenth
-        # of a millisecond, a third of a percent of a 30 ms step.
+        # of a millisecond, a third of a percent of a 30 ms step; the window's rate, the position and
+        # (from the first step that measures them) the compute/wait means likewise.
         metrics.throughput_stddev.set_function(lambda: self.window.rate_stddev(scale=env.world_size))
+        metrics.samples_per_second.set_function(self.window.samples_per_second)
+        metrics.step.set_function(lambda: self.counters.steps)
+        metrics.epoch.set_function(lambda: self.position.epoch)
+        self._split_published = False
 
     # ----- cadence -----
     def probe_due(self, step: int) -> bool:
@@ -213,12 +218,14 @@ class Telemetry:
             compute = max(0.0, result.own_seconds - result.collective_wait)
             self.split.add(compute, result.collective_wait)
             self.stats.add_split(compute, result.collective_wait)
-            compute_mean, wait_mean = self.split.means() or (compute, result.collective_wait)
-            m.compute_seconds.set(compute_mean)
-            m.collective_wait_seconds.set(wait_mean)
-        m.step.set(self.counters.steps)
-        m.epoch.set(self.position.epoch)
-        m.samples_per_second.set(self.window.samples_per_second())
+            if not self._split_published:
+                self._split_published = True
+                m.compute_seconds.set_function(lambda: self._split_mean(0))
+                m.collective_wait_seconds.set_function(lambda: self._split_mean(1))
+
+    def _split_mean(self, which: int) -> float:
+        means = self.split.means()
+        return means[which] if means else math.nan
 
     def _publish_overhead(self) -> None:
         estimate = self.overhead.estimate()

@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ddp import rng
 from ddp.checkpoint import CheckpointStore
 from ddp.collective_clock import CollectiveClock
+from ddp.comm_probe import all_reduce_gradients
 from ddp.config import TrainerConfig
 from ddp.control import StopRequests, stop_reason
 from ddp.data import Batch, ShardedBatches
@@ -82,6 +83,12 @@ class Trainer:
         self.clock = CollectiveClock(env.device)
         self.clock.attach(self.model, default_hooks.fp16_compress_hook if cfg.ddp.fp16_compression else None)
         self._params = [p for p in model.parameters() if p.requires_grad]
+        # Whether a probe may average the gradients of its no_sync() pass itself (ddp/comm_probe.py), and
+        # the last synced step's (forward+backward, step) seconds it is compared with.
+        self._probe_reduces = not cfg.ddp.find_unused_parameters and not any(
+            getattr(module, "sparse", False) for module in model.modules()
+        )
+        self._last_synced: tuple[float, float] | None = None
         self.optimizer = self._build_optimizer(model)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, tcfg.max_steps)
         # Dropout/augmentation draws differ per rank; model init above was identical everywhere.
@@ -149,19 +156,27 @@ class Trainer:
     # ----- one step -----
     def _forward_backward(self, batch: Batch, scale: float) -> torch.Tensor:
         inputs, targets = (t.to(self.env.device, non_blocking=True) for t in batch)
-        loss = self.workload.loss_fn(self.model(inputs), targets) * scale
+        loss = self.workload.loss_fn(self.model(inputs), targets)
+        if scale != 1.0:  # a multiply by one still costs a node in the graph, forward and backward
+            loss = loss * scale
         loss.backward()
         return loss.detach()
 
     def _probe_nosync(self, batch: Batch, scale: float) -> float:
+        """The extra pass of a probe that cannot use the step's own (ddp/comm_probe.py): timed, then
+        thrown away."""
+        _, nosync = self._timed_nosync_pass(batch, scale)
+        self.optimizer.zero_grad(set_to_none=True)
+        return nosync
+
+    def _timed_nosync_pass(self, batch: Batch, scale: float) -> tuple[torch.Tensor, float]:
+        """A forward+backward under no_sync(): its loss and its seconds, the device's work included."""
         _device_sync(self.env.device)
         start = time.perf_counter()
         with self.model.no_sync():
-            self._forward_backward(batch, scale)
+            loss = self._forward_backward(batch, scale)
         _device_sync(self.env.device)
-        elapsed = time.perf_counter() - start
-        self.optimizer.zero_grad(set_to_none=True)
-        return elapsed
+        return loss, time.perf_counter() - start
 
     def _nonfinite_gradients(self) -> float | None:
         """None when every gradient element is finite (checked after clipping them, when asked: then an
@@ -194,27 +209,21 @@ class Trainer:
         first_iteration = self._iterations == 0
         self._iterations += 1
         start = time.perf_counter()
-        probe_seconds = nosync = 0.0
-        if self.telemetry.probe_due(step_index) and not first_iteration:
-            nosync = self._probe_nosync(micro[0], scale)
-            probe_seconds = time.perf_counter() - start
-        loss_total = torch.zeros((), device=self.env.device)
-        sync_fwd_bwd = 0.0
+        probing = self.telemetry.probe_due(step_index) and not first_iteration
+        sync_fwd_bwd = extra_seconds = 0.0
         wait: float | None = None
-        for i, batch in enumerate(micro):
-            last = i == accum - 1
-            # Only the last micro-batch all-reduces: the others accumulate locally under no_sync().
-            synced = last or first_iteration
-            ctx = contextlib.nullcontext() if synced else self.model.no_sync()
-            if synced:
-                self.clock.start()
-            t0 = time.perf_counter()
-            with ctx:
-                loss_total += self._forward_backward(batch, scale)
-            if last and self._iterations > SPLIT_WARMUP_ITERATIONS:
-                wait = self.clock.wait_seconds()
-                _device_sync(self.env.device)
-                sync_fwd_bwd = time.perf_counter() - t0
+        nosync: float | None = None
+        reference = self._last_synced if probing and accum == 1 and self._probe_reduces else None
+        if reference is not None:
+            # The step's own pass is the probe's no_sync() one; its gradients are averaged explicitly.
+            loss_total, nosync = self._timed_nosync_pass(micro[0], scale)
+            all_reduce_gradients(self._params, self.env.world_size, self.cfg.ddp.fp16_compression)
+        else:
+            if probing and accum == 1:
+                nosync = self._probe_nosync(micro[0], scale)
+                extra_seconds = time.perf_counter() - start
+            loss_total, sync_fwd_bwd, wait, first = self._passes(micro, scale, first_iteration, probing)
+            nosync = nosync if nosync is not None else first
         loss = float(loss_total)
         # After the all-reduce every rank holds the same gradients, so this verdict is the same on all
         # ranks (a NaN loss on one rank poisons everyone's averaged gradients) and they act in lockstep.
@@ -227,8 +236,45 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.counters.steps = step_index
         seconds = time.perf_counter() - start
-        probe = ProbeTiming(sync_fwd_bwd, nosync, seconds - probe_seconds) if probe_seconds else None
+        probe: ProbeTiming | None = None
+        if reference is not None and nosync is not None:
+            probe = ProbeTiming(reference[0], nosync, reference[1])
+        elif probing and nosync is not None and wait is not None:
+            probe = ProbeTiming(sync_fwd_bwd, nosync, seconds - extra_seconds)
+        elif wait is not None:
+            self._last_synced = (sync_fwd_bwd, seconds)
         return StepResult(loss, seconds, probe, wait)
+
+    def _passes(
+        self, micro: list[Batch], scale: float, first_iteration: bool, probing: bool
+    ) -> tuple[torch.Tensor, float, float | None, float | None]:
+        """The step's forward+backward passes, the last one synced (all of them on the first iteration).
+        Returns the summed loss, the synced pass's seconds and its wait in the all-reduce (from the third
+        iteration), and, when probing, the seconds of the first pass if it ran under no_sync()."""
+        accum = len(micro)
+        loss_total = torch.zeros((), device=self.env.device)
+        sync_fwd_bwd = 0.0
+        wait: float | None = None
+        first_nosync: float | None = None
+        for i, batch in enumerate(micro):
+            last = i == accum - 1
+            # Only the last micro-batch all-reduces: the others accumulate locally under no_sync().
+            synced = last or first_iteration
+            if not synced and i == 0 and probing:
+                loss, first_nosync = self._timed_nosync_pass(batch, scale)
+                loss_total += loss
+                continue
+            ctx = contextlib.nullcontext() if synced else self.model.no_sync()
+            if synced:
+                self.clock.start()
+            t0 = time.perf_counter()
+            with ctx:
+                loss_total += self._forward_backward(batch, scale)
+            if last and self._iterations > SPLIT_WARMUP_ITERATIONS:
+                wait = self.clock.wait_seconds()
+                _device_sync(self.env.device)
+                sync_fwd_bwd = time.perf_counter() - t0
+        return loss_total, sync_fwd_bwd, wait, first_nosync
 
     def _on_nonfinite(self, step: int, loss: float, grad_norm: float | None) -> None:
         """`grad_norm`: the gradients' norm when it is not finite, None when they all are."""

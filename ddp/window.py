@@ -47,10 +47,12 @@ class SplitWindow:
         self._wait.append(wait_s)
 
     def means(self) -> tuple[float, float] | None:
-        """(compute, wait) means, None before the first measured step."""
-        if not self._compute:
+        """(compute, wait) means, None before the first measured step. Also read from the metrics
+        endpoint's thread: each deque is copied in one C call before it is summed."""
+        compute, wait = tuple(self._compute), tuple(self._wait)
+        if not compute or not wait:
             return None
-        return statistics.fmean(self._compute), statistics.fmean(self._wait)
+        return statistics.fmean(compute), statistics.fmean(wait)
 
 
 class Decimated:

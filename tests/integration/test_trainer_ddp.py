@@ -64,6 +64,9 @@ def test_ddp_equals_single_process_with_the_global_batch(tmp_path: Path, batch: 
     # The runs really trained: parameters moved away from their shared initialisation.
     assert summary(tmp_path, "ddp")["steps"] == 30
     assert summary(tmp_path, "ddp")["grad_sync"] == {"checks": 3, "mismatches": 0, "accuracy_ratio": 1.0}
+    # Step 5 was a communication probe (ddp/comm_probe.py): without accumulation its gradients were
+    # averaged by the probe's own all-reduce, with it the first micro-batch was timed; the same weights.
+    assert summary(tmp_path, "ddp")["comm_overhead_ratio"] is not None
 
 
 def test_resume_matches_uninterrupted_run_and_skips_corrupt_newest(tmp_path: Path) -> None:
