@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,6 @@ class RunResult:
     summary_path: Path | None
     reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    # Wall time of the training loop, first step to the last step's bookkeeping: the run without its
-    # start (resume, announcement) and end (final checkpoint, summary), which a run pays once.
-    loop_seconds: float | None = None
 
 
 # DDP builds its buckets in the first iteration and rebuilds them in the second: those steps' timings say
@@ -326,21 +323,34 @@ class Trainer:
         self.telemetry.start()
 
     def run(self) -> RunResult:
+        steps = self.stepwise()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                result: RunResult = done.value
+                return result
+
+    def stepwise(self) -> Generator[int, None, RunResult]:
+        """The run one step at a time: yields the step it starts from once started (resumed, announced),
+        then each step's number after that step's bookkeeping (sync check, heartbeat, status, checkpoint),
+        and returns the run's result once it has ended. `run()` drives it to the end; bench/
+        trainer_overhead.py alternates it with a bare loop a few steps at a time."""
         # Armed from the first collective (resume, the workers' rendezvous) to the end; each step re-arms it.
         self.watchdog.arm()
         try:
-            return self._run()
+            return (yield from self._run())
         finally:
             self.watchdog.cancel()
 
-    def _run(self) -> RunResult:
+    def _run(self) -> Generator[int, None, RunResult]:
         cfg = self.cfg
         self.stop.install_signal_handlers()
         self._start()
+        yield self.counters.steps
         batches = self._micro_batches()
         status, reason = "completed", None
         loss: float | None = None
-        loop_started = time.perf_counter()
         try:
             while self.counters.steps < cfg.training.max_steps:
                 result = self._step(batches)
@@ -367,14 +377,12 @@ class Trainer:
                     ckpt_now = True
                 if ckpt_now and step < cfg.training.max_steps:
                     self._checkpoint()
+                yield step
         except NonFiniteLossError as exc:
             self.telemetry.failed(str(exc), loss)
             raise
-        loop_seconds = time.perf_counter() - loop_started
         if self.counters.sync_checks == 0:
             self._sync_check()  # short runs still get one cross-rank comparison
         self._finish(status, reason)
         self.telemetry.finished(status, loss)
-        return RunResult(
-            status, self.counters.steps, self.telemetry.summary_path, reason, loop_seconds=loop_seconds
-        )
+        return RunResult(status, self.counters.steps, self.telemetry.summary_path, reason)
