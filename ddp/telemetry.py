@@ -45,7 +45,7 @@ log = logging.getLogger("ddp.trainer")
 # Sums a tensor across ranks in place (torch.distributed.all_reduce in a job).
 AllReduce = Callable[[torch.Tensor], Any]
 # The heartbeat's figures before the ranks' compute vector (one slot per rank).
-_HEARTBEAT_FIELDS = 6
+_HEARTBEAT_FIELDS = 7
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class Agreement(NamedTuple):
     stop: bool
     checkpoint: bool
     by_signal: bool = False  # some rank's request was a signal (the stop's cause, ddp.control)
+    nonfinite: bool = False  # some rank's loss was NaN or inf since the last heartbeat
 
 
 class Telemetry:
@@ -262,7 +263,8 @@ class Telemetry:
 
     def on_nonfinite(self, step: int, what: str, skipped: bool) -> None:
         """Step `step` produced NaN/inf (`what` says which); `skipped` when its update was dropped and
-        training goes on (otherwise the trainer stops with `what`)."""
+        training goes on (otherwise the trainer stops: at once, or with nonfinite_policy=stop and no
+        clipping at the ranks' next heartbeat)."""
         self.counters.nonfinite += 1
         self.metrics.nonfinite_loss.inc()
         if not skipped:
@@ -276,9 +278,12 @@ class Telemetry:
         )
 
     # ----- heartbeat -----
-    def heartbeat(self, stop_requested: bool, checkpoint_due: bool, by_signal: bool = False) -> Agreement:
+    def heartbeat(
+        self, stop_requested: bool, checkpoint_due: bool, by_signal: bool = False, nonfinite: bool = False
+    ) -> Agreement:
         """Collective. All-reduce rate, loss and this rank's requests; a request of any rank binds all.
-        `by_signal`: this rank's stop request came from a signal, so every rank learns the stop's cause."""
+        `by_signal`: this rank's stop request came from a signal, so every rank learns the stop's cause.
+        `nonfinite`: this rank saw a NaN or inf loss, so every rank learns of it at the same step."""
         split = self.split.means()
         computes = [0.0] * self.env.world_size  # each rank fills its own slot; the sum gathers them all
         computes[self.env.rank] = split[0] if split else 0.0
@@ -290,6 +295,7 @@ class Telemetry:
                 float(stop_requested),
                 float(checkpoint_due),
                 float(by_signal),
+                float(nonfinite),
                 *computes,
             ],
             dtype=torch.float64,
@@ -298,7 +304,7 @@ class Telemetry:
         self._heartbeat_loss.clear()
         self._all_reduce(local)
         figures = local.tolist()
-        rate, loss_sum, loss_count, stop, ckpt, signalled = figures[:_HEARTBEAT_FIELDS]
+        rate, loss_sum, loss_count, stop, ckpt, signalled, nonfinite_ranks = figures[:_HEARTBEAT_FIELDS]
         self._judge_compute(figures[_HEARTBEAT_FIELDS:])
         mean_loss = loss_sum / loss_count if loss_count else math.nan
         sigma = self.window.rate_stddev(scale=self.env.world_size)
@@ -329,7 +335,7 @@ class Telemetry:
                 }
             },
         )
-        return Agreement(stop > 0, ckpt > 0, signalled > 0)
+        return Agreement(stop > 0, ckpt > 0, signalled > 0, nonfinite_ranks > 0)
 
     def _judge_compute(self, computes: list[float]) -> None:
         """This rank's compute against the median rank's; a rank that turns straggler (or recovers) says

@@ -119,7 +119,8 @@ def test_nonfinite_stop_fails_clearly(tmp_path: Path) -> None:
     config = write_config(tmp_path, "stop", NAN_WORKLOAD)
     proc = run_trainer(config, 2)
     assert proc.returncode != 0
-    assert "non-finite loss or gradients at step" in proc.stderr
+    # Found by both ranks together at the heartbeat after the NaN (the last step's here), never saved.
+    assert "non-finite loss or parameters at step" in proc.stderr
     result = summary(tmp_path, "stop")
     assert result["status"] == "failed"
     assert "nonfinite_policy=stop" in result["reason"]

@@ -45,12 +45,16 @@ def _peer(
     checkpoint: bool,
     by_signal: bool = False,
     compute: float = 0.0,
+    nonfinite: bool = False,
 ) -> AllReduce:
     """The sum all-reduce of a two-rank job whose other rank (rank 1) contributed these heartbeat figures,
     its mean compute per step in its own slot of the ranks' vector."""
 
     def all_reduce(local: torch.Tensor) -> None:
-        figures = [rate, loss_sum, loss_count, float(stop), float(checkpoint), float(by_signal), 0.0, compute]
+        figures = [
+            *(rate, loss_sum, loss_count, float(stop), float(checkpoint), float(by_signal), float(nonfinite)),
+            *(0.0, compute),
+        ]
         local += torch.tensor(figures, dtype=local.dtype)
 
     return all_reduce
@@ -121,6 +125,17 @@ def test_heartbeat_agrees_on_any_ranks_request(
     _steps(t, 1.0)
     agreed = t.heartbeat(*local)
     assert (agreed.stop, agreed.checkpoint) == expected
+
+
+@pytest.mark.parametrize(("local", "peer"), [(False, False), (True, False), (False, True), (True, True)])
+def test_heartbeat_tells_every_rank_of_any_ranks_nonfinite_loss(
+    tmp_path: Path, local: bool, peer: bool
+) -> None:
+    t = _telemetry(tmp_path, all_reduce=_peer(100.0, 3.0, 2, False, False, nonfinite=peer))
+    _steps(t, 1.0)
+    agreed = t.heartbeat(False, False, nonfinite=local)
+    assert agreed.nonfinite == (local or peer)
+    assert not agreed.stop and not agreed.checkpoint
 
 
 @pytest.mark.parametrize(
