@@ -101,18 +101,17 @@ def _signing_key(tmp_path: Path, url: str, fingerprints: list[str]) -> tuple[dic
             str(PACKAGE_SOURCE / "defaults" / "main.yml"),
             str(PACKAGE_SOURCE / "vars" / "main.yml"),
         ],
-        "vars": {
-            **GPG_INSTALLED,
-            "package_source_cache_dir": str(tmp_path / "cache"),
-            "ansible_python_interpreter": sys.executable,
-        },
+        "vars": {**GPG_INSTALLED, "ansible_python_interpreter": sys.executable},
         "tasks": _record(
             tmp_path / "result.json",
             [
                 {
                     "name": "Check and install the key",
                     "ansible.builtin.include_tasks": str(PACKAGE_SOURCE / "tasks" / "signing_key.yml"),
+                    # Task vars: the play's vars_files (the role's defaults) would win over play vars,
+                    # and staging in the default cache directory raced with another worker's test.
                     "vars": {
+                        "package_source_cache_dir": str(tmp_path / "cache"),
                         "package_source_signing_key_url": url,
                         "package_source_signing_key_file": str(tmp_path / "keyrings" / "vendor.asc"),
                         "package_source_signing_key_fingerprints": fingerprints,
