@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ pytestmark = pytest.mark.slow
 
 
 def process_states(pids: list[int]) -> str:
-    """What each process was doing: its state and its threads' states, for a failure message."""
+    """What each process was doing: its state, its threads' states and (py-spy, a dependency of the
+    project) its threads' Python stacks, for a failure message."""
     states = []
+    spy = Path(sys.executable).with_name("py-spy")
     for pid in pids:
         try:
             process = psutil.Process(pid)
@@ -37,6 +40,12 @@ def process_states(pids: list[int]) -> str:
             states.append(f"{pid}: {process.status()} (threads: {', '.join(threads)})")
         except psutil.Error as error:
             states.append(f"{pid}: {error}")
+            continue
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            dump = subprocess.run(
+                [str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=20, check=False
+            )
+            states.append(f"stacks of {pid}:\n{dump.stdout}{dump.stderr}")
     return "; ".join(states)
 
 
@@ -84,9 +93,10 @@ def test_workers_of_a_killed_agent_stop_and_free_their_ports(tmp_path: Path) -> 
 
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(timeout=10)
-        # The guard calls os._exit within its poll (0.5 s) plus its last words' bound (2 s). One loaded CI
-        # run (2 cores, a training cluster beside it) saw the workers outlive a 10 s bound; the cause was not
-        # captured, so a failure now says what each worker and its threads were doing.
+        # The guard calls os._exit within its poll (0.5 s) plus its last words' bound (2 s). Loaded runs (2
+        # cores, a training cluster or CPU hogs beside it) have seen a worker outlive 10 s and then 30 s, all
+        # its threads asleep, about once in 15; so a failure says what each worker and its threads were
+        # doing, with their Python stacks.
         try:
             wait_until(lambda: all(gone(pid) for pid in workers), 30, f"workers {workers} exited")
         except AssertionError as late:
