@@ -10,32 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-import torch.distributed as dist
 
 from ddp import status, summary
 from ddp.best_effort import BestEffortWrites
 from ddp.checkpoint import CheckpointStore
 from ddp.config import validate_config
-from ddp.control import StopRequests
-from ddp.dist import DistEnv
 from ddp.logs import RankLogFile, setup_logging
 from ddp.metrics import TrainerMetrics
 from ddp.trainer import RunResult, Trainer
+from tests.unit.one_rank import ENV, one_rank
+
+# The one-process group every test here trains in (tests/unit/one_rank.py).
+pytestmark = pytest.mark.usefixtures(one_rank.__name__)
 
 RUN = "disk-faults"
-ENV = DistEnv(0, 0, 1, 1, "node1", 0, "gloo", torch.device("cpu"))
-
-
-@pytest.fixture
-def one_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A one-process gloo group; the test process keeps its own signal handlers."""
-    monkeypatch.setattr(StopRequests, "install_signal_handlers", lambda self: None)
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
 
 
 def run(run_dir: Path, **sections: Any) -> tuple[RunResult, TrainerMetrics]:
@@ -98,7 +86,6 @@ def rank_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RankLo
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
 def test_refused_status_summary_and_log_writes_are_counted_and_training_goes_on(
     tmp_path: Path,
-    one_rank: None,
     rank_log: RankLogFile,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -143,9 +130,7 @@ def test_a_write_that_works_again_is_reported_once(
     assert messages[1] == "the status file s.json is written again after 3 refused writes"
 
 
-def test_resume_false_in_a_reused_run_directory_keeps_its_own_checkpoints(
-    tmp_path: Path, one_rank: None
-) -> None:
+def test_resume_false_in_a_reused_run_directory_keeps_its_own_checkpoints(tmp_path: Path) -> None:
     """The other run's steps 800/1000/1200 are set aside; this run's saves stay listed and resumable."""
     ckpt = tmp_path / "run" / "checkpoints"
     other = CheckpointStore(ckpt, keep_last=3, run=RUN)

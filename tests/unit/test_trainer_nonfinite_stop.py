@@ -5,34 +5,23 @@ checkpoint is ever written with a NaN or inf parameter in it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
 
 from ddp.checkpoint_format import decode_state
 from ddp.config import validate_config
-from ddp.control import StopRequests
-from ddp.dist import DistEnv
 from ddp.metrics import TrainerMetrics
 from ddp.trainer import NonFiniteLossError, Trainer
+from tests.unit.one_rank import ENV, one_rank
+
+# The one-process group every test here trains in (tests/unit/one_rank.py).
+pytestmark = pytest.mark.usefixtures(one_rank.__name__)
 
 RUN = "nonfinite"
-ENV = DistEnv(0, 0, 1, 1, "node1", 0, "gloo", torch.device("cpu"))
 EVERY = 5
-
-
-@pytest.fixture
-def one_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(StopRequests, "install_signal_handlers", lambda self: None)
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
 
 
 def trainer(run_dir: Path, checkpoint: dict[str, Any]) -> Trainer:
@@ -52,7 +41,7 @@ def trainer(run_dir: Path, checkpoint: dict[str, Any]) -> Trainer:
     return Trainer(cfg, ENV, TrainerMetrics(ENV, RUN), run_dir)
 
 
-def test_a_nan_loss_stops_every_rank_at_the_next_heartbeat(tmp_path: Path, one_rank: None) -> None:
+def test_a_nan_loss_stops_every_rank_at_the_next_heartbeat(tmp_path: Path) -> None:
     t = trainer(tmp_path / RUN, {"enabled": False})
     with pytest.raises(NonFiniteLossError, match="nonfinite_policy=stop") as stopped:
         t.run()
@@ -62,7 +51,7 @@ def test_a_nan_loss_stops_every_rank_at_the_next_heartbeat(tmp_path: Path, one_r
     assert t.counters.nonfinite >= 1
 
 
-def test_no_checkpoint_is_written_with_a_nan_in_it(tmp_path: Path, one_rank: None) -> None:
+def test_no_checkpoint_is_written_with_a_nan_in_it(tmp_path: Path) -> None:
     t = trainer(tmp_path / RUN, {"every_steps": 1, "keep_last": 100})
     with pytest.raises(NonFiniteLossError, match="a parameter is NaN or inf") as stopped:
         t.run()

@@ -5,31 +5,19 @@ run(); the communication probe takes no extra pass."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-import torch.distributed as dist
 
 from ddp.config import validate_config
-from ddp.control import StopRequests
-from ddp.dist import DistEnv
 from ddp.metrics import TrainerMetrics
 from ddp.trainer import Trainer
+from tests.unit.one_rank import ENV, one_rank
+
+# The one-process group every test here trains in (tests/unit/one_rank.py).
+pytestmark = pytest.mark.usefixtures(one_rank.__name__)
 
 RUN = "stepwise"
-ENV = DistEnv(0, 0, 1, 1, "node1", 0, "gloo", torch.device("cpu"))
-
-
-@pytest.fixture
-def one_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(StopRequests, "install_signal_handlers", lambda self: None)
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
 
 
 def trainer(run_dir: Path, steps: int = 12) -> Trainer:
@@ -45,7 +33,7 @@ def trainer(run_dir: Path, steps: int = 12) -> Trainer:
     return Trainer(cfg, ENV, TrainerMetrics(ENV, RUN), run_dir)
 
 
-def test_stepwise_yields_each_step_and_returns_the_result(tmp_path: Path, one_rank: None) -> None:
+def test_stepwise_yields_each_step_and_returns_the_result(tmp_path: Path) -> None:
     t = trainer(tmp_path / RUN)
     passes = []
     forward_backward = t._forward_backward
