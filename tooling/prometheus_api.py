@@ -189,6 +189,16 @@ class PrometheusClient:
         known = [i for i in intervals if i]
         return max(known) if known else DEFAULT_SCRAPE_INTERVAL_S
 
+    def scrape_errors(self) -> dict[str, str]:
+        """instance -> why its last scrape failed, for every active target Prometheus holds down."""
+        data = self._get("/api/v1/targets", {"state": "active"})
+        targets = data.get("activeTargets", []) if isinstance(data, dict) else []
+        return {
+            str(t.get("labels", {}).get("instance", "")): str(t.get("lastError") or "down")
+            for t in targets
+            if isinstance(t, dict) and t.get("health") == "down"
+        }
+
     def _tls_error(self, exc: ssl.SSLError) -> PrometheusAccessError:
         if isinstance(exc, ssl.SSLCertVerificationError):
             trusted = f"the CA in {self.access.ca_file}" if self.access.ca_file else "the system's CAs"

@@ -169,3 +169,21 @@ def test_prometheus_errors_name_the_url(scraped_run: tuple[str, Path]) -> None:
     with pytest.raises(PrometheusError, match=rf"{url}: HTTP 400 for /api/v1/query_range: .*parse error"):
         client.query_range("max(", now - 60, now, 1)
     assert client.scrape_interval() == 1.0
+
+
+def test_down_endpoints_come_with_prometheus_own_scrape_error(scraped_run: tuple[str, Path]) -> None:
+    """The run has ended: every rank's endpoint is down, and Prometheus says why (what `tooling check` adds
+    to an alert on a down endpoint)."""
+    url, _ = scraped_run
+    client = PrometheusClient(url)
+
+    def all_down() -> dict[str, str]:
+        errors = client.scrape_errors()
+        return errors if len(errors) == RANKS else {}
+
+    deadline = time.monotonic() + 10
+    while not (errors := all_down()):
+        assert time.monotonic() < deadline, client.scrape_errors()
+        time.sleep(0.5)
+    assert all("connection refused" in error for error in errors.values()), errors
+    assert all(instance.startswith("127.0.0.1:") for instance in errors)

@@ -149,6 +149,19 @@ def test_alerts_firing_now(alerts: list[Alert], status: str) -> None:
         assert "(node2)" in row.reason
 
 
+def test_an_alert_on_a_down_endpoint_says_why_it_is_down() -> None:
+    labels = {"alertname": "TrainerRankDown", "node": "node2", "instance": "10.0.0.3:9402", "local_rank": "2"}
+    down = Alert("TrainerRankDown", "firing", "critical", labels, "2026-11-25T06:01:02.5Z")
+    error = 'Get "http://10.0.0.3:9402/metrics": context deadline exceeded'
+    row = judge.judge_alerts_now([down], {"10.0.0.3:9402": error, "10.0.0.3:9100": "refused"})
+    assert row.status == "FAIL"
+    assert row.reason == f"TrainerRankDown (node2); scrapes failing: 10.0.0.3:9402: {error}"
+    assert row.data["alerts"] == [
+        {"name": "TrainerRankDown", "state": "firing", "where": "node2", "instance": "10.0.0.3:9402",
+         "active_at": "2026-11-25T06:01:02.5Z", "scrape_error": error}
+    ]  # fmt: skip
+
+
 def test_alert_history_lists_what_fired() -> None:
     assert judge.judge_alert_history([], 24).status == "PASS"
     row = judge.judge_alert_history(

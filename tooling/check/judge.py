@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tooling.check.checkpoint_outlook import Listing, outlook
@@ -191,8 +191,11 @@ def judge_balance(reports: Sequence[NodeReport], t: Thresholds) -> Finding:
 # --- alerts ----------------------------------------------------------------------------------------------
 
 
-def judge_alerts_now(alerts: Sequence[Alert]) -> Finding:
+def judge_alerts_now(alerts: Sequence[Alert], scrape_errors: Mapping[str, str] | None = None) -> Finding:
+    """`scrape_errors`: instance -> the last scrape error of each target Prometheus holds down, so an alert
+    on a down endpoint says why it is down (refused, timed out, an HTTP error) and not only that it is."""
     expected = "no alert firing"
+    errors = scrape_errors or {}
     firing = [a for a in alerts if a.state == "firing"]
     pending = [a for a in alerts if a.state == "pending"]
     critical = [a for a in firing if a.severity == "critical"]
@@ -200,10 +203,28 @@ def judge_alerts_now(alerts: Sequence[Alert]) -> Finding:
     def names(items: Sequence[Alert]) -> str:
         return ", ".join(sorted({f"{a.name}{f' ({a.where})' if a.where else ''}" for a in items}))
 
-    data = {"firing": [a.name for a in firing], "pending": [a.name for a in pending]}
+    def described(a: Alert) -> dict[str, str | None]:
+        instance = a.labels.get("instance", "")
+        return {"name": a.name, "state": a.state, "where": a.where, "instance": instance or None,
+                "active_at": a.active_at, "scrape_error": errors.get(instance)}  # fmt: skip
+
+    data = {
+        "firing": [a.name for a in firing],
+        "pending": [a.name for a in pending],
+        "alerts": [described(a) for a in firing + pending],
+    }
     detail = names(firing) if firing else "none firing"
     if pending:
         detail += f"; pending: {names(pending)}"
+    down = sorted(
+        {
+            (a.labels["instance"], errors[a.labels["instance"]])
+            for a in firing
+            if a.labels.get("instance") in errors
+        }
+    )
+    if down:
+        detail += "; scrapes failing: " + "; ".join(f"{instance}: {error}" for instance, error in down)
     measured = f"{len(firing)} firing" + (f" ({len(critical)} critical)" if critical else "")
     status: Status = "FAIL" if critical else "WARN" if firing else "PASS"
     return Finding(PROMETHEUS, "alerts", status, measured, expected, detail, data)

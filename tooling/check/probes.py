@@ -140,7 +140,10 @@ def check_alerts(s: Session) -> list[Finding]:
     assert s.prometheus is not None
     rows = []
     try:
-        rows.append(judge.judge_alerts_now(s.prometheus.alerts()))
+        alerts = s.prometheus.alerts()
+        # Only an alert on an endpoint (an instance label) asks for the targets' scrape errors.
+        on_endpoints = any(a.state == "firing" and "instance" in a.labels for a in alerts)
+        rows.append(judge.judge_alerts_now(alerts, s.prometheus.scrape_errors() if on_endpoints else None))
     except (PrometheusError, ParseError) as exc:
         s.prometheus_failed(exc)
         return [judge.prometheus_unavailable("alerts", str(exc), configured)]
