@@ -228,18 +228,17 @@ class Trainer:
             loss_total, sync_fwd_bwd, wait, first = self._passes(micro, scale, first_iteration, probing)
             nosync = nosync if nosync is not None else first
         loss = float(loss_total)
+        skipped = False
         if self._gradients_every_step:
             # After the all-reduce every rank holds the same gradients, so this verdict is the same on all
             # ranks (a NaN loss on one rank poisons everyone's averaged gradients): they act in lockstep.
             grad_norm = self._nonfinite_gradients()
-            if grad_norm is not None or not math.isfinite(loss):
+            skipped = grad_norm is not None or not math.isfinite(loss)
+            if skipped:
                 self._on_nonfinite(step_index, loss, grad_norm)
-            else:
-                self.optimizer.step()
-                self.scheduler.step()
-        else:
-            if not math.isfinite(loss):
-                self._note_nonfinite(step_index, loss)
+        elif not math.isfinite(loss):
+            self._note_nonfinite(step_index, loss)
+        if not skipped:
             self.optimizer.step()
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
