@@ -51,3 +51,26 @@ def wait_until(what: str, probe: Any, timeout: float, every: float = 5) -> Any:
 def rank_down_alerts(url: str, *states: str) -> list[dict[str, Any]]:
     alerts = prometheus_api(url, "/api/v1/alerts")["alerts"]
     return [a for a in alerts if a["labels"]["alertname"] == "TrainerRankDown" and a["state"] in states]
+
+
+def down_targets(url: str) -> dict[str, str]:
+    """instance -> Prometheus' last scrape error, for each active target it holds down."""
+    targets = prometheus_api(url, "/api/v1/targets", state="active")["activeTargets"]
+    return {t["labels"]["instance"]: t["lastError"] for t in targets if t["health"] == "down"}
+
+
+def wait_no_rank_down(url: str, timeout: float) -> None:
+    """Until no TrainerRankDown is pending or firing: one raised while the ranks were still starting (or
+    still down from an earlier test) is resolved only at the first rule evaluation after a good scrape."""
+    try:
+        wait_until(
+            "no TrainerRankDown pending or firing",
+            lambda: not rank_down_alerts(url, "pending", "firing"),
+            timeout,
+        )
+    except AssertionError as late:
+        active = [
+            (a["labels"].get("instance"), a["state"], a["activeAt"])
+            for a in rank_down_alerts(url, "pending", "firing")
+        ]
+        raise AssertionError(f"{late}; still active: {active}; down targets: {down_targets(url)}") from None

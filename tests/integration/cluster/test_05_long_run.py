@@ -62,6 +62,7 @@ from tests.integration.sandbox_monitor import (
     monitor_url,
     prometheus_api,
     rank_down_alerts,
+    wait_no_rank_down,
     wait_until,
 )
 from tooling.check.commands import ProbeTarget, connectivity
@@ -202,6 +203,7 @@ def test_check_passes_on_the_running_phase(long_run: LongRun) -> None:
     while any(newest_checkpoint(box, RUN_DIR, host) is None for host in NODES):
         assert time.monotonic() < deadline, "no checkpoint on both nodes within 5 minutes"
         time.sleep(3)
+    wait_no_rank_down(long_run.prometheus, 120)
     code, document, shown = _check(box)
     assert code == 0, shown
     assert document["phase"] == PHASE and document["run_id"] == RUN_ID
