@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -160,6 +161,30 @@ def test_an_alert_on_a_down_endpoint_says_why_it_is_down() -> None:
         {"name": "TrainerRankDown", "state": "firing", "where": "node2", "instance": "10.0.0.3:9402",
          "active_at": "2026-11-25T06:01:02.5Z", "scrape_error": error}
     ]  # fmt: skip
+
+
+def test_a_firing_alert_says_how_long_it_has_been_active() -> None:
+    def down(instance: str, active_at: str | None) -> Alert:
+        labels = {"alertname": "TrainerRankDown", "node": "node2", "instance": instance}
+        return Alert("TrainerRankDown", "firing", "critical", labels, active_at)
+
+    now = datetime.fromisoformat("2026-11-25T06:05:02Z").timestamp()
+    alerts = [
+        # Prometheus writes activeAt to the nanosecond (its HTTP API's own example); the oldest series counts.
+        down("10.0.0.3:9402", "2026-11-25T06:03:02.723715405Z"),
+        down("10.0.0.3:9403", "2026-11-25T06:01:02.5Z"),
+        Alert(
+            "NodeHighTemperature",
+            "firing",
+            "warning",
+            {"alertname": "NodeHighTemperature", "node": "node1"},
+            "garbled",
+        ),
+    ]
+    row = judge.judge_alerts_now(alerts, now=now)
+    assert row.reason == "NodeHighTemperature (node1), TrainerRankDown (node2, active 4 min)"
+    # 06:03:02.72 to 06:05:02: 119.3 s.
+    assert judge.judge_alerts_now(alerts[:1], now=now).reason == "TrainerRankDown (node2, active 119 s)"
 
 
 def test_alert_history_lists_what_fired() -> None:

@@ -191,9 +191,13 @@ def judge_balance(reports: Sequence[NodeReport], t: Thresholds) -> Finding:
 # --- alerts ----------------------------------------------------------------------------------------------
 
 
-def judge_alerts_now(alerts: Sequence[Alert], scrape_errors: Mapping[str, str] | None = None) -> Finding:
+def judge_alerts_now(
+    alerts: Sequence[Alert], scrape_errors: Mapping[str, str] | None = None, now: float | None = None
+) -> Finding:
     """`scrape_errors`: instance -> the last scrape error of each target Prometheus holds down, so an alert
-    on a down endpoint says why it is down (refused, timed out, an HTTP error) and not only that it is."""
+    on a down endpoint says why it is down (refused, timed out, an HTTP error) and not only that it is.
+    `now`: the check's time; each firing alert then says how long it has been active (its oldest series),
+    which tells a start-up blip from an outage."""
     expected = "no alert firing"
     errors = scrape_errors or {}
     firing = [a for a in alerts if a.state == "firing"]
@@ -201,7 +205,16 @@ def judge_alerts_now(alerts: Sequence[Alert], scrape_errors: Mapping[str, str] |
     critical = [a for a in firing if a.severity == "critical"]
 
     def names(items: Sequence[Alert]) -> str:
-        return ", ".join(sorted({f"{a.name}{f' ({a.where})' if a.where else ''}" for a in items}))
+        since: dict[tuple[str, str], float | None] = {}
+        for a in items:
+            started = a.active_since()
+            known = [t for t in (since.get((a.name, a.where)), started) if t is not None]
+            since[(a.name, a.where)] = min(known) if known else None
+        shown = []
+        for (name, where), started in sorted(since.items()):
+            notes = [n for n in (where, _active_for(started, now)) if n]
+            shown.append(f"{name} ({', '.join(notes)})" if notes else name)
+        return ", ".join(shown)
 
     def described(a: Alert) -> dict[str, str | None]:
         instance = a.labels.get("instance", "")
@@ -228,6 +241,10 @@ def judge_alerts_now(alerts: Sequence[Alert], scrape_errors: Mapping[str, str] |
     measured = f"{len(firing)} firing" + (f" ({len(critical)} critical)" if critical else "")
     status: Status = "FAIL" if critical else "WARN" if firing else "PASS"
     return Finding(PROMETHEUS, "alerts", status, measured, expected, detail, data)
+
+
+def _active_for(started: float | None, now: float | None) -> str:
+    return "" if started is None or now is None else f"active {fmt_duration(max(0.0, now - started))}"
 
 
 def judge_alert_history(series: Sequence[tuple[dict[str, str], float]], hours: float) -> Finding:

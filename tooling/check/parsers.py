@@ -10,6 +10,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tooling.check.checkpoint_outlook import Listed, Listing
@@ -244,6 +245,16 @@ class Alert:
     @property
     def where(self) -> str:
         return self.labels.get("node") or self.labels.get("instance") or self.labels.get("phase") or ""
+
+    def active_since(self) -> float | None:
+        """`activeAt` as a Unix time (Prometheus writes RFC 3339, up to nanoseconds); None if absent or
+        unreadable: how long an alert has been active is a detail, never a reason to fail the check."""
+        if not self.active_at:
+            return None
+        try:
+            return datetime.fromisoformat(self.active_at).timestamp()
+        except ValueError:
+            return None
 
 
 def parse_alerts(data: Any) -> list[Alert]:

@@ -143,7 +143,8 @@ def check_alerts(s: Session) -> list[Finding]:
         alerts = s.prometheus.alerts()
         # Only an alert on an endpoint (an instance label) asks for the targets' scrape errors.
         on_endpoints = any(a.state == "firing" and "instance" in a.labels for a in alerts)
-        rows.append(judge.judge_alerts_now(alerts, s.prometheus.scrape_errors() if on_endpoints else None))
+        errors = s.prometheus.scrape_errors() if on_endpoints else None
+        rows.append(judge.judge_alerts_now(alerts, errors, s.now))
     except (PrometheusError, ParseError) as exc:
         s.prometheus_failed(exc)
         return [judge.prometheus_unavailable("alerts", str(exc), configured)]
