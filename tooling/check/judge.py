@@ -205,14 +205,13 @@ def judge_alerts_now(
     critical = [a for a in firing if a.severity == "critical"]
 
     def names(items: Sequence[Alert]) -> str:
-        since: dict[tuple[str, str], float | None] = {}
+        starts: dict[tuple[str, str], list[float]] = defaultdict(list)
         for a in items:
             started = a.active_since()
-            known = [t for t in (since.get((a.name, a.where)), started) if t is not None]
-            since[(a.name, a.where)] = min(known) if known else None
+            starts[(a.name, a.where)] += [] if started is None else [started]
         shown = []
-        for (name, where), started in sorted(since.items()):
-            notes = [n for n in (where, _active_for(started, now)) if n]
+        for (name, where), known in sorted(starts.items()):
+            notes = [n for n in (where, _active_for(min(known, default=None), now)) if n]
             shown.append(f"{name} ({', '.join(notes)})" if notes else name)
         return ", ".join(shown)
 

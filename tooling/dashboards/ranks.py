@@ -23,7 +23,7 @@ def panels() -> tuple[AnyPanel, ...]:
         state_timeline_panel(
             "Rank endpoints up",
             (query(f"up{{{TRAINER}}}", "{{node}} local rank {{local_rank}}"),),
-            "TrainerRankDown pages when an endpoint is not scraped for 1m (after the start grace of its node).",
+            "TrainerRankDown pages when an endpoint is not scraped for 1m past its node's start grace.",
         ),
         state_timeline_panel(
             "Node exporters up",
