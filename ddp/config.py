@@ -154,8 +154,8 @@ class TrainingSection(Strict):
     # numpy takes seeds below 2**32; ranks add 1000 * (rank + 1) to it (ddp/trainer.py).
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     # stop: the run ends (exit 3) at once when gradients are clipped, otherwise at the heartbeat after a
-    # NaN or inf loss (within log_every_steps steps); no checkpoint ever holds one. skip: that step's
-    # update is dropped (ddp/trainer.py).
+    # NaN or inf loss (within log_every_steps + 1 steps: a heartbeat is read a step after it is sent); no
+    # checkpoint ever holds one. skip: that step's update is dropped (ddp/trainer.py).
     nonfinite_policy: Literal["stop", "skip"] = "stop"
     log_every_steps: PositiveInt = 20
     num_workers: Count = 0

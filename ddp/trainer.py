@@ -34,7 +34,7 @@ from ddp.progress import Counters, Position
 from ddp.schedule import build_scheduler
 from ddp.stack_watchdog import StackWatchdog, stacks_path
 from ddp.sync_check import check_in_sync
-from ddp.telemetry import ProbeTiming, StepResult, Telemetry
+from ddp.telemetry import ProbeTiming, StepResult, Telemetry, either
 from ddp.workloads import build_workload
 
 
@@ -93,8 +93,8 @@ class Trainer:
         # nonfinite_policy=stop it need not: SGD and AdamW carry a NaN or inf gradient into the parameters
         # and keep it there, so the ranks find it together at the next heartbeat (any rank's non-finite
         # loss, all-reduced) or sync check (the parameters' checksums), and before any checkpoint is
-        # written (`_ensure_finite_parameters`): the run stops within `log_every_steps` steps of a NaN
-        # loss and never saves one.
+        # written (`_ensure_finite_parameters`): the run stops within `log_every_steps` + 1 steps of a
+        # NaN loss (a heartbeat is read a step after it is sent) and never saves one.
         self._gradients_every_step = (
             cfg.training.nonfinite_policy == "skip" or cfg.optimizer.grad_clip_norm is not None
         )
@@ -400,14 +400,21 @@ class Trainer:
                 if step % cfg.metrics.sync_check_every_steps == 0:
                     self._sync_check()
                 stop = ckpt_now = by_signal = False
-                if self.telemetry.heartbeat_due(step):
+                # The heartbeat begun a step ago (if one was): every rank reads it at this same step.
+                agreed = self.telemetry.finish_heartbeat()
+                if self.telemetry.heartbeat_due(step) and not (agreed and agreed.stop):
                     # Only rank 0's clock times checkpoints, so the ranks cannot disagree on the minute.
-                    agreed = self.telemetry.heartbeat(
+                    requests = (
                         self.stop.requested(),
                         self.env.is_main and self._checkpoint_due_by_time(),
                         self.stop.by_signal,
-                        nonfinite=self._nonfinite_since is not None,
+                        self._nonfinite_since is not None,
                     )
+                    if step < cfg.training.max_steps:
+                        self.telemetry.start_heartbeat(*requests)  # read after the next step
+                    else:
+                        agreed = either(agreed, self.telemetry.heartbeat(*requests))
+                if agreed is not None:
                     if agreed.nonfinite:
                         self._stop_on_nonfinite("a rank's loss was NaN or inf since the last heartbeat")
                     stop, ckpt_now, by_signal = agreed.stop, agreed.checkpoint, agreed.by_signal

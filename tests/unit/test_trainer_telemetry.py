@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +51,30 @@ def _peer(
     """The sum all-reduce of a two-rank job whose other rank (rank 1) contributed these heartbeat figures,
     its mean compute per step in its own slot of the ranks' vector."""
 
-    def all_reduce(local: torch.Tensor) -> None:
+    def all_reduce(local: torch.Tensor, async_op: bool = False) -> _Work | None:
         figures = [
             *(rate, loss_sum, loss_count, float(stop), float(checkpoint), float(by_signal), float(nonfinite)),
             *(0.0, compute),
         ]
-        local += torch.tensor(figures, dtype=local.dtype)
+        work = _Work(lambda: local.add_(torch.tensor(figures, dtype=local.dtype)))
+        if async_op:
+            return work  # the peer's figures arrive when it is waited for, as with a real collective
+        work.wait()
+        return None
 
     return all_reduce
+
+
+class _Work:
+    """An all-reduce in flight: its result lands in the tensor on wait()."""
+
+    def __init__(self, land: Callable[[], object]) -> None:
+        self._land: Callable[[], object] | None = land
+
+    def wait(self) -> None:
+        assert self._land is not None, "waited for twice"
+        self._land()
+        self._land = None
 
 
 def _telemetry(
@@ -220,6 +237,28 @@ def test_heartbeat_reports_job_rate_and_mean_loss_since_the_last_one(tmp_path: P
     t._all_reduce = _peer(100.0, 0.0, 0, False, False)
     t.heartbeat(False, False)
     assert math.isnan(t.timeline.points[-1][3])
+
+
+def test_a_heartbeat_is_read_a_step_later_for_the_step_it_was_begun_at(tmp_path: Path) -> None:
+    """start_heartbeat leaves the all-reduce in flight while the next step computes; finish_heartbeat waits
+    for it and reports the figures of the step it was begun at, with every rank's requests."""
+    t = _telemetry(tmp_path, all_reduce=_peer(100.0, 3.0, 2, True, False))
+    _steps(t, 1.0, 2.0)
+    assert t.finish_heartbeat() is None  # none in flight
+    t.start_heartbeat(False, False)
+    with pytest.raises(AssertionError, match="still in flight"):
+        t.start_heartbeat(False, False)
+    _steps(t, 5.0)  # the next step, while the all-reduce runs
+    agreed = t.finish_heartbeat()
+    assert agreed is not None and agreed.stop  # the peer's request, landed only on wait()
+    _when, step, _rate, loss, _sigma = t.timeline.points[-1]
+    assert step == 2 and loss == pytest.approx((1.0 + 2.0 + 3.0) / (2 + 2))  # not the later step's loss
+    assert t.finish_heartbeat() is None
+    # What the later step logged goes into the next heartbeat.
+    t._all_reduce = _peer(0.0, 0.0, 0, False, False)
+    assert not t.heartbeat(False, False).stop
+    _when, step, _rate, loss, _sigma = t.timeline.points[-1]
+    assert step == 3 and loss == pytest.approx(5.0)
 
 
 def test_checkpoint_interval_follows_configured_minutes(tmp_path: Path) -> None:
