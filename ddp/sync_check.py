@@ -9,6 +9,7 @@ swap or sign flip that preserves a plain sum still visible.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -19,6 +20,7 @@ from torch import nn
 class SyncCheck:
     agree: bool
     checksums: list[list[float]]  # per rank: [plain sum, position-weighted sum]
+    step: int = 0  # the step whose parameters were compared
 
     @property
     def max_relative_spread(self) -> float:
@@ -61,15 +63,41 @@ def parameter_checksum(module: nn.Module) -> torch.Tensor:
     return torch.stack([torch.stack(plain).sum(), torch.stack(weighted).sum()])
 
 
-def check_in_sync(module: nn.Module, device: torch.device, rtol: float = 1e-6) -> SyncCheck:
+class PendingSyncCheck(NamedTuple):
+    """A check in flight: its all-gather of every rank's checksums, begun at `step`."""
+
+    gathered: list[torch.Tensor]
+    work: Any  # the all-gather's work (torch.distributed.Work)
+    step: int
+    rtol: float
+
+
+def start_sync_check(
+    module: nn.Module, device: torch.device, step: int, rtol: float = 1e-6
+) -> PendingSyncCheck:
+    """Collective, begun: this rank's checksum of its parameters now, all-gathered while the next step
+    computes (the checksum is a tensor of its own, so the step's update does not reach it). Waited for at
+    once, the gather cost every check the ranks' skew: 8 of its 12 ms at 4 ranks on 2 cores."""
     local = parameter_checksum(module).to(device)
     gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, local)
-    rows = [t.cpu().tolist() for t in gathered]
+    work = dist.all_gather(gathered, local, async_op=True)
+    return PendingSyncCheck(gathered, work, step, rtol)
+
+
+def finish_sync_check(pending: PendingSyncCheck) -> SyncCheck:
+    """The check begun by start_sync_check, read: every rank gets every rank's checksums, so all of them
+    reach the same verdict."""
+    pending.work.wait()
+    rows = [t.cpu().tolist() for t in pending.gathered]
     ref = rows[0]
     agree = all(
-        abs(a - b) <= rtol * max(abs(a), abs(b), 1e-12)
+        abs(a - b) <= pending.rtol * max(abs(a), abs(b), 1e-12)
         for row in rows[1:]
         for a, b in zip(ref, row, strict=True)
     )
-    return SyncCheck(agree=agree, checksums=rows)
+    return SyncCheck(agree=agree, checksums=rows, step=pending.step)
+
+
+def check_in_sync(module: nn.Module, device: torch.device, step: int = 0, rtol: float = 1e-6) -> SyncCheck:
+    """Collective: begun and read at once."""
+    return finish_sync_check(start_sync_check(module, device, step, rtol))

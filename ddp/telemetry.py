@@ -271,11 +271,11 @@ class Telemetry:
             self.metrics.sync_mismatches.inc()
             log.error(
                 "ranks disagree on the parameters at step %d (relative spread %.3g)",
-                c.steps,
+                result.step,
                 result.max_relative_spread,
                 extra={
                     "trainer": {
-                        "step": c.steps,
+                        "step": result.step,
                         "event": "grad_sync_mismatch",
                         "checksums": result.checksums,
                     }

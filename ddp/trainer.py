@@ -33,7 +33,7 @@ from ddp.nonfinite import nonfinite_norm
 from ddp.progress import Counters, Position
 from ddp.schedule import build_scheduler
 from ddp.stack_watchdog import StackWatchdog, stacks_path
-from ddp.sync_check import check_in_sync
+from ddp.sync_check import PendingSyncCheck, SyncCheck, check_in_sync, finish_sync_check, start_sync_check
 from ddp.telemetry import ProbeTiming, StepResult, Telemetry, either
 from ddp.workloads import build_workload
 
@@ -99,6 +99,7 @@ class Trainer:
             cfg.training.nonfinite_policy == "skip" or cfg.optimizer.grad_clip_norm is not None
         )
         self._nonfinite_since: int | None = None
+        self._pending_sync: PendingSyncCheck | None = None
         self.optimizer = self._build_optimizer(model)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, tcfg.max_steps)
         # Dropout/augmentation draws differ per rank; model init above was identical everywhere.
@@ -310,7 +311,16 @@ class Trainer:
         )
 
     def _sync_check(self) -> None:
-        result = check_in_sync(self.model.module, self.env.device)
+        """Collective, at once (a run's last step, or a short run's only check)."""
+        self._on_sync_check(check_in_sync(self.model.module, self.env.device, self.counters.steps))
+
+    def _finish_sync_check(self) -> None:
+        """The check begun a step ago (if one was): every rank reads it at this same step."""
+        pending, self._pending_sync = self._pending_sync, None
+        if pending is not None:
+            self._on_sync_check(finish_sync_check(pending))
+
+    def _on_sync_check(self, result: SyncCheck) -> None:
         self.telemetry.on_sync_check(result)
         # Every rank holds every rank's checksums, so all of them stop here together.
         if not all(math.isfinite(v) for row in result.checksums for v in row):
@@ -397,8 +407,12 @@ class Trainer:
                 self.telemetry.on_step(result)
                 self.watchdog.arm()
                 step = self.counters.steps
+                self._finish_sync_check()
                 if step % cfg.metrics.sync_check_every_steps == 0:
-                    self._sync_check()
+                    if step < cfg.training.max_steps:  # read after the next step, as heartbeats are
+                        self._pending_sync = start_sync_check(self.model.module, self.env.device, step)
+                    else:
+                        self._sync_check()
                 stop = ckpt_now = by_signal = False
                 # The heartbeat begun a step ago (if one was): every rank reads it at this same step.
                 agreed = self.telemetry.finish_heartbeat()
@@ -428,6 +442,7 @@ class Trainer:
                 if ckpt_now and step < cfg.training.max_steps:
                     self._checkpoint()
                 yield step
+            self._finish_sync_check()  # one begun at the step a stop came
             if self.counters.sync_checks == 0:
                 self._sync_check()  # short runs still get one cross-rank comparison
             self._finish(status, reason)

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ddp.sync_check import check_in_sync
+from ddp.sync_check import check_in_sync, finish_sync_check, start_sync_check
 from tests.integration.trainer_harness import (
     explain,
     final_params,
@@ -324,11 +324,15 @@ def _sync_worker(rank: int, world: int, port: int, results: dict) -> None:
         torch.manual_seed(0)
         model = DDP(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)))
         before = check_in_sync(model.module, torch.device("cpu"))
+        # Begun, then read after the next step (as the trainer does): it compares the parameters of the
+        # step it was begun at, whatever that next step changes.
+        pending = start_sync_check(model.module, torch.device("cpu"), step=7)
         if rank == 1:
             with torch.no_grad():
                 model.module[0].weight[0, 0] += 1e-3  # a replica drifting by a rounding-sized amount
+        begun = finish_sync_check(pending)
         after = check_in_sync(model.module, torch.device("cpu"))
-        results[rank] = (before.agree, after.agree)
+        results[rank] = (before.agree, (begun.agree, begun.step), after.agree)
     finally:
         dist.destroy_process_group()
 
@@ -338,4 +342,4 @@ def test_sync_check_agrees_under_ddp_and_detects_planted_divergence() -> None:
     with mp.Manager() as manager:
         results = manager.dict()
         mp.spawn(_sync_worker, args=(2, port, results), nprocs=2, join=True)
-        assert dict(results) == {0: (True, False), 1: (True, False)}
+        assert dict(results) == {0: (True, (True, 7), False), 1: (True, (True, 7), False)}
