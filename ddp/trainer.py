@@ -100,6 +100,7 @@ class Trainer:
         )
         self._nonfinite_since: int | None = None
         self._pending_sync: PendingSyncCheck | None = None
+        self._checkpointed_at: int | None = None  # the step of this incarnation's last checkpoint
         self.optimizer = self._build_optimizer(model)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, tcfg.max_steps)
         # Dropout/augmentation draws differ per rank; model init above was identical everywhere.
@@ -347,6 +348,7 @@ class Trainer:
         outcome, digests = self.checkpointer.save(self._state(), self.counters.steps, self.telemetry.digest())
         seconds = time.perf_counter() - started
         self._last_checkpoint_time = time.time()
+        self._checkpointed_at = self.counters.steps
         self.telemetry.on_checkpoint(
             outcome, self.checkpointer.store.directory, seconds, self._last_checkpoint_time
         )
@@ -432,6 +434,9 @@ class Trainer:
                     if agreed.nonfinite:
                         self._stop_on_nonfinite("a rank's loss was NaN or inf since the last heartbeat")
                     stop, ckpt_now, by_signal = agreed.stop, agreed.checkpoint, agreed.by_signal
+                    # Rank 0's clock asked at the step the heartbeat began: a checkpoint saved at that step
+                    # (every_steps) answered it already.
+                    ckpt_now = ckpt_now and self._checkpointed_at != step - 1
                 if step % cfg.metrics.status_every_steps == 0:
                     self.telemetry.write_status("running", loss, later=True)
                 if stop:

@@ -220,7 +220,9 @@ def test_local_run_judges_reachable_nodes_and_fails_the_unreachable_one(tmp_path
     code, document = run_local(tmp_path, ["node1", "node2", "node3"], level=Level(level))
     assert code == 1
     failing = [r for r in document["results"] if r["status"] == "FAIL"]
-    assert [(r["host"], r["check"]) for r in failing] == [("node3", "ssh")]
+    assert [(r["host"], r["check"]) for r in failing] == [("node3", "ssh")], [
+        (r["host"], r["check"], r["measured"], r["reason"]) for r in failing
+    ]
     assert "Connection refused" in failing[0]["reason"]
     by_check = {(r["host"], r["check"]): r["status"] for r in document["results"]}
     assert by_check[("node1", "torch.version")] == "PASS"

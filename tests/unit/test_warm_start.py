@@ -42,8 +42,10 @@ class Run:
         self.out = out
 
     def _pid(self, name: str) -> int:
-        wait_until((self.out / f"{name}.pid").exists, 10, f"the {name} started")
-        return int((self.out / f"{name}.pid").read_text())
+        path = self.out / f"{name}.pid"
+        # Written by the agent script as it goes: created, then filled.
+        wait_until(lambda: path.exists() and path.read_text().strip() != "", 10, f"the {name} started")
+        return int(path.read_text())
 
     def launcher_pid(self) -> int:
         return self._pid("launcher")

@@ -42,7 +42,9 @@ def main(argv: list[str]) -> int:
         guard = guard_under_torchrun()
         if guard is not None:
             guard.add_last_words(lambda reason: Path(rest[0], "last_words").write_text(reason))
-        Path(rest[0], "pid").write_text(str(os.getpid()))
+        # Renamed into place: the test polls for the file and reads it at once, so it must never see it empty.
+        Path(rest[0], "pid.part").write_text(str(os.getpid()))
+        Path(rest[0], "pid.part").rename(Path(rest[0], "pid"))
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(15))
         time.sleep(60)
         return 98
