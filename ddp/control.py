@@ -1,7 +1,7 @@
 """Requests to stop cleanly: SIGTERM/SIGINT or a STOP file in the run directory.
 
-A request seen by one rank becomes a decision of all ranks at the next heartbeat (an all-reduce), so every
-rank leaves the loop at the same step and the final checkpoint is collective.
+A request seen by one rank becomes a decision of all ranks at the next heartbeat (an all-reduce, read a step
+after it begins), so every rank leaves the loop at the same step and the final checkpoint is collective.
 
 The summary's `reason` for such a stop is `stop requested (<cause>)`, written and read here only: the gate
 (tooling/gates/eligibility.py) tells the operator's planned stop (the STOP file, which `tooling stop` and a
