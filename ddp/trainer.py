@@ -34,7 +34,7 @@ from ddp.progress import Counters, Position
 from ddp.schedule import build_scheduler
 from ddp.stack_watchdog import StackWatchdog, stacks_path
 from ddp.sync_check import PendingSyncCheck, SyncCheck, check_in_sync, finish_sync_check, start_sync_check
-from ddp.telemetry import ProbeTiming, StepResult, Telemetry, either
+from ddp.telemetry import Agreement, ProbeTiming, StepResult, Telemetry, either
 from ddp.workloads import build_workload
 
 
@@ -394,6 +394,25 @@ class Trainer:
         finally:
             self.watchdog.cancel()
 
+    def _heartbeats(self, step: int) -> Agreement | None:
+        """Collective. Reads the heartbeat begun a step ago (every rank reads it at this same step) and
+        begins this step's when one is due, unless the one read asks to stop; the last step's is read at
+        once. What the ranks agreed on, None when no heartbeat was read."""
+        agreed = self.telemetry.finish_heartbeat()
+        if not self.telemetry.heartbeat_due(step) or (agreed is not None and agreed.stop):
+            return agreed
+        # Only rank 0's clock times checkpoints, so the ranks cannot disagree on the minute.
+        requests = (
+            self.stop.requested(),
+            self.env.is_main and self._checkpoint_due_by_time(),
+            self.stop.by_signal,
+            self._nonfinite_since is not None,
+        )
+        if step < self.cfg.training.max_steps:
+            self.telemetry.start_heartbeat(*requests)
+            return agreed
+        return either(agreed, self.telemetry.heartbeat(*requests))
+
     def _run(self) -> Generator[int, None, RunResult]:
         cfg = self.cfg
         self.stop.install_signal_handlers()
@@ -416,20 +435,7 @@ class Trainer:
                     else:
                         self._sync_check()
                 stop = ckpt_now = by_signal = False
-                # The heartbeat begun a step ago (if one was): every rank reads it at this same step.
-                agreed = self.telemetry.finish_heartbeat()
-                if self.telemetry.heartbeat_due(step) and not (agreed and agreed.stop):
-                    # Only rank 0's clock times checkpoints, so the ranks cannot disagree on the minute.
-                    requests = (
-                        self.stop.requested(),
-                        self.env.is_main and self._checkpoint_due_by_time(),
-                        self.stop.by_signal,
-                        self._nonfinite_since is not None,
-                    )
-                    if step < cfg.training.max_steps:
-                        self.telemetry.start_heartbeat(*requests)  # read after the next step
-                    else:
-                        agreed = either(agreed, self.telemetry.heartbeat(*requests))
+                agreed = self._heartbeats(step)
                 if agreed is not None:
                     if agreed.nonfinite:
                         self._stop_on_nonfinite("a rank's loss was NaN or inf since the last heartbeat")
