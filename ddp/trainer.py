@@ -100,7 +100,6 @@ class Trainer:
         )
         self._nonfinite_since: int | None = None
         self._pending_sync: PendingSyncCheck | None = None
-        self._checkpointed_at: int | None = None  # the step of this incarnation's last checkpoint
         self.optimizer = self._build_optimizer(model)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, tcfg.max_steps)
         # Dropout/augmentation draws differ per rank; model init above was identical everywhere.
@@ -340,6 +339,10 @@ class Trainer:
         minutes = self.cfg.checkpoint.every_minutes
         return minutes is not None and time.time() - self._last_checkpoint_time >= minutes * 60
 
+    def _checkpoint_due_by_steps(self, step: int) -> bool:
+        every = self.cfg.checkpoint.every_steps
+        return every is not None and step % every == 0
+
     def _checkpoint(self, status: str = "running", reason: str | None = None) -> None:
         if not self.cfg.checkpoint.enabled:
             return
@@ -348,7 +351,6 @@ class Trainer:
         outcome, digests = self.checkpointer.save(self._state(), self.counters.steps, self.telemetry.digest())
         seconds = time.perf_counter() - started
         self._last_checkpoint_time = time.time()
-        self._checkpointed_at = self.counters.steps
         self.telemetry.on_checkpoint(
             outcome, self.checkpointer.store.directory, seconds, self._last_checkpoint_time
         )
@@ -401,10 +403,12 @@ class Trainer:
         agreed = self.telemetry.finish_heartbeat()
         if not self.telemetry.heartbeat_due(step) or (agreed is not None and agreed.stop):
             return agreed
-        # Only rank 0's clock times checkpoints, so the ranks cannot disagree on the minute.
+        # Only rank 0's clock times checkpoints, so the ranks cannot disagree on the minute. It asks only
+        # when this step saves none by every_steps: the answer comes a step later, after that one.
+        by_time = self._checkpoint_due_by_time() and not self._checkpoint_due_by_steps(step)
         requests = (
             self.stop.requested(),
-            self.env.is_main and self._checkpoint_due_by_time(),
+            self.env.is_main and by_time,
             self.stop.by_signal,
             self._nonfinite_since is not None,
         )
@@ -440,15 +444,12 @@ class Trainer:
                     if agreed.nonfinite:
                         self._stop_on_nonfinite("a rank's loss was NaN or inf since the last heartbeat")
                     stop, ckpt_now, by_signal = agreed.stop, agreed.checkpoint, agreed.by_signal
-                    # Rank 0's clock asked at the step the heartbeat began: a checkpoint saved at that step
-                    # (every_steps) answered it already.
-                    ckpt_now = ckpt_now and self._checkpointed_at != step - 1
                 if step % cfg.metrics.status_every_steps == 0:
                     self.telemetry.write_status("running", loss, later=True)
                 if stop:
                     status, reason = "stopped", stop_reason(self.stop.reason, by_signal)
                     break
-                if cfg.checkpoint.every_steps is not None and step % cfg.checkpoint.every_steps == 0:
+                if self._checkpoint_due_by_steps(step):
                     ckpt_now = True
                 if ckpt_now and step < cfg.training.max_steps:
                     self._checkpoint()

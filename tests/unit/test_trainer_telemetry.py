@@ -51,16 +51,14 @@ def _peer(
     """The sum all-reduce of a two-rank job whose other rank (rank 1) contributed these heartbeat figures,
     its mean compute per step in its own slot of the ranks' vector."""
 
-    def all_reduce(local: torch.Tensor, async_op: bool = False) -> _Work | None:
+    def all_reduce(local: torch.Tensor, *, async_op: bool) -> _Work:
+        assert async_op, "the heartbeat begins its all-reduce and reads it later"
         figures = [
             *(rate, loss_sum, loss_count, float(stop), float(checkpoint), float(by_signal), float(nonfinite)),
             *(0.0, compute),
         ]
-        work = _Work(lambda: local.add_(torch.tensor(figures, dtype=local.dtype)))
-        if async_op:
-            return work  # the peer's figures arrive when it is waited for, as with a real collective
-        work.wait()
-        return None
+        # The peer's figures arrive when the work is waited for, as with a real collective.
+        return _Work(lambda: local.add_(torch.tensor(figures, dtype=local.dtype)))
 
     return all_reduce
 

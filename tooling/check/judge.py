@@ -207,8 +207,9 @@ def judge_alerts_now(
     def names(items: Sequence[Alert]) -> str:
         starts: dict[tuple[str, str], list[float]] = defaultdict(list)
         for a in items:
-            started = a.active_since()
-            starts[(a.name, a.where)] += [] if started is None else [started]
+            group, started = starts[(a.name, a.where)], a.active_since()
+            if started is not None:
+                group.append(started)
         shown = []
         for (name, where), known in sorted(starts.items()):
             notes = [n for n in (where, _active_for(min(known, default=None), now)) if n]
